@@ -1,0 +1,83 @@
+#include "anchor/exit_handler.h"
+
+#include "common/log.h"
+
+#include <cstdio>
+
+namespace vmm::anchor {
+
+namespace {
+constexpr std::uint64_t kLoggedUnhandled = 16;
+}
+
+void ExitHandler::note_unhandled(const char* bus, std::uint64_t addr, std::size_t size, bool is_write) {
+    const auto n = unhandled_.fetch_add(1);
+    if (n < kLoggedUnhandled) {
+        logger("anchor")->debug("unhandled {} {} at {:#x} ({} bytes){}", bus, is_write ? "write" : "read", addr, size,
+                                n + 1 == kLoggedUnhandled ? "; not logging further ones" : "");
+    }
+}
+
+void ExitHandler::stop_with_state(Vcpu& vcpu, StopKind kind, const std::string& what) {
+    const std::string state = vcpu.describe_state();
+    logger("anchor")->error("vcpu{}: {}{}{}", vcpu.index(), what, state.empty() ? "" : "; ", state);
+    control_.request_stop({kind, 0, what + (state.empty() ? "" : " [" + state + "]")});
+}
+
+bool ExitHandler::handle(Vcpu& vcpu, VcpuExit& exit) {
+    switch (exit.kind) {
+    case VcpuExit::Kind::Io: {
+        // A string instruction (rep ins/outs) arrives as `count` accesses of `size` bytes.
+        for (std::uint32_t i = 0; i < exit.count; ++i) {
+            auto chunk = exit.data.subspan(std::size_t(i) * exit.size, exit.size);
+            const bool hit = exit.is_write ? pio_.write(exit.addr, chunk) : pio_.read(exit.addr, chunk);
+            if (!hit) note_unhandled("port", exit.addr, exit.size, exit.is_write);
+        }
+        break;
+    }
+    case VcpuExit::Kind::Mmio: {
+        const bool hit = exit.is_write ? mmio_.write(exit.addr, exit.data) : mmio_.read(exit.addr, exit.data);
+        if (!hit) note_unhandled("mmio", exit.addr, exit.size, exit.is_write);
+        break;
+    }
+    case VcpuExit::Kind::Interrupted: break;
+    case VcpuExit::Kind::Shutdown: stop_with_state(vcpu, StopKind::TripleFault, "triple fault"); return false;
+    case VcpuExit::Kind::SystemEvent:
+        switch (static_cast<SystemEvent>(exit.detail)) {
+        case SystemEvent::Shutdown: control_.request_stop({StopKind::PowerOff, 0, "system event"}); return false;
+        case SystemEvent::Reset: control_.request_stop({StopKind::Reset, 0, "system event"}); return false;
+        case SystemEvent::Crash: stop_with_state(vcpu, StopKind::InternalError, "guest crash system event"); return false;
+        }
+        stop_with_state(vcpu, StopKind::InternalError, "unknown system event " + std::to_string(exit.detail));
+        return false;
+    case VcpuExit::Kind::Hlt:
+        // Only reachable without the in-kernel irqchip, which the anchor always creates.
+        stop_with_state(vcpu, StopKind::InternalError, "unexpected hlt exit (no in-kernel irqchip?)");
+        return false;
+    case VcpuExit::Kind::InternalError:
+        stop_with_state(vcpu, StopKind::InternalError, "KVM internal error, suberror " + std::to_string(exit.detail));
+        return false;
+    case VcpuExit::Kind::FailEntry:
+        stop_with_state(vcpu, StopKind::InternalError,
+                        "VM entry failed, hardware reason " + std::to_string(exit.detail));
+        return false;
+    case VcpuExit::Kind::Unknown:
+        stop_with_state(vcpu, StopKind::InternalError, "unhandled KVM exit reason " + std::to_string(exit.detail));
+        return false;
+    }
+    return !control_.stopping();
+}
+
+void run_vcpu_loop(Vcpu& vcpu, ExitHandler& handler, VmControl& control) {
+    try {
+        while (!control.stopping()) {
+            VcpuExit exit = vcpu.run();
+            if (!handler.handle(vcpu, exit)) break;
+        }
+    } catch (const std::exception& e) {
+        logger("anchor")->error("vcpu{}: {}", vcpu.index(), e.what());
+        control.request_stop({StopKind::HostError, 0, e.what()});
+    }
+}
+
+}  // namespace vmm::anchor

@@ -1,0 +1,203 @@
+#include "anchor/machine.h"
+
+#include "anchor/irq_line.h"
+#include "anchor/pc_devices.h"
+#include "boot/kernel_loader.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/thread_name.h"
+#include "devicemodel/legacy/serial_16550.h"
+#include "kvm/kvm_system.h"
+#include "kvm/kvm_vcpu.h"
+#include "kvm/kvm_vm.h"
+#include "run/state_dir.h"
+#include "x86/cpuid.h"
+#include "x86/memory_layout.h"
+#include "x86/mptable.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <thread>
+
+namespace vmm::anchor {
+
+namespace {
+
+boot::EntryMode entry_mode(const std::string& mode) {
+    if (mode == "real16") return boot::EntryMode::Real16;
+    if (mode == "protected32") return boot::EntryMode::Protected32;
+    return boot::EntryMode::Long64;
+}
+
+void install_kick_handler() {
+    struct sigaction sa{};
+    sa.sa_handler = [](int) {};  // only interrupts KVM_RUN; no SA_RESTART
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(KvmVcpu::kick_signal(), &sa, nullptr);
+}
+
+}  // namespace
+
+Machine::Machine(const DomainManifest& manifest, const MachineOptions& options)
+    : manifest_(manifest), options_(options) {
+    // The state directory first: a second anchor for a live domain stops here, before it
+    // touches KVM.
+    state_dir_ = std::make_unique<run::StateDir>(options_.run_dir, "kvm", manifest_.name);
+    state_dir_->write_pid(static_cast<int>(::getpid()));
+    kvm_ = std::make_unique<KvmSystem>();
+    kvm_->require_anchor_capabilities();
+    if (manifest_.vcpus > kvm_->max_vcpus())
+        throw Error("manifest asks for " + std::to_string(manifest_.vcpus) + " vCPUs; this host's KVM allows " +
+                    std::to_string(kvm_->max_vcpus()));
+
+    vm_ = std::make_unique<KvmVm>(*kvm_);
+    vm_->set_tss_addr(x86::kKvmTssAddr);
+    vm_->set_identity_map_addr(x86::kKvmIdentityMapAddr);
+    vm_->create_irqchip();
+    vm_->create_pit();
+
+    build_memory();
+    exit_handler_ = std::make_unique<ExitHandler>(pio_, mmio_, control_);
+    console_ = options_.console == ConsoleMode::Pty ? Console::make_pty() : Console::make_stdio();
+    build_devices();
+    load_guest();
+    build_vcpus();
+
+    if (!console_->pty_path().empty()) state_dir_->link_console(console_->pty_path());
+}
+
+Machine::~Machine() = default;
+
+const std::string& Machine::state_dir() const { return state_dir_->path(); }
+
+void Machine::build_memory() {
+    const auto layout = x86::ram_layout(manifest_.memory_mb * 1024 * 1024);
+    // One anonymous shared mapping per slot; KVM maps guest pages from these host pages.
+    std::vector<GuestRegion> regions;
+    ram_.push_back(Mapping::anonymous_shared(layout.low_size, manifest_.hugepages));
+    vm_->set_memory_region(0, 0, layout.low_size, ram_.back().data());
+    regions.push_back({0, layout.low_size, ram_.back().data()});
+    if (layout.high_size > 0) {
+        ram_.push_back(Mapping::anonymous_shared(layout.high_size, manifest_.hugepages));
+        vm_->set_memory_region(1, x86::k4GiB, layout.high_size, ram_.back().data());
+        regions.push_back({x86::k4GiB, layout.high_size, ram_.back().data()});
+    }
+    memory_ = GuestMemory(std::move(regions));
+}
+
+void Machine::build_devices() {
+    const auto layout = x86::ram_layout(manifest_.memory_mb * 1024 * 1024);
+    Console* console = console_.get();
+    auto devices = install_pc_devices(
+        pio_, {layout.low_size, layout.high_size, manifest_.vcpus}, std::make_shared<KvmIrqLine>(*vm_, kCom1Irq),
+        [console](std::span<const std::uint8_t> bytes) { console->write(bytes); }, control_);
+    serial_ = devices.com1;
+}
+
+void Machine::load_guest() {
+    boot::KernelSpec spec;
+    spec.kernel_path = manifest_.kernel;
+    spec.initrd_path = manifest_.initrd;
+    spec.cmdline = manifest_.cmdline;
+    if (manifest_.flat) {
+        spec.flat = boot::FlatSpec{manifest_.flat->load_address, manifest_.flat->entry, entry_mode(manifest_.flat->mode)};
+    }
+    const auto layout = x86::ram_layout(manifest_.memory_mb * 1024 * 1024);
+    auto setup = boot::load_kernel(memory_, layout, spec);
+    x86::write_mptable(memory_, manifest_.vcpus);
+    logger("anchor")->info("{}: loaded {} kernel {} at {:#x} ({} bytes), entry {:#x}", manifest_.name, setup.format,
+                           manifest_.kernel, setup.kernel_addr, setup.kernel_size, setup.cpu.rip);
+    boot_cpu_ = setup.cpu;
+}
+
+void Machine::build_vcpus() {
+    const auto supported = kvm_->supported_cpuid();
+    const x86::CpuidPolicy policy{manifest_.vcpus, manifest_.hide_hypervisor};
+    for (unsigned i = 0; i < manifest_.vcpus; ++i) {
+        auto vcpu = vm_->create_vcpu(i);
+        vcpu->set_cpuid(x86::filter_cpuid(supported, policy, i));
+        vcpu->setup_lapic_lints();
+        // The BSP starts at the kernel's entry; APs wait in KVM for INIT-SIPI as on hardware.
+        if (i == 0) vcpu->set_boot_state(boot_cpu_);
+        vcpus_.push_back(std::move(vcpu));
+    }
+}
+
+StopReason Machine::run() {
+    namespace asio = boost::asio;
+    asio::io_context io;
+    install_kick_handler();
+    control_.set_stop_hook([this, &io] {
+        for (auto& v : vcpus_) v->kick();
+        asio::post(io, [&io] { io.stop(); });
+    });
+
+    asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+    signals.async_wait([this](const boost::system::error_code& ec, int sig) {
+        if (!ec) control_.request_stop({StopKind::HostRequest, 0, std::string("signal ") + ::strsignal(sig)});
+    });
+
+    // Console input: read from the terminal/pty and feed the UART; what the UART cannot take
+    // yet is retried after a short wait, never dropped.
+    std::unique_ptr<asio::posix::stream_descriptor> input;
+    std::vector<std::uint8_t> pending;
+    std::array<std::uint8_t, 512> buf{};
+    asio::steady_timer retry(io);
+    std::function<void()> read_input;
+    std::function<void()> feed = [&] {
+        const std::size_t took = pending.empty() ? 0 : serial_->receive(pending);
+        pending.erase(pending.begin(), pending.begin() + static_cast<long>(took));
+        if (!pending.empty()) {
+            retry.expires_after(std::chrono::milliseconds(5));
+            retry.async_wait([&](const boost::system::error_code& ec) {
+                if (!ec) feed();
+            });
+        } else {
+            read_input();
+        }
+    };
+    read_input = [&] {
+        input->async_read_some(asio::buffer(buf), [&](const boost::system::error_code& ec, std::size_t n) {
+            if (ec) return;  // EOF or the pty went away: no more input
+            pending.assign(buf.begin(), buf.begin() + static_cast<long>(n));
+            feed();
+        });
+    };
+    if (console_->input_fd() >= 0) {
+        try {
+            input = std::make_unique<asio::posix::stream_descriptor>(io, ::dup(console_->input_fd()));
+            read_input();
+        } catch (const std::exception& e) {
+            logger("anchor")->debug("console input not watched: {}", e.what());
+        }
+    }
+    // Flush console output the pty could not take while nobody was reading.
+    asio::steady_timer flusher(io);
+    std::function<void()> flush = [&] {
+        console_->flush();
+        flusher.expires_after(std::chrono::milliseconds(50));
+        flusher.async_wait([&](const boost::system::error_code& ec) {
+            if (!ec) flush();
+        });
+    };
+    flush();
+
+    std::vector<std::thread> threads;
+    for (auto& v : vcpus_) {
+        KvmVcpu* vcpu = v.get();
+        threads.emplace_back([this, vcpu] {
+            set_thread_name("vcpu" + std::to_string(vcpu->index()));
+            vcpu->bind_to_current_thread();
+            run_vcpu_loop(*vcpu, *exit_handler_, control_);
+        });
+    }
+    if (!control_.stopping()) io.run();
+    for (auto& v : vcpus_) v->kick();
+    for (auto& t : threads) t.join();
+    console_->flush();
+    return control_.reason().value_or(StopReason{StopKind::HostError, 0, "event loop ended without a stop reason"});
+}
+
+}  // namespace vmm::anchor

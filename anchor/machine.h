@@ -1,0 +1,78 @@
+// Machine: one domain's VM as the anchor builds it from a manifest: KVM VM, guest RAM and its
+// slots, in-kernel irqchip and PIT, the legacy PC devices on the port bus, the loaded kernel,
+// per-vCPU CPUID and boot state, one thread per vCPU, and the console.
+//
+// Threads: the caller's (main) thread runs the event loop in run(): console input, signals,
+// and the stop notification; vcpuN threads run KVM_RUN and the exit handler.
+#pragma once
+
+#include "anchor/console.h"
+#include "anchor/exit_handler.h"
+#include "anchor/stop_reason.h"
+#include "anchor/vm_control.h"
+#include "devicemodel/bus/guest_memory.h"
+#include "common/mapping.h"
+#include "devicemodel/bus/io_bus.h"
+#include "manifest/domain_manifest.h"
+#include "x86/cpu_state.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace vmm {
+class KvmSystem;
+class KvmVm;
+class KvmVcpu;
+namespace legacy {
+class Serial16550;
+}
+namespace run {
+class StateDir;
+}
+}  // namespace vmm
+
+namespace vmm::anchor {
+
+enum class ConsoleMode { Stdio, Pty };
+
+struct MachineOptions {
+    std::string run_dir = "/run/hypervisor";
+    ConsoleMode console = ConsoleMode::Stdio;
+};
+
+class Machine {
+public:
+    // Builds the whole VM; throws (vmm::Error / std::system_error) with context on failure.
+    Machine(const DomainManifest& manifest, const MachineOptions& options);
+    ~Machine();
+
+    // Starts the vCPUs and runs until the domain stops; returns why.
+    StopReason run();
+
+    const std::string& state_dir() const;
+
+private:
+    void build_memory();
+    void build_devices();
+    void load_guest();
+    void build_vcpus();
+
+    DomainManifest manifest_;
+    MachineOptions options_;
+    std::unique_ptr<run::StateDir> state_dir_;
+    std::unique_ptr<KvmSystem> kvm_;
+    std::unique_ptr<KvmVm> vm_;
+    std::vector<Mapping> ram_;
+    GuestMemory memory_;
+    IoBus pio_{"pio"};
+    IoBus mmio_{"mmio"};
+    VmControl control_;
+    std::unique_ptr<ExitHandler> exit_handler_;
+    std::unique_ptr<Console> console_;
+    std::shared_ptr<legacy::Serial16550> serial_;
+    std::vector<std::unique_ptr<KvmVcpu>> vcpus_;
+    x86::BootCpuState boot_cpu_;
+};
+
+}  // namespace vmm::anchor

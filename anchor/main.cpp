@@ -1,0 +1,61 @@
+// vmm-anchor: runs one domain from its manifest until the guest stops; the exit status says
+// why (anchor/stop_reason.h).
+#include "anchor/machine.h"
+#include "anchor/stop_reason.h"
+#include "common/log.h"
+#include "manifest/domain_manifest.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+
+int main(int argc, char** argv) {
+    using namespace vmm;
+    using namespace vmm::anchor;
+
+    CLI::App app{"vmm-anchor: the per-domain KVM virtual machine process"};
+    std::string manifest_path;
+    MachineOptions options;
+    std::string console = "stdio";
+    std::string log_level = "warn";
+    app.add_option("--manifest", manifest_path, "domain manifest (JSON)")->required();
+    app.add_option("--run-dir", options.run_dir, "state directory root (<run-dir>/kvm/<name>/)")
+        ->capture_default_str();
+    app.add_option("--console", console, "serial console: stdio or pty (linked as <state-dir>/cons)")
+        ->check(CLI::IsMember({"stdio", "pty"}))
+        ->capture_default_str();
+    app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")->capture_default_str();
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        const int rc = app.exit(e);
+        return rc == 0 ? 0 : kExitUsage;
+    }
+    options.console = console == "pty" ? ConsoleMode::Pty : ConsoleMode::Stdio;
+
+    DomainManifest manifest;
+    try {
+        set_log_level(log_level);
+        manifest = load_manifest_file(manifest_path);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "vmm-anchor: %s\n", e.what());
+        return kExitUsage;
+    }
+
+    try {
+        Machine machine(manifest, options);
+        logger("anchor")->info("{}: running, state in {}", manifest.name, machine.state_dir());
+        const StopReason reason = machine.run();
+        const int status = exit_status(reason);
+        logger("anchor")->info("{}: {} (exit status {})", manifest.name, describe(reason), status);
+        if (reason.kind == StopKind::InternalError || reason.kind == StopKind::TripleFault ||
+            reason.kind == StopKind::HostError) {
+            std::fprintf(stderr, "vmm-anchor: %s: %s\n", manifest.name.c_str(), describe(reason).c_str());
+        }
+        return status;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "vmm-anchor: %s: %s\n", manifest.name.c_str(), e.what());
+        return kExitHostSetup;
+    }
+}

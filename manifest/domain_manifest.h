@@ -1,0 +1,82 @@
+// DomainManifest: the JSON document that describes one domain (VM), parsed and validated.
+//
+// Called by vmmd when a domain is defined or started (API thread) and by vmm-anchor at start-up
+// (main thread). Pure apart from load_manifest_file reading the file and parse_manifest checking
+// that kernel/initrd exist; no state, thread-safe.
+//
+// Every violation throws ManifestError naming the field (a JSON path such as "vcpus",
+// "flat.mode" or "disks[1].path"), what is wrong and what is accepted, so the message can be
+// shown to the user unchanged.
+//
+// Fields are handled by a table in domain_manifest.cpp (kFields): adding a field is one entry
+// with its parser and its to_json writer.
+#pragma once
+
+#include "common/error.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace vmm {
+
+struct ManifestError : vmm::Error {
+    // what(): `manifest field "<field>": <problem>`, or `manifest: <problem>` when field is
+    // empty (the document as a whole, e.g. not an object or a JSON syntax error).
+    ManifestError(std::string field, const std::string& problem);
+    std::string field;
+};
+
+// Start in a given CPU mode at `entry` with a raw image loaded at `load_address` (test guests,
+// firmware). No boot protocol.
+struct FlatBootSpec {
+    std::uint64_t load_address = 0;
+    std::uint64_t entry = 0;
+    std::string mode;  // "real16" | "protected32" | "long64"
+    bool operator==(const FlatBootSpec&) const = default;
+};
+
+struct DomainManifest {
+    std::string name;
+    std::string hypervisor = "kvm";  // "kvm" | "xen" | "null"
+    unsigned vcpus = 1;
+    std::uint64_t memory_mb = 128;
+    std::string kernel, initrd, cmdline;  // kernel/initrd: absolute (resolved) paths
+    std::optional<FlatBootSpec> flat;
+    bool hide_hypervisor = false, hugepages = false, start_paused = false;
+    std::string on_poweroff = "exit";  // "exit" | "pause"
+    std::string on_reboot = "exit";    // "exit" | "restart"
+    nlohmann::json raw;                // the document as given
+};
+
+// Limits, exported for tests and for messages elsewhere.
+// 64 vCPUs is the largest guest we test (topology, CPUID normalisation, ACPI MADT). KVM's own
+// limit (KVM_CAP_MAX_VCPUS, often 1024 or more) is checked by the anchor at run time.
+inline constexpr unsigned kMaxVcpus = 64;
+inline constexpr std::uint64_t kMinMemoryMb = 2;
+inline constexpr std::uint64_t kMaxMemoryMb = std::uint64_t{1} << 20;  // 1 TiB
+inline constexpr std::size_t kMaxNameLength = 64;
+// Linux's COMMAND_LINE_SIZE on x86 is 2048 (older kernels) or 4096 including the NUL; the
+// boot protocol's cmdline_size says what a given kernel accepts, checked at load time.
+inline constexpr std::size_t kMaxCmdlineLength = 4095;
+
+// Validates and converts `doc`. Relative kernel/initrd paths resolve against `base_dir`; the
+// result holds absolute paths. The files must exist (regular file or block device).
+DomainManifest parse_manifest(const nlohmann::json& doc, const std::string& base_dir);
+
+// Reads the file and parses it; relative paths resolve against the file's directory. Errors
+// (missing file, JSON syntax with line/column, duplicate keys, field rules) are ManifestError.
+DomainManifest load_manifest_file(const std::string& path);
+
+// 1..64 characters of [A-Za-z0-9._-], not starting with '-' or '.': names become file and
+// directory names (run/<name>/) and command-line arguments. Throws ManifestError("name").
+void validate_domain_name(const std::string& name);
+
+// The manifest as a document parse_manifest accepts and that yields an equal DomainManifest
+// (with absolute paths, so base_dir no longer matters). Optional fields that are unset
+// (initrd, cmdline, flat) are left out; the others are written even when default.
+nlohmann::json to_json(const DomainManifest& manifest);
+
+}  // namespace vmm

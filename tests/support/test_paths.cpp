@@ -1,0 +1,31 @@
+#include "tests/support/test_paths.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+namespace vmm::test {
+
+std::string source_dir() { return VMM_SOURCE_DIR; }
+std::string build_dir() { return VMM_BUILD_DIR; }
+std::string guest_path(const std::string& file) { return build_dir() + "/tests/guests/" + file; }
+std::string anchor_path() { return build_dir() + "/anchor/vmm-anchor"; }
+
+std::string kvm_unavailable_reason() {
+    int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return std::string("/dev/kvm is not usable here (") + std::strerror(errno) + "): this test needs KVM";
+    ::close(fd);
+    return {};
+}
+
+std::string make_temp_dir(const std::string& prefix) {
+    std::string tmpl = (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + std::string("/") + prefix + "XXXXXX";
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp " + tmpl + ": " + std::strerror(errno));
+    return tmpl;
+}
+
+}  // namespace vmm::test

@@ -1,0 +1,218 @@
+// The anchor's exit path without KVM: scripted vCPUs replay what a guest driver does, through
+// the real exit handler, port bus and PC devices (anchor/pc_devices.h).
+#include "anchor/exit_handler.h"
+#include "anchor/pc_devices.h"
+#include "anchor/stop_reason.h"
+#include "anchor/vm_control.h"
+#include "devicemodel/legacy/serial_16550.h"
+#include "tests/support/fakes.h"
+#include "tests/support/scripted_vcpu.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <thread>
+
+namespace vmm::anchor {
+namespace {
+
+using test::ScriptedVcpu;
+using test::Step;
+using ::testing::HasSubstr;
+
+constexpr std::uint16_t kCom1 = 0x3f8, kLsr = 0x3fd;
+
+class AnchorExitTest : public ::testing::Test {
+protected:
+    AnchorExitTest() {
+        devices_ = install_pc_devices(pio_, {128ull << 20, 0, 2}, irq_,
+                                      [this](std::span<const std::uint8_t> b) {
+                                          std::lock_guard lock(out_mutex_);
+                                          console_.append(b.begin(), b.end());
+                                      },
+                                      control_);
+        control_.set_stop_hook([this] {
+            for (auto* v : vcpus_) v->kick();
+        });
+    }
+
+    StopReason run_one(ScriptedVcpu& vcpu) {
+        vcpus_ = {&vcpu};
+        run_vcpu_loop(vcpu, handler_, control_);
+        EXPECT_TRUE(control_.stopping());
+        return control_.reason().value_or(StopReason{});
+    }
+
+    std::string console() {
+        std::lock_guard lock(out_mutex_);
+        return console_;
+    }
+
+    // What a polled driver does per character: wait for THRE, then write THR.
+    static void put(std::vector<Step>& s, char c) {
+        s.push_back(Step::in(kLsr));
+        s.push_back(Step::out(kCom1, static_cast<std::uint8_t>(c)));
+    }
+
+    IoBus pio_{"pio"};
+    IoBus mmio_{"mmio"};
+    VmControl control_;
+    ExitHandler handler_{pio_, mmio_, control_};
+    std::shared_ptr<test::FakeInterruptLine> irq_ = std::make_shared<test::FakeInterruptLine>();
+    PcDevices devices_;
+    std::vector<Vcpu*> vcpus_;
+    std::mutex out_mutex_;
+    std::string console_;
+};
+
+TEST_F(AnchorExitTest, PolledSerialOutputThenDebugExit) {
+    std::vector<Step> s;
+    for (char c : std::string("hi\n")) put(s, c);
+    s.push_back(Step::out(0xf4, 0x21, 4));
+    ScriptedVcpu vcpu(0, s);
+    const auto reason = run_one(vcpu);
+    EXPECT_EQ(reason.kind, StopKind::GuestExitPort);
+    EXPECT_EQ(reason.guest_code, 0x21);
+    EXPECT_EQ(exit_status(reason), (0x21 << 1) | 1);
+    EXPECT_EQ(console(), "hi\n");
+    ASSERT_EQ(vcpu.reads().size(), 3u);
+    for (auto lsr : vcpu.reads()) EXPECT_TRUE(lsr & 0x20) << "THRE must be set for a polled driver";
+    EXPECT_EQ(vcpu.steps_run(), s.size());
+}
+
+TEST_F(AnchorExitTest, RepOutsbDeliversEveryByte) {
+    ScriptedVcpu vcpu(0, {Step::outs(kCom1, "abc"), Step::out(0xf4, 0)});
+    const auto reason = run_one(vcpu);
+    EXPECT_EQ(console(), "abc");
+    EXPECT_EQ(exit_status(reason), 1);
+}
+
+TEST_F(AnchorExitTest, I8042ResetStopsWithResetStatus) {
+    ScriptedVcpu vcpu(0, {Step::out(0x64, 0xfe), Step::spin()});
+    const auto reason = run_one(vcpu);
+    EXPECT_EQ(reason.kind, StopKind::Reset);
+    EXPECT_EQ(exit_status(reason), kExitReset);
+}
+
+TEST_F(AnchorExitTest, TripleFaultIsReportedWithVcpuState) {
+    ScriptedVcpu vcpu(0, {Step::out(0x80, 0x42), Step::exit(VcpuExit::Kind::Shutdown)});
+    const auto reason = run_one(vcpu);
+    EXPECT_EQ(reason.kind, StopKind::TripleFault);
+    EXPECT_EQ(exit_status(reason), kExitTripleFault);
+    EXPECT_THAT(reason.detail, HasSubstr("scripted vcpu0"));
+}
+
+TEST_F(AnchorExitTest, KvmInternalErrorAndUnknownExitsStopCleanly) {
+    ScriptedVcpu a(0, {Step::exit(VcpuExit::Kind::InternalError, 1)});
+    auto reason = run_one(a);
+    EXPECT_EQ(reason.kind, StopKind::InternalError);
+    EXPECT_THAT(reason.detail, HasSubstr("suberror 1"));
+    EXPECT_EQ(exit_status(reason), kExitInternalError);
+}
+
+TEST_F(AnchorExitTest, UnknownExitReasonStops) {
+    ScriptedVcpu a(0, {Step::exit(VcpuExit::Kind::Unknown, 999)});
+    auto reason = run_one(a);
+    EXPECT_EQ(reason.kind, StopKind::InternalError);
+    EXPECT_THAT(reason.detail, HasSubstr("999"));
+}
+
+TEST_F(AnchorExitTest, SystemEventsMapToPowerOffAndReset) {
+    ScriptedVcpu a(0, {Step::exit(VcpuExit::Kind::SystemEvent, std::uint64_t(SystemEvent::Shutdown))});
+    EXPECT_EQ(run_one(a).kind, StopKind::PowerOff);
+    VmControl other;
+    ExitHandler h(pio_, mmio_, other);
+    ScriptedVcpu b(0, {Step::exit(VcpuExit::Kind::SystemEvent, std::uint64_t(SystemEvent::Reset))});
+    run_vcpu_loop(b, h, other);
+    EXPECT_EQ(other.reason()->kind, StopKind::Reset);
+}
+
+TEST_F(AnchorExitTest, UnhandledAccessesReadAllOnesAndDoNotStop) {
+    ScriptedVcpu vcpu(0, {Step::in(0x2f8, 1), Step::in(0x1234, 4), Step::mmio_read(0xd0000000, 4),
+                          Step::out(0x1234, 7), Step::out(0xf4, 3)});
+    const auto reason = run_one(vcpu);
+    EXPECT_EQ(reason.guest_code, 3);
+    EXPECT_EQ(vcpu.reads(), (std::vector<std::uint64_t>{0xff, 0xffffffff, 0xffffffff}));
+    EXPECT_EQ(handler_.unhandled_accesses(), 4u);
+}
+
+TEST_F(AnchorExitTest, PciConfigSpaceAnswersNoDevice) {
+    ScriptedVcpu vcpu(0, {Step::out(0xcf8, 0x80000000, 4), Step::in(0xcf8, 4), Step::in(0xcfc, 4), Step::in(0xcfe, 2),
+                          Step::out(0xf4, 0)});
+    run_one(vcpu);
+    EXPECT_EQ(vcpu.reads(), (std::vector<std::uint64_t>{0x80000000, 0xffffffff, 0xffff}));
+}
+
+TEST_F(AnchorExitTest, CmosReportsMemorySizeAndCpus) {
+    // 128 MiB: 127 MiB above 1 MiB is 0x1fc00 KiB, capped at 0xffff in 0x17/0x18;
+    // (128-16) MiB in 64 KiB units at 0x34/0x35.
+    ScriptedVcpu vcpu(0, {Step::out(0x70, 0x17), Step::in(0x71), Step::out(0x70, 0x18), Step::in(0x71),
+                          Step::out(0x70, 0x34), Step::in(0x71), Step::out(0x70, 0x35), Step::in(0x71),
+                          Step::out(0x70, 0x5f), Step::in(0x71), Step::out(0xf4, 0)});
+    run_one(vcpu);
+    const auto& r = vcpu.reads();
+    ASSERT_EQ(r.size(), 5u);
+    EXPECT_EQ(r[0] | (r[1] << 8), 0xffffu);
+    EXPECT_EQ(r[2] | (r[3] << 8), (112u << 20) >> 16);
+    EXPECT_EQ(r[4], 1u);  // vcpus - 1
+}
+
+TEST_F(AnchorExitTest, PvpanicStopsAsACrash) {
+    ScriptedVcpu vcpu(0, {Step::in(0x505), Step::out(0x505, 1), Step::spin()});
+    const auto reason = run_one(vcpu);
+    EXPECT_EQ(reason.kind, StopKind::InternalError);
+    EXPECT_THAT(reason.detail, HasSubstr("panicked"));
+    EXPECT_EQ(vcpu.reads().at(0) & 1, 1u);
+}
+
+TEST_F(AnchorExitTest, HostFailureInRunStopsWithHostError) {
+    ScriptedVcpu vcpu(0, {Step::host_failure()});
+    const auto reason = run_one(vcpu);
+    EXPECT_EQ(reason.kind, StopKind::HostError);
+    EXPECT_THAT(reason.detail, HasSubstr("KVM_RUN"));
+}
+
+TEST_F(AnchorExitTest, OneVcpuExitingStopsTheOthers) {
+    // vcpu1 spins in the guest until kicked; vcpu0 prints and leaves through the exit port.
+    std::vector<Step> s0;
+    for (char c : std::string("bye")) put(s0, c);
+    s0.push_back(Step::out(0xf4, 5, 1));
+    ScriptedVcpu v0(0, s0);
+    ScriptedVcpu v1(1, {Step::out(0x80, 1), Step::spin()});
+    vcpus_ = {&v0, &v1};
+    std::thread t1([&] { run_vcpu_loop(v1, handler_, control_); });
+    std::thread t0([&] { run_vcpu_loop(v0, handler_, control_); });
+    t0.join();
+    t1.join();  // returns only because the stop kicked vcpu1
+    EXPECT_EQ(control_.reason()->guest_code, 5);
+    EXPECT_EQ(console(), "bye");
+}
+
+TEST_F(AnchorExitTest, FirstStopReasonWins) {
+    EXPECT_TRUE(control_.request_stop({StopKind::GuestExitPort, 1, ""}));
+    EXPECT_FALSE(control_.request_stop({StopKind::Reset, 0, ""}));
+    EXPECT_EQ(control_.reason()->kind, StopKind::GuestExitPort);
+}
+
+TEST_F(AnchorExitTest, SerialInterruptFollowsOut2AndIer) {
+    // Enable THRE interrupts with OUT2 set: the line rises; reading IIR clears it.
+    ScriptedVcpu vcpu(0, {Step::out(0x3fc, 0x08), Step::out(0x3f9, 0x02), Step::in(0x3fa), Step::out(0xf4, 0)});
+    run_one(vcpu);
+    EXPECT_GE(irq_->triggers.load(), 1);
+    EXPECT_EQ(vcpu.reads().at(0) & 0x0f, 0x02u) << "IIR must say THR empty";
+    EXPECT_FALSE(irq_->level.load());
+}
+
+TEST(StopReasonTest, ExitStatusesAreDistinct) {
+    EXPECT_EQ(exit_status({StopKind::PowerOff, 0, ""}), 0);
+    EXPECT_EQ(exit_status({StopKind::GuestExitPort, 0, ""}), 1);
+    EXPECT_EQ(exit_status({StopKind::GuestExitPort, 0x7f, ""}), 0xff);
+    EXPECT_EQ(exit_status({StopKind::Reset, 0, ""}), 2);
+    EXPECT_EQ(exit_status({StopKind::TripleFault, 0, ""}), 4);
+    EXPECT_EQ(exit_status({StopKind::InternalError, 0, ""}), 6);
+    EXPECT_EQ(exit_status({StopKind::HostRequest, 0, ""}), 8);
+    EXPECT_THAT(describe({StopKind::GuestExitPort, 3, ""}), HasSubstr("value 3"));
+}
+
+}  // namespace
+}  // namespace vmm::anchor

@@ -1,0 +1,367 @@
+// DomainManifest parsing: every rule broken once, path resolution, file errors, round trip.
+#include "manifest/domain_manifest.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace vmm {
+namespace {
+
+using nlohmann::json;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+class ManifestTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/manifest_test.XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+        write("vmlinuz", "kernel");
+        write("initrd.img", "initrd");
+        std::filesystem::create_directory(dir_ / "boot");
+        write("boot/guest.bin", "\xf4");
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+
+    std::string write(const std::string& rel, const std::string& content) {
+        const auto path = dir_ / rel;
+        std::ofstream(path, std::ios::binary) << content;
+        return path.string();
+    }
+    std::string path(const std::string& rel) const { return (dir_ / rel).string(); }
+
+    json minimal() const { return {{"name", "vm1"}, {"kernel", path("vmlinuz")}}; }
+    json with(const std::string& key, const json& value) const {
+        json doc = minimal();
+        doc[key] = value;
+        return doc;
+    }
+
+    // Parses `doc`, expects a ManifestError for `field` and returns its message.
+    std::string error_of(const json& doc, const std::string& field) {
+        try {
+            parse_manifest(doc, dir_.string());
+        } catch (const ManifestError& e) {
+            EXPECT_EQ(e.field, field) << e.what();
+            return e.what();
+        }
+        ADD_FAILURE() << "accepted: " << doc.dump();
+        return {};
+    }
+
+    std::filesystem::path dir_;
+};
+
+TEST_F(ManifestTest, MinimalGetsDefaults) {
+    const DomainManifest m = parse_manifest(minimal(), dir_.string());
+    EXPECT_EQ(m.name, "vm1");
+    EXPECT_EQ(m.kernel, path("vmlinuz"));
+    EXPECT_EQ(m.hypervisor, "kvm");
+    EXPECT_EQ(m.vcpus, 1u);
+    EXPECT_EQ(m.memory_mb, 128u);
+    EXPECT_EQ(m.initrd, "");
+    EXPECT_EQ(m.cmdline, "");
+    EXPECT_FALSE(m.flat.has_value());
+    EXPECT_FALSE(m.hide_hypervisor || m.hugepages || m.start_paused);
+    EXPECT_EQ(m.on_poweroff, "exit");
+    EXPECT_EQ(m.on_reboot, "exit");
+    EXPECT_EQ(m.raw, minimal());
+}
+
+json full_doc() {
+    return {{"name", "web-01.prod_x"},
+            {"hypervisor", "null"},
+            {"vcpus", 64},
+            {"memory_mb", 1 << 20},
+            {"kernel", "boot/guest.bin"},
+            {"initrd", "./initrd.img"},
+            {"cmdline", "console=ttyS0 quiet"},
+            {"flat", {{"load_address", "0x100000"}, {"entry", "1048592"}, {"mode", "long64"}}},
+            {"hide_hypervisor", true},
+            {"hugepages", true},
+            {"start_paused", true},
+            {"on_poweroff", "pause"},
+            {"on_reboot", "restart"}};
+}
+
+TEST_F(ManifestTest, FullManifest) {
+    const DomainManifest m = parse_manifest(full_doc(), dir_.string());
+    EXPECT_EQ(m.name, "web-01.prod_x");
+    EXPECT_EQ(m.hypervisor, "null");
+    EXPECT_EQ(m.vcpus, 64u);
+    EXPECT_EQ(m.memory_mb, 1u << 20);
+    EXPECT_EQ(m.kernel, path("boot/guest.bin"));
+    EXPECT_EQ(m.initrd, path("initrd.img"));
+    EXPECT_EQ(m.cmdline, "console=ttyS0 quiet");
+    ASSERT_TRUE(m.flat.has_value());
+    EXPECT_EQ(*m.flat, (FlatBootSpec{0x100000, 0x100010, "long64"}));
+    EXPECT_TRUE(m.hide_hypervisor && m.hugepages && m.start_paused);
+    EXPECT_EQ(m.on_poweroff, "pause");
+    EXPECT_EQ(m.on_reboot, "restart");
+}
+
+TEST_F(ManifestTest, DocumentMustBeObject) {
+    EXPECT_THAT(error_of(json::array({1}), ""),
+                AllOf(StartsWith("manifest: "), HasSubstr("must be a JSON object, got array")));
+}
+
+TEST_F(ManifestTest, UnknownTopLevelFieldListsKnownOnes) {
+    EXPECT_THAT(error_of(with("vcpu", 2), "vcpu"),
+                AllOf(HasSubstr("manifest field \"vcpu\": unknown field"),
+                      HasSubstr("name, hypervisor, vcpus, memory_mb, kernel")));
+}
+
+TEST_F(ManifestTest, RequiredFields) {
+    json doc = minimal();
+    doc.erase("name");
+    EXPECT_THAT(error_of(doc, "name"), HasSubstr("is required"));
+    doc = minimal();
+    doc.erase("kernel");
+    EXPECT_THAT(error_of(doc, "kernel"), HasSubstr("is required: the path of the kernel image"));
+}
+
+class BadName : public ManifestTest, public ::testing::WithParamInterface<const char*> {};
+INSTANTIATE_TEST_SUITE_P(Names, BadName,
+                         ::testing::Values("", "a/b", "..", ".", "-x", ".hidden", "a b", "é",
+                                           "tab\there",
+                                           // 65 characters
+                                           "a2345678901234567890123456789012345678901234567890"
+                                           "123456789012345"));
+
+TEST_P(BadName, Rejected) {
+    EXPECT_THAT(error_of(with("name", GetParam()), "name"),
+                AllOf(StartsWith("manifest field \"name\": "),
+                      HasSubstr("A-Z a-z 0-9 . _ -")));
+    EXPECT_THROW(validate_domain_name(GetParam()), ManifestError);
+}
+
+TEST_F(ManifestTest, NameMessagesSayWhatIsWrong) {
+    EXPECT_THAT(error_of(with("name", ""), "name"), HasSubstr("must not be empty"));
+    EXPECT_THAT(error_of(with("name", std::string(65, 'a')), "name"),
+                HasSubstr("is 65 characters long, at most 64"));
+    EXPECT_THAT(error_of(with("name", "a/b"), "name"),
+                HasSubstr("forbidden character at position 1 in \"a/b\""));
+    EXPECT_THAT(error_of(with("name", "-x"), "name"), HasSubstr("must not start with '-'"));
+    EXPECT_THAT(error_of(with("name", ".."), "name"), HasSubstr("must not be \".\" or \"..\""));
+    EXPECT_THAT(error_of(with("name", 7), "name"), HasSubstr("must be a string"));
+}
+
+TEST_F(ManifestTest, GoodNames) {
+    const std::vector<std::string> names = {"a", "A.b_c-9", "vm..x", std::string(64, 'z')};
+    for (const std::string& name : names) {
+        EXPECT_NO_THROW(validate_domain_name(name)) << name;
+    }
+}
+
+TEST_F(ManifestTest, Vcpus) {
+    EXPECT_EQ(error_of(with("vcpus", "two"), "vcpus"),
+              "manifest field \"vcpus\": must be an integer from 1 to 64, got \"two\"");
+    for (const json& bad : {json(0), json(65), json(-1), json(2.0), json(true), json(nullptr)}) {
+        EXPECT_THAT(error_of(with("vcpus", bad), "vcpus"),
+                    HasSubstr("must be an integer from 1 to 64, got " + bad.dump()));
+    }
+    EXPECT_EQ(parse_manifest(with("vcpus", 64), dir_.string()).vcpus, 64u);
+}
+
+TEST_F(ManifestTest, MemoryMb) {
+    for (const json& bad : {json(1), json((1 << 20) + 1), json(-128), json(1.5), json("128"),
+                            json(1e3)}) {
+        EXPECT_THAT(error_of(with("memory_mb", bad), "memory_mb"),
+                    HasSubstr("must be an integer from 2 to 1048576 (MiB), got "));
+    }
+    EXPECT_EQ(parse_manifest(with("memory_mb", 2), dir_.string()).memory_mb, 2u);
+}
+
+TEST_F(ManifestTest, KernelAndInitrdMustExist) {
+    EXPECT_THAT(error_of(with("kernel", 5), "kernel"), HasSubstr("must be a string"));
+    EXPECT_THAT(error_of(with("kernel", ""), "kernel"), HasSubstr("non-empty"));
+    EXPECT_THAT(error_of(with("kernel", "nope/bzImage"), "kernel"),
+                AllOf(HasSubstr(path("nope/bzImage")), HasSubstr("No such file or directory")));
+    EXPECT_THAT(error_of(with("kernel", "boot"), "kernel"),
+                HasSubstr("is not a regular file or block device"));
+    EXPECT_THAT(error_of(with("initrd", path("missing.img")), "initrd"),
+                AllOf(HasSubstr(path("missing.img")), HasSubstr("No such file or directory")));
+    EXPECT_THAT(error_of(with("initrd", json::array()), "initrd"), HasSubstr("must be a string"));
+    // stat() would stop at the NUL and check "vmlinuz" instead of the path given.
+    EXPECT_THAT(error_of(with("kernel", path("vmlinuz") + std::string("\0.bak", 5)), "kernel"),
+                HasSubstr("without NUL bytes"));
+}
+
+TEST_F(ManifestTest, RelativePathsResolveAgainstBaseDir) {
+    json doc = minimal();
+    doc["kernel"] = "boot/../vmlinuz";
+    doc["initrd"] = "initrd.img";
+    const DomainManifest m = parse_manifest(doc, dir_.string());
+    EXPECT_EQ(m.kernel, path("vmlinuz"));
+    EXPECT_EQ(m.initrd, path("initrd.img"));
+    EXPECT_EQ(m.raw["kernel"], "boot/../vmlinuz") << "raw keeps the document as given";
+    // Relative to base_dir, not to the current directory; the error says which base.
+    try {
+        parse_manifest(doc, "/nonexistent-base");
+        FAIL() << "no error";
+    } catch (const ManifestError& e) {
+        EXPECT_EQ(e.field, "kernel");
+        EXPECT_THAT(e.what(), AllOf(HasSubstr("\"/nonexistent-base/vmlinuz\""),
+                                    HasSubstr("resolved against \"/nonexistent-base\"")));
+    }
+}
+
+TEST_F(ManifestTest, Cmdline) {
+    EXPECT_NO_THROW(parse_manifest(with("cmdline", std::string(4095, 'x')), dir_.string()));
+    EXPECT_THAT(error_of(with("cmdline", std::string(4096, 'x')), "cmdline"),
+                HasSubstr("at most 4095 bytes, got 4096 bytes"));
+    EXPECT_THAT(error_of(with("cmdline", std::string("a\0b", 3)), "cmdline"),
+                HasSubstr("NUL"));
+    EXPECT_THAT(error_of(with("cmdline", json::array({"a"})), "cmdline"),
+                HasSubstr("must be a string"));
+}
+
+TEST_F(ManifestTest, FlatAddressesAndDefaults) {
+    auto flat_of = [&](const json& flat) {
+        return *parse_manifest(with("flat", flat), dir_.string()).flat;
+    };
+    EXPECT_EQ(flat_of({{"load_address", 4096}, {"mode", "protected32"}}),
+              (FlatBootSpec{4096, 4096, "protected32"}))
+        << "entry defaults to load_address";
+    EXPECT_EQ(flat_of({{"load_address", "0X7C00"}, {"entry", "31744"}, {"mode", "real16"}}),
+              (FlatBootSpec{0x7c00, 0x7c00, "real16"}));
+    EXPECT_EQ(flat_of({{"load_address", "0xffffffffffffffff"}, {"mode", "long64"}}).entry,
+              0xffffffffffffffffull);
+}
+
+TEST_F(ManifestTest, FlatErrors) {
+    const auto flat_error = [&](const json& flat, const std::string& field) {
+        return error_of(with("flat", flat), field);
+    };
+    EXPECT_THAT(flat_error("real16", "flat"), HasSubstr("must be an object"));
+    EXPECT_THAT(flat_error({{"load_address", 0}, {"mode", "long64"}, {"foo", 1}}, "flat.foo"),
+                AllOf(HasSubstr("manifest field \"flat.foo\": unknown field"),
+                      HasSubstr("load_address, entry, mode")));
+    EXPECT_THAT(flat_error({{"load_address", 0}}, "flat.mode"),
+                HasSubstr("is required: one of \"real16\", \"protected32\", \"long64\""));
+    EXPECT_THAT(flat_error({{"mode", "long64"}}, "flat.load_address"), HasSubstr("is required"));
+    EXPECT_THAT(flat_error({{"load_address", 0}, {"mode", "vm86"}}, "flat.mode"),
+                HasSubstr("must be one of \"real16\", \"protected32\", \"long64\", got \"vm86\""));
+    for (const json& bad : {json("0x"), json("-1"), json("12abc"), json(" 1"), json(1.5),
+                            json(-4096), json("0x10000000000000000"), json(nullptr)}) {
+        EXPECT_THAT(flat_error({{"load_address", bad}, {"mode", "long64"}}, "flat.load_address"),
+                    HasSubstr("must be an address")) << bad.dump();
+    }
+    EXPECT_THAT(flat_error({{"load_address", 0}, {"entry", "0x"}, {"mode", "long64"}},
+                           "flat.entry"),
+                HasSubstr("got \"0x\""));
+    EXPECT_THAT(flat_error({{"load_address", 0x7c00}, {"entry", 0x100000}, {"mode", "real16"}},
+                           "flat.entry"),
+                HasSubstr("below 0x100000 (1 MiB) in mode \"real16\", got 0x100000"));
+    EXPECT_THAT(flat_error({{"load_address", "0x100000000"}, {"mode", "protected32"}},
+                           "flat.load_address"),
+                HasSubstr("below 4 GiB"));
+}
+
+TEST_F(ManifestTest, EnumsAndBooleans) {
+    EXPECT_THAT(error_of(with("hypervisor", "qemu"), "hypervisor"),
+                HasSubstr("must be one of \"kvm\", \"xen\", \"null\", got \"qemu\""));
+    EXPECT_THAT(error_of(with("on_poweroff", "restart"), "on_poweroff"),
+                HasSubstr("must be one of \"exit\", \"pause\""));
+    EXPECT_THAT(error_of(with("on_reboot", "pause"), "on_reboot"),
+                HasSubstr("must be one of \"exit\", \"restart\""));
+    EXPECT_THAT(error_of(with("on_reboot", 1), "on_reboot"), HasSubstr("got 1"));
+    for (const char* field : {"hide_hypervisor", "hugepages", "start_paused"}) {
+        EXPECT_THAT(error_of(with(field, "yes"), field),
+                    HasSubstr("must be true or false, got \"yes\""));
+        EXPECT_THAT(error_of(with(field, 1), field), HasSubstr("must be true or false, got 1"));
+    }
+}
+
+TEST_F(ManifestTest, LoadFileResolvesAgainstFileDirectory) {
+    json doc = minimal();
+    doc["kernel"] = "../vmlinuz";
+    doc["initrd"] = "guest.bin";
+    const std::string file = write("boot/vm1.json", doc.dump(2));
+    const DomainManifest m = load_manifest_file(file);
+    EXPECT_EQ(m.kernel, path("vmlinuz"));
+    EXPECT_EQ(m.initrd, path("boot/guest.bin"));
+    EXPECT_EQ(m.raw, doc);
+}
+
+TEST_F(ManifestTest, LoadMissingFileNamesPathAndErrno) {
+    try {
+        load_manifest_file(path("absent.json"));
+        FAIL() << "no error";
+    } catch (const ManifestError& e) {
+        EXPECT_THAT(e.what(), AllOf(HasSubstr(path("absent.json")),
+                                    HasSubstr("No such file or directory")));
+    }
+    EXPECT_THROW(load_manifest_file(path("boot")), ManifestError) << "a directory";
+}
+
+TEST_F(ManifestTest, LoadSyntaxErrorNamesPosition) {
+    const std::string file = write(
+        "bad.json", "{\n  \"name\": \"vm1\",\n  \"vcpus\": ,\n  \"kernel\": \"vmlinuz\"\n}\n");
+    try {
+        load_manifest_file(file);
+        FAIL() << "no error";
+    } catch (const ManifestError& e) {
+        EXPECT_THAT(e.what(), AllOf(HasSubstr(file), HasSubstr("not valid JSON"),
+                                    HasSubstr("line 3, column 12"), HasSubstr("byte 31"),
+                                    HasSubstr("unexpected ','")));
+        EXPECT_THAT(e.what(), ::testing::Not(HasSubstr("json.exception")));
+    }
+    EXPECT_THROW(load_manifest_file(write("empty.json", "")), ManifestError);
+}
+
+TEST_F(ManifestTest, DuplicateKeysRejected) {
+    const std::string file = write(
+        "dup.json", R"({"name": "vm1", "kernel": "vmlinuz", "flat": {"mode": "long64",
+                        "load_address": 0, "mode": "real16"}})");
+    try {
+        load_manifest_file(file);
+        FAIL() << "no error";
+    } catch (const ManifestError& e) {
+        EXPECT_EQ(e.field, "flat.mode");
+        EXPECT_THAT(e.what(), HasSubstr("appears twice"));
+    }
+    try {
+        load_manifest_file(write("dup2.json", R"({"name": "a", "x": [1, {"k": 1, "k": 2}]})"));
+        FAIL() << "no error";
+    } catch (const ManifestError& e) {
+        EXPECT_EQ(e.field, "x[1].k");
+    }
+}
+
+TEST_F(ManifestTest, ToJsonRoundTrips) {
+    for (const json& doc : {minimal(), full_doc()}) {
+        const DomainManifest m = parse_manifest(doc, dir_.string());
+        const json out = to_json(m);
+        // Absolute paths: the document no longer depends on base_dir.
+        const DomainManifest again = parse_manifest(out, "/");
+        EXPECT_EQ(to_json(again), out);
+        EXPECT_EQ(again.name, m.name);
+        EXPECT_EQ(again.kernel, m.kernel);
+        EXPECT_EQ(again.initrd, m.initrd);
+        EXPECT_EQ(again.cmdline, m.cmdline);
+        EXPECT_EQ(again.flat, m.flat);
+        EXPECT_EQ(again.vcpus, m.vcpus);
+        EXPECT_EQ(again.memory_mb, m.memory_mb);
+        EXPECT_EQ(again.hypervisor, m.hypervisor);
+        EXPECT_EQ(std::tie(again.hide_hypervisor, again.hugepages, again.start_paused,
+                           again.on_poweroff, again.on_reboot),
+                  std::tie(m.hide_hypervisor, m.hugepages, m.start_paused, m.on_poweroff,
+                           m.on_reboot));
+        EXPECT_EQ(again.raw, out);
+    }
+    const json out = to_json(parse_manifest(minimal(), dir_.string()));
+    EXPECT_FALSE(out.contains("initrd") || out.contains("cmdline") || out.contains("flat"));
+    EXPECT_EQ(out["vcpus"], 1);
+}
+
+}  // namespace
+}  // namespace vmm
