@@ -71,6 +71,8 @@ bool ExitHandler::handle(Vcpu& vcpu, VcpuExit& exit) {
 void run_vcpu_loop(Vcpu& vcpu, ExitHandler& handler, VmControl& control) {
     try {
         while (!control.stopping()) {
+            control.park_if_paused();
+            if (control.stopping()) break;
             VcpuExit exit = vcpu.run();
             if (!handler.handle(vcpu, exit)) break;
         }

@@ -129,10 +129,11 @@ StopReason Machine::run() {
     namespace asio = boost::asio;
     asio::io_context io;
     install_kick_handler();
-    control_.set_stop_hook([this, &io] {
+    control_.set_vcpu_count(static_cast<unsigned>(vcpus_.size()));
+    control_.set_kicker([this] {
         for (auto& v : vcpus_) v->kick();
-        asio::post(io, [&io] { io.stop(); });
     });
+    control_.set_stop_hook([&io] { asio::post(io, [&io] { io.stop(); }); });
 
     asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
     signals.async_wait([this](const boost::system::error_code& ec, int sig) {

@@ -91,7 +91,10 @@ public:
         const Step& s = steps_[next_++];
         if (s.throw_host_error) throw std::system_error(EFAULT, std::generic_category(), "KVM_RUN (scripted)");
         if (s.block_until_kicked) {
+            spinning_ = true;
+            cv_.notify_all();
             cv_.wait(lock, [this] { return kicked_; });
+            spinning_ = false;
             kicked_ = false;
             return interrupted();
         }
@@ -124,7 +127,16 @@ public:
         complete_pending_read();
         return reads_;
     }
-    std::size_t steps_run() const { return next_; }
+    std::size_t steps_run() {
+        std::lock_guard lock(mutex_);
+        return next_;
+    }
+    // Blocks until the vCPU spins in the guest on the spin() that is step `steps` of its script
+    // (1-based, as steps_run() counts), so a test can act on a vCPU known to be inside "KVM_RUN".
+    void wait_spinning_after(std::size_t steps) {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [&] { return spinning_ && next_ == steps; });
+    }
 
 private:
     VcpuExit interrupted() {
@@ -150,6 +162,7 @@ private:
     std::mutex mutex_;
     std::condition_variable cv_;
     bool kicked_ = false;
+    bool spinning_ = false;
 };
 
 }  // namespace vmm::test

@@ -15,6 +15,12 @@ std::string build_dir() { return VMM_BUILD_DIR; }
 std::string guest_path(const std::string& file) { return build_dir() + "/tests/guests/" + file; }
 std::string anchor_path() { return build_dir() + "/anchor/vmm-anchor"; }
 
+std::string real_bzimage_path() {
+    std::string p = std::getenv("VMM_TEST_BZIMAGE") ? std::getenv("VMM_TEST_BZIMAGE")
+                                                     : source_dir() + "/tests/fixtures/downloaded/vmlinuz";
+    return ::access(p.c_str(), R_OK) == 0 ? p : "";
+}
+
 std::string kvm_unavailable_reason() {
     int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (fd < 0) return std::string("/dev/kvm is not usable here (") + std::strerror(errno) + "): this test needs KVM";

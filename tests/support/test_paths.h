@@ -11,6 +11,9 @@ std::string build_dir();
 std::string guest_path(const std::string& file);
 // The built vmm-anchor binary.
 std::string anchor_path();
+// A real distribution bzImage: $VMM_TEST_BZIMAGE, else the one scripts/fetch-test-kernel
+// downloads (tests/fixtures/downloaded/vmlinuz). Empty if neither exists.
+std::string real_bzimage_path();
 // Empty if /dev/kvm is usable, else the reason it is not (for GTEST_SKIP).
 std::string kvm_unavailable_reason();
 // A fresh temporary directory, removed by the caller (or left in /tmp on failure).

@@ -31,7 +31,7 @@ protected:
                                           console_.append(b.begin(), b.end());
                                       },
                                       control_);
-        control_.set_stop_hook([this] {
+        control_.set_kicker([this] {
             for (auto* v : vcpus_) v->kick();
         });
     }
@@ -186,6 +186,57 @@ TEST_F(AnchorExitTest, OneVcpuExitingStopsTheOthers) {
     t1.join();  // returns only because the stop kicked vcpu1
     EXPECT_EQ(control_.reason()->guest_code, 5);
     EXPECT_EQ(console(), "bye");
+}
+
+TEST_F(AnchorExitTest, PauseParksEveryVcpuOutsideRunAndResumeContinues) {
+    // Both vCPUs spin in the guest; pause() must return only when both are parked, and after
+    // resume() they run their next steps (a write each, then vcpu0 leaves).
+    ScriptedVcpu v0(0, {Step::spin(), Step::out(0x80, 1), Step::spin(), Step::out(0xf4, 9)});
+    ScriptedVcpu v1(1, {Step::spin(), Step::out(0x80, 2), Step::spin()});
+    vcpus_ = {&v0, &v1};
+    control_.set_vcpu_count(2);
+    std::thread t0([&] { run_vcpu_loop(v0, handler_, control_); });
+    std::thread t1([&] { run_vcpu_loop(v1, handler_, control_); });
+    v0.wait_spinning_after(1);
+    v1.wait_spinning_after(1);
+    control_.pause();
+    EXPECT_TRUE(control_.paused());
+    EXPECT_EQ(v0.steps_run(), 1u) << "parked after the kick, before its next step";
+    EXPECT_EQ(v1.steps_run(), 1u);
+    control_.resume();
+    // Each runs its write, then spins again; kick vcpu0 so it reaches the exit port.
+    v0.wait_spinning_after(3);
+    v1.wait_spinning_after(3);
+    v0.kick();
+    t0.join();
+    t1.join();
+    EXPECT_EQ(control_.reason()->guest_code, 9);
+}
+
+TEST_F(AnchorExitTest, StartPausedRunsNothingUntilResumed) {
+    ScriptedVcpu v0(0, {Step::out(0xf4, 4)});
+    vcpus_ = {&v0};
+    control_.set_vcpu_count(1);
+    control_.start_paused();
+    std::thread t0([&] { run_vcpu_loop(v0, handler_, control_); });
+    control_.pause();  // already paused: returns once the vCPU has parked by itself
+    EXPECT_TRUE(control_.paused());
+    EXPECT_EQ(v0.steps_run(), 0u) << "a prelaunch domain runs no guest code";
+    control_.resume();
+    t0.join();
+    EXPECT_EQ(control_.reason()->guest_code, 4);
+}
+
+TEST_F(AnchorExitTest, StopWhilePausedReleasesParkedVcpus) {
+    ScriptedVcpu v0(0, {Step::spin(), Step::spin()});
+    vcpus_ = {&v0};
+    control_.set_vcpu_count(1);
+    std::thread t0([&] { run_vcpu_loop(v0, handler_, control_); });
+    v0.wait_spinning_after(1);
+    control_.pause();
+    control_.request_stop({StopKind::HostRequest, 0, "quit"});
+    t0.join();
+    EXPECT_EQ(control_.reason()->kind, StopKind::HostRequest);
 }
 
 TEST_F(AnchorExitTest, FirstStopReasonWins) {

@@ -3,6 +3,7 @@
 #include "boot/bzimage.h"
 #include "boot/kernel_loader.h"
 #include "tests/support/fakes.h"
+#include "tests/support/test_paths.h"
 #include "x86/memory_layout.h"
 
 #include <gtest/gtest.h>
@@ -18,15 +19,11 @@ namespace {
 
 constexpr std::uint64_t kMiB = 1024 * 1024;
 
-std::string bzimage_path() {
-    const char* p = std::getenv("VMM_TEST_BZIMAGE");
-    return p ? p : "";
-}
 
 TEST(RealBzImage, ParsesAndLoads) {
-    const std::string path = bzimage_path();
-    if (path.empty()) GTEST_SKIP() << "VMM_TEST_BZIMAGE is not set";
-    if (!std::filesystem::is_regular_file(path)) GTEST_SKIP() << "VMM_TEST_BZIMAGE=" << path << " does not exist";
+    const std::string path = test::real_bzimage_path();
+    if (path.empty())
+        GTEST_SKIP() << "no real bzImage: run scripts/fetch-test-kernel (or set VMM_TEST_BZIMAGE)";
 
     const auto ram = x86::ram_layout(256 * kMiB);
     test::FakeGuestMemory mem({{0, ram.low_size}});
