@@ -38,3 +38,13 @@ std::string to_string(const std::vector<E820Entry>& map) {
 }
 
 }  // namespace vmm::x86
+
+namespace vmm::x86 {
+
+std::uint64_t pci_mmio64_start(std::uint64_t high_ram_size) {
+    constexpr std::uint64_t k1GiB = 1ull << 30;
+    const std::uint64_t end = k4GiB + high_ram_size;
+    return (end + k1GiB - 1) / k1GiB * k1GiB;
+}
+
+}  // namespace vmm::x86

@@ -43,6 +43,27 @@ inline constexpr std::uint64_t kLapicAddr = 0xfee00000;
 inline constexpr std::uint64_t kKvmIdentityMapAddr = 0xfeffc000;
 inline constexpr std::uint64_t kKvmTssAddr = 0xfeffd000;
 
+// PCI (one root bus segment 0, buses 0..255), shared by the PCI bus model, the ACPI tables
+// (MCFG, the host bridge's _CRS and _PRT) and the test guests:
+//   0xc000_0000 - 0xdfff_ffff  32-bit BAR window (non-prefetchable and prefetchable)
+//   0xe000_0000 - 0xefff_ffff  ECAM / MMCONFIG (1 MiB per bus, 256 buses)
+//   above RAM (>= 4 GiB)       64-bit BAR window, kPciMmio64Size long
+//   I/O ports 0xc000 - 0xffff  I/O BAR window
+inline constexpr std::uint64_t kPciMmio32Start = 0xc0000000;
+inline constexpr std::uint64_t kPciMmio32End = 0xe0000000;  // exclusive
+inline constexpr std::uint64_t kPciEcamBase = 0xe0000000;
+inline constexpr std::uint64_t kPciEcamSize = 0x10000000;
+inline constexpr std::uint64_t kPciMmio64Size = 0x1000000000ull;  // 64 GiB
+inline constexpr std::uint16_t kPciIoStart = 0xc000;
+inline constexpr std::uint32_t kPciIoEnd = 0x10000;  // exclusive
+// Start of the 64-bit BAR window: the first 1 GiB boundary above RAM (and at least 4 GiB).
+std::uint64_t pci_mmio64_start(std::uint64_t high_ram_size);
+
+// Legacy INTx routing, fixed (no interrupt links): the device in slot `slot` (0..31) asserting
+// pin `pin` (0 = INTA .. 3 = INTD) drives IOAPIC pin / GSI 16 + ((slot + pin) % 4), level,
+// active-low, as the ACPI _PRT and the MP table's I/O interrupt entries announce.
+constexpr std::uint32_t pci_intx_gsi(unsigned slot, unsigned pin) { return 16 + ((slot + pin) % 4); }
+
 // Guest RAM as KVM memory slots: below the PCI hole and (if any) above 4 GiB.
 struct RamLayout {
     std::uint64_t low_size = 0;   // RAM at [0, low_size)
