@@ -62,8 +62,14 @@ void Console::flush() {
     flush_locked();
 }
 
+void Console::set_log(std::unique_ptr<ConsoleLog> log) {
+    std::lock_guard lock(mutex_);
+    log_ = std::move(log);
+}
+
 void Console::write(std::span<const std::uint8_t> bytes) {
     std::lock_guard lock(mutex_);
+    if (log_) log_->append(bytes);
     if (!nonblocking_) {
         // stdout belongs to the user's terminal or a pipe the caller reads: plain writes.
         std::size_t off = 0;

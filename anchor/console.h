@@ -3,9 +3,11 @@
 //   pty    a pseudo-terminal; its slave path is linked as <state-dir>/cons
 // write() is called on vCPU threads and never blocks on a pty nobody reads: bytes the pty
 // cannot take now wait in a bounded buffer (oldest dropped past kPendingMax) and go out on the
-// next write or flush(). Input is read by the main loop from input_fd().
+// next write or flush(); with the pty's own buffer that is what a client attaching later
+// sees first. Every byte is also copied to the log (set_log), if any. Input is read by the main loop from input_fd().
 #pragma once
 
+#include "anchor/console_log.h"
 #include "common/fd.h"
 
 #include <cstdint>
@@ -23,6 +25,9 @@ public:
 
     static std::unique_ptr<Console> make_stdio();
     static std::unique_ptr<Console> make_pty();
+
+    // Also copy every byte to a capped log file (console.log in the state directory).
+    void set_log(std::unique_ptr<ConsoleLog> log);
 
     void write(std::span<const std::uint8_t> bytes);
     void flush();
@@ -42,6 +47,7 @@ private:
     std::string pty_path_;
     bool nonblocking_ = false;
     std::deque<std::uint8_t> pending_;
+    std::unique_ptr<ConsoleLog> log_;
 };
 
 }  // namespace vmm::anchor

@@ -21,7 +21,7 @@ void ExitHandler::note_unhandled(const char* bus, std::uint64_t addr, std::size_
 void ExitHandler::stop_with_state(Vcpu& vcpu, StopKind kind, const std::string& what) {
     const std::string state = vcpu.describe_state();
     logger("anchor")->error("vcpu{}: {}{}{}", vcpu.index(), what, state.empty() ? "" : "; ", state);
-    control_.request_stop({kind, 0, what + (state.empty() ? "" : " [" + state + "]")});
+    control_.guest_stop({kind, 0, what + (state.empty() ? "" : " [" + state + "]")});
 }
 
 bool ExitHandler::handle(Vcpu& vcpu, VcpuExit& exit) {
@@ -41,30 +41,32 @@ bool ExitHandler::handle(Vcpu& vcpu, VcpuExit& exit) {
         break;
     }
     case VcpuExit::Kind::Interrupted: break;
-    case VcpuExit::Kind::Shutdown: stop_with_state(vcpu, StopKind::TripleFault, "triple fault"); return false;
+    case VcpuExit::Kind::Shutdown: stop_with_state(vcpu, StopKind::TripleFault, "triple fault"); break;
     case VcpuExit::Kind::SystemEvent:
         switch (static_cast<SystemEvent>(exit.detail)) {
-        case SystemEvent::Shutdown: control_.request_stop({StopKind::PowerOff, 0, "system event"}); return false;
-        case SystemEvent::Reset: control_.request_stop({StopKind::Reset, 0, "system event"}); return false;
-        case SystemEvent::Crash: stop_with_state(vcpu, StopKind::InternalError, "guest crash system event"); return false;
+        case SystemEvent::Shutdown: control_.guest_stop({StopKind::PowerOff, 0, "system event"}); break;
+        case SystemEvent::Reset: control_.guest_stop({StopKind::Reset, 0, "system event"}); break;
+        case SystemEvent::Crash: stop_with_state(vcpu, StopKind::InternalError, "guest crash system event"); break;
+        default:
+            stop_with_state(vcpu, StopKind::InternalError, "unknown system event " + std::to_string(exit.detail));
         }
-        stop_with_state(vcpu, StopKind::InternalError, "unknown system event " + std::to_string(exit.detail));
-        return false;
+        break;
     case VcpuExit::Kind::Hlt:
         // Only reachable without the in-kernel irqchip, which the anchor always creates.
         stop_with_state(vcpu, StopKind::InternalError, "unexpected hlt exit (no in-kernel irqchip?)");
-        return false;
+        break;
     case VcpuExit::Kind::InternalError:
         stop_with_state(vcpu, StopKind::InternalError, "KVM internal error, suberror " + std::to_string(exit.detail));
-        return false;
+        break;
     case VcpuExit::Kind::FailEntry:
         stop_with_state(vcpu, StopKind::InternalError,
                         "VM entry failed, hardware reason " + std::to_string(exit.detail));
-        return false;
+        break;
     case VcpuExit::Kind::Unknown:
         stop_with_state(vcpu, StopKind::InternalError, "unhandled KVM exit reason " + std::to_string(exit.detail));
-        return false;
+        break;
     }
+    // A guest stop with the "stay" policy paused the domain: the loop parks this vCPU.
     return !control_.stopping();
 }
 

@@ -61,6 +61,9 @@ Machine::Machine(const DomainManifest& manifest, const MachineOptions& options)
     build_memory();
     exit_handler_ = std::make_unique<ExitHandler>(pio_, mmio_, control_);
     console_ = options_.console == ConsoleMode::Pty ? Console::make_pty() : Console::make_stdio();
+    console_->set_log(std::make_unique<ConsoleLog>(state_dir_->file("console.log")));
+    state_dir_->adopt("console.log");
+    state_dir_->adopt("console.log.0");
     build_devices();
     load_guest();
     build_vcpus();
@@ -130,6 +133,8 @@ StopReason Machine::run() {
     asio::io_context io;
     install_kick_handler();
     control_.set_vcpu_count(static_cast<unsigned>(vcpus_.size()));
+    control_.set_policy({manifest_.on_poweroff == "pause", manifest_.on_crash == "pause", manifest_.on_reboot == "restart"});
+    if (manifest_.start_paused) control_.start_paused();
     control_.set_kicker([this] {
         for (auto& v : vcpus_) v->kick();
     });

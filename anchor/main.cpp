@@ -7,8 +7,25 @@
 
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <exception>
+#include <vector>
+
+namespace {
+
+// on_reboot=restart: the domain restarts from a clean slate by re-executing the anchor with the
+// same arguments. The pid stays the same (pillar and vmmd watch it); the state directory's lock
+// is released by exec (O_CLOEXEC) and taken again by the new image; KVM state, devices and
+// guest RAM are created afresh. QMP clients see RESET before their connection closes.
+[[noreturn]] void restart_self(char** argv) {
+    ::execv("/proc/self/exe", argv);
+    std::perror("vmm-anchor: restart: execv /proc/self/exe");
+    std::_Exit(vmm::anchor::kExitHostSetup);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     using namespace vmm;
@@ -43,19 +60,27 @@ int main(int argc, char** argv) {
         return kExitUsage;
     }
 
+    bool restart = false;
+    int status = kExitHostSetup;
     try {
         Machine machine(manifest, options);
         logger("anchor")->info("{}: running, state in {}", manifest.name, machine.state_dir());
         const StopReason reason = machine.run();
-        const int status = exit_status(reason);
-        logger("anchor")->info("{}: {} (exit status {})", manifest.name, describe(reason), status);
+        if (reason.kind == StopKind::Reset && manifest.on_reboot == "restart") {
+            logger("anchor")->info("{}: guest reset; restarting the domain", manifest.name);
+            restart = true;
+        }
+        status = exit_status(reason);
+        if (!restart) logger("anchor")->info("{}: {} (exit status {})", manifest.name, describe(reason), status);
         if (reason.kind == StopKind::InternalError || reason.kind == StopKind::TripleFault ||
-            reason.kind == StopKind::HostError) {
+            reason.kind == StopKind::GuestPanicked || reason.kind == StopKind::HostError) {
             std::fprintf(stderr, "vmm-anchor: %s: %s\n", manifest.name.c_str(), describe(reason).c_str());
         }
-        return status;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "vmm-anchor: %s: %s\n", manifest.name.c_str(), e.what());
         return kExitHostSetup;
     }
+    // The Machine is gone (its fds closed, its state files removed) before the new image starts.
+    if (restart) restart_self(argv);
+    return status;
 }

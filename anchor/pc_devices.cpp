@@ -35,16 +35,15 @@ PcDevices install_pc_devices(IoBus& pio, const PcDevicesConfig& config, std::sha
     d.com1 = std::make_shared<legacy::Serial16550>(std::move(com1_irq), std::move(console_out));
     pio.insert(0x3f8, 8, d.com1);
     pio.insert(0x60, 5, std::make_shared<legacy::I8042>([&control] {
-        control.request_stop({StopKind::Reset, 0, "i8042 reset line pulsed"});
+        control.guest_stop({StopKind::Reset, 0, "i8042 reset line pulsed"});
     }));
     pio.insert(0x70, 2, std::make_shared<legacy::CmosRtc>(config.low_ram, config.high_ram, config.vcpus));
     pio.insert(0x80, 1, std::make_shared<PostCodePort>());
     pio.insert(0xf4, 4, std::make_shared<legacy::DebugExit>([&control](int status) {
-        control.request_stop({StopKind::GuestExitPort, status >> 1, ""});
+        control.guest_stop({StopKind::GuestExitPort, status >> 1, ""});
     }));
     pio.insert(0x505, 1, std::make_shared<legacy::Pvpanic>([&control](std::uint8_t events) {
-        control.request_stop(
-            {StopKind::InternalError, 0, "guest panicked (pvpanic events " + std::to_string(events) + ")"});
+        control.guest_stop({StopKind::GuestPanicked, 0, "pvpanic events " + std::to_string(events)});
     }));
     pio.insert(0xcf8, 8, std::make_shared<legacy::PciConfigAbsent>());
     return d;

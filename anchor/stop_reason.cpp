@@ -8,7 +8,8 @@ int exit_status(const StopReason& r) {
     case StopKind::PowerOff: return kExitPowerOff;
     case StopKind::Reset: return kExitReset;
     case StopKind::TripleFault: return kExitTripleFault;
-    case StopKind::InternalError: return kExitInternalError;
+    case StopKind::InternalError:
+    case StopKind::GuestPanicked: return kExitInternalError;
     case StopKind::HostRequest: return kExitHostRequest;
     case StopKind::HostError: return kExitHostSetup;
     }
@@ -23,6 +24,7 @@ std::string describe(const StopReason& r) {
     case StopKind::Reset: s = "guest reset the machine"; break;
     case StopKind::TripleFault: s = "guest triple-faulted"; break;
     case StopKind::InternalError: s = "KVM internal error"; break;
+    case StopKind::GuestPanicked: s = "guest panicked"; break;
     case StopKind::HostRequest: s = "stopped by the host"; break;
     case StopKind::HostError: s = "host error"; break;
     }

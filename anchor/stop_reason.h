@@ -5,7 +5,7 @@
 //   (v << 1) | 1   the guest wrote v to the debug-exit port (QEMU isa-debug-exit), always odd
 //   2              the guest reset the machine (i8042, triple-fault is separate) with on_reboot=exit
 //   4              triple fault (KVM shutdown exit)
-//   6              KVM internal error / entry failure / unhandled exit
+//   6              KVM internal error / entry failure / unhandled exit / guest panic (pvpanic)
 //   8              stopped by a signal (SIGINT/SIGTERM) or a host request
 //   64             bad manifest or command line
 //   70             host setup failure (no KVM, cannot map memory, ...)
@@ -15,7 +15,7 @@
 
 namespace vmm::anchor {
 
-enum class StopKind { GuestExitPort, PowerOff, Reset, TripleFault, InternalError, HostRequest, HostError };
+enum class StopKind { GuestExitPort, PowerOff, Reset, TripleFault, InternalError, GuestPanicked, HostRequest, HostError };
 
 struct StopReason {
     StopKind kind = StopKind::HostError;

@@ -2,6 +2,7 @@
 #include "manifest/domain_manifest.h"
 
 #include "common/fd.h"
+#include "manifest/device_fields.h"
 #include "manifest/json_fields.h"
 
 #include <fcntl.h>
@@ -37,36 +38,8 @@ struct FieldHandler {
     void (*write)(const DomainManifest& m, json& doc);
 };
 
-// Kernel and initrd: a path relative to the manifest's directory (or base_dir), which must
-// name an existing regular file or block device now, so a typo fails at define time rather
-// than when the domain starts.
-std::string resolve_existing_file(const std::string& field, const json& value,
-                                  const ParseContext& ctx) {
-    const std::string text = expect_string(field, value, "a file path");
-    if (text.empty()) {
-        throw ManifestError(field, "must be a non-empty file path, got \"\"");
-    }
-    if (text.find('\0') != std::string::npos) {
-        throw ManifestError(field, "must be a file path without NUL bytes, got " + describe(value));
-    }
-    std::filesystem::path path(text);
-    if (path.is_relative()) {
-        path = ctx.base_dir / path;
-    }
-    path = path.lexically_normal();
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) {
-        const int err = errno;
-        throw ManifestError(field, "cannot use file \"" + path.string() + "\": " +
-                                       std::strerror(err) +
-                                       " (relative paths are resolved against \"" +
-                                       ctx.base_dir.string() + "\")");
-    }
-    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-        throw ManifestError(field, "\"" + path.string() +
-                                       "\" is not a regular file or block device");
-    }
-    return path.string();
+std::string resolve_existing_file(const std::string& field, const json& value, const ParseContext& ctx) {
+    return manifest::resolve_existing_file(field, value, ctx.base_dir);
 }
 
 // real16 starts at cs:ip, so the entry must be below 1 MiB; protected32 runs with paging off,
@@ -202,6 +175,39 @@ const std::vector<FieldHandler>& fields() {
              m.on_reboot = expect_enum(f, v, {"exit", "restart"});
          },
          [](const DomainManifest& m, json& d) { d["on_reboot"] = m.on_reboot; }},
+        {"on_crash", false, "\"exit\" or \"pause\"",
+         [](const std::string& f, const json& v, const ParseContext&, DomainManifest& m) {
+             m.on_crash = expect_enum(f, v, {"exit", "pause"});
+         },
+         [](const DomainManifest& m, json& d) { d["on_crash"] = m.on_crash; }},
+        {"disks", false, "an array of {\"path\", \"readonly\", \"partuuid\", \"serial\"}",
+         [](const std::string& f, const json& v, const ParseContext& ctx, DomainManifest& m) {
+             m.disks = parse_disks(f, v, ctx.base_dir);
+         },
+         [](const DomainManifest& m, json& d) {
+             if (m.disks.empty()) return;
+             for (const auto& x : m.disks) d["disks"].push_back(manifest::to_json(x));
+         }},
+        {"nics", false, "an array of {\"tap\", \"mac\"}",
+         [](const std::string& f, const json& v, const ParseContext&, DomainManifest& m) { m.nics = parse_nics(f, v); },
+         [](const DomainManifest& m, json& d) {
+             if (m.nics.empty()) return;
+             for (const auto& x : m.nics) d["nics"].push_back(manifest::to_json(x));
+         }},
+        {"consoles", false, "an array of {\"kind\": \"pty\" | \"socket\", \"path\"}",
+         [](const std::string& f, const json& v, const ParseContext& ctx, DomainManifest& m) {
+             m.consoles = parse_consoles(f, v, ctx.base_dir);
+         },
+         [](const DomainManifest& m, json& d) {
+             if (m.consoles.empty()) return;
+             for (const auto& x : m.consoles) d["consoles"].push_back(manifest::to_json(x));
+         }},
+        {"pci", false, "an array of {\"bdf\"} or {\"vendor\", \"device\", \"index\"}",
+         [](const std::string& f, const json& v, const ParseContext&, DomainManifest& m) { m.pci = parse_pci(f, v); },
+         [](const DomainManifest& m, json& d) {
+             if (m.pci.empty()) return;
+             for (const auto& x : m.pci) d["pci"].push_back(manifest::to_json(x));
+         }},
     };
     return kFields;
 }

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace vmm {
 
@@ -38,6 +39,39 @@ struct FlatBootSpec {
     bool operator==(const FlatBootSpec&) const = default;
 };
 
+// A virtio-blk disk. `path` is a regular file or a block device; with `partuuid` the guest
+// sees only that GPT partition of it (the window is found when the anchor opens the disk).
+struct DiskSpec {
+    std::string path;  // absolute
+    bool readonly = false;
+    std::string partuuid;  // "" or a canonical lower-case UUID
+    std::string serial;    // VIRTIO_BLK_T_GET_ID answer, at most 20 bytes ("" = derived from the path)
+    bool operator==(const DiskSpec&) const = default;
+};
+
+// A virtio-net NIC on a host tap device.
+struct NicSpec {
+    std::string tap;  // interface name (at most 15 characters)
+    std::string mac;  // "52:54:00:12:34:56" (lower case); "" = derived from the domain name
+    bool operator==(const NicSpec&) const = default;
+};
+
+// A virtio-console port 0 backend.
+struct ConsoleSpec {
+    std::string kind = "pty";  // "pty" | "socket" (a unix socket the anchor listens on)
+    std::string path;          // socket path (kind "socket")
+    bool operator==(const ConsoleSpec&) const = default;
+};
+
+// A host PCI device to pass through with VFIO: by address or (as L4Re's io) by IDs + index.
+struct PciSpec {
+    std::string bdf;             // "0000:03:00.0" (normalised), or "" when chosen by IDs
+    std::uint16_t vendor = 0;    // with device: the index-th device with these IDs
+    std::uint16_t device = 0;
+    unsigned index = 0;
+    bool operator==(const PciSpec&) const = default;
+};
+
 struct DomainManifest {
     std::string name;
     std::string hypervisor = "kvm";  // "kvm" | "xen" | "null"
@@ -48,6 +82,11 @@ struct DomainManifest {
     bool hide_hypervisor = false, hugepages = false, start_paused = false;
     std::string on_poweroff = "exit";  // "exit" | "pause"
     std::string on_reboot = "exit";    // "exit" | "restart"
+    std::string on_crash = "exit";     // "exit" | "pause" (run-state internal-error / guest-panicked until quit)
+    std::vector<DiskSpec> disks;
+    std::vector<NicSpec> nics;
+    std::vector<ConsoleSpec> consoles;
+    std::vector<PciSpec> pci;
     nlohmann::json raw;                // the document as given
 };
 
@@ -61,6 +100,11 @@ inline constexpr std::size_t kMaxNameLength = 64;
 // Linux's COMMAND_LINE_SIZE on x86 is 2048 (older kernels) or 4096 including the NUL; the
 // boot protocol's cmdline_size says what a given kernel accepts, checked at load time.
 inline constexpr std::size_t kMaxCmdlineLength = 4095;
+// Devices per kind: 31 PCI slots on bus 0, one for the host bridge.
+inline constexpr std::size_t kMaxDisks = 16, kMaxNics = 8, kMaxConsoles = 4, kMaxPciDevices = 8;
+
+// "0000:03:00.0" from "0000:03:00.0" or "03:00.0" (any case); throws ManifestError(field).
+std::string normalize_bdf(const std::string& field, const std::string& text);
 
 // Validates and converts `doc`. Relative kernel/initrd paths resolve against `base_dir`; the
 // result holds absolute paths. The files must exist (regular file or block device).

@@ -28,7 +28,7 @@ void mkdir_p(const std::string& dir, mode_t mode) {
 }  // namespace
 
 const std::vector<std::string>& StateDir::known_files() {
-    static const std::vector<std::string> files = {"pid", "pid.tmp", "cons", "qmp", "listener.qmp", "console.log"};
+    static const std::vector<std::string> files = {"pid", "pid.tmp", "cons", "qmp", "listener.qmp", "console.log", "console.log.0"};
     return files;
 }
 

@@ -22,6 +22,16 @@ using ::testing::HasSubstr;
 
 constexpr std::uint16_t kCom1 = 0x3f8, kLsr = 0x3fd;
 
+// Waits (bounded) for a state another thread sets.
+template <typename Pred>
+bool eventually(Pred pred) {
+    for (int i = 0; i < 5000; ++i) {
+        if (pred()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return pred();
+}
+
 class AnchorExitTest : public ::testing::Test {
 protected:
     AnchorExitTest() {
@@ -160,8 +170,9 @@ TEST_F(AnchorExitTest, CmosReportsMemorySizeAndCpus) {
 TEST_F(AnchorExitTest, PvpanicStopsAsACrash) {
     ScriptedVcpu vcpu(0, {Step::in(0x505), Step::out(0x505, 1), Step::spin()});
     const auto reason = run_one(vcpu);
-    EXPECT_EQ(reason.kind, StopKind::InternalError);
-    EXPECT_THAT(reason.detail, HasSubstr("panicked"));
+    EXPECT_EQ(reason.kind, StopKind::GuestPanicked);
+    EXPECT_EQ(exit_status(reason), kExitInternalError);
+    EXPECT_THAT(describe(reason), HasSubstr("panicked"));
     EXPECT_EQ(vcpu.reads().at(0) & 1, 1u);
 }
 
@@ -237,6 +248,89 @@ TEST_F(AnchorExitTest, StopWhilePausedReleasesParkedVcpus) {
     control_.request_stop({StopKind::HostRequest, 0, "quit"});
     t0.join();
     EXPECT_EQ(control_.reason()->kind, StopKind::HostRequest);
+}
+
+// With the "stay" policy (QEMU -no-shutdown, as pillar runs), a guest power-off parks the
+// domain in run-state shutdown and reports SHUTDOWN + STOP instead of ending it; only a host
+// request (quit) ends it, and `cont` is refused as QEMU refuses it.
+TEST_F(AnchorExitTest, StayPolicyParksPowerOffInShutdownUntilQuit) {
+    std::vector<std::pair<std::string, nlohmann::json>> events;
+    std::mutex m;
+    control_.set_event_sink([&](const std::string& e, const nlohmann::json& d) {
+        std::lock_guard lock(m);
+        events.emplace_back(e, d);
+    });
+    control_.set_policy({true, true});
+    ScriptedVcpu v0(0, {Step::exit(VcpuExit::Kind::SystemEvent, static_cast<std::uint64_t>(SystemEvent::Shutdown)),
+                        Step::spin()});
+    vcpus_ = {&v0};
+    control_.set_vcpu_count(1);
+    std::thread t0([&] { run_vcpu_loop(v0, handler_, control_); });
+    ASSERT_TRUE(eventually([&] { return control_.run_state() == RunState::Shutdown; }));
+    control_.pause();  // returns once the vCPU has parked itself after the power-off
+    EXPECT_EQ(control_.run_state(), RunState::Shutdown);
+    EXPECT_FALSE(control_.stopping());
+    EXPECT_EQ(v0.steps_run(), 1u) << "no guest code runs after the power-off";
+    EXPECT_FALSE(control_.resume()) << "cont needs a reset first";
+    EXPECT_EQ(control_.run_state(), RunState::Shutdown);
+    control_.request_stop({StopKind::HostRequest, 0, "quit"});
+    t0.join();
+    EXPECT_EQ(control_.reason()->kind, StopKind::HostRequest);
+    std::lock_guard lock(m);
+    ASSERT_EQ(events.size(), 2u);
+    EXPECT_EQ(events[0].first, "SHUTDOWN");
+    EXPECT_EQ(events[0].second, (nlohmann::json{{"guest", true}, {"reason", "guest-shutdown"}}));
+    EXPECT_EQ(events[1].first, "STOP");
+}
+
+TEST_F(AnchorExitTest, StayPolicyTurnsPanicAndInternalErrorIntoRunStates) {
+    std::vector<std::string> events;
+    control_.set_event_sink([&](const std::string& e, const nlohmann::json&) { events.push_back(e); });
+    control_.set_policy({false, true});
+    ScriptedVcpu v0(0, {Step::out(0x505, 1), Step::spin()});
+    vcpus_ = {&v0};
+    control_.set_vcpu_count(1);
+    std::thread t0([&] { run_vcpu_loop(v0, handler_, control_); });
+    ASSERT_TRUE(eventually([&] { return control_.run_state() == RunState::GuestPanicked; }));
+    control_.pause();
+    EXPECT_EQ(v0.steps_run(), 1u) << "parked right after the panic write";
+    EXPECT_STREQ(qmp_name(control_.run_state()), "guest-panicked");
+    control_.request_stop({StopKind::HostRequest, 0, "quit"});
+    t0.join();
+    EXPECT_EQ(events, (std::vector<std::string>{"GUEST_PANICKED", "STOP"}));
+
+    VmControl other;
+    other.set_policy({false, true});
+    other.set_vcpu_count(1);
+    ScriptedVcpu v1(0, {Step::exit(VcpuExit::Kind::InternalError, 1), Step::spin()});
+    ExitHandler handler(pio_, mmio_, other);
+    other.set_kicker([&] { v1.kick(); });
+    std::thread t1([&] { run_vcpu_loop(v1, handler, other); });
+    ASSERT_TRUE(eventually([&] { return other.run_state() == RunState::InternalError; }));
+    other.pause();
+    EXPECT_EQ(other.run_state(), RunState::InternalError);
+    other.request_stop({StopKind::HostRequest, 0, "quit"});
+    t1.join();
+    // Power-off under this policy still ends the anchor (stay_on_poweroff is false).
+    VmControl third;
+    third.set_policy({false, true});
+    third.guest_stop({StopKind::PowerOff, 0, ""});
+    EXPECT_TRUE(third.stopping());
+}
+
+TEST(VmControlTest, RunStatesFollowStopAndCont) {
+    VmControl c;
+    c.set_vcpu_count(0);
+    EXPECT_EQ(c.run_state(), RunState::Running);
+    c.pause();
+    EXPECT_EQ(c.run_state(), RunState::Paused);
+    EXPECT_TRUE(c.resume());
+    EXPECT_EQ(c.run_state(), RunState::Running);
+    VmControl p;
+    p.start_paused();
+    EXPECT_STREQ(qmp_name(p.run_state()), "prelaunch");
+    EXPECT_TRUE(p.resume());
+    EXPECT_STREQ(qmp_name(p.run_state()), "running");
 }
 
 TEST_F(AnchorExitTest, FirstStopReasonWins) {

@@ -89,7 +89,13 @@ json full_doc() {
             {"hugepages", true},
             {"start_paused", true},
             {"on_poweroff", "pause"},
-            {"on_reboot", "restart"}};
+            {"on_reboot", "restart"},
+            {"on_crash", "pause"},
+            {"disks", {{{"path", "initrd.img"}, {"readonly", true}},
+                       {{"path", "vmlinuz"}, {"partuuid", "0FC63DAF-8483-4772-8E79-3D69D8477DE4"}, {"serial", "disk-1"}}}},
+            {"nics", {{{"tap", "tap0"}, {"mac", "52:54:00:AB:cd:01"}}, {{"tap", "vif1.0"}}}},
+            {"consoles", {{{"kind", "pty"}}, {{"kind", "socket"}, {"path", "con.sock"}}}},
+            {"pci", {{{"bdf", "03:00.0"}}, {{"vendor", "1D0F"}, {"device", "0x0065"}, {"index", 1}}}}};
 }
 
 TEST_F(ManifestTest, FullManifest) {
@@ -106,6 +112,55 @@ TEST_F(ManifestTest, FullManifest) {
     EXPECT_TRUE(m.hide_hypervisor && m.hugepages && m.start_paused);
     EXPECT_EQ(m.on_poweroff, "pause");
     EXPECT_EQ(m.on_reboot, "restart");
+    EXPECT_EQ(m.on_crash, "pause");
+    ASSERT_EQ(m.disks.size(), 2u);
+    EXPECT_EQ(m.disks[0], (DiskSpec{path("initrd.img"), true, "", ""}));
+    EXPECT_EQ(m.disks[1], (DiskSpec{path("vmlinuz"), false, "0fc63daf-8483-4772-8e79-3d69d8477de4", "disk-1"}));
+    ASSERT_EQ(m.nics.size(), 2u);
+    EXPECT_EQ(m.nics[0], (NicSpec{"tap0", "52:54:00:ab:cd:01"}));
+    EXPECT_EQ(m.nics[1], (NicSpec{"vif1.0", ""}));
+    ASSERT_EQ(m.consoles.size(), 2u);
+    EXPECT_EQ(m.consoles[1], (ConsoleSpec{"socket", path("con.sock")}));
+    ASSERT_EQ(m.pci.size(), 2u);
+    EXPECT_EQ(m.pci[0].bdf, "0000:03:00.0");
+    EXPECT_EQ(m.pci[1], (PciSpec{"", 0x1d0f, 0x0065, 1}));
+}
+
+TEST_F(ManifestTest, DeviceEntriesAreCheckedFieldByField) {
+    const auto disk = [&](json entry) { return with("disks", json::array({entry})); };
+    EXPECT_THAT(error_of(with("disks", "x"), "disks"), HasSubstr("must be an array"));
+    EXPECT_THAT(error_of(disk({{"readonly", true}}), "disks[0].path"), HasSubstr("is required"));
+    EXPECT_THAT(error_of(disk({{"path", "nope.img"}}), "disks[0].path"), HasSubstr("No such file"));
+    EXPECT_THAT(error_of(disk({{"path", "vmlinuz"}, {"size", 1}}), "disks[0].size"), HasSubstr("unknown field"));
+    EXPECT_THAT(error_of(disk({{"path", "vmlinuz"}, {"partuuid", "1234"}}), "disks[0].partuuid"), HasSubstr("UUID"));
+    EXPECT_THAT(error_of(disk({{"path", "vmlinuz"}, {"serial", std::string(21, 'x')}}), "disks[0].serial"),
+                HasSubstr("20 bytes"));
+    EXPECT_THAT(error_of(with("disks", {{{"path", "vmlinuz"}}, {{"path", "./vmlinuz"}}}), "disks[1].path"),
+                HasSubstr("already used"));
+    std::vector<json> many(kMaxDisks + 1, json{{"path", "vmlinuz"}});
+    EXPECT_THAT(error_of(with("disks", many), "disks"), HasSubstr("at most 16"));
+
+    const auto nic = [&](json entry) { return with("nics", json::array({entry})); };
+    EXPECT_THAT(error_of(nic({{"mac", "52:54:00:00:00:01"}}), "nics[0].tap"), HasSubstr("is required"));
+    EXPECT_THAT(error_of(nic({{"tap", "a/b"}}), "nics[0].tap"), HasSubstr("interface name"));
+    EXPECT_THAT(error_of(nic({{"tap", "0123456789abcdef"}}), "nics[0].tap"), HasSubstr("1 to 15"));
+    EXPECT_THAT(error_of(nic({{"tap", "t0"}, {"mac", "52:54:00:00:01"}}), "nics[0].mac"), HasSubstr("MAC address"));
+    EXPECT_THAT(error_of(nic({{"tap", "t0"}, {"mac", "01:00:5e:00:00:01"}}), "nics[0].mac"), HasSubstr("unicast"));
+    EXPECT_THAT(error_of(with("nics", {{{"tap", "t0"}}, {{"tap", "t0"}}}), "nics[1].tap"), HasSubstr("already used"));
+
+    const auto con = [&](json entry) { return with("consoles", json::array({entry})); };
+    EXPECT_THAT(error_of(con({{"kind", "file"}}), "consoles[0].kind"), HasSubstr("\"pty\""));
+    EXPECT_THAT(error_of(con({{"kind", "socket"}}), "consoles[0].path"), HasSubstr("is required"));
+    EXPECT_THAT(error_of(con({{"kind", "pty"}, {"path", "/tmp/x"}}), "consoles[0].path"), HasSubstr("only for kind"));
+
+    const auto pci = [&](json entry) { return with("pci", json::array({entry})); };
+    EXPECT_THAT(error_of(pci({{"bdf", "0000:03:20.0"}}), "pci[0].bdf"), HasSubstr("device 00-1f"));
+    EXPECT_THAT(error_of(pci({{"bdf", "03:00.8"}}), "pci[0].bdf"), HasSubstr("PCI address"));
+    EXPECT_THAT(error_of(pci({{"bdf", "zz:00.0"}}), "pci[0].bdf"), HasSubstr("PCI address"));
+    EXPECT_THAT(error_of(pci({{"vendor", "1d0f"}}), "pci[0]"), HasSubstr("both \"vendor\" and \"device\""));
+    EXPECT_THAT(error_of(pci({{"vendor", "1d0f"}, {"device", "65"}}), "pci[0].device"), HasSubstr("4-digit"));
+    EXPECT_THAT(error_of(pci({{"bdf", "03:00.0"}, {"vendor", "1d0f"}}), "pci[0]"), HasSubstr("not both"));
+    EXPECT_THAT(error_of(with("pci", {{{"bdf", "03:00.0"}}, {{"bdf", "0000:03:00.0"}}}), "pci[1]"), HasSubstr("same device"));
 }
 
 TEST_F(ManifestTest, DocumentMustBeObject) {
@@ -353,10 +408,14 @@ TEST_F(ManifestTest, ToJsonRoundTrips) {
         EXPECT_EQ(again.memory_mb, m.memory_mb);
         EXPECT_EQ(again.hypervisor, m.hypervisor);
         EXPECT_EQ(std::tie(again.hide_hypervisor, again.hugepages, again.start_paused,
-                           again.on_poweroff, again.on_reboot),
+                           again.on_poweroff, again.on_reboot, again.on_crash),
                   std::tie(m.hide_hypervisor, m.hugepages, m.start_paused, m.on_poweroff,
-                           m.on_reboot));
+                           m.on_reboot, m.on_crash));
         EXPECT_EQ(again.raw, out);
+        EXPECT_EQ(again.disks, m.disks);
+        EXPECT_EQ(again.nics, m.nics);
+        EXPECT_EQ(again.consoles, m.consoles);
+        EXPECT_EQ(again.pci, m.pci);
     }
     const json out = to_json(parse_manifest(minimal(), dir_.string()));
     EXPECT_FALSE(out.contains("initrd") || out.contains("cmdline") || out.contains("flat"));

@@ -15,3 +15,8 @@ void guest_main(uint32_t magic, const struct multiboot_info* mbi);
 
 // The flat GDT entry.S loaded; APs (tests/guests/smp_trampoline.asm) use the same selectors.
 enum { kGuestCodeSelector = 0x10, kGuestDataSelector = 0x18 };
+
+// For a large buffer that needs no zeroing (the device or the guest fills it before reading):
+// it goes with the stacks (lib/guest.ld .stack), which lib/entry.S does not clear, so it costs
+// no boot-time instructions.
+#define GUEST_NOINIT __attribute__((section(".stack.noinit"), aligned(16)))

@@ -27,6 +27,10 @@ static inline uint32_t inl(uint16_t port) {
 // Paging is off, so a physical address is the pointer. volatile: every access is a device access.
 static inline uint32_t mmio_read32(uint32_t addr) { return *(volatile uint32_t*)addr; }
 static inline void mmio_write32(uint32_t addr, uint32_t v) { *(volatile uint32_t*)addr = v; }
+static inline uint8_t mmio_read8(uint32_t addr) { return *(volatile uint8_t*)addr; }
+static inline void mmio_write8(uint32_t addr, uint8_t v) { *(volatile uint8_t*)addr = v; }
+static inline uint16_t mmio_read16(uint32_t addr) { return *(volatile uint16_t*)addr; }
+static inline void mmio_write16(uint32_t addr, uint16_t v) { *(volatile uint16_t*)addr = v; }
 
 static inline void cpu_relax(void) { __asm__ volatile("pause" ::: "memory"); }
 

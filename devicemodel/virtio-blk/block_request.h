@@ -1,0 +1,56 @@
+// BlockRequest: a pure parser that turns one popped descriptor chain into a checked virtio-blk
+// request (virtio 1.2 §5.2.6), apart from the device (as Firecracker's request.rs).
+//
+// Layout: a 16-byte device-readable header {type, reserved, sector}; for OUT, DISCARD and
+// WRITE_ZEROES the data follows in the device-readable part; for IN and GET_ID the data is the
+// device-writable part minus its last byte, which is the status byte. Buffer boundaries may
+// fall anywhere (VIRTIO_F_ANY_LAYOUT is implied by VERSION_1).
+//
+// Every data range is checked against the capacity and the read-only flag here, so the device
+// only has to execute what the parser accepted. Called from the device's dispatcher thread.
+#pragma once
+
+#include "devicemodel/virtio/virtqueue.h"
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <optional>
+#include <utility>
+#include <vector>
+
+namespace vmm::virtio_blk {
+
+inline constexpr std::uint64_t kSectorSize = 512;
+
+struct BlockLimits {
+    std::uint64_t capacity_sectors = 0;
+    bool read_only = false;
+    std::uint32_t max_discard_sectors = 0;
+    std::uint32_t max_discard_seg = 0;
+    std::uint32_t max_write_zeroes_sectors = 0;
+    std::uint32_t max_write_zeroes_seg = 0;
+};
+
+struct BlockRequest {
+    std::uint32_t type = 0;  // VIRTIO_BLK_T_*
+    std::uint64_t sector = 0;
+    // A status byte exists (the chain has a device-writable part). Without one the request can
+    // only be handed back with used length 0.
+    bool has_status = false;
+    // Set when the request is rejected without I/O: VIRTIO_BLK_S_IOERR or VIRTIO_BLK_S_UNSUPP.
+    std::optional<std::uint8_t> reject;
+    // IN / OUT: the guest data buffers (host views) and their length; GET_ID: the ID buffer.
+    std::vector<iovec> data;
+    std::uint64_t data_len = 0;
+    // DISCARD / WRITE_ZEROES: (first sector, sectors) of each segment; unmap flag of WRITE_ZEROES.
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> segments;
+    bool unmap = false;
+    // Bytes the device writes to the chain on success (data + status): the used length.
+    std::uint32_t used_len_ok() const noexcept { return static_cast<std::uint32_t>(writes_data() ? data_len + 1 : 1); }
+    bool writes_data() const noexcept;
+};
+
+BlockRequest parse_block_request(const virtio::DescriptorChain& chain, const BlockLimits& limits);
+
+}  // namespace vmm::virtio_blk

@@ -1,0 +1,340 @@
+// IoEngine implementations: see io_engine.h.
+#include "devicemodel/virtio-blk/io_engine.h"
+
+#include "common/fd.h"
+#include "common/log.h"
+#include "common/thread_name.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#ifdef VMM_HAVE_LIBURING
+#include <liburing.h>
+#include <sys/eventfd.h>
+#endif
+
+namespace vmm::virtio_blk {
+
+namespace {
+
+// Drops the first `n` bytes from an iovec list.
+void advance(std::vector<iovec>& iov, std::size_t n) {
+    std::size_t i = 0;
+    while (i < iov.size() && n >= iov[i].iov_len) n -= iov[i++].iov_len;
+    iov.erase(iov.begin(), iov.begin() + static_cast<std::ptrdiff_t>(i));
+    if (n && !iov.empty()) {
+        iov[0].iov_base = static_cast<char*>(iov[0].iov_base) + n;
+        iov[0].iov_len -= n;
+    }
+}
+
+std::uint64_t total(const std::vector<iovec>& iov) {
+    std::uint64_t t = 0;
+    for (const auto& v : iov) t += v.iov_len;
+    return t;
+}
+
+int write_zeroes_slow(int fd, std::uint64_t off, std::uint64_t len) {
+    static const std::vector<std::uint8_t> zeros(64 * 1024, 0);
+    while (len) {
+        const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(len, zeros.size()));
+        const ssize_t w = ::pwrite(fd, zeros.data(), n, static_cast<off_t>(off));
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        if (w == 0) return -EIO;
+        off += static_cast<std::uint64_t>(w);
+        len -= static_cast<std::uint64_t>(w);
+    }
+    return 0;
+}
+
+}  // namespace
+
+int run_io_sync(int fd, IoOp& op) {
+    switch (op.kind) {
+        case IoOp::Kind::Read:
+        case IoOp::Kind::Write: {
+            std::uint64_t off = op.offset;
+            while (!op.iov.empty()) {
+                const int cnt = static_cast<int>(std::min<std::size_t>(op.iov.size(), IOV_MAX));
+                const ssize_t n = op.kind == IoOp::Kind::Read ? ::preadv(fd, op.iov.data(), cnt, static_cast<off_t>(off))
+                                                              : ::pwritev(fd, op.iov.data(), cnt, static_cast<off_t>(off));
+                if (n < 0) {
+                    if (errno == EINTR) continue;
+                    return -errno;
+                }
+                if (n == 0) return -EIO;  // past the end of the file: the host truncated it
+                off += static_cast<std::uint64_t>(n);
+                advance(op.iov, static_cast<std::size_t>(n));
+            }
+            return 0;
+        }
+        case IoOp::Kind::Flush:
+            return ::fdatasync(fd) == 0 ? 0 : -errno;
+        case IoOp::Kind::Discard:
+            for (auto [off, len] : op.ranges) {
+                // Discard is a hint (virtio 1.2 §5.2.6.2): a backend that cannot punch holes is fine.
+                if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off),
+                                static_cast<off_t>(len)) != 0 &&
+                    errno != EOPNOTSUPP)
+                    return -errno;
+            }
+            return 0;
+        case IoOp::Kind::WriteZeroes:
+            for (auto [off, len] : op.ranges) {
+                const int mode = op.unmap ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+                if (::fallocate(fd, mode, static_cast<off_t>(off), static_cast<off_t>(len)) == 0) continue;
+                if (errno != EOPNOTSUPP && errno != EINVAL) return -errno;
+                if (int r = write_zeroes_slow(fd, off, len); r != 0) return r;
+            }
+            return 0;
+    }
+    return -EINVAL;
+}
+
+namespace {
+
+class ThreadPoolEngine final : public IoEngine {
+public:
+    ThreadPoolEngine(int fd, unsigned threads, const std::string& thread_name) : fd_(fd) {
+        for (unsigned i = 0; i < std::max(1u, threads); ++i)
+            workers_.emplace_back([this, name = thread_name + std::to_string(i)] {
+                set_thread_name(name);
+                work();
+            });
+    }
+    ~ThreadPoolEngine() override {
+        {
+            std::lock_guard lock(mu_);
+            stop_ = true;
+        }
+        cv_.notify_all();
+        for (auto& t : workers_) t.join();
+    }
+    void submit(std::vector<IoOp> ops) override {
+        {
+            std::lock_guard lock(mu_);
+            for (auto& op : ops) queue_.push_back(std::move(op));
+        }
+        if (ops.size() == 1)
+            cv_.notify_one();
+        else
+            cv_.notify_all();
+    }
+    const char* name() const override { return "threads"; }
+
+private:
+    void work() {
+        for (;;) {
+            IoOp op;
+            {
+                std::unique_lock lock(mu_);
+                cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+                if (queue_.empty()) return;  // stop_ and drained
+                op = std::move(queue_.front());
+                queue_.pop_front();
+            }
+            const int r = run_io_sync(fd_, op);
+            op.done(r);
+        }
+    }
+
+    const int fd_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<IoOp> queue_;
+    bool stop_ = false;
+    std::vector<std::thread> workers_;
+};
+
+#ifdef VMM_HAVE_LIBURING
+
+// One thread owns the ring. Other threads queue ops and write the kick eventfd, on which the ring
+// always has a read pending; read/write/flush go through the ring, discard and write-zeroes (rare)
+// run synchronously on the ring thread.
+class UringEngine final : public IoEngine {
+public:
+    static std::unique_ptr<IoEngine> create(int fd, unsigned depth, const std::string& thread_name) {
+        auto e = std::unique_ptr<UringEngine>(new UringEngine(fd));
+        // io_uring_queue_init returns -errno: ENOSYS/EPERM where the kernel or a seccomp policy forbids it.
+        if (int r = io_uring_queue_init(depth, &e->ring_, 0); r < 0) {
+            logger("blk")->info("io_uring unavailable ({}), using the thread pool", std::strerror(-r));
+            return nullptr;
+        }
+        e->ring_ok_ = true;
+        e->kick_ = make_eventfd();
+        e->thread_ = std::thread([p = e.get(), thread_name] {
+            set_thread_name(thread_name);
+            p->run();
+        });
+        return e;
+    }
+    ~UringEngine() override {
+        if (thread_.joinable()) {
+            {
+                std::lock_guard lock(mu_);
+                stop_ = true;
+            }
+            kick();
+            thread_.join();
+        }
+        if (ring_ok_) io_uring_queue_exit(&ring_);
+    }
+    void submit(std::vector<IoOp> ops) override {
+        {
+            std::lock_guard lock(mu_);
+            for (auto& op : ops) incoming_.push_back(std::move(op));
+        }
+        kick();
+    }
+    const char* name() const override { return "io_uring"; }
+
+private:
+    explicit UringEngine(int fd) : fd_(fd) {}
+
+    void kick() {
+        const std::uint64_t one = 1;
+        [[maybe_unused]] ssize_t n = ::write(kick_.get(), &one, sizeof one);
+    }
+
+    io_uring_sqe* sqe() {
+        io_uring_sqe* s = io_uring_get_sqe(&ring_);
+        while (!s) {
+            io_uring_submit(&ring_);
+            s = io_uring_get_sqe(&ring_);
+        }
+        return s;
+    }
+
+    void arm_kick() {
+        io_uring_sqe* s = sqe();
+        io_uring_prep_read(s, kick_.get(), &kick_buf_, sizeof kick_buf_, 0);
+        io_uring_sqe_set_data(s, nullptr);  // nullptr = the kick
+    }
+
+    void start(IoOp* op) {
+        io_uring_sqe* s = sqe();
+        switch (op->kind) {
+            case IoOp::Kind::Read:
+                io_uring_prep_readv(s, fd_, op->iov.data(), static_cast<unsigned>(std::min<std::size_t>(op->iov.size(), IOV_MAX)), op->offset);
+                break;
+            case IoOp::Kind::Write:
+                io_uring_prep_writev(s, fd_, op->iov.data(), static_cast<unsigned>(std::min<std::size_t>(op->iov.size(), IOV_MAX)), op->offset);
+                break;
+            default:
+                io_uring_prep_fsync(s, fd_, IORING_FSYNC_DATASYNC);
+                break;
+        }
+        io_uring_sqe_set_data(s, op);
+        ++inflight_;
+    }
+
+    void finish(IoOp* op, int r) {
+        op->done(r);
+        delete op;
+    }
+
+    void complete(IoOp* op, int res) {
+        --inflight_;
+        if (op->kind == IoOp::Kind::Flush) return finish(op, res < 0 ? res : 0);
+        if (res == -EINTR || res == -EAGAIN) return start(op);
+        if (res < 0) return finish(op, res);
+        if (res == 0) return finish(op, -EIO);
+        op->offset += static_cast<std::uint64_t>(res);
+        advance(op->iov, static_cast<std::size_t>(res));
+        if (op->iov.empty() || total(op->iov) == 0) return finish(op, 0);
+        start(op);  // short transfer: continue with the rest
+    }
+
+    void run() {
+        arm_kick();
+        io_uring_submit(&ring_);
+        for (;;) {
+            io_uring_cqe* cqe = nullptr;
+            int r = io_uring_wait_cqe(&ring_, &cqe);
+            if (r == -EINTR) continue;
+            if (r < 0) {
+                logger("blk")->error("io_uring_wait_cqe: {}", std::strerror(-r));
+                break;
+            }
+            bool kicked = false;
+            unsigned head;
+            unsigned seen = 0;
+            io_uring_for_each_cqe(&ring_, head, cqe) {
+                ++seen;
+                auto* op = static_cast<IoOp*>(io_uring_cqe_get_data(cqe));
+                if (!op)
+                    kicked = true;
+                else
+                    complete(op, cqe->res);
+            }
+            io_uring_cq_advance(&ring_, seen);
+            bool stop = false;
+            if (kicked) {
+                std::deque<IoOp> batch;
+                {
+                    std::lock_guard lock(mu_);
+                    batch.swap(incoming_);
+                    stop = stop_;
+                }
+                for (auto& o : batch) {
+                    if (o.kind == IoOp::Kind::Discard || o.kind == IoOp::Kind::WriteZeroes) {
+                        const int res = run_io_sync(fd_, o);
+                        o.done(res);
+                        continue;
+                    }
+                    start(new IoOp(std::move(o)));
+                }
+                if (!stop) arm_kick();
+                stopping_ = stopping_ || stop;
+            }
+            if (stopping_ && inflight_ == 0) break;
+            io_uring_submit(&ring_);
+        }
+        // Only reached with nothing in flight (or a dead ring: finish what is left synchronously).
+        std::lock_guard lock(mu_);
+        for (auto& o : incoming_) o.done(run_io_sync(fd_, o));
+        incoming_.clear();
+    }
+
+    const int fd_;
+    io_uring ring_{};
+    bool ring_ok_ = false;
+    Fd kick_;
+    std::uint64_t kick_buf_ = 0;
+    std::thread thread_;
+    std::mutex mu_;
+    std::deque<IoOp> incoming_;  // guarded by mu_
+    bool stop_ = false;          // guarded by mu_
+    bool stopping_ = false;      // ring thread only
+    unsigned inflight_ = 0;      // ring thread only
+};
+
+#endif
+
+}  // namespace
+
+std::unique_ptr<IoEngine> make_uring_engine([[maybe_unused]] int fd, [[maybe_unused]] unsigned depth,
+                                            [[maybe_unused]] const std::string& thread_name) {
+#ifdef VMM_HAVE_LIBURING
+    return UringEngine::create(fd, depth, thread_name);
+#else
+    return nullptr;
+#endif
+}
+
+std::unique_ptr<IoEngine> make_thread_pool_engine(int fd, unsigned threads, const std::string& thread_name) {
+    return std::make_unique<ThreadPoolEngine>(fd, threads, thread_name);
+}
+
+}  // namespace vmm::virtio_blk

@@ -1,0 +1,251 @@
+// VirtioBlk: see virtio_blk.h.
+#include "devicemodel/virtio-blk/virtio_blk.h"
+
+#include "common/log.h"
+#include "common/thread_name.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace vmm::virtio_blk {
+
+namespace {
+
+constexpr std::uint32_t kMaxDiscardSectors = 0x3fffff;  // 2 GiB - 512 per segment
+constexpr std::uint32_t kMaxDiscardSegments = 32;
+
+}  // namespace
+
+VirtioBlk::VirtioBlk(DiskImage disk, VirtioBlkOptions options)
+    : disk_(std::move(disk)), options_(std::move(options)), log_(logger(options_.name)) {
+    if (options_.serial.empty()) options_.serial = options_.name;
+    if (options_.queue_size < 4) options_.queue_size = 4;
+    limits_.capacity_sectors = disk_.capacity_sectors();
+    limits_.read_only = disk_.read_only();
+    if (!disk_.read_only()) {
+        limits_.max_discard_sectors = limits_.max_write_zeroes_sectors = kMaxDiscardSectors;
+        limits_.max_discard_seg = limits_.max_write_zeroes_seg = kMaxDiscardSegments;
+    }
+    // virtio 1.2 §5.2.4: little-endian fields, x86 host.
+    config_.capacity = limits_.capacity_sectors;
+    config_.seg_max = options_.queue_size - 2u;  // header and status take two descriptors
+    config_.blk_size = disk_.logical_block_size();
+    config_.max_discard_sectors = limits_.max_discard_sectors;
+    config_.max_discard_seg = limits_.max_discard_seg;
+    config_.discard_sector_alignment = disk_.logical_block_size() / 512;
+    config_.max_write_zeroes_sectors = limits_.max_write_zeroes_sectors;
+    config_.max_write_zeroes_seg = limits_.max_write_zeroes_seg;
+    config_.write_zeroes_may_unmap = 1;
+
+    if (options_.use_io_uring) engine_ = make_uring_engine(disk_.fd(), options_.queue_size, options_.name + "-io");
+    if (!engine_) engine_ = make_thread_pool_engine(disk_.fd(), options_.io_threads, options_.name + "-io");
+    log_->info("{}{}: {} sectors at offset {}, {} I/O", disk_.path(), disk_.read_only() ? " (read-only)" : "",
+               limits_.capacity_sectors, disk_.offset(), engine_->name());
+    dispatcher_ = std::thread([this] {
+        set_thread_name(options_.name + "-q");
+        dispatcher();
+    });
+}
+
+VirtioBlk::~VirtioBlk() {
+    reset();
+    {
+        std::lock_guard lock(mu_);
+        stop_ = true;
+    }
+    kick_cv_.notify_all();
+    dispatcher_.join();
+    engine_.reset();
+}
+
+std::uint64_t VirtioBlk::device_features() const {
+    using virtio::feature_bit;
+    std::uint64_t f = feature_bit(virtio::kFeatureVersion1) | feature_bit(virtio::kFeatureIndirectDesc) |
+                      feature_bit(virtio::kFeatureEventIdx) | feature_bit(VIRTIO_BLK_F_SEG_MAX) |
+                      feature_bit(VIRTIO_BLK_F_BLK_SIZE) | feature_bit(VIRTIO_BLK_F_FLUSH);
+    if (disk_.read_only())
+        f |= feature_bit(VIRTIO_BLK_F_RO);
+    else
+        f |= feature_bit(VIRTIO_BLK_F_DISCARD) | feature_bit(VIRTIO_BLK_F_WRITE_ZEROES);
+    return f;
+}
+
+void VirtioBlk::read_config(std::uint64_t offset, std::span<std::uint8_t> data) {
+    std::fill(data.begin(), data.end(), 0);
+    if (offset >= sizeof config_) return;
+    const std::size_t n = std::min<std::uint64_t>(data.size(), sizeof config_ - offset);
+    std::memcpy(data.data(), reinterpret_cast<const std::uint8_t*>(&config_) + offset, n);
+}
+
+void VirtioBlk::write_config(std::uint64_t, std::span<const std::uint8_t>) {
+    // Only `wce` is writable, and only with VIRTIO_BLK_F_CONFIG_WCE, which is not offered.
+}
+
+void VirtioBlk::activate(const GuestMemory& memory, std::uint64_t features, std::vector<virtio::QueueConfig> queues,
+                         std::shared_ptr<virtio::VirtioInterrupt> interrupt) {
+    bool broken = false;
+    {
+        std::lock_guard lock(mu_);
+        memory_ = &memory;
+        interrupt_ = interrupt;
+        queue_ = queues.empty() ? virtio::VirtQueue{} : virtio::VirtQueue(memory, queues[0], options_.queue_size, features);
+        active_ = true;
+        broken_reported_ = broken = queue_.broken();
+        kicked_ = true;  // buffers may already be waiting
+    }
+    kick_cv_.notify_one();
+    if (broken) {
+        log_->warn("activate: {}", queue_.broken_reason());
+        interrupt->needs_reset();
+    }
+}
+
+void VirtioBlk::queue_notify(std::uint16_t queue) {
+    if (queue != 0) return;
+    {
+        std::lock_guard lock(mu_);
+        kicked_ = true;
+    }
+    kick_cv_.notify_one();
+}
+
+void VirtioBlk::reset() {
+    std::unique_lock lock(mu_);
+    active_ = false;
+    ++generation_;
+    idle_cv_.wait(lock, [&] { return in_flight_ == 0; });
+    queue_ = virtio::VirtQueue{};
+    memory_ = nullptr;
+    interrupt_.reset();
+    broken_reported_ = false;
+}
+
+unsigned VirtioBlk::in_flight() const {
+    std::lock_guard lock(mu_);
+    return in_flight_;
+}
+
+void VirtioBlk::dispatcher() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+        kick_cv_.wait(lock, [&] { return kicked_ || stop_; });
+        if (stop_) return;
+        kicked_ = false;
+        if (!active_) continue;
+        bool notify = false, broken = false;
+        std::vector<IoOp> ops = drain_queue(lock, notify, broken);
+        auto irq = interrupt_;
+        lock.unlock();
+        signal(notify, broken, irq);
+        if (!ops.empty()) engine_->submit(std::move(ops));
+        lock.lock();
+    }
+}
+
+void VirtioBlk::finish_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value,
+                              std::uint32_t used_len, bool& notify) {
+    if (!status.empty()) status[0] = value;
+    queue_.add_used(head, used_len);
+    notify = queue_.needs_notification() || notify;
+}
+
+std::vector<IoOp> VirtioBlk::drain_queue(std::unique_lock<std::mutex>&, bool& notify, bool& broken) {
+    std::vector<IoOp> ops;
+    while (auto chain = queue_.pop()) {
+        const std::uint16_t head = chain->head();
+        BlockRequest req = parse_block_request(*chain, limits_);
+        std::span<std::uint8_t> status;
+        if (req.has_status) {
+            auto iov = chain->writable_iov(chain->writable_bytes() - 1, 1);
+            status = {static_cast<std::uint8_t*>((*iov)[0].iov_base), 1};
+        }
+        if (!req.has_status) {
+            // No byte to put a status in (a bad chain, or the status in a device-readable
+            // buffer): hand the chain back untouched.
+            log_->warn("request at head {} has no status byte: {}", head, virtio::to_string(chain->error()));
+            finish_locked(head, {}, 0, 0, notify);
+            continue;
+        }
+        if (req.reject) {
+            log_->debug("request type {} sector {} rejected with status {}", req.type, req.sector, *req.reject);
+            finish_locked(head, status, *req.reject, 1, notify);
+            continue;
+        }
+        IoOp op;
+        const std::uint64_t base = disk_.offset();
+        switch (req.type) {
+            case VIRTIO_BLK_T_GET_ID: {
+                char id[VIRTIO_BLK_ID_BYTES] = {};
+                std::memcpy(id, options_.serial.data(), std::min<std::size_t>(options_.serial.size(), sizeof id));
+                std::size_t off = 0;
+                for (const auto& v : req.data) {
+                    std::memcpy(v.iov_base, id + off, v.iov_len);
+                    off += v.iov_len;
+                }
+                finish_locked(head, status, VIRTIO_BLK_S_OK, req.used_len_ok(), notify);
+                continue;
+            }
+            case VIRTIO_BLK_T_IN:
+            case VIRTIO_BLK_T_OUT:
+                if (req.data_len == 0) {
+                    finish_locked(head, status, VIRTIO_BLK_S_OK, req.used_len_ok(), notify);
+                    continue;
+                }
+                op.kind = req.type == VIRTIO_BLK_T_IN ? IoOp::Kind::Read : IoOp::Kind::Write;
+                op.offset = base + req.sector * kSectorSize;
+                op.iov = std::move(req.data);
+                break;
+            case VIRTIO_BLK_T_FLUSH:
+                op.kind = IoOp::Kind::Flush;
+                break;
+            case VIRTIO_BLK_T_DISCARD:
+            case VIRTIO_BLK_T_WRITE_ZEROES:
+                op.kind = req.type == VIRTIO_BLK_T_DISCARD ? IoOp::Kind::Discard : IoOp::Kind::WriteZeroes;
+                op.unmap = req.unmap;
+                for (auto [sector, count] : req.segments)
+                    op.ranges.emplace_back(base + sector * kSectorSize, count * kSectorSize);
+                break;
+            default:  // the parser rejects every other type
+                finish_locked(head, status, VIRTIO_BLK_S_UNSUPP, 1, notify);
+                continue;
+        }
+        const std::uint32_t used_len = req.used_len_ok();
+        op.done = [this, gen = generation_, head, status, used_len](int r) {
+            complete(gen, head, status, r == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, r == 0 ? used_len : 1);
+        };
+        ++in_flight_;
+        ops.push_back(std::move(op));
+    }
+    if (queue_.broken() && !broken_reported_) {
+        broken_reported_ = broken = true;
+        log_->warn("queue broken: {}", queue_.broken_reason());
+    }
+    return ops;
+}
+
+void VirtioBlk::complete(std::uint64_t generation, std::uint16_t head, std::span<std::uint8_t> status,
+                         std::uint8_t value, std::uint32_t used_len) {
+    bool notify = false, broken = false;
+    std::shared_ptr<virtio::VirtioInterrupt> irq;
+    {
+        std::lock_guard lock(mu_);
+        // A completion from before a reset must not touch the (new) rings.
+        if (generation == generation_ && active_) {
+            if (value != VIRTIO_BLK_S_OK) log_->warn("I/O error on request at head {}", head);
+            finish_locked(head, status, value, used_len, notify);
+            if (queue_.broken() && !broken_reported_) broken_reported_ = broken = true;
+            irq = interrupt_;
+        }
+        --in_flight_;
+    }
+    idle_cv_.notify_all();
+    signal(notify, broken, irq);
+}
+
+void VirtioBlk::signal(bool notify, bool broken, const std::shared_ptr<virtio::VirtioInterrupt>& irq) {
+    if (!irq) return;
+    if (broken) irq->needs_reset();
+    if (notify) irq->notify_queue(0);
+}
+
+}  // namespace vmm::virtio_blk

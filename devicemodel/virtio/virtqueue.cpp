@@ -1,0 +1,262 @@
+// VirtQueue / DescriptorChain: see virtqueue.h. Layout per virtio 1.2 §2.7:
+//   desc  = virtq_desc[size]                              (16-byte aligned)
+//   avail = flags, idx, ring[size], used_event            (2-byte aligned, 6 + 2*size bytes)
+//   used  = flags, idx, virtq_used_elem[size], avail_event (4-byte aligned, 6 + 8*size bytes)
+#include "devicemodel/virtio/virtqueue.h"
+
+#include "common/log.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+namespace vmm::virtio {
+
+const char* to_string(ChainError e) noexcept {
+    switch (e) {
+        case ChainError::None: return "ok";
+        case ChainError::NextOutOfRange: return "next index out of range";
+        case ChainError::TooLong: return "chain longer than the queue (loop?)";
+        case ChainError::BufferOutsideRam: return "buffer outside guest RAM";
+        case ChainError::IndirectBadLength: return "indirect table with a bad length";
+        case ChainError::IndirectNested: return "nested indirect descriptor";
+        case ChainError::IndirectWithNext: return "indirect descriptor with NEXT set";
+        case ChainError::IndirectNotNegotiated: return "indirect descriptor without VIRTIO_F_INDIRECT_DESC";
+        case ChainError::ReadableAfterWritable: return "device-readable buffer after a device-writable one";
+    }
+    return "?";
+}
+
+namespace {
+
+// Walks `bufs` from byte `offset` for `len` bytes, calling fn(host_ptr, n) per piece. Returns
+// the number of bytes visited (short when the buffers end first).
+template <typename Fn>
+std::uint64_t for_range(const std::vector<GuestBuffer>& bufs, std::uint64_t offset, std::uint64_t len, Fn&& fn) {
+    std::uint64_t done = 0;
+    for (const auto& b : bufs) {
+        if (done == len) break;
+        const std::uint64_t size = b.host.size();
+        if (offset >= size) {
+            offset -= size;
+            continue;
+        }
+        const std::uint64_t n = std::min(size - offset, len - done);
+        fn(b.host.data() + offset, n);
+        done += n;
+        offset = 0;
+    }
+    return done;
+}
+
+std::optional<std::vector<iovec>> make_iov(const std::vector<GuestBuffer>& bufs, std::uint64_t total,
+                                           std::uint64_t offset, std::uint64_t len) {
+    if (offset > total || len > total - offset) return std::nullopt;
+    std::vector<iovec> iov;
+    for_range(bufs, offset, len, [&](std::uint8_t* p, std::uint64_t n) {
+        if (n) iov.push_back({p, static_cast<std::size_t>(n)});
+    });
+    return iov;
+}
+
+}  // namespace
+
+std::size_t DescriptorChain::read(std::uint64_t offset, std::span<std::uint8_t> dst) const noexcept {
+    std::uint8_t* out = dst.data();
+    return for_range(readable_, offset, dst.size(), [&](std::uint8_t* p, std::uint64_t n) {
+        std::memcpy(out, p, n);
+        out += n;
+    });
+}
+
+std::size_t DescriptorChain::write(std::uint64_t offset, std::span<const std::uint8_t> src) const noexcept {
+    const std::uint8_t* in = src.data();
+    return for_range(writable_, offset, src.size(), [&](std::uint8_t* p, std::uint64_t n) {
+        std::memcpy(p, in, n);
+        in += n;
+    });
+}
+
+std::optional<std::vector<iovec>> DescriptorChain::readable_iov(std::uint64_t offset, std::uint64_t len) const {
+    return make_iov(readable_, readable_bytes_, offset, len);
+}
+
+std::optional<std::vector<iovec>> DescriptorChain::writable_iov(std::uint64_t offset, std::uint64_t len) const {
+    return make_iov(writable_, writable_bytes_, offset, len);
+}
+
+VirtQueue::VirtQueue(const GuestMemory& memory, const QueueConfig& config, std::uint16_t max_size,
+                     std::uint64_t features)
+    : memory_(&memory),
+      enabled_(config.enabled),
+      size_(config.size),
+      desc_(config.desc),
+      avail_(config.avail),
+      used_(config.used),
+      indirect_(features & feature_bit(kFeatureIndirectDesc)),
+      event_idx_(features & feature_bit(kFeatureEventIdx)) {
+    if (!enabled_) return;
+    const std::uint64_t n = size_;
+    if (n == 0 || (n & (n - 1)) != 0 || n > max_size || n > kMaxSplitQueueSize)
+        mark_broken("queue size " + std::to_string(n) + " is not a power of two <= " + std::to_string(max_size));
+    else if (desc_ % 16 || avail_ % 2 || used_ % 4)
+        mark_broken("misaligned ring area");
+    else if (!memory.contains(desc_, 16 * n))
+        mark_broken("descriptor table outside guest RAM");
+    else if (!memory.contains(avail_, 6 + 2 * n))
+        mark_broken("available ring outside guest RAM");
+    else if (!memory.contains(used_, 6 + 8 * n))
+        mark_broken("used ring outside guest RAM");
+}
+
+void VirtQueue::mark_broken(std::string reason) {
+    if (broken()) return;
+    broken_reason_ = std::move(reason);
+    logger("virtqueue")->warn("queue broken: {}", broken_reason_);
+}
+
+std::optional<std::uint16_t> VirtQueue::avail_idx() {
+    auto idx = memory_->read_obj<std::uint16_t>(avail_ + 2);
+    if (!idx) return std::nullopt;  // cannot happen: the layout was checked
+    // The driver may have at most `size` entries outstanding (§2.7.6); more is a broken ring.
+    if (static_cast<std::uint16_t>(*idx - next_avail_) > size_) {
+        mark_broken("avail idx " + std::to_string(*idx) + " is more than the queue size ahead of " +
+                    std::to_string(next_avail_));
+        return std::nullopt;
+    }
+    return idx;
+}
+
+bool VirtQueue::has_available() {
+    if (!enabled_ || broken()) return false;
+    auto idx = avail_idx();
+    return idx && *idx != next_avail_;
+}
+
+std::optional<DescriptorChain> VirtQueue::pop() {
+    if (!enabled_ || broken()) return std::nullopt;
+    if (event_idx_) {
+        // §2.7.10: ask for a kick when the driver makes entry next_avail_ available. Written
+        // before idx is read (full fence) so a buffer added in between is never missed.
+        memory_->write_obj<std::uint16_t>(used_ + 4 + 8 * std::uint64_t{size_}, next_avail_);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+    }
+    auto idx = avail_idx();
+    if (!idx || *idx == next_avail_) return std::nullopt;
+    // Ring entries and descriptors are read after idx (§2.7.13.3: the driver wrote them first).
+    std::atomic_thread_fence(std::memory_order_acquire);
+    const std::uint64_t slot = avail_ + 4 + 2 * std::uint64_t{static_cast<std::uint16_t>(next_avail_ % size_)};
+    auto head = memory_->read_obj<std::uint16_t>(slot);
+    if (!head || *head >= size_) {
+        mark_broken("avail ring head index " + std::to_string(head.value_or(0xffff)) + " >= queue size");
+        return std::nullopt;
+    }
+    ++next_avail_;
+    DescriptorChain chain;
+    chain.head_ = *head;
+    walk(chain);
+    if (!chain.ok()) {
+        logger("virtqueue")->warn("bad descriptor chain at head {}: {}", chain.head_, to_string(chain.error_));
+        chain.readable_.clear();
+        chain.writable_.clear();
+        chain.readable_bytes_ = chain.writable_bytes_ = 0;
+    }
+    return chain;
+}
+
+bool VirtQueue::add_buffer(DescriptorChain& chain, const VirtqDesc& d) {
+    if (d.len == 0) return true;  // nothing to read or write; its address is never used
+    auto host = memory_->span(d.addr, d.len);
+    if (!host) {
+        chain.error_ = ChainError::BufferOutsideRam;
+        return false;
+    }
+    if (d.flags & kDescFWrite) {
+        chain.writable_.push_back({d.addr, *host});
+        chain.writable_bytes_ += d.len;
+    } else {
+        if (!chain.writable_.empty()) {
+            chain.error_ = ChainError::ReadableAfterWritable;
+            return false;
+        }
+        chain.readable_.push_back({d.addr, *host});
+        chain.readable_bytes_ += d.len;
+    }
+    return true;
+}
+
+void VirtQueue::walk(DescriptorChain& chain) {
+    std::uint64_t table = desc_;
+    std::uint32_t table_len = size_;
+    std::uint32_t budget = size_;  // hop limit: ends loops
+    bool in_indirect = false;
+    std::uint32_t hops = 0;
+    std::uint32_t idx = chain.head_;
+    for (;;) {
+        if (++hops > budget) {
+            chain.error_ = ChainError::TooLong;
+            return;
+        }
+        VirtqDesc d{};
+        // Direct table: checked at construction. Indirect table: checked below before use.
+        if (!memory_->read(table + 16 * std::uint64_t{idx}, &d, sizeof d)) {
+            chain.error_ = ChainError::BufferOutsideRam;
+            return;
+        }
+        if (d.flags & kDescFIndirect) {
+            if (in_indirect) return void(chain.error_ = ChainError::IndirectNested);
+            if (!indirect_) return void(chain.error_ = ChainError::IndirectNotNegotiated);
+            if (d.flags & kDescFNext) return void(chain.error_ = ChainError::IndirectWithNext);
+            if (d.len == 0 || d.len % 16 || d.len / 16 > kMaxIndirectDescriptors)
+                return void(chain.error_ = ChainError::IndirectBadLength);
+            if (!memory_->contains(d.addr, d.len)) return void(chain.error_ = ChainError::BufferOutsideRam);
+            // §2.7.5.3: the indirect table replaces the rest of the chain; its `next` fields
+            // index the table itself.
+            table = d.addr;
+            table_len = budget = d.len / 16;
+            hops = 0;
+            idx = 0;
+            in_indirect = true;
+            continue;
+        }
+        if (!add_buffer(chain, d)) return;
+        if (!(d.flags & kDescFNext)) return;
+        if (d.next >= table_len) return void(chain.error_ = ChainError::NextOutOfRange);
+        idx = d.next;
+    }
+}
+
+bool VirtQueue::add_used(std::uint16_t head, std::uint32_t len) {
+    if (!enabled_ || broken()) return false;
+    if (head >= size_) {
+        mark_broken("add_used of head " + std::to_string(head) + " >= queue size");
+        return false;
+    }
+    const std::uint64_t elem = used_ + 4 + 8 * std::uint64_t{static_cast<std::uint16_t>(next_used_ % size_)};
+    memory_->write_obj(elem, VirtqUsedElem{head, len});
+    ++next_used_;
+    ++added_since_notify_;
+    // §2.7.8.2: the element is visible before the index that publishes it.
+    std::atomic_thread_fence(std::memory_order_release);
+    memory_->write_obj<std::uint16_t>(used_ + 2, next_used_);
+    return true;
+}
+
+bool VirtQueue::needs_notification() {
+    if (!enabled_ || broken()) return false;
+    const std::uint16_t added = std::exchange(added_since_notify_, 0);
+    if (added == 0) return false;
+    // The used idx must be visible before we read the driver's suppression state (§2.7.10).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (event_idx_) {
+        const std::uint16_t used_event = memory_->read_obj<std::uint16_t>(avail_ + 4 + 2 * std::uint64_t{size_}).value_or(0);
+        const std::uint16_t new_idx = next_used_;
+        const std::uint16_t old_idx = static_cast<std::uint16_t>(next_used_ - added);
+        // vring_need_event(): did new_idx step past used_event since old_idx?
+        return static_cast<std::uint16_t>(new_idx - used_event - 1) < static_cast<std::uint16_t>(new_idx - old_idx);
+    }
+    const std::uint16_t flags = memory_->read_obj<std::uint16_t>(avail_).value_or(0);
+    return !(flags & kAvailFNoInterrupt);
+}
+
+}  // namespace vmm::virtio

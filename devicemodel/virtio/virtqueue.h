@@ -1,0 +1,157 @@
+// VirtQueue: the device side of a split virtqueue (virtio 1.2 §2.7) over vmm::GuestMemory, and
+// DescriptorChain, one request popped from it as checked guest buffers.
+//
+// The guest is hostile. Everything read from the rings is validated before use:
+//  - the layout at construction (size a power of two <= max, areas aligned and inside RAM);
+//    a bad layout leaves the queue broken() and it serves nothing;
+//  - the avail index (never more than `size` ahead of us) and each head index (< size); either
+//    failing marks the queue broken, because no head can be returned to the driver;
+//  - each chain (next < size, at most `size` hops so loops end, indirect tables a non-zero
+//    multiple of 16 long and never nested, every buffer inside one RAM region, device-readable
+//    buffers before device-writable ones). A bad chain is still popped with error() set, so the
+//    device can give the head back with add_used(head, 0) and carry on.
+// A device calls VirtioInterrupt::needs_reset() when broken() turns true.
+//
+// Threads: a VirtQueue is not thread-safe; the device serialises pop/add_used/needs_notification
+// (a device mutex). The guest's concurrent ring updates are ordered with fences as in §2.7.13.
+// DescriptorChain is a value: its buffers stay valid as long as the GuestMemory does.
+#pragma once
+
+#include "devicemodel/bus/guest_memory.h"
+#include "devicemodel/virtio/virtio_device.h"
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace vmm::virtio {
+
+// linux/virtio_ring.h holds these but does not compile as C++ (void* conversions in vring_init).
+inline constexpr std::uint16_t kDescFNext = 1;      // VRING_DESC_F_NEXT
+inline constexpr std::uint16_t kDescFWrite = 2;     // VRING_DESC_F_WRITE
+inline constexpr std::uint16_t kDescFIndirect = 4;  // VRING_DESC_F_INDIRECT
+inline constexpr std::uint16_t kAvailFNoInterrupt = 1;  // VRING_AVAIL_F_NO_INTERRUPT
+inline constexpr std::uint16_t kMaxSplitQueueSize = 32768;  // §2.7: Queue Size max for split rings
+// An indirect table may hold at most this many descriptors (Linux never builds bigger ones).
+inline constexpr std::uint32_t kMaxIndirectDescriptors = 1024;
+
+// §2.7.5 struct virtq_desc, little-endian (x86 host: no conversion).
+struct VirtqDesc {
+    std::uint64_t addr;
+    std::uint32_t len;
+    std::uint16_t flags;
+    std::uint16_t next;
+};
+static_assert(sizeof(VirtqDesc) == 16);
+
+// §2.7.8 struct virtq_used_elem.
+struct VirtqUsedElem {
+    std::uint32_t id;
+    std::uint32_t len;
+};
+static_assert(sizeof(VirtqUsedElem) == 8);
+
+// Why a popped chain is unusable. The head is valid; the rest of the chain is not.
+enum class ChainError {
+    None,
+    NextOutOfRange,      // next >= queue size (or >= indirect table length)
+    TooLong,             // more hops than the queue size: a loop or an over-long chain
+    BufferOutsideRam,    // a buffer (or an indirect table) is not inside one RAM region
+    IndirectBadLength,   // indirect table length 0, not a multiple of 16, or too big
+    IndirectNested,      // an indirect descriptor inside an indirect table
+    IndirectWithNext,    // INDIRECT and NEXT both set (§2.7.5.3.1)
+    IndirectNotNegotiated,
+    ReadableAfterWritable,  // §2.7.4.2: device-writable buffers must come last
+};
+const char* to_string(ChainError e) noexcept;
+
+// One guest buffer, already checked to lie inside one RAM region.
+struct GuestBuffer {
+    std::uint64_t gpa;
+    std::span<std::uint8_t> host;
+};
+
+class DescriptorChain {
+public:
+    std::uint16_t head() const noexcept { return head_; }
+    ChainError error() const noexcept { return error_; }
+    bool ok() const noexcept { return error_ == ChainError::None; }
+
+    // Device-readable (driver → device) and device-writable (device → driver) buffers, in order.
+    const std::vector<GuestBuffer>& readable() const noexcept { return readable_; }
+    const std::vector<GuestBuffer>& writable() const noexcept { return writable_; }
+    std::uint64_t readable_bytes() const noexcept { return readable_bytes_; }
+    std::uint64_t writable_bytes() const noexcept { return writable_bytes_; }
+
+    // Copies readable bytes [offset, offset + dst.size()) into dst; returns bytes copied (short
+    // when the readable part ends first).
+    std::size_t read(std::uint64_t offset, std::span<std::uint8_t> dst) const noexcept;
+    // Copies src into writable bytes [offset, ...); returns bytes written (short at the end).
+    std::size_t write(std::uint64_t offset, std::span<const std::uint8_t> src) const noexcept;
+    // Host iovecs for readable / writable bytes [offset, offset + len); nullopt when the range
+    // goes past the end of that part. Empty pieces are skipped.
+    std::optional<std::vector<iovec>> readable_iov(std::uint64_t offset, std::uint64_t len) const;
+    std::optional<std::vector<iovec>> writable_iov(std::uint64_t offset, std::uint64_t len) const;
+
+private:
+    friend class VirtQueue;
+    std::uint16_t head_ = 0;
+    ChainError error_ = ChainError::None;
+    std::vector<GuestBuffer> readable_, writable_;
+    std::uint64_t readable_bytes_ = 0, writable_bytes_ = 0;
+};
+
+class VirtQueue {
+public:
+    // An unconfigured queue (disabled: pops nothing, not broken).
+    VirtQueue() = default;
+    // Validates `config` against `memory`; features are the driver-accepted ones (INDIRECT_DESC,
+    // EVENT_IDX are honoured). A disabled config gives a disabled queue.
+    VirtQueue(const GuestMemory& memory, const QueueConfig& config, std::uint16_t max_size, std::uint64_t features);
+
+    bool enabled() const noexcept { return enabled_; }
+    bool broken() const noexcept { return !broken_reason_.empty(); }
+    const std::string& broken_reason() const noexcept { return broken_reason_; }
+    std::uint16_t size() const noexcept { return size_; }
+
+    // The next available chain, or nullopt when there is none (or the queue is disabled or
+    // broken: check broken()). A chain with error() != None must still be given back with
+    // add_used(head, 0). With EVENT_IDX, each pop first publishes avail_event = the next index
+    // it wants (so the driver kicks for the next buffer after the ones we have seen).
+    std::optional<DescriptorChain> pop();
+    // True when pop() would return something right now (without consuming it).
+    bool has_available();
+
+    // Returns head to the driver with `len` bytes written into its writable buffers. False (and
+    // the queue marked broken) if the queue is broken or head >= size.
+    bool add_used(std::uint16_t head, std::uint32_t len);
+
+    // Whether the driver wants an interrupt for the buffers added since the last call (§2.7.7.2:
+    // VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX). Resets that count.
+    bool needs_notification();
+
+    std::uint16_t next_avail() const noexcept { return next_avail_; }
+    std::uint16_t next_used() const noexcept { return next_used_; }
+
+private:
+    void mark_broken(std::string reason);
+    std::optional<std::uint16_t> avail_idx();
+    void walk(DescriptorChain& chain);
+    // Appends one buffer; returns false (error set) on a bad buffer or direction order.
+    bool add_buffer(DescriptorChain& chain, const VirtqDesc& d);
+
+    const GuestMemory* memory_ = nullptr;
+    bool enabled_ = false;
+    std::string broken_reason_;
+    std::uint16_t size_ = 0;
+    std::uint64_t desc_ = 0, avail_ = 0, used_ = 0;
+    bool indirect_ = false, event_idx_ = false;
+    std::uint16_t next_avail_ = 0, next_used_ = 0;
+    std::uint16_t added_since_notify_ = 0;
+};
+
+}  // namespace vmm::virtio

@@ -1,0 +1,437 @@
+#include "hypervisor/kvm/kvm_hypervisor.h"
+
+#include "anchor/stop_reason.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "hypervisor/kvm/state_dir_probe.h"
+#include "run/state_dir.h"
+#include "hypervisor/proc_stats.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+extern char** environ;
+
+namespace vmm::hv::kvm {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+auto log() { return logger("kvm"); }
+
+std::string signal_name(int sig) {
+    const char* n = ::sigabbrev_np(sig);
+    return n ? std::string("SIG") + n : "signal " + std::to_string(sig);
+}
+
+// The last non-empty line of a log file (the anchor's own one-line error), or "".
+std::string last_line(const std::string& path) {
+    std::ifstream in(path);
+    std::string line, last;
+    while (std::getline(in, line)) {
+        if (!line.empty()) last = line;
+    }
+    return last;
+}
+
+}  // namespace
+
+std::string describe_anchor_status(int status) {
+    using namespace vmm::anchor;
+    if (status >= 128) return "killed by " + signal_name(status - 128);
+    if (status & 1) return "the guest wrote " + std::to_string(status >> 1) + " to the debug-exit port";
+    switch (status) {
+    case kExitPowerOff: return "the guest powered off";
+    case kExitReset: return "the guest reset the machine";
+    case kExitTripleFault: return "triple fault";
+    case kExitInternalError: return "KVM internal error or guest panic";
+    case kExitHostRequest: return "stopped by a signal or a host request";
+    case kExitUsage: return "bad manifest or arguments";
+    case kExitHostSetup: return "host setup failure";
+    default: return "unknown exit status";
+    }
+}
+
+KvmHypervisor::KvmHypervisor(boost::asio::io_context& io, KvmConfig config) : io_(io), config_(std::move(config)) {
+    if (config_.anchor_path.empty()) throw Error("kvm: no anchor executable configured");
+    fs::create_directories(config_.manifest_dir);
+    fs::create_directories(config_.log_dir);
+}
+
+KvmHypervisor::~KvmHypervisor() {
+    // Anchors outlive vmmd: only stop watching them.
+    for (auto& [name, a] : anchors_) {
+        boost::system::error_code ec;
+        a->timer.cancel();
+        a->watch.cancel(ec);
+    }
+}
+
+Capabilities KvmHypervisor::capabilities() const {
+    Capabilities c;
+    c.pause = c.console = c.pci_passthrough = c.adoption = c.usage = true;
+    return c;
+}
+
+KvmHypervisor::Anchor& KvmHypervisor::anchor(const std::string& name) const {
+    auto it = anchors_.find(name);
+    if (it == anchors_.end()) throw Error("kvm: no domain '" + name + "'");
+    return *it->second;
+}
+
+void KvmHypervisor::setup(const DomainManifest& manifest) {
+    auto it = anchors_.find(manifest.name);
+    if (it != anchors_.end() && it->second->running)
+        throw Error("kvm: domain '" + manifest.name + "' is running (anchor pid " + std::to_string(it->second->pid) + ")");
+    auto a = std::make_shared<Anchor>(io_);
+    a->manifest = manifest;
+    a->manifest_file = config_.manifest_dir + "/" + manifest.name + ".json";
+    const std::string tmp = a->manifest_file + ".tmp";
+    {
+        std::ofstream out(tmp);
+        out << to_json(manifest).dump(2) << "\n";
+        if (!out) throw Error("kvm: cannot write " + tmp);
+    }
+    fs::rename(tmp, a->manifest_file);
+    anchors_[manifest.name] = std::move(a);
+}
+
+void KvmHypervisor::start(const std::string& name) {
+    auto it = anchors_.find(name);
+    if (it == anchors_.end()) throw Error("kvm: domain '" + name + "' is not set up");
+    AnchorPtr a = it->second;
+    if (a->running) throw Error("kvm: domain '" + name + "' is already running (anchor pid " + std::to_string(a->pid) + ")");
+    const StateDirProbe probe = probe_state_dir(state_dir(name));
+    if (probe.live)
+        throw Error("kvm: domain '" + name + "' already has a live anchor (pid " + std::to_string(probe.pid) +
+                    ") in " + state_dir(name));
+
+    const std::string log_file = config_.log_dir + "/" + name + ".log";
+    std::vector<std::string> argv = {config_.anchor_path, "--manifest", a->manifest_file, "--run-dir", config_.run_dir,
+                                     "--console", config_.console};
+    std::vector<char*> args;
+    for (auto& s : argv) args.push_back(s.data());
+    args.push_back(nullptr);
+
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0640);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    // Its own session: a signal to vmmd's process group or terminal never reaches the anchor,
+    // and the anchor survives vmmd. Default signal dispositions and an empty mask, whatever
+    // vmmd has set for itself (SIGPIPE ignored, signals blocked for asio).
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    pid_t pid = -1;
+    const int rc = ::posix_spawn(&pid, args[0], &fa, &attr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) throw_errno("kvm: spawn " + config_.anchor_path + " for domain '" + name + "'", rc);
+
+    // A child cannot be reaped before we wait for it, so the pid cannot be reused here.
+    const int pidfd = pidfd_open(pid);
+    if (pidfd < 0) {
+        const int err = errno;
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+        throw_errno("pidfd_open for anchor pid " + std::to_string(pid), err);
+    }
+    a->watch = boost::asio::posix::stream_descriptor(io_, pidfd);
+    a->pid = pid;
+    a->child = true;
+    a->running = true;
+    a->up = false;
+    a->stop_requested = false;
+    a->paused = false;
+    a->stop_stage.clear();
+    a->control.reset();
+    a->spawned = std::chrono::steady_clock::now();
+    log()->info("{}: spawned anchor pid {} ({})", name, pid, config_.anchor_path);
+    watch_exit(a);
+    poll_started(a);
+}
+
+void KvmHypervisor::watch_exit(const AnchorPtr& a) {
+    std::weak_ptr<Anchor> weak = a;
+    const int pid = a->pid;
+    a->watch.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                        [this, weak, pid](const boost::system::error_code& ec) {
+                            auto a = weak.lock();
+                            if (ec || !a || a->pid != pid) return;
+                            on_exit(a);
+                        });
+}
+
+void KvmHypervisor::poll_started(const AnchorPtr& a) {
+    std::weak_ptr<Anchor> weak = a;
+    a->timer.expires_after(config_.poll_interval);
+    a->timer.async_wait([this, weak](const boost::system::error_code& ec) {
+        auto a = weak.lock();
+        if (ec || !a || !a->running || a->up) return;
+        const std::string name = a->manifest.name;
+        if (run::read_pid_file(state_dir(name)) == a->pid) {
+            a->up = true;
+            a->paused = a->manifest.start_paused;
+            log()->info("{}: anchor pid {} is up, state in {}", name, a->pid, state_dir(name));
+            emit({DomainEvent::Kind::Running, name, a->pid, {}});
+            return;
+        }
+        if (std::chrono::steady_clock::now() - a->spawned > config_.start_timeout) {
+            log()->warn("{}: anchor pid {} did not come up within {} ms; killing it", name, a->pid,
+                        config_.start_timeout.count());
+            a->stop_stage = "start timeout";
+            pidfd_send_signal(a->watch.native_handle(), SIGKILL);
+            return;
+        }
+        poll_started(a);
+    });
+}
+
+ExitInfo KvmHypervisor::describe_exit(const Anchor& a, std::optional<int> status, bool left_state_dir) const {
+    using namespace vmm::anchor;
+    ExitInfo e;
+    e.status = status;
+    if (!status) {
+        e.detail = "exited (status unknown, adopted)";
+        // A clean anchor removes its state directory; one left behind means it died.
+        e.crashed = !a.stop_requested && left_state_dir;
+        if (e.crashed) e.detail += "; it left its state directory behind";
+        return e;
+    }
+    const int s = *status;
+    e.detail = (s >= 128 ? "" : "exited with status " + std::to_string(s) + ": ") + describe_anchor_status(s);
+    if (a.stop_stage == "start timeout") {
+        e.detail = "did not come up within " + std::to_string(config_.start_timeout.count()) + " ms; " + e.detail;
+        e.crashed = true;
+    } else if (a.stop_requested) {
+        e.crashed = false;
+        if (a.stop_stage == "SIGKILL") e.detail += " (after the stop timeout)";
+    } else {
+        const bool guest_chose = s == kExitPowerOff || s == kExitReset || s == kExitHostRequest || (s < 128 && (s & 1));
+        e.crashed = !guest_chose;
+    }
+    if (e.crashed || !a.up) {
+        const std::string last = last_line(config_.log_dir + "/" + a.manifest.name + ".log");
+        if (!last.empty()) e.detail += " — " + last;
+    }
+    return e;
+}
+
+void KvmHypervisor::on_exit(const AnchorPtr& a) {
+    const std::string name = a->manifest.name;
+    std::optional<int> status;
+    if (a->child) {
+        siginfo_t si{};
+        if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(a->watch.native_handle()), &si, WEXITED) == 0) {
+            status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+        } else {
+            log()->warn("{}: waitid on anchor pid {}: {}", name, a->pid, std::strerror(errno));
+        }
+    }
+    const StateDirProbe probe = probe_state_dir(state_dir(name));
+    const bool left = probe.exists && probe.pid == a->pid;
+    const ExitInfo exit = describe_exit(*a, status, left);
+    if (probe.exists && !probe.live) clean_stale_state_dir(state_dir(name));
+    a->timer.cancel();
+    a->control.reset();
+    boost::system::error_code ec;
+    a->watch.close(ec);
+    a->running = false;
+    a->paused = false;
+    const int pid = a->pid;
+    a->pid = -1;
+    (exit.crashed ? log()->warn("{}: anchor pid {} {}", name, pid, exit.detail)
+                  : log()->info("{}: anchor pid {} {}", name, pid, exit.detail));
+    emit({DomainEvent::Kind::Exited, name, pid, exit});
+}
+
+DomainControl& KvmHypervisor::control(Anchor& a) {
+    if (!a.control) a.control = make_domain_control(state_dir(a.manifest.name), a.watch.native_handle(), a.pid);
+    return *a.control;
+}
+
+void KvmHypervisor::stop(const std::string& name, const StopOptions& options) {
+    auto it = anchors_.find(name);
+    if (it == anchors_.end() || !it->second->running) throw Error("kvm: domain '" + name + "' is not running");
+    AnchorPtr a = it->second;
+    a->stop_requested = true;
+    a->timer.cancel();
+    if (options.force || !a->up) {
+        escalate(a, "quit");
+        return;
+    }
+    a->stop_stage = "powerdown";
+    try {
+        if (a->paused) control(*a).resume();  // a paused guest cannot see the power button
+        control(*a).powerdown();
+    } catch (const std::exception& e) {
+        log()->warn("{}: power-down request failed ({}); quitting", name, e.what());
+        escalate(a, "quit");
+        return;
+    }
+    log()->info("{}: power-down requested, waiting up to {} ms", name, options.timeout.count());
+    std::weak_ptr<Anchor> weak = a;
+    a->timer.expires_after(options.timeout);
+    a->timer.async_wait([this, weak](const boost::system::error_code& ec) {
+        auto a = weak.lock();
+        if (ec || !a || !a->running) return;
+        log()->info("{}: still running after the power-down timeout", a->manifest.name);
+        escalate(a, "quit");
+    });
+}
+
+void KvmHypervisor::escalate(const AnchorPtr& a, const std::string& stage) {
+    a->stop_stage = stage;
+    if (stage == "quit") {
+        try {
+            control(*a).quit();
+        } catch (const std::exception& e) {
+            log()->warn("{}: quit failed ({}); killing", a->manifest.name, e.what());
+            escalate(a, "SIGKILL");
+            return;
+        }
+        std::weak_ptr<Anchor> weak = a;
+        a->timer.expires_after(config_.kill_grace);
+        a->timer.async_wait([this, weak](const boost::system::error_code& ec) {
+            auto a = weak.lock();
+            if (ec || !a || !a->running) return;
+            escalate(a, "SIGKILL");
+        });
+        return;
+    }
+    log()->warn("{}: sending SIGKILL to anchor pid {}", a->manifest.name, a->pid);
+    pidfd_send_signal(a->watch.native_handle(), SIGKILL);
+}
+
+void KvmHypervisor::pause(const std::string& name) {
+    Anchor& a = anchor(name);
+    if (!a.running || !a.up) throw Error("kvm: domain '" + name + "' is not running");
+    control(a).pause();
+    a.paused = true;
+}
+
+void KvmHypervisor::resume(const std::string& name) {
+    Anchor& a = anchor(name);
+    if (!a.running || !a.up) throw Error("kvm: domain '" + name + "' is not running");
+    control(a).resume();
+    a.paused = false;
+}
+
+void KvmHypervisor::remove(const std::string& name) {
+    auto it = anchors_.find(name);
+    if (it == anchors_.end()) return;
+    if (it->second->running) throw Error("kvm: domain '" + name + "' is running");
+    std::error_code ec;
+    fs::remove(it->second->manifest_file, ec);
+    anchors_.erase(it);
+}
+
+void KvmHypervisor::cleanup(const std::string& name) { clean_stale_state_dir(state_dir(name)); }
+
+DomainStatus KvmHypervisor::info(const std::string& name) const {
+    const Anchor& a = anchor(name);
+    DomainStatus s;
+    s.paused = a.paused;
+    if (a.running) {
+        s.pid = a.pid;
+        s.state_dir = state_dir(name);
+        std::error_code ec;
+        if (fs::is_symlink(s.state_dir + "/cons", ec)) s.console = s.state_dir + "/cons";
+    }
+    return s;
+}
+
+DomainUsage KvmHypervisor::usage(const std::string& name) const {
+    const Anchor& a = anchor(name);
+    DomainUsage u;
+    u.available_memory_mb = a.manifest.memory_mb;
+    if (!a.running) return u;
+    if (auto p = read_process_usage(a.pid)) {
+        u.cpu_total_ns = p->cpu_total_ns;
+        u.used_memory_mb = p->rss_kb / 1024;
+        u.max_used_memory_mb = p->hwm_kb / 1024;
+        if (u.available_memory_mb)
+            u.used_memory_percent = 100.0 * static_cast<double>(p->rss_kb) / 1024.0 / static_cast<double>(u.available_memory_mb);
+    }
+    return u;
+}
+
+std::vector<AdoptedDomain> KvmHypervisor::adopt() {
+    std::vector<AdoptedDomain> found;
+    const std::string root = config_.run_dir + "/kvm";
+    std::error_code ec;
+    if (!fs::is_directory(root, ec)) return found;
+    for (const auto& entry : fs::directory_iterator(root, ec)) {
+        if (!entry.is_directory()) continue;
+        const std::string name = entry.path().filename().string();
+        const std::string dir = entry.path().string();
+        const StateDirProbe probe = probe_state_dir(dir);
+        if (!probe.live) {
+            log()->info("{}: cleaning stale state directory {}", name, dir);
+            clean_stale_state_dir(dir);
+            continue;
+        }
+        if (probe.pid <= 0) {
+            log()->warn("{}: {} is locked but has no pid yet; leaving it", name, dir);
+            continue;
+        }
+        const int pidfd = pidfd_open(probe.pid);
+        if (pidfd < 0) {
+            log()->warn("{}: pidfd_open({}): {}", name, probe.pid, std::strerror(errno));
+            continue;
+        }
+        Fd pidfd_owner(pidfd);
+        // Re-check after taking the pidfd: the lock is still held by the same anchor, so the
+        // pidfd refers to it and not to a process that reused a dead anchor's pid.
+        const StateDirProbe again = probe_state_dir(dir);
+        if (!again.live || again.pid != probe.pid) continue;
+
+        auto a = std::make_shared<Anchor>(io_);
+        const std::vector<std::string> args = read_process_cmdline(probe.pid);
+        for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+            if (args[i] == "--manifest") a->manifest_file = args[i + 1];
+        }
+        if (a->manifest_file.empty()) a->manifest_file = config_.manifest_dir + "/" + name + ".json";
+        try {
+            a->manifest = load_manifest_file(a->manifest_file);
+        } catch (const std::exception& e) {
+            log()->warn("{}: adopted anchor pid {} but cannot read its manifest {}: {}", name, probe.pid,
+                        a->manifest_file, e.what());
+            a->manifest.name = name;
+            a->manifest.vcpus = 0;
+            a->manifest.memory_mb = 0;
+        }
+        a->manifest.name = name;
+        a->manifest.hypervisor = "kvm";
+        a->watch = boost::asio::posix::stream_descriptor(io_, pidfd_owner.release());
+        a->pid = probe.pid;
+        a->child = false;
+        a->running = a->up = true;
+        a->paused = control(*a).query_status() == "paused";
+        const auto usage = read_process_usage(probe.pid);
+        AdoptedDomain d{a->manifest, probe.pid, usage ? usage->started : std::chrono::system_clock::now()};
+        anchors_[name] = a;
+        watch_exit(a);
+        log()->info("{}: adopted anchor pid {}", name, probe.pid);
+        found.push_back(std::move(d));
+    }
+    return found;
+}
+
+}  // namespace vmm::hv::kvm

@@ -1,0 +1,98 @@
+// KvmHypervisor: one vmm-anchor process per domain, spawned and supervised by vmmd.
+//
+//  - setup() writes the manifest (to_json, absolute paths) to <manifest-dir>/<name>.json.
+//  - start() spawns `ANCHOR --manifest FILE --run-dir RUN --console pty` in its own session
+//    (so it outlives vmmd), stdout/stderr appended to <log-dir>/<name>.log, and watches it
+//    through a pidfd. The domain runs once the anchor's state directory
+//    <run-dir>/kvm/<name>/ holds its pid (written after it took the directory's lock).
+//  - An exit is reported with the status (waitid on the pidfd for children; "status unknown"
+//    for adopted anchors) and the state directory is cleaned if the anchor left it behind.
+//  - stop(): power-down through DomainControl, wait up to the timeout, quit, wait
+//    `kill_grace`, SIGKILL.
+//  - adopt(): every live anchor under <run-dir>/kvm (lock held, pid file) is watched again;
+//    its manifest is read from the --manifest of its command line; stale directories are
+//    cleaned.
+// Called on vmmd's io_context thread; events are delivered from its handlers.
+#pragma once
+
+#include "common/fd.h"
+#include "hypervisor/hypervisor.h"
+#include "hypervisor/kvm/domain_control.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <map>
+#include <memory>
+
+namespace vmm::hv::kvm {
+
+struct KvmConfig {
+    std::string anchor_path;   // the vmm-anchor executable (a fake one in tests)
+    std::string run_dir;       // --run-dir for the anchors: state dirs are <run_dir>/kvm/<name>
+    std::string manifest_dir;  // where setup() writes the manifests the anchors read
+    std::string log_dir;       // the anchors' stdout/stderr, <log_dir>/<name>.log
+    std::string console = "pty";
+    std::chrono::milliseconds start_timeout{10000};  // until the pid file must appear
+    std::chrono::milliseconds kill_grace{3000};      // after quit, before SIGKILL
+    std::chrono::milliseconds poll_interval{20};
+};
+
+class KvmHypervisor : public Hypervisor {
+public:
+    KvmHypervisor(boost::asio::io_context& io, KvmConfig config);
+    ~KvmHypervisor() override;
+
+    std::string name() const override { return "kvm"; }
+    Capabilities capabilities() const override;
+    void setup(const DomainManifest& manifest) override;
+    void start(const std::string& name) override;
+    void stop(const std::string& name, const StopOptions& options) override;
+    void pause(const std::string& name) override;
+    void resume(const std::string& name) override;
+    void remove(const std::string& name) override;
+    void cleanup(const std::string& name) override;
+    DomainStatus info(const std::string& name) const override;
+    DomainUsage usage(const std::string& name) const override;
+    std::vector<AdoptedDomain> adopt() override;
+
+    std::string state_dir(const std::string& name) const { return config_.run_dir + "/kvm/" + name; }
+    const KvmConfig& config() const { return config_; }
+
+private:
+    struct Anchor {
+        explicit Anchor(boost::asio::io_context& io) : watch(io), timer(io) {}
+        DomainManifest manifest;
+        std::string manifest_file;
+        int pid = -1;
+        bool child = false;     // spawned by us: waitid gives the status
+        bool running = false;   // the process exists
+        bool up = false;        // Running reported
+        bool stop_requested = false;
+        bool paused = false;
+        std::string stop_stage;  // what the escalation did last ("powerdown", "quit", "SIGKILL")
+        boost::asio::posix::stream_descriptor watch;  // owns the pidfd
+        boost::asio::steady_timer timer;              // start polling / stop escalation
+        std::chrono::steady_clock::time_point spawned;
+        std::unique_ptr<DomainControl> control;
+    };
+    using AnchorPtr = std::shared_ptr<Anchor>;
+
+    Anchor& anchor(const std::string& name) const;
+    void watch_exit(const AnchorPtr& a);
+    void poll_started(const AnchorPtr& a);
+    void on_exit(const AnchorPtr& a);
+    void escalate(const AnchorPtr& a, const std::string& stage);
+    DomainControl& control(Anchor& a);
+    ExitInfo describe_exit(const Anchor& a, std::optional<int> status, bool left_state_dir) const;
+
+    boost::asio::io_context& io_;
+    KvmConfig config_;
+    std::map<std::string, AnchorPtr> anchors_;
+};
+
+// A sentence for an anchor exit status (anchor/stop_reason.h), e.g. "KVM internal error".
+std::string describe_anchor_status(int status);
+
+}  // namespace vmm::hv::kvm

@@ -1,0 +1,421 @@
+// VirtioBlk (devicemodel/virtio-blk/virtio_blk.h) driven through tests/support/virtqueue_driver.h
+// on a temporary backing file, with both I/O engines (io_uring when available, thread pool):
+// every request type, read-only disks, capacity checks, hostile chains, interrupts and reset.
+#include "devicemodel/virtio-blk/virtio_blk.h"
+
+#include "tests/support/fakes.h"
+#include "tests/support/virtqueue_driver.h"
+
+#include <gtest/gtest.h>
+#include <linux/virtio_blk.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <numeric>
+
+namespace vmm::virtio_blk {
+namespace {
+
+using Drv = test::VirtqueueDriver;
+using virtio::feature_bit;
+
+constexpr std::uint64_t kDiskSectors = 2048;  // 1 MiB
+constexpr std::uint64_t kHdr = 0x8000, kStatus = 0x8800, kData = 0x10000;  // data: up to 512 KiB
+
+std::uint8_t pattern_byte(std::uint64_t file_offset) { return static_cast<std::uint8_t>(file_offset * 7 + file_offset / 512); }
+
+struct TempDisk {
+    std::string path;
+    TempDisk() {
+        char tmpl[] = "/tmp/vmm-blk-XXXXXX";
+        int fd = ::mkstemp(tmpl);
+        if (fd < 0) throw std::runtime_error("mkstemp");
+        std::vector<std::uint8_t> bytes(kDiskSectors * 512);
+        for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = pattern_byte(i);
+        if (::write(fd, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size())) throw std::runtime_error("write");
+        ::close(fd);
+        path = tmpl;
+    }
+    ~TempDisk() { ::unlink(path.c_str()); }
+    std::vector<std::uint8_t> read(std::uint64_t off, std::size_t len) const {
+        std::vector<std::uint8_t> out(len);
+        std::ifstream f(path, std::ios::binary);
+        f.seekg(static_cast<std::streamoff>(off));
+        f.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(len));
+        return out;
+    }
+    std::uint64_t size() const {
+        struct stat st {};
+        ::stat(path.c_str(), &st);
+        return static_cast<std::uint64_t>(st.st_size);
+    }
+};
+
+class VirtioBlkDeviceTest : public ::testing::TestWithParam<bool> {
+protected:
+    void SetUp() override { open_device(false); }
+
+    void open_device(bool read_only, std::uint64_t features = 0) {
+        blk.reset();
+        VirtioBlkOptions opts;
+        opts.name = "blktest";
+        opts.serial = "serial-0123456789abcdef";  // longer than 20 bytes: truncated
+        opts.queue_size = 64;
+        opts.use_io_uring = GetParam();
+        opts.io_threads = 2;
+        blk = std::make_unique<VirtioBlk>(DiskImage::open({disk.path, std::nullopt, read_only}), opts);
+        irq = std::make_shared<test::FakeVirtioInterrupt>();
+        drv = std::make_unique<Drv>(fake.memory(), 0x1000, 64);
+        if (!features) features = feature_bit(virtio::kFeatureVersion1) | feature_bit(virtio::kFeatureIndirectDesc);
+        blk->activate(fake.memory(), features, {drv->config()}, irq);
+    }
+
+    const GuestMemory& mem() const { return fake.memory(); }
+
+    void write_header(std::uint32_t type, std::uint64_t sector, std::uint64_t at = kHdr) const {
+        virtio_blk_outhdr hdr{type, 0, sector};
+        mem().write(at, &hdr, sizeof hdr);
+    }
+
+    // Publishes `bufs`, kicks, and waits for the device to return the chain.
+    virtio::VirtqUsedElem run(const std::vector<Drv::Buf>& bufs, bool indirect = false) {
+        mem().write_obj<std::uint8_t>(kStatus, 0xee);
+        const std::uint16_t before = drv->used_idx();
+        if (indirect)
+            drv->add_indirect_chain(bufs, 0x7000);
+        else
+            drv->add_chain(bufs);
+        blk->queue_notify(0);
+        EXPECT_TRUE(wait_used(static_cast<std::uint16_t>(before + 1)));
+        auto got = drv->reclaim();
+        EXPECT_EQ(got.size(), 1u);
+        return got.empty() ? virtio::VirtqUsedElem{0xffff, 0xffff} : got[0];
+    }
+    bool wait_used(std::uint16_t idx) {
+        return irq->wait_for([&] { return static_cast<std::int16_t>(drv->used_idx() - idx) >= 0 && blk->in_flight() == 0; });
+    }
+    std::uint8_t status() const { return *mem().read_obj<std::uint8_t>(kStatus); }
+
+    // A standard 3-part request: header, data (direction by type), status.
+    virtio::VirtqUsedElem request(std::uint32_t type, std::uint64_t sector, std::uint32_t len, bool indirect = false) {
+        write_header(type, sector);
+        std::vector<Drv::Buf> bufs{Drv::rd(kHdr, 16)};
+        if (len) bufs.push_back(type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID ? Drv::wr(kData, len) : Drv::rd(kData, len));
+        bufs.push_back(Drv::wr(kStatus, 1));
+        return run(bufs, indirect);
+    }
+
+    TempDisk disk;
+    test::FakeGuestMemory fake{{{0, 0x100000}}};
+    std::unique_ptr<VirtioBlk> blk;
+    std::shared_ptr<test::FakeVirtioInterrupt> irq;
+    std::unique_ptr<Drv> drv;
+};
+
+TEST_P(VirtioBlkDeviceTest, ConfigSpaceAndFeatures) {
+    if (!GetParam()) {
+        EXPECT_STREQ(blk->io_engine_name(), "threads");
+    }
+    virtio_blk_config cfg{};
+    blk->read_config(0, {reinterpret_cast<std::uint8_t*>(&cfg), sizeof cfg});
+    EXPECT_EQ(cfg.capacity, kDiskSectors);
+    EXPECT_EQ(cfg.blk_size, 512u);
+    EXPECT_EQ(cfg.seg_max, 62u);
+    EXPECT_GT(cfg.max_discard_seg, 0u);
+    std::uint8_t past[8];
+    std::memset(past, 0xff, sizeof past);
+    blk->read_config(sizeof cfg - 4, past);
+    EXPECT_EQ(past[4], 0) << "bytes past the config space read as zero";
+    blk->read_config(4096, past);
+    EXPECT_EQ(past[0], 0);
+    const std::uint64_t f = blk->device_features();
+    for (unsigned bit : std::initializer_list<unsigned>{VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_DISCARD,
+                         VIRTIO_BLK_F_WRITE_ZEROES, virtio::kFeatureVersion1, virtio::kFeatureEventIdx, virtio::kFeatureIndirectDesc})
+        EXPECT_TRUE(f & feature_bit(bit)) << bit;
+    EXPECT_FALSE(f & feature_bit(VIRTIO_BLK_F_RO));
+    EXPECT_EQ(blk->device_type(), virtio::DeviceType::Block);
+    EXPECT_EQ(blk->num_queues(), 1);
+}
+
+TEST_P(VirtioBlkDeviceTest, ReadReturnsFileContents) {
+    auto used = request(VIRTIO_BLK_T_IN, 3, 2048);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(used.len, 2049u) << "data + status";
+    std::vector<std::uint8_t> got(2048);
+    mem().read(kData, got.data(), got.size());
+    EXPECT_EQ(got, disk.read(3 * 512, 2048));
+    EXPECT_EQ(irq->queue_notifies, 1);
+}
+
+TEST_P(VirtioBlkDeviceTest, WriteChangesTheFile) {
+    std::vector<std::uint8_t> data(4096);
+    std::iota(data.begin(), data.end(), 1);
+    mem().write(kData, data.data(), data.size());
+    auto used = request(VIRTIO_BLK_T_OUT, 100, 4096);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(used.len, 1u);
+    EXPECT_EQ(disk.read(100 * 512, 4096), data);
+    EXPECT_EQ(disk.read(99 * 512, 1)[0], pattern_byte(99 * 512 + 0)) << "neighbours untouched";
+    EXPECT_EQ(disk.read(108 * 512, 1)[0], pattern_byte(108 * 512));
+}
+
+TEST_P(VirtioBlkDeviceTest, ScatteredAndIndirectBuffers) {
+    // Header split over two descriptors, data over three, status alone; then the same through an
+    // indirect table.
+    for (bool indirect : {false, true}) {
+        SCOPED_TRACE(indirect);
+        write_header(VIRTIO_BLK_T_IN, 10);
+        auto used = run({Drv::rd(kHdr, 7), Drv::rd(kHdr + 7, 9), Drv::wr(kData, 100), Drv::wr(kData + 0x1000, 412),
+                         Drv::wr(kData + 0x2000, 512), Drv::wr(kStatus, 1)},
+                        indirect);
+        EXPECT_EQ(status(), VIRTIO_BLK_S_OK);
+        EXPECT_EQ(used.len, 1025u);
+        std::vector<std::uint8_t> got(1024);
+        mem().read(kData, got.data(), 100);
+        mem().read(kData + 0x1000, got.data() + 100, 412);
+        mem().read(kData + 0x2000, got.data() + 512, 512);
+        EXPECT_EQ(got, disk.read(10 * 512, 1024));
+    }
+}
+
+TEST_P(VirtioBlkDeviceTest, FlushAndGetId) {
+    request(VIRTIO_BLK_T_FLUSH, 0, 0);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK);
+    auto used = request(VIRTIO_BLK_T_GET_ID, 0, VIRTIO_BLK_ID_BYTES);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(used.len, VIRTIO_BLK_ID_BYTES + 1u);
+    char id[VIRTIO_BLK_ID_BYTES];
+    mem().read(kData, id, sizeof id);
+    EXPECT_EQ(std::string(id, sizeof id), std::string("serial-0123456789abc"));
+}
+
+TEST_P(VirtioBlkDeviceTest, WriteZeroesAndDiscard) {
+    virtio_blk_discard_write_zeroes segs[2] = {{200, 4, 0}, {300, 1, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP}};
+    mem().write(kData, segs, sizeof segs);
+    request(VIRTIO_BLK_T_WRITE_ZEROES, 0, sizeof segs);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(disk.read(200 * 512, 2048), std::vector<std::uint8_t>(2048, 0));
+    EXPECT_EQ(disk.read(300 * 512, 512), std::vector<std::uint8_t>(512, 0));
+    EXPECT_EQ(disk.read(204 * 512, 1)[0], pattern_byte(204 * 512)) << "only the ranges asked for";
+    EXPECT_EQ(disk.size(), kDiskSectors * 512);
+
+    virtio_blk_discard_write_zeroes d{400, 8, 0};
+    mem().write(kData, &d, sizeof d);
+    request(VIRTIO_BLK_T_DISCARD, 0, sizeof d);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(disk.size(), kDiskSectors * 512) << "discard never changes the size";
+
+    d.flags = VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;  // §5.2.6.2: unmap on a discard is UNSUPP
+    mem().write(kData, &d, sizeof d);
+    request(VIRTIO_BLK_T_DISCARD, 0, sizeof d);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_UNSUPP);
+
+    d = {kDiskSectors - 1, 2, 0};  // past the end
+    mem().write(kData, &d, sizeof d);
+    request(VIRTIO_BLK_T_WRITE_ZEROES, 0, sizeof d);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(disk.read((kDiskSectors - 1) * 512, 1)[0], pattern_byte((kDiskSectors - 1) * 512));
+
+    request(VIRTIO_BLK_T_DISCARD, 0, 15);  // not a whole segment
+    EXPECT_EQ(status(), VIRTIO_BLK_S_IOERR);
+}
+
+TEST_P(VirtioBlkDeviceTest, EveryRequestIsCheckedAgainstCapacity) {
+    request(VIRTIO_BLK_T_IN, kDiskSectors - 1, 512);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK) << "last sector";
+    auto used = request(VIRTIO_BLK_T_IN, kDiskSectors - 1, 1024);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(used.len, 1u);
+    request(VIRTIO_BLK_T_OUT, kDiskSectors, 512);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_IOERR);
+    request(VIRTIO_BLK_T_OUT, ~0ull, 512);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_IOERR) << "sector + count overflows";
+    request(VIRTIO_BLK_T_OUT, ~0ull / 512, 512);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_IOERR) << "sector * 512 overflows";
+    EXPECT_EQ(disk.size(), kDiskSectors * 512) << "nothing written past the end";
+    request(VIRTIO_BLK_T_IN, 0, 100);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_IOERR) << "not a multiple of 512";
+}
+
+TEST_P(VirtioBlkDeviceTest, UnknownTypeIsUnsupported) {
+    request(42, 0, 512);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_UNSUPP);
+}
+
+TEST_P(VirtioBlkDeviceTest, ReadOnlyDisk) {
+    open_device(true);
+    const std::uint64_t f = blk->device_features();
+    EXPECT_TRUE(f & feature_bit(VIRTIO_BLK_F_RO));
+    EXPECT_FALSE(f & feature_bit(VIRTIO_BLK_F_DISCARD));
+    std::vector<std::uint8_t> data(512, 0x11);
+    mem().write(kData, data.data(), data.size());
+    request(VIRTIO_BLK_T_OUT, 0, 512);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(disk.read(0, 512)[1], pattern_byte(1));
+    virtio_blk_discard_write_zeroes d{0, 1, 0};
+    mem().write(kData, &d, sizeof d);
+    request(VIRTIO_BLK_T_WRITE_ZEROES, 0, sizeof d);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(disk.read(0, 512)[1], pattern_byte(1));
+    request(VIRTIO_BLK_T_IN, 0, 512);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK) << "reads still work";
+    request(VIRTIO_BLK_T_FLUSH, 0, 0);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK);
+}
+
+TEST_P(VirtioBlkDeviceTest, WrongDirectionBuffers) {
+    // Header in a device-writable buffer: IOERR in the status byte, nothing read from the disk.
+    auto used = run({Drv::wr(kHdr, 16), Drv::wr(kData, 512), Drv::wr(kStatus, 1)});
+    EXPECT_EQ(status(), VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(used.len, 1u);
+    // Read with its data buffer device-readable: the device must not write into it.
+    std::vector<std::uint8_t> guard(512, 0xcd);
+    mem().write(kData, guard.data(), guard.size());
+    write_header(VIRTIO_BLK_T_IN, 0);
+    run({Drv::rd(kHdr, 16), Drv::rd(kData, 512), Drv::wr(kStatus, 1)});
+    EXPECT_EQ(status(), VIRTIO_BLK_S_IOERR);
+    std::vector<std::uint8_t> after(512);
+    mem().read(kData, after.data(), after.size());
+    EXPECT_EQ(after, guard);
+    // Write with its data device-writable: the file is untouched.
+    write_header(VIRTIO_BLK_T_OUT, 0);
+    run({Drv::rd(kHdr, 16), Drv::wr(kData, 512), Drv::wr(kStatus, 1)});
+    EXPECT_EQ(status(), VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(disk.read(0, 512)[5], pattern_byte(5));
+    // Status byte device-readable: no status can be written, the chain comes back with length 0.
+    write_header(VIRTIO_BLK_T_IN, 0);
+    used = run({Drv::rd(kHdr, 16), Drv::rd(kStatus, 1)});
+    EXPECT_EQ(used.len, 0u);
+    EXPECT_EQ(status(), 0xee) << "the device-readable status byte is not written";
+    EXPECT_EQ(irq->resets_needed, 0) << "one bad request does not break the queue";
+}
+
+TEST_P(VirtioBlkDeviceTest, BadChainsComeBackEmptyAndTheQueueGoesOn) {
+    write_header(VIRTIO_BLK_T_IN, 0);
+    // Data buffer outside RAM.
+    auto used = run({Drv::rd(kHdr, 16), Drv::wr(0x200000, 512), Drv::wr(kStatus, 1)});
+    EXPECT_EQ(used.len, 0u);
+    EXPECT_EQ(status(), 0xee);
+    // A loop.
+    drv->set_desc(40, kHdr, 16, virtio::kDescFNext, 41);
+    drv->set_desc(41, kStatus, 1, virtio::kDescFNext | virtio::kDescFWrite, 40);
+    drv->publish(40);
+    blk->queue_notify(0);
+    ASSERT_TRUE(wait_used(2));
+    EXPECT_EQ(drv->used(1).id, 40u);
+    EXPECT_EQ(drv->used(1).len, 0u);
+    drv->reclaim();
+    // Still serving.
+    request(VIRTIO_BLK_T_IN, 1, 512);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(irq->resets_needed, 0);
+}
+
+TEST_P(VirtioBlkDeviceTest, BrokenRingAsksForReset) {
+    drv->publish(64);  // head index == queue size
+    blk->queue_notify(0);
+    ASSERT_TRUE(irq->wait_for([&] { return irq->resets_needed.load() == 1; }));
+    EXPECT_EQ(drv->used_idx(), 0);
+    // After a reset and a fresh activation the device serves again.
+    blk->reset();
+    drv = std::make_unique<Drv>(mem(), 0x1000, 64);
+    blk->activate(mem(), feature_bit(virtio::kFeatureVersion1), {drv->config()}, irq);
+    request(VIRTIO_BLK_T_IN, 1, 512);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(irq->resets_needed, 1);
+}
+
+TEST_P(VirtioBlkDeviceTest, BadQueueLayoutAsksForResetAtActivation) {
+    auto cfg = drv->config();
+    cfg.size = 48;  // not a power of two
+    blk->reset();
+    auto irq2 = std::make_shared<test::FakeVirtioInterrupt>();
+    blk->activate(mem(), feature_bit(virtio::kFeatureVersion1), {cfg}, irq2);
+    EXPECT_EQ(irq2->resets_needed, 1);
+    blk->reset();
+    cfg = drv->config();
+    cfg.used = 0xffff0;  // used ring past the end of RAM
+    blk->activate(mem(), feature_bit(virtio::kFeatureVersion1), {cfg}, irq2);
+    EXPECT_EQ(irq2->resets_needed, 2);
+}
+
+TEST_P(VirtioBlkDeviceTest, NoInterruptFlagSuppressesNotifications) {
+    drv->set_avail_flags(virtio::kAvailFNoInterrupt);
+    request(VIRTIO_BLK_T_IN, 0, 512);
+    request(VIRTIO_BLK_T_IN, 1, 512);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(irq->queue_notifies, 0);
+    drv->set_avail_flags(0);
+    request(VIRTIO_BLK_T_IN, 2, 512);
+    EXPECT_EQ(irq->queue_notifies, 1);
+}
+
+TEST_P(VirtioBlkDeviceTest, EventIdxSuppressesNotificationsUntilUsedEvent) {
+    open_device(false, feature_bit(virtio::kFeatureVersion1) | feature_bit(virtio::kFeatureEventIdx));
+    drv->set_used_event(2);  // interrupt once used idx passes 2
+    request(VIRTIO_BLK_T_IN, 0, 512);
+    request(VIRTIO_BLK_T_IN, 0, 512);
+    EXPECT_EQ(irq->queue_notifies, 0);
+    request(VIRTIO_BLK_T_IN, 0, 512);
+    EXPECT_EQ(irq->queue_notifies, 1);
+    EXPECT_EQ(drv->avail_event(), 3) << "the device asks for a kick at the next entry";
+}
+
+TEST_P(VirtioBlkDeviceTest, ManyRequestsInFlightCompleteOutOfOrderSafely) {
+    // 20 reads of 8 KiB at different sectors, published together.
+    constexpr int kN = 20;
+    for (int i = 0; i < kN; ++i) {
+        write_header(VIRTIO_BLK_T_IN, static_cast<std::uint64_t>(i) * 16, kHdr + 16 * i);
+        drv->add_chain({Drv::rd(kHdr + 16 * i, 16), Drv::wr(kData + 0x2000 * i, 0x2000), Drv::wr(kStatus + i, 1)});
+    }
+    blk->queue_notify(0);
+    ASSERT_TRUE(wait_used(kN));
+    auto used = drv->reclaim();
+    ASSERT_EQ(used.size(), static_cast<std::size_t>(kN));
+    for (int i = 0; i < kN; ++i) {
+        EXPECT_EQ(*mem().read_obj<std::uint8_t>(kStatus + i), VIRTIO_BLK_S_OK);
+        std::vector<std::uint8_t> got(0x2000);
+        mem().read(kData + 0x2000 * i, got.data(), got.size());
+        EXPECT_EQ(got, disk.read(static_cast<std::uint64_t>(i) * 16 * 512, 0x2000)) << i;
+    }
+    EXPECT_GE(irq->queue_notifies, 1);
+    EXPECT_LE(irq->queue_notifies, kN);
+}
+
+TEST_P(VirtioBlkDeviceTest, ResetWaitsForInFlightRequestsAndTheDeviceCanRestart) {
+    constexpr int kN = 20;
+    for (int i = 0; i < kN; ++i) {
+        write_header(VIRTIO_BLK_T_IN, 0, kHdr + 16 * i);
+        drv->add_chain({Drv::rd(kHdr + 16 * i, 16), Drv::wr(kData + 0x2000 * i, 0x2000), Drv::wr(kStatus + i, 1)});
+    }
+    blk->queue_notify(0);
+    blk->reset();
+    EXPECT_EQ(blk->in_flight(), 0u) << "reset returned with I/O still touching guest memory";
+    // Snapshot the old ring; nothing of the old activation may change it from now on.
+    const std::uint16_t old_used = drv->used_idx();
+    std::vector<std::uint8_t> old_status(kN);
+    mem().read(kStatus, old_status.data(), kN);
+    auto old_drv = std::move(drv);
+    drv = std::make_unique<Drv>(mem(), 0x4000, 64);  // a new ring elsewhere
+    blk->activate(mem(), feature_bit(virtio::kFeatureVersion1), {drv->config()}, irq);
+    write_header(VIRTIO_BLK_T_IN, 5, 0x7800);
+    mem().write_obj<std::uint8_t>(0x7900, 0xee);
+    drv->add_chain({Drv::rd(0x7800, 16), Drv::wr(0x7a00, 512), Drv::wr(0x7900, 1)});
+    blk->queue_notify(0);
+    ASSERT_TRUE(wait_used(1));
+    EXPECT_EQ(*mem().read_obj<std::uint8_t>(0x7900), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(old_drv->used_idx(), old_used);
+    std::vector<std::uint8_t> now(kN);
+    mem().read(kStatus, now.data(), kN);
+    EXPECT_EQ(now, old_status);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, VirtioBlkDeviceTest, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "io_uring" : "thread_pool"; });
+
+}  // namespace
+}  // namespace vmm::virtio_blk

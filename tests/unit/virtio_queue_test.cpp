@@ -1,0 +1,431 @@
+// Split virtqueue (devicemodel/virtio/virtqueue.h) driven by tests/support/virtqueue_driver.h:
+// well-formed chains, indirect tables, notification suppression, and every hostile ring.
+#include "devicemodel/virtio/virtqueue.h"
+
+#include "tests/support/fakes.h"
+#include "tests/support/virtqueue_driver.h"
+
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+namespace vmm::virtio {
+namespace {
+
+using test::FakeGuestMemory;
+using test::VirtqueueDriver;
+using Drv = VirtqueueDriver;
+
+constexpr std::uint64_t kAll = feature_bit(kFeatureIndirectDesc) | feature_bit(kFeatureEventIdx) | feature_bit(kFeatureVersion1);
+
+struct Fixture {
+    // RAM: [0, 64 KiB) and [1 MiB, 1 MiB + 64 KiB); a hole in between.
+    FakeGuestMemory fake{{{0, 0x10000}, {0x100000, 0x10000}}};
+    const GuestMemory& mem = fake;
+    Drv drv{mem, 0x1000, 16};
+    Drv::Arena arena{0x4000, 0x10000};
+    VirtQueue q(std::uint64_t features = kAll) { return VirtQueue(mem, drv.config(), 256, features); }
+};
+
+TEST(VirtioQueueTest, PopsAChainWithReadableThenWritableBuffers) {
+    Fixture f;
+    auto vq = f.q();
+    ASSERT_FALSE(vq.broken());
+    const auto a = f.arena.alloc(16), b = f.arena.alloc(100), c = f.arena.alloc(1);
+    const std::uint16_t head = f.drv.add_chain({Drv::rd(a, 16), Drv::wr(b, 100), Drv::wr(c, 1)});
+    ASSERT_TRUE(vq.has_available());
+    auto chain = vq.pop();
+    ASSERT_TRUE(chain);
+    EXPECT_TRUE(chain->ok());
+    EXPECT_EQ(chain->head(), head);
+    ASSERT_EQ(chain->readable().size(), 1u);
+    ASSERT_EQ(chain->writable().size(), 2u);
+    EXPECT_EQ(chain->readable()[0].gpa, a);
+    EXPECT_EQ(chain->readable_bytes(), 16u);
+    EXPECT_EQ(chain->writable_bytes(), 101u);
+    EXPECT_FALSE(vq.pop()) << "only one chain was made available";
+    EXPECT_FALSE(vq.has_available());
+}
+
+TEST(VirtioQueueTest, ReadAndWriteGatherAcrossBuffersAndStopAtTheEnd) {
+    Fixture f;
+    auto vq = f.q();
+    const auto r1 = f.arena.alloc(3), r2 = f.arena.alloc(5);
+    const auto w1 = f.arena.alloc(4, 64), w2 = f.arena.alloc(4, 64), guard = f.arena.alloc(8, 64);
+    const std::uint8_t src[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    f.mem.write(r1, src, 3);
+    f.mem.write(r2, src + 3, 5);
+    const std::uint8_t pattern[8] = {0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa};
+    f.mem.write(guard, pattern, 8);
+    f.mem.write(w2 + 4, pattern, 8);
+    f.drv.add_chain({Drv::rd(r1, 3), Drv::rd(r2, 5), Drv::wr(w1, 4), Drv::wr(w2, 4)});
+    auto chain = vq.pop();
+    ASSERT_TRUE(chain && chain->ok());
+    std::uint8_t got[8] = {};
+    EXPECT_EQ(chain->read(0, got), 8u);
+    EXPECT_EQ(0, std::memcmp(got, src, 8));
+    std::uint8_t tail[4] = {};
+    EXPECT_EQ(chain->read(6, tail), 2u) << "short at the end of the readable part";
+    EXPECT_EQ(tail[0], 7);
+
+    const std::uint8_t big[12] = {9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9};
+    EXPECT_EQ(chain->write(2, big), 6u) << "writes stop at the end of the writable buffers";
+    std::uint8_t after[8];
+    f.mem.read(w2 + 4, after, 8);
+    EXPECT_EQ(0, std::memcmp(after, pattern, 8)) << "nothing written past the guest's buffer";
+    f.mem.read(guard, after, 8);
+    EXPECT_EQ(0, std::memcmp(after, pattern, 8));
+
+    auto iov = chain->writable_iov(2, 6);
+    ASSERT_TRUE(iov);
+    ASSERT_EQ(iov->size(), 2u);
+    EXPECT_EQ((*iov)[0].iov_len, 2u);
+    EXPECT_EQ((*iov)[1].iov_len, 4u);
+    EXPECT_FALSE(chain->writable_iov(2, 7)) << "past the end";
+    EXPECT_FALSE(chain->readable_iov(9, 0)) << "offset past the end";
+    EXPECT_TRUE(chain->readable_iov(8, 0));
+}
+
+TEST(VirtioQueueTest, AddUsedPublishesElementAndIndex) {
+    Fixture f;
+    auto vq = f.q();
+    const auto a = f.arena.alloc(8);
+    const auto h1 = f.drv.add_chain({Drv::wr(a, 8)});
+    const auto h2 = f.drv.add_chain({Drv::wr(a, 8)});
+    auto c1 = vq.pop();
+    auto c2 = vq.pop();
+    ASSERT_TRUE(c1 && c2);
+    EXPECT_TRUE(vq.add_used(c2->head(), 5));
+    EXPECT_TRUE(vq.add_used(c1->head(), 8));
+    EXPECT_EQ(f.drv.used_idx(), 2);
+    EXPECT_EQ(f.drv.used(0).id, h2);
+    EXPECT_EQ(f.drv.used(0).len, 5u);
+    EXPECT_EQ(f.drv.used(1).id, h1);
+    EXPECT_EQ(f.drv.used(1).len, 8u);
+}
+
+TEST(VirtioQueueTest, IndicesWrapAround16Bits) {
+    FakeGuestMemory fake({{0, 0x10000}});
+    Drv drv(fake, 0x1000, 4);
+    VirtQueue vq(fake, drv.config(), 256, kAll);
+    for (int i = 0; i < 70000; ++i) {
+        drv.add_chain({Drv::wr(0x8000, 4)});
+        auto c = vq.pop();
+        ASSERT_TRUE(c && c->ok()) << i;
+        ASSERT_TRUE(vq.add_used(c->head(), 4));
+        ASSERT_EQ(drv.reclaim().size(), 1u);
+    }
+    EXPECT_EQ(drv.used_idx(), static_cast<std::uint16_t>(70000));
+    EXPECT_FALSE(vq.broken());
+}
+
+TEST(VirtioQueueTest, IndirectTable) {
+    Fixture f;
+    auto vq = f.q();
+    const auto table = f.arena.alloc(48, 16);
+    const auto a = f.arena.alloc(16), b = f.arena.alloc(512), c = f.arena.alloc(1);
+    const auto head = f.drv.add_indirect_chain({Drv::rd(a, 16), Drv::wr(b, 512), Drv::wr(c, 1)}, table);
+    auto chain = vq.pop();
+    ASSERT_TRUE(chain);
+    EXPECT_TRUE(chain->ok()) << to_string(chain->error());
+    EXPECT_EQ(chain->head(), head);
+    EXPECT_EQ(chain->readable_bytes(), 16u);
+    EXPECT_EQ(chain->writable_bytes(), 513u);
+}
+
+TEST(VirtioQueueTest, DirectDescriptorsThenIndirectTable) {
+    Fixture f;
+    auto vq = f.q();
+    const auto table = f.arena.alloc(16, 16);
+    const auto a = f.arena.alloc(16), c = f.arena.alloc(1);
+    f.drv.set_desc(0, c, 1, kDescFWrite, 0, table);
+    f.drv.set_desc(3, a, 16, kDescFNext, 4);
+    f.drv.set_desc(4, table, 16, kDescFIndirect, 0);
+    f.drv.publish(3);
+    auto chain = vq.pop();
+    ASSERT_TRUE(chain && chain->ok()) << to_string(chain->error());
+    EXPECT_EQ(chain->readable_bytes(), 16u);
+    EXPECT_EQ(chain->writable_bytes(), 1u);
+}
+
+// Each hostile chain is popped with its head and an error; the queue keeps working.
+struct BadChainCase {
+    const char* name;
+    ChainError expected;
+    std::uint64_t features;
+    void (*build)(Fixture&);
+};
+
+void expect_bad_chain(const BadChainCase& tc) {
+    SCOPED_TRACE(tc.name);
+    Fixture f;
+    auto vq = f.q(tc.features);
+    tc.build(f);
+    auto chain = vq.pop();
+    ASSERT_TRUE(chain);
+    EXPECT_EQ(chain->error(), tc.expected) << to_string(chain->error());
+    EXPECT_EQ(chain->head(), 5);
+    EXPECT_TRUE(chain->readable().empty());
+    EXPECT_TRUE(chain->writable().empty());
+    EXPECT_FALSE(vq.broken());
+    EXPECT_TRUE(vq.add_used(chain->head(), 0));
+    // A good chain after the bad one still works.
+    f.drv.set_desc(9, 0x8000, 4, kDescFWrite, 0);
+    f.drv.publish(9);
+    auto good = vq.pop();
+    ASSERT_TRUE(good);
+    EXPECT_TRUE(good->ok());
+    EXPECT_EQ(good->head(), 9);
+}
+
+TEST(VirtioQueueTest, HostileChainsFailCleanly) {
+    const BadChainCase cases[] = {
+        {"loop 5->6->5", ChainError::TooLong, kAll,
+         [](Fixture& f) {
+             f.drv.set_desc(5, 0x8000, 4, kDescFNext, 6);
+             f.drv.set_desc(6, 0x8000, 4, kDescFNext, 5);
+             f.drv.publish(5);
+         }},
+        {"self loop", ChainError::TooLong, kAll,
+         [](Fixture& f) {
+             f.drv.set_desc(5, 0x8000, 4, kDescFNext, 5);
+             f.drv.publish(5);
+         }},
+        {"next out of range", ChainError::NextOutOfRange, kAll,
+         [](Fixture& f) {
+             f.drv.set_desc(5, 0x8000, 4, kDescFNext, 16);
+             f.drv.publish(5);
+         }},
+        {"buffer in the hole", ChainError::BufferOutsideRam, kAll,
+         [](Fixture& f) {
+             f.drv.set_desc(5, 0x20000, 4, kDescFWrite, 0);
+             f.drv.publish(5);
+         }},
+        {"buffer crossing the end of RAM", ChainError::BufferOutsideRam, kAll,
+         [](Fixture& f) {
+             f.drv.set_desc(5, 0x10000 - 8, 16, kDescFWrite, 0);
+             f.drv.publish(5);
+         }},
+        {"buffer length wraps the address", ChainError::BufferOutsideRam, kAll,
+         [](Fixture& f) {
+             f.drv.set_desc(5, ~0ull - 2, 16, 0, 0);
+             f.drv.publish(5);
+         }},
+        {"readable after writable", ChainError::ReadableAfterWritable, kAll,
+         [](Fixture& f) {
+             f.drv.set_desc(5, 0x8000, 4, kDescFWrite | kDescFNext, 6);
+             f.drv.set_desc(6, 0x8100, 16, 0, 0);
+             f.drv.publish(5);
+         }},
+        {"indirect not negotiated", ChainError::IndirectNotNegotiated, feature_bit(kFeatureVersion1),
+         [](Fixture& f) {
+             f.drv.set_desc(0, 0x8000, 4, kDescFWrite, 0, 0x9000);
+             f.drv.set_desc(5, 0x9000, 16, kDescFIndirect, 0);
+             f.drv.publish(5);
+         }},
+        {"indirect length not a multiple of 16", ChainError::IndirectBadLength, kAll,
+         [](Fixture& f) {
+             f.drv.set_desc(0, 0x8000, 4, kDescFWrite, 0, 0x9000);
+             f.drv.set_desc(5, 0x9000, 17, kDescFIndirect, 0);
+             f.drv.publish(5);
+         }},
+        {"indirect length zero", ChainError::IndirectBadLength, kAll,
+         [](Fixture& f) {
+             f.drv.set_desc(5, 0x9000, 0, kDescFIndirect, 0);
+             f.drv.publish(5);
+         }},
+        {"indirect table too big", ChainError::IndirectBadLength, kAll,
+         [](Fixture& f) {
+             f.drv.set_desc(5, 0x0, 16 * (kMaxIndirectDescriptors + 1), kDescFIndirect, 0);
+             f.drv.publish(5);
+         }},
+        {"indirect table outside RAM", ChainError::BufferOutsideRam, kAll,
+         [](Fixture& f) {
+             f.drv.set_desc(5, 0x10000 - 16, 32, kDescFIndirect, 0);
+             f.drv.publish(5);
+         }},
+        {"nested indirect", ChainError::IndirectNested, kAll,
+         [](Fixture& f) {
+             f.drv.set_desc(0, 0x9100, 16, kDescFIndirect, 0, 0x9000);
+             f.drv.set_desc(0, 0x8000, 4, kDescFWrite, 0, 0x9100);
+             f.drv.set_desc(5, 0x9000, 16, kDescFIndirect, 0);
+             f.drv.publish(5);
+         }},
+        {"indirect with next", ChainError::IndirectWithNext, kAll,
+         [](Fixture& f) {
+             f.drv.set_desc(0, 0x8000, 4, kDescFWrite, 0, 0x9000);
+             f.drv.set_desc(5, 0x9000, 16, kDescFIndirect | kDescFNext, 6);
+             f.drv.set_desc(6, 0x8000, 4, kDescFWrite, 0);
+             f.drv.publish(5);
+         }},
+        {"loop inside an indirect table", ChainError::TooLong, kAll,
+         [](Fixture& f) {
+             f.drv.set_desc(0, 0x8000, 4, kDescFNext, 1, 0x9000);
+             f.drv.set_desc(1, 0x8000, 4, kDescFNext, 0, 0x9000);
+             f.drv.set_desc(5, 0x9000, 32, kDescFIndirect, 0);
+             f.drv.publish(5);
+         }},
+        {"next past the indirect table", ChainError::NextOutOfRange, kAll,
+         [](Fixture& f) {
+             f.drv.set_desc(0, 0x8000, 4, kDescFNext, 2, 0x9000);
+             f.drv.set_desc(1, 0x8000, 4, 0, 0, 0x9000);
+             f.drv.set_desc(5, 0x9000, 32, kDescFIndirect, 0);
+             f.drv.publish(5);
+         }},
+    };
+    for (const auto& tc : cases) expect_bad_chain(tc);
+}
+
+TEST(VirtioQueueTest, ChainLongerThanTheQueueWithoutALoop) {
+    // Queue of 4; a chain that visits all 4 and then points back at the first is 5 hops.
+    FakeGuestMemory fake({{0, 0x10000}});
+    Drv drv(fake, 0x1000, 4);
+    VirtQueue vq(fake, drv.config(), 256, kAll);
+    for (std::uint16_t i = 0; i < 4; ++i) drv.set_desc(i, 0x8000, 4, kDescFNext, static_cast<std::uint16_t>((i + 1) % 4));
+    drv.publish(0);
+    auto c = vq.pop();
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->error(), ChainError::TooLong);
+    // A chain of exactly the queue size is fine.
+    drv.set_desc(3, 0x8000, 4, 0, 0);
+    drv.publish(0);
+    c = vq.pop();
+    ASSERT_TRUE(c);
+    EXPECT_TRUE(c->ok());
+    EXPECT_EQ(c->readable().size(), 4u);
+}
+
+TEST(VirtioQueueTest, HeadIndexOutOfRangeBreaksTheQueue) {
+    Fixture f;
+    auto vq = f.q();
+    f.drv.publish(16);
+    EXPECT_FALSE(vq.pop());
+    EXPECT_TRUE(vq.broken());
+    EXPECT_FALSE(vq.add_used(0, 0)) << "a broken queue never writes the used ring";
+    EXPECT_EQ(f.drv.used_idx(), 0);
+}
+
+TEST(VirtioQueueTest, AvailIndexTooFarAheadBreaksTheQueue) {
+    Fixture f;
+    auto vq = f.q();
+    f.drv.set_avail_idx(17);
+    EXPECT_FALSE(vq.has_available());
+    EXPECT_TRUE(vq.broken());
+    EXPECT_FALSE(vq.pop());
+}
+
+TEST(VirtioQueueTest, AddUsedWithABadHeadBreaksTheQueue) {
+    Fixture f;
+    auto vq = f.q();
+    EXPECT_FALSE(vq.add_used(16, 0));
+    EXPECT_TRUE(vq.broken());
+}
+
+TEST(VirtioQueueTest, BadLayoutsBreakTheQueue) {
+    FakeGuestMemory fake({{0, 0x10000}});
+    const GuestMemory& mem = fake;
+    auto broken = [&](QueueConfig c, std::uint16_t max = 256) { return VirtQueue(mem, c, max, kAll).broken(); };
+    const QueueConfig good{16, 0x1000, 0x1100, 0x1200, true};
+    EXPECT_FALSE(broken(good));
+    auto with = [&](auto fn) {
+        QueueConfig c = good;
+        fn(c);
+        return c;
+    };
+    EXPECT_TRUE(broken(with([](QueueConfig& c) { c.size = 0; })));
+    EXPECT_TRUE(broken(with([](QueueConfig& c) { c.size = 12; }))) << "not a power of two";
+    EXPECT_TRUE(broken(good, 8)) << "bigger than the device's maximum";
+    EXPECT_TRUE(broken(with([](QueueConfig& c) { c.desc = 0x1008; }))) << "desc not 16-aligned";
+    EXPECT_TRUE(broken(with([](QueueConfig& c) { c.avail = 0x1101; }))) << "avail not 2-aligned";
+    EXPECT_TRUE(broken(with([](QueueConfig& c) { c.used = 0x1202; }))) << "used not 4-aligned";
+    EXPECT_TRUE(broken(with([](QueueConfig& c) { c.desc = 0x10000 - 0x80; }))) << "desc table past RAM";
+    EXPECT_TRUE(broken(with([](QueueConfig& c) { c.avail = 0x10000 - 36; }))) << "avail ring past RAM";
+    EXPECT_TRUE(broken(with([](QueueConfig& c) { c.used = 0x10000 - 132; }))) << "used ring past RAM";
+    EXPECT_FALSE(broken(with([](QueueConfig& c) { c.used = 0x10000 - 136; }))) << "used ring fits";
+    EXPECT_TRUE(broken(with([](QueueConfig& c) { c.used = 0x40000; })));
+    // A disabled queue is neither broken nor serving.
+    VirtQueue off(mem, with([](QueueConfig& c) { c.enabled = false; c.size = 3; }), 256, kAll);
+    EXPECT_FALSE(off.broken());
+    EXPECT_FALSE(off.pop());
+    VirtQueue unconfigured;
+    EXPECT_FALSE(unconfigured.pop());
+    EXPECT_FALSE(unconfigured.add_used(0, 0));
+}
+
+TEST(VirtioQueueTest, NotificationWithoutEventIdxHonoursNoInterrupt) {
+    Fixture f;
+    auto vq = f.q(feature_bit(kFeatureVersion1));
+    EXPECT_FALSE(vq.needs_notification()) << "nothing used yet";
+    f.drv.add_chain({Drv::wr(0x8000, 4)});
+    auto c = vq.pop();
+    vq.add_used(c->head(), 0);
+    EXPECT_TRUE(vq.needs_notification());
+    EXPECT_FALSE(vq.needs_notification()) << "already notified for that buffer";
+    f.drv.set_avail_flags(kAvailFNoInterrupt);
+    f.drv.add_chain({Drv::wr(0x8000, 4)});
+    c = vq.pop();
+    vq.add_used(c->head(), 0);
+    EXPECT_FALSE(vq.needs_notification());
+}
+
+TEST(VirtioQueueTest, EventIdxNotifiesOnlyWhenUsedEventIsCrossed) {
+    Fixture f;
+    auto vq = f.q();
+    f.drv.set_used_event(2);  // "interrupt me when used idx moves past 2"
+    for (int i = 0; i < 5; ++i) f.drv.add_chain({Drv::wr(0x8000, 4)});
+    auto use_one = [&] {
+        auto c = vq.pop();
+        ASSERT_TRUE(c);
+        vq.add_used(c->head(), 0);
+    };
+    use_one();  // used idx 1
+    EXPECT_FALSE(vq.needs_notification());
+    use_one();  // used idx 2
+    EXPECT_FALSE(vq.needs_notification());
+    use_one();  // used idx 3: crossed used_event 2
+    EXPECT_TRUE(vq.needs_notification());
+    use_one();
+    EXPECT_FALSE(vq.needs_notification()) << "used_event not moved by the driver";
+    f.drv.set_used_event(4);
+    use_one();  // used idx 5
+    EXPECT_TRUE(vq.needs_notification());
+    // NO_INTERRUPT is ignored once EVENT_IDX is negotiated (§2.7.10).
+    f.drv.set_avail_flags(kAvailFNoInterrupt);
+    f.drv.set_used_event(5);
+    f.drv.add_chain({Drv::wr(0x8000, 4)});
+    use_one();
+    EXPECT_TRUE(vq.needs_notification());
+}
+
+TEST(VirtioQueueTest, EventIdxPublishesAvailEvent) {
+    Fixture f;
+    auto vq = f.q();
+    EXPECT_FALSE(vq.pop());
+    EXPECT_EQ(f.drv.avail_event(), 0) << "wants a kick for entry 0";
+    f.drv.add_chain({Drv::wr(0x8000, 4)});
+    f.drv.add_chain({Drv::wr(0x8000, 4)});
+    ASSERT_TRUE(vq.pop());
+    ASSERT_TRUE(vq.pop());
+    EXPECT_FALSE(vq.pop());
+    EXPECT_EQ(f.drv.avail_event(), 2) << "wants a kick for entry 2";
+    // Without EVENT_IDX the field is left alone.
+    Fixture g;
+    auto plain = g.q(feature_bit(kFeatureVersion1));
+    g.drv.add_chain({Drv::wr(0x8000, 4)});
+    ASSERT_TRUE(plain.pop());
+    EXPECT_FALSE(plain.pop());
+    EXPECT_EQ(g.drv.avail_event(), 0);
+}
+
+TEST(VirtioQueueTest, ZeroLengthDescriptorsAreSkippedWherever) {
+    Fixture f;
+    auto vq = f.q();
+    f.drv.add_chain({Drv::rd(0xdead0000, 0), Drv::wr(0x8000, 4)});
+    auto c = vq.pop();
+    ASSERT_TRUE(c && c->ok());
+    EXPECT_TRUE(c->readable().empty());
+    EXPECT_EQ(c->writable_bytes(), 4u);
+}
+
+}  // namespace
+}  // namespace vmm::virtio
