@@ -1,21 +1,27 @@
 #include "anchor/machine.h"
 
+#include "anchor/anchor_qmp.h"
 #include "anchor/irq_line.h"
 #include "anchor/pc_devices.h"
+#include "anchor/pci_devices.h"
 #include "boot/kernel_loader.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/thread_name.h"
+#include "devicemodel/legacy/acpi_pm.h"
 #include "devicemodel/legacy/serial_16550.h"
 #include "kvm/kvm_system.h"
 #include "kvm/kvm_vcpu.h"
 #include "kvm/kvm_vm.h"
+#include "qmp/qmp_server.h"
 #include "run/state_dir.h"
+#include "x86/acpi/acpi_tables.h"
 #include "x86/cpuid.h"
 #include "x86/memory_layout.h"
 #include "x86/mptable.h"
 
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <boost/asio.hpp>
@@ -97,6 +103,29 @@ void Machine::build_devices() {
         pio_, {layout.low_size, layout.high_size, manifest_.vcpus}, std::make_shared<KvmIrqLine>(*vm_, kCom1Irq),
         [console](std::span<const std::uint8_t> bytes) { console->write(bytes); }, control_);
     serial_ = devices.com1;
+
+    // ACPI fixed-feature PM registers (power button, S5 power-off) at the port the FADT names.
+    acpi_pm_ = std::make_shared<legacy::AcpiPm>(std::make_shared<KvmIrqLine>(*vm_, x86::acpi::kSciIrq), [this] {
+        control_.guest_stop({StopKind::PowerOff, 0, "ACPI S5 (PM1_CNT SLP_EN)"});
+    });
+    pio_.insert(x86::acpi::kPmIoBase, legacy::AcpiPm::kPorts, acpi_pm_);
+
+    // The PCI bus replaces the "no PCI" answer of the legacy config ports.
+    pio_.remove(0xcf8);
+    pci_ = std::make_unique<PciDevices>(*vm_, pio_, mmio_, memory_, layout);
+    pci_->add_disks(manifest_.disks);
+    virtio_console_paths_ = pci_->add_consoles(manifest_.consoles);
+    if (!manifest_.nics.empty())
+        throw Error("manifest field \"nics\": virtio-net is not wired into this anchor yet");
+    if (!manifest_.pci.empty())
+        throw Error("manifest field \"pci\": VFIO passthrough is not wired into this anchor yet");
+}
+
+x86::acpi::AcpiConfig acpi_config_for(const DomainManifest& manifest) {
+    x86::acpi::AcpiConfig config;
+    config.vcpus = manifest.vcpus;
+    config.ram = x86::ram_layout(manifest.memory_mb * 1024 * 1024);
+    return config;
 }
 
 void Machine::load_guest() {
@@ -110,6 +139,7 @@ void Machine::load_guest() {
     const auto layout = x86::ram_layout(manifest_.memory_mb * 1024 * 1024);
     auto setup = boot::load_kernel(memory_, layout, spec);
     x86::write_mptable(memory_, manifest_.vcpus);
+    x86::acpi::write_tables(memory_, x86::acpi::build_tables(acpi_config_for(manifest_)));
     logger("anchor")->info("{}: loaded {} kernel {} at {:#x} ({} bytes), entry {:#x}", manifest_.name, setup.format,
                            manifest_.kernel, setup.kernel_addr, setup.kernel_size, setup.cpu.rip);
     boot_cpu_ = setup.cpu;
@@ -190,11 +220,74 @@ StopReason Machine::run() {
     };
     flush();
 
+    // virtio consoles: their ptys' input goes to the device (it buffers what the guest has no
+    // receive buffers for), their output is flushed with the serial console's.
+    struct VirtioConsoleInput {
+        std::unique_ptr<asio::posix::stream_descriptor> stream;
+        std::function<void(std::span<const std::uint8_t>)> feed;
+        std::array<std::uint8_t, 512> buf{};
+    };
+    std::vector<std::shared_ptr<VirtioConsoleInput>> vc_inputs;
+    std::function<void(std::shared_ptr<VirtioConsoleInput>)> read_vc = [&](std::shared_ptr<VirtioConsoleInput> in) {
+        in->stream->async_read_some(asio::buffer(in->buf), [&, in](const boost::system::error_code& ec, std::size_t n) {
+            if (ec) return;
+            in->feed(std::span<const std::uint8_t>(in->buf.data(), n));
+            read_vc(in);
+        });
+    };
+    for (auto& ci : pci_->console_inputs()) {
+        auto in = std::make_shared<VirtioConsoleInput>();
+        in->stream = std::make_unique<asio::posix::stream_descriptor>(io, ::dup(ci.fd));
+        in->feed = ci.feed;
+        vc_inputs.push_back(in);
+        read_vc(in);
+    }
+    asio::steady_timer vc_flusher(io);
+    std::function<void()> vc_flush = [&] {
+        pci_->flush_consoles();
+        vc_flusher.expires_after(std::chrono::milliseconds(50));
+        vc_flusher.async_wait([&](const boost::system::error_code& ec) {
+            if (!ec) vc_flush();
+        });
+    };
+    vc_flush();
+
+    // QMP: `qmp` for commands and `listener.qmp` for pillar's event connection; both are full
+    // monitors. Guest-caused events reach every client through VmControl's sink.
+    AnchorQmpInfo info;
+    info.name = manifest_.name;
+    info.vcpu_thread_ids = [this] {
+        std::lock_guard lock(vcpu_tids_mutex_);
+        return vcpu_tids_;
+    };
+    info.disks = manifest_.disks;
+    info.chardevs.emplace_back("serial0", console_->pty_path().empty() ? "stdio" : "pty:" + console_->pty_path());
+    for (std::size_t i = 0; i < virtio_console_paths_.size(); ++i)
+        info.chardevs.emplace_back("virtcon" + std::to_string(i), "pty:" + virtio_console_paths_[i]);
+    info.chardevs.emplace_back("monitor0", "unix:" + state_dir_->file("qmp") + ",server=on");
+    info.chardevs.emplace_back("monitor1", "unix:" + state_dir_->file("listener.qmp") + ",server=on");
+    std::unique_ptr<qmp::QmpServer> qmp_server;
+    auto emit = [&qmp_server](const std::string& event, const nlohmann::json& data) {
+        if (qmp_server) qmp_server->emit(event, qmp::Json(data));
+    };
+    AnchorQmpDomain qmp_domain(io, control_, info, [this] { acpi_pm_->press_power_button(); }, emit);
+    qmp_server = std::make_unique<qmp::QmpServer>(io, qmp_domain);
+    for (const char* leaf : {"qmp", "listener.qmp"}) {
+        qmp_server->listen(state_dir_->file(leaf));
+        state_dir_->adopt(leaf);
+    }
+    control_.set_event_sink(emit);
+
+    pci_->start();
     std::vector<std::thread> threads;
     for (auto& v : vcpus_) {
         KvmVcpu* vcpu = v.get();
         threads.emplace_back([this, vcpu] {
             set_thread_name("vcpu" + std::to_string(vcpu->index()));
+            {
+                std::lock_guard lock(vcpu_tids_mutex_);
+                vcpu_tids_.push_back(static_cast<int>(::syscall(SYS_gettid)));
+            }
             vcpu->bind_to_current_thread();
             run_vcpu_loop(*vcpu, *exit_handler_, control_);
         });
@@ -203,6 +296,12 @@ StopReason Machine::run() {
     for (auto& v : vcpus_) v->kick();
     for (auto& t : threads) t.join();
     console_->flush();
+    // Let QMP clients read what is queued for them (the quit reply, SHUTDOWN) before exiting.
+    control_.set_event_sink(nullptr);
+    qmp_server->close();
+    io.restart();
+    io.run_for(std::chrono::milliseconds(500));
+    qmp_server.reset();
     return control_.reason().value_or(StopReason{StopKind::HostError, 0, "event loop ended without a stop reason"});
 }
 

@@ -14,9 +14,11 @@
 #include "common/mapping.h"
 #include "devicemodel/bus/io_bus.h"
 #include "manifest/domain_manifest.h"
+#include "x86/acpi/acpi_tables.h"
 #include "x86/cpu_state.h"
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,10 @@ class KvmVm;
 class KvmVcpu;
 namespace legacy {
 class Serial16550;
+class AcpiPm;
+}
+namespace qmp {
+class QmpServer;
 }
 namespace run {
 class StateDir;
@@ -40,6 +46,11 @@ struct MachineOptions {
     std::string run_dir = "/run/hypervisor";
     ConsoleMode console = ConsoleMode::Stdio;
 };
+
+class PciDevices;
+
+// The ACPI tables' configuration for a domain (also what --dump-acpi writes).
+x86::acpi::AcpiConfig acpi_config_for(const DomainManifest& manifest);
 
 class Machine {
 public:
@@ -71,6 +82,11 @@ private:
     std::unique_ptr<ExitHandler> exit_handler_;
     std::unique_ptr<Console> console_;
     std::shared_ptr<legacy::Serial16550> serial_;
+    std::shared_ptr<legacy::AcpiPm> acpi_pm_;
+    std::unique_ptr<PciDevices> pci_;
+    std::vector<std::string> virtio_console_paths_;
+    std::vector<int> vcpu_tids_;
+    std::mutex vcpu_tids_mutex_;
     std::vector<std::unique_ptr<KvmVcpu>> vcpus_;
     x86::BootCpuState boot_cpu_;
 };

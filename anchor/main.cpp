@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
         Machine machine(manifest, options);
         logger("anchor")->info("{}: running, state in {}", manifest.name, machine.state_dir());
         const StopReason reason = machine.run();
-        if (reason.kind == StopKind::Reset && manifest.on_reboot == "restart") {
+        if (reason.kind == StopKind::Reset && (reason.restart || manifest.on_reboot == "restart")) {
             logger("anchor")->info("{}: guest reset; restarting the domain", manifest.name);
             restart = true;
         }

@@ -21,6 +21,7 @@ struct StopReason {
     StopKind kind = StopKind::HostError;
     int guest_code = 0;  // the value written to the debug-exit port
     std::string detail;  // human-readable context (registers for faults)
+    bool restart = false;  // a host-requested reset (QMP system_reset): the anchor restarts
 };
 
 inline constexpr int kExitPowerOff = 0, kExitReset = 2, kExitTripleFault = 4, kExitInternalError = 6,

@@ -77,6 +77,10 @@ void VmControl::guest_stop(StopReason reason) {
     case StopKind::HostError: break;
     }
     if (!stay) {
+        // QEMU without -no-shutdown: SHUTDOWN, then the process exits.
+        if ((reason.kind == StopKind::PowerOff || (reason.kind == StopKind::Reset && !policy_.restart_on_reboot)) &&
+            !stopping())
+            emit("SHUTDOWN", {{"guest", true}, {"reason", reason.kind == StopKind::PowerOff ? "guest-shutdown" : "guest-reset"}});
         request_stop(std::move(reason));
         return;
     }
@@ -89,7 +93,7 @@ void VmControl::guest_stop(StopReason reason) {
     logger("anchor")->warn("{}; domain stays in run-state {} until quit", describe(reason), qmp_name(*stay));
     if (kicker_) kicker_();
     if (!event.empty()) emit(event, event_data);
-    emit("STOP", nlohmann::json::object());
+    emit("STOP", nullptr);
 }
 
 std::optional<StopReason> VmControl::reason() const {

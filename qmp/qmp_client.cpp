@@ -133,6 +133,9 @@ void QmpClient::send_raw(std::string_view bytes, std::chrono::milliseconds timeo
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+            throw vmm::Error("QMP: connection closed by peer");
+        }
         if (n < 0 && errno != EAGAIN) throw_errno("QMP send");
         pollfd p{fd_.get(), POLLOUT, 0};
         if (::poll(&p, 1, remaining_ms(deadline)) == 0) throw TimeoutError("QMP send: peer does not read");
@@ -158,6 +161,7 @@ bool QmpClient::fill(Clock::time_point deadline) {
         if (r == 0) return false;
         const ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), 0);
         if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (n < 0 && errno == ECONNRESET) throw vmm::Error("QMP: connection reset by peer");
         if (n < 0) throw_errno("QMP recv");
         if (n == 0) throw vmm::Error("QMP: connection closed by peer");
         items.clear();

@@ -13,7 +13,8 @@ Json error_reply(const Json* id, const std::string& error_class, const std::stri
     // Member order as QEMU sends it: id first, then error.
     Json reply = Json::object();
     if (id) reply["id"] = *id;
-    reply["error"] = {{"class", error_class}, {"desc", desc}};
+    // Never an empty desc: go-qemu takes an error without one for success.
+    reply["error"] = {{"class", error_class}, {"desc", desc.empty() ? error_class : desc}};
     return reply;
 }
 

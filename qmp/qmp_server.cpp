@@ -9,6 +9,7 @@
 #include "qmp/qmp_dispatcher.h"
 
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
@@ -91,10 +92,16 @@ public:
         queue(line);
     }
 
+    // Stops reading; closes once queued output is written. Deferred through the io_context
+    // so that a reply being produced right now (quit() calling QmpServer::close()) is queued
+    // and flushed first.
     void close_after_flush() {
+        if (closing_) return;
         closing_ = true;
         pending_.clear();
-        if (!writing_) close_now();
+        boost::asio::post(socket_.get_executor(), [self = shared_from_this()] {
+            if (!self->writing_) self->close_now();
+        });
     }
 
     void close_now() {

@@ -34,8 +34,9 @@ AssignabilityReport check_assignable(const PciTopology& topology, const std::str
     r.device = dev->device;
     r.driver = dev->driver;
     r.iommu_group = dev->iommu_group;
+    r.bridge = dev->is_bridge();
 
-    if (dev->is_bridge()) {
+    if (r.bridge) {
         r.reasons.push_back(dev->describe() + " is a bridge: vfio-pci only takes endpoints");
     }
 
@@ -103,6 +104,7 @@ nlohmann::json to_json(const AssignabilityReport& r) {
             {"vendor", hex4(r.vendor)},
             {"device", hex4(r.device)},
             {"driver", r.driver.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.driver)},
+            {"bridge", r.bridge},
             {"iommu_group", r.iommu_group ? nlohmann::json(*r.iommu_group) : nlohmann::json(nullptr)},
             {"group_devices", group},
             {"acs_isolated", r.acs_isolated},

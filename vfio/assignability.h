@@ -32,6 +32,7 @@ struct AssignabilityReport {
     std::string bdf;
     std::uint16_t vendor = 0, device = 0;
     std::string driver;
+    bool bridge = false;  // bridges are never assigned
     std::optional<unsigned> iommu_group;
     std::vector<GroupMember> group_devices;  // the whole group, the device itself included
     bool acs_isolated = false;
@@ -39,8 +40,8 @@ struct AssignabilityReport {
     std::vector<std::string> host_use;  // the host needs this device or a group member
     std::vector<std::string> reasons;   // every problem, each naming the device or bridge
 
-    // Ready to hand to a guest as it stands: viable, isolated, not used by the host.
-    bool ok() const { return viable && acs_isolated && host_use.empty(); }
+    // Ready to hand to a guest as it stands: an endpoint, viable, isolated, not used by the host.
+    bool ok() const { return !bridge && viable && acs_isolated && host_use.empty(); }
 };
 
 // Whether `driver` lets a group stay viable (empty, vfio-pci, pci-stub).
@@ -51,7 +52,7 @@ bool driver_keeps_group_viable(const std::string& driver);
 AssignabilityReport check_assignable(const PciTopology& topology, const std::string& bdf,
                                      const std::vector<HostUse>& host_uses = {});
 
-// {"bdf", "vendor", "device", "driver", "iommu_group" (number or null), "group_devices":
+// {"bdf", "vendor", "device", "driver", "bridge", "iommu_group" (number or null), "group_devices":
 //  [{"bdf", "driver" (string or null), "bridge", "viable"}], "acs_isolated", "viable",
 //  "host_use": [..], "reasons": [..], "ok"}
 nlohmann::json to_json(const AssignabilityReport& report);

@@ -9,6 +9,7 @@
 #include <linux/pci_regs.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <string>
 
 namespace vmm::pci {

@@ -84,18 +84,24 @@ void VirtioBlk::write_config(std::uint64_t, std::span<const std::uint8_t>) {
 void VirtioBlk::activate(const GuestMemory& memory, std::uint64_t features, std::vector<virtio::QueueConfig> queues,
                          std::shared_ptr<virtio::VirtioInterrupt> interrupt) {
     bool broken = false;
+    std::string reason;
     {
-        std::lock_guard lock(mu_);
+        std::unique_lock lock(mu_);
+        if (active_) {
+            log_->warn("activate without a reset: resetting first");
+            reset_locked(lock);
+        }
         memory_ = &memory;
         interrupt_ = interrupt;
         queue_ = queues.empty() ? virtio::VirtQueue{} : virtio::VirtQueue(memory, queues[0], options_.queue_size, features);
         active_ = true;
         broken_reported_ = broken = queue_.broken();
+        reason = queue_.broken_reason();
         kicked_ = true;  // buffers may already be waiting
     }
     kick_cv_.notify_one();
     if (broken) {
-        log_->warn("activate: {}", queue_.broken_reason());
+        log_->warn("activate: {}", reason);
         interrupt->needs_reset();
     }
 }
@@ -111,6 +117,10 @@ void VirtioBlk::queue_notify(std::uint16_t queue) {
 
 void VirtioBlk::reset() {
     std::unique_lock lock(mu_);
+    reset_locked(lock);
+}
+
+void VirtioBlk::reset_locked(std::unique_lock<std::mutex>& lock) {
     active_ = false;
     ++generation_;
     idle_cv_.wait(lock, [&] { return in_flight_ == 0; });
@@ -162,7 +172,9 @@ std::vector<IoOp> VirtioBlk::drain_queue(std::unique_lock<std::mutex>&, bool& no
         if (!req.has_status) {
             // No byte to put a status in (a bad chain, or the status in a device-readable
             // buffer): hand the chain back untouched.
-            log_->warn("request at head {} has no status byte: {}", head, virtio::to_string(chain->error()));
+            if (++bad_requests_ <= 10 || bad_requests_ % 1000 == 0)
+                log_->warn("request at head {} has no status byte: {} ({} bad so far)", head,
+                           virtio::to_string(chain->error()), bad_requests_);
             finish_locked(head, {}, 0, 0, notify);
             continue;
         }
@@ -231,7 +243,8 @@ void VirtioBlk::complete(std::uint64_t generation, std::uint16_t head, std::span
         std::lock_guard lock(mu_);
         // A completion from before a reset must not touch the (new) rings.
         if (generation == generation_ && active_) {
-            if (value != VIRTIO_BLK_S_OK) log_->warn("I/O error on request at head {}", head);
+            if (value != VIRTIO_BLK_S_OK && (++io_errors_ <= 10 || io_errors_ % 1000 == 0))
+                log_->warn("I/O error on request at head {} ({} so far)", head, io_errors_);
             finish_locked(head, status, value, used_len, notify);
             if (queue_.broken() && !broken_reported_) broken_reported_ = broken = true;
             irq = interrupt_;

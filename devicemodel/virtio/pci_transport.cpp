@@ -390,7 +390,7 @@ void VirtioPciTransport::write_status(std::uint8_t value) {
                                                q.desc % 16 || q.driver % 2 || q.device % 4);
                 if (bad) {
                     log_->warn("queue {} set up wrongly (size {}): device needs reset", i, q.size);
-                    status_ = next | kStatusNeedsReset;
+                    status_ = std::uint8_t((next & ~kStatusDriverOk) | kStatusNeedsReset);
                     signal_config_locked();
                     return;
                 }

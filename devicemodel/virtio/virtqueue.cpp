@@ -156,7 +156,10 @@ std::optional<DescriptorChain> VirtQueue::pop() {
     chain.head_ = *head;
     walk(chain);
     if (!chain.ok()) {
-        logger("virtqueue")->warn("bad descriptor chain at head {}: {}", chain.head_, to_string(chain.error_));
+        // A hostile driver can send these forever: log the first few, then every 1000th.
+        if (++bad_chains_ <= 10 || bad_chains_ % 1000 == 0)
+            logger("virtqueue")->warn("bad descriptor chain at head {}: {} ({} so far)", chain.head_,
+                                      to_string(chain.error_), bad_chains_);
         chain.readable_.clear();
         chain.writable_.clear();
         chain.readable_bytes_ = chain.writable_bytes_ = 0;

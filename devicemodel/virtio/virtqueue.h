@@ -152,6 +152,7 @@ private:
     bool indirect_ = false, event_idx_ = false;
     std::uint16_t next_avail_ = 0, next_used_ = 0;
     std::uint16_t added_since_notify_ = 0;
+    std::uint64_t bad_chains_ = 0;
 };
 
 }  // namespace vmm::virtio

@@ -1,11 +1,17 @@
 // DomainControl: the requests vmmd sends a running anchor (power-down, quit, pause, resume,
 // status). QmpControl speaks QMP over the state directory's `qmp` socket; SignalControl is the
 // fallback for anchors without one: SIGTERM (the anchor exits with status 8), SIGSTOP/SIGCONT.
-// Called on vmmd's io_context thread; each call is short and blocking.
+// Called on vmmd's io_context thread; each call is short and blocking (a QMP request has a
+// deadline of about a second).
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
+
+namespace vmm::qmp {
+class QmpClient;
+}
 
 namespace vmm::hv::kvm {
 
@@ -37,6 +43,26 @@ public:
 private:
     void send(int sig);
     int pidfd_, pid_;
+};
+
+// QMP over <state-dir>/qmp (qmp/qmp_client.h): system_powerdown, quit, stop, cont,
+// query-status. Each request has a short deadline; errors throw (vmm::Error,
+// qmp::CommandError), and the caller falls back or escalates.
+class QmpControl : public DomainControl {
+public:
+    // Connects and negotiates; throws if the socket does not answer within `timeout`.
+    QmpControl(const std::string& socket_path, std::chrono::milliseconds timeout);
+    ~QmpControl() override;
+    void powerdown() override;
+    void quit() override;
+    void pause() override;
+    void resume() override;
+    std::string query_status() override;
+    std::string kind() const override { return "qmp"; }
+
+private:
+    std::unique_ptr<qmp::QmpClient> client_;
+    std::chrono::milliseconds timeout_;
 };
 
 // The control for an anchor: QMP when its state directory has a `qmp` socket that answers,

@@ -19,6 +19,7 @@
 #include <iterator>
 #include <map>
 #include <optional>
+#include <ostream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -234,6 +235,9 @@ public:
         std::string path;  // relative to sys()
         std::string value;
         bool operator==(const Write&) const = default;
+        friend std::ostream& operator<<(std::ostream& os, const Write& w) {
+            return os << w.path << " <- \"" << w.value << "\"";
+        }
     };
     const std::vector<Write>& writes() const { return writes_; }
 
@@ -274,7 +278,7 @@ private:
         namespace fs = std::filesystem;
         std::error_code ec;
         if (!fs::exists(path, ec)) fail(ENOENT, path);
-        const std::string rel = fs::relative(path, sys()).string();
+        const std::string rel = path.lexically_relative(sys()).string();
         writes_.push_back({rel, std::string(value)});
         const std::string v = trim(value);
         const std::string name = path.filename().string();
@@ -329,6 +333,9 @@ private:
 //   00:1c.0 root port, no ACS (only AER)         group 11 pcieport
 //     02:00.0 NIC 10ec:8168                      group 11 vfio-pci
 //   00:1f.0 ISA bridge (no IOMMU group)                   (no driver)
+// Designated initializers leave the other fields at their defaults on purpose.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 inline void populate_example_host(FakeSysfs& f) {
     using B = PciConfigBuilder;
     const std::uint8_t bridge = PCI_HEADER_TYPE_BRIDGE;
@@ -405,5 +412,7 @@ inline void populate_example_host(FakeSysfs& f) {
     f.set_root_mount("259:2", "/dev/nvme0n1p2");
     f.set_default_route("br0");
 }
+
+#pragma GCC diagnostic pop
 
 }  // namespace vmm::test

@@ -3,6 +3,7 @@
 #include "devicemodel/pci/pci_bus.h"
 #include "devicemodel/pci/pci_config_space.h"
 #include "devicemodel/pci/pci_host_bridge.h"
+#include "common/error.h"
 #include "tests/support/fakes.h"
 
 #include <linux/pci_regs.h>

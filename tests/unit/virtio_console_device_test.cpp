@@ -19,7 +19,7 @@ using virtio::feature_bit;
 
 std::span<const std::uint8_t> bytes(const std::string& s) { return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()}; }
 
-struct ConsoleFixture : ::testing::Test {
+struct VirtioConsoleTest : ::testing::Test {
     test::FakeGuestMemory fake{{{0, 0x20000}}};
     const GuestMemory& mem = fake.memory();
     std::string out;
@@ -49,7 +49,7 @@ struct ConsoleFixture : ::testing::Test {
     void put(std::uint64_t gpa, const std::string& s) const { mem.write(gpa, s.data(), s.size()); }
 };
 
-TEST_F(ConsoleFixture, TransmitGoesToTheOutputInOrder) {
+TEST_F(VirtioConsoleTest, TransmitGoesToTheOutputInOrder) {
     activate();
     put(0x8000, "hello, ");
     put(0x8100, "world\n");
@@ -64,7 +64,7 @@ TEST_F(ConsoleFixture, TransmitGoesToTheOutputInOrder) {
     EXPECT_EQ(irq->per_queue[VirtioConsole::kTransmitQueue], 1);
 }
 
-TEST_F(ConsoleFixture, InputIsDeliveredIntoReceiveBuffers) {
+TEST_F(VirtioConsoleTest, InputIsDeliveredIntoReceiveBuffers) {
     activate();
     rxq.add_chain({Drv::wr(0x9000, 4)});
     rxq.add_chain({Drv::wr(0x9100, 16)});
@@ -80,7 +80,7 @@ TEST_F(ConsoleFixture, InputIsDeliveredIntoReceiveBuffers) {
     EXPECT_EQ(irq->per_queue[VirtioConsole::kReceiveQueue], 1);
 }
 
-TEST_F(ConsoleFixture, InputWithoutBuffersIsKeptBoundedAndDeliveredLater) {
+TEST_F(VirtioConsoleTest, InputWithoutBuffersIsKeptBoundedAndDeliveredLater) {
     EXPECT_EQ(con->feed_input(bytes("early")), 5u) << "before activation";
     activate();
     EXPECT_EQ(con->feed_input(bytes("12345")), 3u) << "bound of 8 bytes";
@@ -99,7 +99,7 @@ TEST_F(ConsoleFixture, InputWithoutBuffersIsKeptBoundedAndDeliveredLater) {
     EXPECT_EQ(irq->per_queue[VirtioConsole::kReceiveQueue], 2);
 }
 
-TEST_F(ConsoleFixture, InputNeverOverrunsTheGuestBuffer) {
+TEST_F(VirtioConsoleTest, InputNeverOverrunsTheGuestBuffer) {
     activate();
     put(0x9000, std::string(16, '#'));
     rxq.add_chain({Drv::wr(0x9004, 4)});
@@ -107,7 +107,7 @@ TEST_F(ConsoleFixture, InputNeverOverrunsTheGuestBuffer) {
     EXPECT_EQ(read_guest(0x9000, 16), "####ABCD########");
 }
 
-TEST_F(ConsoleFixture, ConfigSpaceAndResize) {
+TEST_F(VirtioConsoleTest, ConfigSpaceAndResize) {
     EXPECT_TRUE(con->device_features() & feature_bit(VIRTIO_CONSOLE_F_SIZE));
     EXPECT_FALSE(con->device_features() & feature_bit(VIRTIO_CONSOLE_F_MULTIPORT));
     std::uint16_t size[2];
@@ -130,7 +130,7 @@ TEST_F(ConsoleFixture, ConfigSpaceAndResize) {
     EXPECT_EQ(out, "Z");
 }
 
-TEST_F(ConsoleFixture, HostileChainsAreReturnedAndTheQueueGoesOn) {
+TEST_F(VirtioConsoleTest, HostileChainsAreReturnedAndTheQueueGoesOn) {
     activate(feature_bit(virtio::kFeatureVersion1));
     // TX chain with a buffer outside RAM: nothing printed, chain returned.
     txq.add_chain({Drv::rd(0x40000, 8)});
@@ -153,7 +153,7 @@ TEST_F(ConsoleFixture, HostileChainsAreReturnedAndTheQueueGoesOn) {
     EXPECT_EQ(irq->resets_needed, 0);
 }
 
-TEST_F(ConsoleFixture, BrokenRingsAskForReset) {
+TEST_F(VirtioConsoleTest, BrokenRingsAskForReset) {
     activate();
     txq.publish(16);  // head index out of range
     con->queue_notify(VirtioConsole::kTransmitQueue);
@@ -167,7 +167,7 @@ TEST_F(ConsoleFixture, BrokenRingsAskForReset) {
     EXPECT_EQ(irq->resets_needed, 2);
 }
 
-TEST_F(ConsoleFixture, ResetStopsServingButKeepsPendingInput) {
+TEST_F(VirtioConsoleTest, ResetStopsServingButKeepsPendingInput) {
     activate();
     con->reset();
     con->feed_input(bytes("kept"));
@@ -182,7 +182,7 @@ TEST_F(ConsoleFixture, ResetStopsServingButKeepsPendingInput) {
     EXPECT_EQ(read_guest(0x9000, 4), "kept") << "delivered as soon as the driver is back";
 }
 
-TEST_F(ConsoleFixture, WorkRunsOnTheExecutor) {
+TEST_F(VirtioConsoleTest, WorkRunsOnTheExecutor) {
     std::vector<std::function<void()>> posted;
     VirtioConsole c([this](std::span<const std::uint8_t> b) { out.append(b.begin(), b.end()); }, opts,
                     [&](std::function<void()> f) { posted.push_back(std::move(f)); });

@@ -1,0 +1,65 @@
+#include "anchor/notify_loop.h"
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/thread_name.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace vmm::anchor {
+
+struct NotifyLoop::Watch {
+    Watch(boost::asio::io_context& io, int fd, std::function<void()> cb) : stream(io, fd), on_signal(std::move(cb)) {}
+    boost::asio::posix::stream_descriptor stream;
+    std::function<void()> on_signal;
+    std::uint64_t counter = 0;
+};
+
+NotifyLoop::NotifyLoop() : work_(boost::asio::make_work_guard(io_)) {}
+
+NotifyLoop::~NotifyLoop() { stop(); }
+
+void NotifyLoop::watch(int eventfd, std::function<void()> on_signal) {
+    const int dup = ::fcntl(eventfd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) throw_errno("dup eventfd");
+    auto w = std::make_shared<Watch>(io_, dup, std::move(on_signal));
+    boost::asio::post(io_, [this, w] {
+        watches_.push_back(w);
+        arm(w);
+    });
+}
+
+void NotifyLoop::arm(const std::shared_ptr<Watch>& w) {
+    w->stream.async_read_some(boost::asio::buffer(&w->counter, sizeof w->counter),
+                              [this, w](const boost::system::error_code& ec, std::size_t) {
+                                  if (ec) {
+                                      if (ec != boost::asio::error::operation_aborted)
+                                          logger("anchor")->error("notify eventfd: {}", ec.message());
+                                      return;
+                                  }
+                                  try {
+                                      w->on_signal();
+                                  } catch (const std::exception& e) {
+                                      logger("anchor")->error("queue notification: {}", e.what());
+                                  }
+                                  arm(w);
+                              });
+}
+
+void NotifyLoop::start() {
+    if (thread_.joinable()) return;
+    thread_ = std::thread([this] {
+        set_thread_name("notify");
+        io_.run();
+    });
+}
+
+void NotifyLoop::stop() {
+    work_.reset();
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
+    watches_.clear();
+}
+
+}  // namespace vmm::anchor

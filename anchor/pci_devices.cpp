@@ -1,0 +1,136 @@
+#include "anchor/pci_devices.h"
+
+#include "anchor/console.h"
+#include "anchor/irq_line.h"
+#include "anchor/kvm_msi_sink.h"
+#include "common/log.h"
+#include "devicemodel/virtio-blk/disk_image.h"
+#include "devicemodel/virtio-blk/virtio_blk.h"
+#include "devicemodel/virtio-console/virtio_console.h"
+#include "kvm/kvm_vm.h"
+
+namespace vmm::anchor {
+
+// One virtio-pci transport and the KVM plumbing of its notify registers.
+struct PciDevices::Transport {
+    std::shared_ptr<virtio::VirtioPciTransport> transport;
+    std::vector<Fd> queue_eventfds;  // one per queue, watched by the notify thread
+    std::mutex mutex;
+    std::vector<virtio::NotifyAddress> registered;  // ioeventfds currently in KVM
+};
+
+PciDevices::PciDevices(KvmVm& vm, IoBus& pio, IoBus& mmio, const GuestMemory& memory, const x86::RamLayout& ram)
+    : vm_(vm), memory_(memory) {
+    bus_ = std::make_unique<pci::PciRootBus>(pio, mmio, pci::pc_pci_windows(ram), [&vm](std::uint32_t gsi) {
+        return std::make_shared<KvmIrqLine>(vm, gsi);
+    });
+    bus_->install_config_access();
+}
+
+PciDevices::~PciDevices() {
+    notify_.stop();
+    for (auto& t : transports_) {
+        std::lock_guard lock(t->mutex);
+        for (const auto& a : t->registered) {
+            try {
+                vm_.remove_ioeventfd(t->queue_eventfds[a.queue].get(), a.gpa, a.len, false);
+            } catch (const std::exception&) {
+            }
+        }
+    }
+}
+
+void PciDevices::add_transport(const std::string& name, std::shared_ptr<virtio::VirtioDevice> device) {
+    const unsigned queues = device->num_queues();
+    auto msi = std::make_shared<KvmMsiSink>(vm_, queues + 1);
+    auto t = std::make_unique<Transport>();
+    t->transport = virtio::VirtioPciTransport::create(name, std::move(device), memory_, msi);
+    for (unsigned q = 0; q < queues; ++q) {
+        t->queue_eventfds.push_back(make_eventfd());
+        std::weak_ptr<virtio::VirtioPciTransport> weak = t->transport;
+        notify_.watch(t->queue_eventfds.back().get(), [weak, q] {
+            if (auto tr = weak.lock()) tr->handle_notify(static_cast<std::uint16_t>(q));
+        });
+    }
+    // Keep KVM's ioeventfds on the notify registers wherever the guest puts BAR0: a guest
+    // notify then signals the eventfd inside KVM, with no exit to the vCPU thread.
+    Transport* raw = t.get();
+    t->transport->set_notify_listener([this, raw, name](const std::vector<virtio::NotifyAddress>& now) {
+        std::lock_guard lock(raw->mutex);
+        for (const auto& a : raw->registered) {
+            try {
+                vm_.remove_ioeventfd(raw->queue_eventfds[a.queue].get(), a.gpa, a.len, false);
+            } catch (const std::exception& e) {
+                logger("anchor")->warn("{}: removing ioeventfd at {:#x}: {}", name, a.gpa, e.what());
+            }
+        }
+        raw->registered.clear();
+        for (const auto& a : now) {
+            if (a.queue >= raw->queue_eventfds.size()) continue;
+            try {
+                vm_.add_ioeventfd(raw->queue_eventfds[a.queue].get(), a.gpa, a.len, false);
+                raw->registered.push_back(a);
+            } catch (const std::exception& e) {
+                // The trapped path (the transport's own notify register) still works.
+                logger("anchor")->warn("{}: ioeventfd at {:#x}: {}; notifications trap instead", name, a.gpa, e.what());
+            }
+        }
+    });
+    const unsigned slot = bus_->add_device(t->transport);
+    logger("anchor")->info("pci 00:{:02x}.0: {}", slot, name);
+    transports_.push_back(std::move(t));
+}
+
+void PciDevices::add_disks(const std::vector<DiskSpec>& disks) {
+    for (std::size_t i = 0; i < disks.size(); ++i) {
+        const DiskSpec& d = disks[i];
+        virtio_blk::DiskSpec spec;
+        spec.path = d.path;
+        spec.read_only = d.readonly;
+        if (!d.partuuid.empty()) spec.partuuid = d.partuuid;
+        virtio_blk::VirtioBlkOptions options;
+        options.name = "blk" + std::to_string(i);
+        options.serial = d.serial.empty() ? options.name : d.serial;
+        auto device = std::make_shared<virtio_blk::VirtioBlk>(virtio_blk::DiskImage::open(spec), options);
+        add_transport("virtio-" + options.name, std::move(device));
+    }
+}
+
+std::vector<std::string> PciDevices::add_consoles(const std::vector<ConsoleSpec>& specs) {
+    std::vector<std::string> paths;
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+        if (specs[i].kind != "pty")
+            throw Error("consoles[" + std::to_string(i) + "]: kind \"" + specs[i].kind +
+                        "\" is not supported by this anchor yet (use \"pty\")");
+        auto pty = Console::make_pty();
+        Console* out = pty.get();
+        virtio_console::VirtioConsoleOptions options;
+        options.name = "console" + std::to_string(i);
+        NotifyLoop* loop = &notify_;
+        auto device = std::make_shared<virtio_console::VirtioConsole>(
+            [out](std::span<const std::uint8_t> bytes) { out->write(bytes); }, options,
+            [loop](std::function<void()> work) { loop->post(std::move(work)); });
+        paths.push_back(pty->pty_path());
+        consoles_.push_back(std::move(pty));
+        virtio_consoles_.push_back(device);
+        add_transport("virtio-" + options.name, device);
+    }
+    return paths;
+}
+
+std::vector<PciDevices::ConsoleInput> PciDevices::console_inputs() {
+    std::vector<ConsoleInput> inputs;
+    for (std::size_t i = 0; i < consoles_.size(); ++i) {
+        auto device = virtio_consoles_[i];
+        inputs.push_back({consoles_[i]->input_fd(), [device](std::span<const std::uint8_t> b) { device->feed_input(b); }});
+    }
+    return inputs;
+}
+
+void PciDevices::flush_consoles() {
+    for (auto& c : consoles_) c->flush();
+}
+
+void PciDevices::start() { notify_.start(); }
+
+}  // namespace vmm::anchor

@@ -1,0 +1,72 @@
+// PciDevices: the domain's PCI side as the anchor wires it from the manifest: the root bus
+// with its host bridge (config through 0xcf8 and ECAM), one virtio-pci transport per disk and
+// console, MSI-X through KVM irqfds (KvmMsiSink), queue notifications through KVM ioeventfds
+// served on the notify thread (NotifyLoop). Devices never see KVM; this is the one place that
+// knows both.
+//
+// Threads: built on the main thread before the vCPUs start; ioeventfd (re)registration runs
+// on vCPU threads when the guest maps or moves a BAR (under the root bus's lock).
+#pragma once
+
+#include "anchor/notify_loop.h"
+#include "common/fd.h"
+#include "devicemodel/bus/guest_memory.h"
+#include "devicemodel/bus/io_bus.h"
+#include "devicemodel/pci/pci_bus.h"
+#include "devicemodel/virtio/pci_transport.h"
+#include "manifest/domain_manifest.h"
+#include "x86/memory_layout.h"
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace vmm {
+class KvmVm;
+}
+namespace vmm::virtio_console {
+class VirtioConsole;
+}
+
+namespace vmm::anchor {
+
+class Console;
+
+class PciDevices {
+public:
+    PciDevices(KvmVm& vm, IoBus& pio, IoBus& mmio, const GuestMemory& memory, const x86::RamLayout& ram);
+    ~PciDevices();
+
+    void add_disks(const std::vector<DiskSpec>& disks);
+    // Each console's port 0 on a pty (kind "pty"); returns their pty paths.
+    std::vector<std::string> add_consoles(const std::vector<ConsoleSpec>& consoles);
+
+    // Starts the notify thread; call once every device is added, before the vCPUs run.
+    void start();
+    // Flushes the virtio consoles' ptys (main loop timer) and feeds their input.
+    void flush_consoles();
+    struct ConsoleInput {
+        int fd;
+        std::function<void(std::span<const std::uint8_t>)> feed;
+    };
+    std::vector<ConsoleInput> console_inputs();
+
+    pci::PciRootBus& bus() { return *bus_; }
+
+private:
+    struct Transport;
+    void add_transport(const std::string& name, std::shared_ptr<virtio::VirtioDevice> device);
+
+    KvmVm& vm_;
+    const GuestMemory& memory_;
+    std::unique_ptr<pci::PciRootBus> bus_;
+    NotifyLoop notify_;
+    std::vector<std::unique_ptr<Transport>> transports_;
+    std::vector<std::unique_ptr<Console>> consoles_;
+    std::vector<std::shared_ptr<virtio_console::VirtioConsole>> virtio_consoles_;
+};
+
+}  // namespace vmm::anchor

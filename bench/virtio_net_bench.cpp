@@ -1,0 +1,228 @@
+// virtio_net_bench: frames per second through VirtioNet (devicemodel/virtio-net) against raw
+// write/read on the same backend, in one run, with the ratio.
+//
+//   virtio_net_bench [--frames N] [--size BYTES] [--tap NAME]
+//
+// Default backend: a socketpair(AF_UNIX, SOCK_SEQPACKET) (SocketBackend), both directions:
+//   tx  guest chains (header + frame) → device writev → peer recv        vs  backend write → peer recv
+//   rx  peer send → device readv into posted guest buffers → used ring   vs  peer send → backend read
+// With --tap NAME (root): a tap brought up for the run, tx only (the kernel consumes the frames).
+// The device runs its event loop on the calling thread (own_thread = false, poll()), so both
+// sides measure one thread's work: the cost the device model adds per frame.
+#include "devicemodel/virtio-net/socket_backend.h"
+#include "devicemodel/virtio-net/tap.h"
+#include "devicemodel/virtio-net/virtio_net.h"
+
+#include "tests/support/fakes.h"
+#include "tests/support/virtqueue_driver.h"
+
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+using namespace vmm;
+using namespace vmm::virtio_net;
+using Drv = test::VirtqueueDriver;
+
+namespace {
+
+constexpr std::uint16_t kQueue = 256;
+constexpr int kBatch = 64;
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void drain(int fd, std::vector<std::uint8_t>& buf, std::size_t& count) {
+    while (::recv(fd, buf.data(), buf.size(), MSG_DONTWAIT) > 0) ++count;
+}
+
+struct Rig {
+    test::FakeGuestMemory fake{{{0, 64ull << 20}}};
+    const GuestMemory& mem = fake.memory();
+    Drv rxq{mem, 0x1000, kQueue};
+    Drv txq{mem, 0x10000, kQueue};
+    std::shared_ptr<test::FakeVirtioInterrupt> irq = std::make_shared<test::FakeVirtioInterrupt>();
+    std::unique_ptr<VirtioNet> net;
+    NetBackend* backend = nullptr;
+    std::uint64_t tx_area = 0x100000, rx_area = 0x2000000;
+
+    explicit Rig(std::unique_ptr<NetBackend> b) {
+        backend = b.get();
+        VirtioNetOptions o;
+        o.name = "netbench";
+        o.queue_size = kQueue;
+        o.own_thread = false;
+        net = std::make_unique<VirtioNet>(std::move(b), o);
+    }
+    void activate() { net->activate(mem, virtio::feature_bit(virtio::kFeatureVersion1), {rxq.config(), txq.config()}, irq); }
+    void pump() {
+        while (net->poll(0)) {
+        }
+    }
+};
+
+std::vector<std::uint8_t> frame(std::size_t size) {
+    std::vector<std::uint8_t> f(kVnetHeaderSize + size, 0x5a);
+    std::memset(f.data(), 0, kVnetHeaderSize);
+    std::memset(f.data() + kVnetHeaderSize, 0xff, 6);
+    return f;
+}
+
+// Raw: backend->write of header + frame, the peer (if any) drains.
+double raw_tx(NetBackend& b, int peer, std::size_t frames, std::size_t size) {
+    auto f = frame(size);
+    std::vector<std::uint8_t> sink(70000);
+    std::size_t got = 0;
+    iovec iov[2] = {{f.data(), kVnetHeaderSize}, {f.data() + kVnetHeaderSize, size}};
+    const auto t0 = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < frames;) {
+        const ssize_t n = b.write(iov);
+        if (n == -EAGAIN) {
+            if (peer >= 0) drain(peer, sink, got);
+            continue;
+        }
+        if (n < 0) {
+            std::fprintf(stderr, "raw write: %s\n", std::strerror(static_cast<int>(-n)));
+            std::exit(1);
+        }
+        ++i;
+        if (peer >= 0 && i % kBatch == 0) drain(peer, sink, got);
+    }
+    if (peer >= 0) drain(peer, sink, got);
+    return static_cast<double>(frames) / seconds_since(t0);
+}
+
+double device_tx(Rig& r, int peer, std::size_t frames, std::size_t size) {
+    auto f = frame(size);
+    // One buffer per descriptor slot, written once: the guest reuses it like a ring of skbs.
+    for (std::uint16_t i = 0; i < kQueue; ++i) r.mem.write(r.tx_area + i * 0x10000ull, f.data(), f.size());
+    std::vector<std::uint8_t> sink(70000);
+    std::size_t posted = 0, got = 0, slot = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    while (r.txq.used_idx() != static_cast<std::uint16_t>(frames) || posted < frames) {
+        r.txq.reclaim();
+        for (int k = 0; k < kBatch && posted < frames && r.txq.free_descriptors() > 0; ++k, ++posted) {
+            const std::uint64_t gpa = r.tx_area + (slot++ % kQueue) * 0x10000ull;
+            r.txq.add_chain({Drv::rd(gpa, static_cast<std::uint32_t>(f.size()))});
+        }
+        r.net->queue_notify(VirtioNet::kTxQueue);
+        r.pump();
+        if (peer >= 0) drain(peer, sink, got);
+        if (r.net->stats().tx_frames >= frames) break;
+    }
+    if (peer >= 0) drain(peer, sink, got);
+    const double rate = static_cast<double>(frames) / seconds_since(t0);
+    if (r.net->stats().tx_frames != frames) std::fprintf(stderr, "device tx: sent %llu of %zu\n",
+                                                         static_cast<unsigned long long>(r.net->stats().tx_frames), frames);
+    return rate;
+}
+
+double raw_rx(NetBackend& b, int peer, std::size_t frames, std::size_t size) {
+    auto f = frame(size);
+    std::vector<std::uint8_t> buf(kVnetHeaderSize + 1514 + 4);
+    iovec iov{buf.data(), buf.size()};
+    const auto t0 = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < frames; i += kBatch) {
+        const std::size_t n = std::min<std::size_t>(kBatch, frames - i);
+        for (std::size_t k = 0; k < n; ++k) (void)::send(peer, f.data(), f.size(), 0);
+        for (std::size_t k = 0; k < n;)
+            if (b.read({&iov, 1}) > 0) ++k;
+    }
+    return static_cast<double>(frames) / seconds_since(t0);
+}
+
+double device_rx(Rig& r, int peer, std::size_t frames, std::size_t size) {
+    auto f = frame(size);
+    std::size_t slot = 0;
+    auto post = [&] {
+        r.rxq.reclaim();
+        while (r.rxq.free_descriptors() > 0)
+            r.rxq.add_chain({Drv::wr(r.rx_area + (slot++ % kQueue) * 0x1000ull, kVnetHeaderSize + 1514 + 4)});
+    };
+    post();
+    r.net->queue_notify(VirtioNet::kRxQueue);
+    r.pump();
+    const std::uint64_t before = r.net->stats().rx_frames;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < frames; i += kBatch) {
+        const std::size_t n = std::min<std::size_t>(kBatch, frames - i);
+        for (std::size_t k = 0; k < n; ++k) (void)::send(peer, f.data(), f.size(), 0);
+        while (r.net->stats().rx_frames - before < i + n) {
+            r.pump();
+            post();
+            r.net->queue_notify(VirtioNet::kRxQueue);
+        }
+    }
+    return static_cast<double>(frames) / seconds_since(t0);
+}
+
+void report(const char* what, double device, double raw) {
+    std::printf("%-3s device %10.0f frames/s   raw %10.0f frames/s   device/raw %.2f\n", what, device, raw, device / raw);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::size_t frames = 200000, size = 64;
+    std::string tap;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--frames" && i + 1 < argc)
+            frames = std::strtoull(argv[++i], nullptr, 0);
+        else if (a == "--size" && i + 1 < argc)
+            size = std::strtoull(argv[++i], nullptr, 0);
+        else if (a == "--tap" && i + 1 < argc)
+            tap = argv[++i];
+        else {
+            std::fprintf(stderr, "usage: %s [--frames N] [--size BYTES (14..1514)] [--tap NAME]\n", argv[0]);
+            return 64;
+        }
+    }
+    if (size < 14 || size > 1514 || frames == 0) {
+        std::fprintf(stderr, "--size must be 14..1514 and --frames > 0\n");
+        return 64;
+    }
+    spdlog::set_level(spdlog::level::warn);
+    try {
+        if (!tap.empty()) {
+            auto t = std::make_unique<Tap>(tap);
+            Fd ctl(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+            ifreq ifr{};
+            std::strncpy(ifr.ifr_name, t->name().c_str(), IFNAMSIZ - 1);
+            if (::ioctl(ctl.get(), SIOCGIFFLAGS, &ifr) < 0) throw_errno("SIOCGIFFLAGS " + tap);
+            ifr.ifr_flags |= IFF_UP;  // a tap that is down refuses writes (EIO)
+            if (::ioctl(ctl.get(), SIOCSIFFLAGS, &ifr) < 0) throw_errno("SIOCSIFFLAGS " + tap);
+            Rig r(std::move(t));
+            std::printf("backend tap %s, %zu frames of %zu bytes (+12-byte header)\n", tap.c_str(), frames, size);
+            const double raw = raw_tx(*r.backend, -1, frames, size);
+            r.activate();
+            report("tx", device_tx(r, -1, frames, size), raw);
+            return 0;
+        }
+        std::printf("backend socketpair(AF_UNIX, SOCK_SEQPACKET), %zu frames of %zu bytes (+12-byte header)\n", frames, size);
+        int sv[2];
+        if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) throw_errno("socketpair");
+        Fd peer(sv[1]);
+        Rig r(std::make_unique<SocketBackend>(Fd(sv[0])));
+        const double raw_t = raw_tx(*r.backend, peer.get(), frames, size);
+        const double raw_r = raw_rx(*r.backend, peer.get(), frames, size);
+        r.activate();
+        const double dev_t = device_tx(r, peer.get(), frames, size);
+        const double dev_r = device_rx(r, peer.get(), frames, size);
+        report("tx", dev_t, raw_t);
+        report("rx", dev_r, raw_r);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "virtio_net_bench: %s\n", e.what());
+        return 70;
+    }
+    return 0;
+}

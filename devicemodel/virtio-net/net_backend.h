@@ -1,0 +1,51 @@
+// NetBackend: where a virtio-net device's frames go and come from. Tap (tap.h) is the real
+// one; SocketBackend (socket_backend.h) carries the same bytes over a SOCK_SEQPACKET/DGRAM
+// socket for tests and benchmarks.
+//
+// Every frame crossing this interface starts with the 12-byte struct virtio_net_hdr_v1 (virtio
+// 1.2 §5.1.6, num_buffers included), the layout a tap uses with TUNSETVNETHDRSZ 12. The backend
+// never interprets num_buffers: the device writes it on receive.
+//
+// Threads: read/write/set_offloads are called with the device's lock held, from its event loop
+// thread ("<name>-io") or, for set_offloads, from the vCPU thread activating the device; never
+// concurrently. supported_offloads() is called once, from the device's constructor.
+#pragma once
+
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <span>
+#include <string>
+
+namespace vmm::virtio_net {
+
+inline constexpr std::size_t kVnetHeaderSize = 12;  // sizeof(struct virtio_net_hdr_v1)
+
+class NetBackend {
+public:
+    virtual ~NetBackend() = default;
+
+    // A short name for logs ("tap vmtap0").
+    virtual std::string description() const = 0;
+    // The fd the device's epoll waits on: readable when a frame can be read, writable when a
+    // frame can be written. Non-blocking.
+    virtual int fd() const = 0;
+    // Reads one frame (header + Ethernet frame) into `iov`. Returns the frame's full length,
+    // which is larger than the iov's total when the frame did not fit (it is then consumed and
+    // truncated); -EAGAIN when there is no frame; 0 when the backend has gone away (peer
+    // closed); another -errno on error (the frame, if any, is gone).
+    virtual ssize_t read(std::span<const iovec> iov) = 0;
+    // Writes one frame (header + Ethernet frame) gathered from `iov`. Returns the bytes written,
+    // -EAGAIN when the backend cannot take it now (retry on writability), another -errno when the
+    // frame was refused (e.g. a header the kernel rejects: the frame is dropped).
+    virtual ssize_t write(std::span<const iovec> iov) = 0;
+
+    // TUN_F_* offloads (linux/if_tun.h) the backend can deliver to the device on read:
+    // TUN_F_CSUM (frames may carry VIRTIO_NET_HDR_F_NEEDS_CSUM), TUN_F_TSO4/6/ECN (GSO frames).
+    // A backend that offers any of them also accepts frames with those headers on write.
+    virtual unsigned supported_offloads() const { return 0; }
+    // Selects which of supported_offloads() the reader (the guest) accepts; false if refused.
+    virtual bool set_offloads(unsigned tun_flags) { return tun_flags == 0; }
+};
+
+}  // namespace vmm::virtio_net

@@ -1,0 +1,441 @@
+// VirtioNet: see virtio_net.h.
+#include "devicemodel/virtio-net/virtio_net.h"
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/thread_name.h"
+
+#include <linux/if_tun.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstddef>
+#include <cstring>
+
+namespace vmm::virtio_net {
+
+namespace {
+
+using virtio::feature_bit;
+
+// Frames (or chains) served per queue per pass, so a flood on one queue cannot starve the other.
+constexpr int kBudget = 256;
+constexpr std::size_t kEthHeader = 14;
+// Without guest GSO a frame is at most a 1500-byte MTU payload + Ethernet + VLAN header.
+constexpr std::size_t kMaxPlainFrame = kVnetHeaderSize + 1500 + kEthHeader + 4;
+constexpr std::size_t kMaxIov = IOV_MAX - 1;  // room for the bounce area behind the guest's buffers
+
+// Log the 1st, 2nd, 4th, 8th... occurrence: a misbehaving guest or peer cannot flood the log.
+bool log_now(std::uint64_t count) { return (count & (count - 1)) == 0; }
+
+}  // namespace
+
+VirtioNet::VirtioNet(std::unique_ptr<NetBackend> backend, VirtioNetOptions options)
+    : backend_(std::move(backend)), options_(std::move(options)), log_(logger(options_.name)), bounce_(kMaxFrame) {
+    if (options_.queue_size < 2) options_.queue_size = 2;
+    // virtio 1.2 §5.1.4: little-endian fields (x86 host).
+    std::memcpy(config_.mac, options_.mac.data(), sizeof config_.mac);
+    config_.status = kNetSLinkUp;
+    config_.max_virtqueue_pairs = 1;
+
+    features_ = feature_bit(virtio::kFeatureVersion1) | feature_bit(virtio::kFeatureIndirectDesc) |
+                feature_bit(virtio::kFeatureEventIdx) | feature_bit(kNetFMac) | feature_bit(kNetFStatus);
+    if (options_.mergeable_rx_buffers) features_ |= feature_bit(kNetFMrgRxbuf);
+    const unsigned offloads = options_.offloads ? backend_->supported_offloads() : 0;
+    // §5.1.3.1: the TSO features require the matching checksum feature; a backend that accepts
+    // offloaded frames on read also accepts them on write (the tap parses the header either way).
+    if (offloads & TUN_F_CSUM) {
+        features_ |= feature_bit(kNetFCsum) | feature_bit(kNetFGuestCsum);
+        if (offloads & TUN_F_TSO4) features_ |= feature_bit(kNetFHostTso4) | feature_bit(kNetFGuestTso4);
+        if (offloads & TUN_F_TSO6) features_ |= feature_bit(kNetFHostTso6) | feature_bit(kNetFGuestTso6);
+        if ((offloads & TUN_F_TSO_ECN) && (offloads & (TUN_F_TSO4 | TUN_F_TSO6)))
+            features_ |= feature_bit(kNetFHostEcn) | feature_bit(kNetFGuestEcn);
+    }
+
+    const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) throw_errno(options_.name + ": epoll_create1");
+    epoll_ = Fd(ep);
+    kick_fd_ = make_eventfd(EFD_NONBLOCK);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = kick_fd_.get();
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, kick_fd_.get(), &ev) < 0) throw_errno(options_.name + ": epoll_ctl kick");
+
+    log_->info("{} mac {} features {:#x}", backend_->description(), format_mac(options_.mac), features_);
+    if (options_.own_thread)
+        thread_ = std::thread([this] {
+            set_thread_name(options_.name + "-io");
+            loop();
+        });
+}
+
+VirtioNet::~VirtioNet() {
+    if (thread_.joinable()) {
+        stop_ = true;
+        kick(0);
+        thread_.join();
+    }
+    reset();
+}
+
+void VirtioNet::read_config(std::uint64_t offset, std::span<std::uint8_t> data) {
+    std::fill(data.begin(), data.end(), 0);
+    std::lock_guard lock(mu_);
+    if (offset >= sizeof config_) return;
+    const std::size_t n = std::min<std::uint64_t>(data.size(), sizeof config_ - offset);
+    std::memcpy(data.data(), reinterpret_cast<const std::uint8_t*>(&config_) + offset, n);
+}
+
+void VirtioNet::write_config(std::uint64_t, std::span<const std::uint8_t>) {
+    // §5.1.4: the driver must not write the config space of a VERSION_1 device (the mac is
+    // writable only for legacy drivers); writes are ignored.
+}
+
+void VirtioNet::activate(const GuestMemory& memory, std::uint64_t features, std::vector<virtio::QueueConfig> queues,
+                         std::shared_ptr<virtio::VirtioInterrupt> interrupt) {
+    Signal s;
+    {
+        std::lock_guard lock(mu_);
+        drop_rx_state_locked();
+        tx_blocked_.reset();
+        queues.resize(2);
+        rx_ = virtio::VirtQueue(memory, queues[kRxQueue], options_.queue_size, features);
+        tx_ = virtio::VirtQueue(memory, queues[kTxQueue], options_.queue_size, features);
+        mrg_ = features & feature_bit(kNetFMrgRxbuf);
+        const bool guest_gso = features & (feature_bit(kNetFGuestTso4) | feature_bit(kNetFGuestTso6) |
+                                           feature_bit(kNetFGuestUfo));
+        rx_target_ = guest_gso ? kMaxFrame : kMaxPlainFrame;
+        // What the guest accepts on receive becomes the tap's offload set: the kernel finishes
+        // checksums and segments GSO frames the guest did not ask for.
+        unsigned offloads = 0;
+        if (features & feature_bit(kNetFGuestCsum)) {
+            offloads |= TUN_F_CSUM;
+            if (features & feature_bit(kNetFGuestTso4)) offloads |= TUN_F_TSO4;
+            if (features & feature_bit(kNetFGuestTso6)) offloads |= TUN_F_TSO6;
+            if (features & feature_bit(kNetFGuestEcn)) offloads |= TUN_F_TSO_ECN;
+        }
+        if (!backend_->set_offloads(offloads)) log_->warn("{}: offloads {:#x} refused", backend_->description(), offloads);
+        interrupt_ = std::move(interrupt);
+        active_ = true;
+        broken_reported_ = false;
+        rx_more_ = tx_more_ = false;
+        check_broken_locked(s);
+        log_->debug("activated: features {:#x}, rx queue {} tx queue {}", features, rx_.size(), tx_.size());
+    }
+    send(s);
+    // Buffers may already be waiting on either queue.
+    kick(kKickRx | kKickTx);
+}
+
+void VirtioNet::reset() {
+    std::lock_guard lock(mu_);
+    active_ = false;
+    drop_rx_state_locked();
+    tx_blocked_.reset();
+    rx_ = virtio::VirtQueue{};
+    tx_ = virtio::VirtQueue{};
+    interrupt_.reset();
+    broken_reported_ = false;
+    rx_wanted_ = rx_more_ = tx_more_ = false;
+    // Stop polling the backend now: frames wait in the tap until the driver is back.
+    update_interest_locked();
+}
+
+void VirtioNet::queue_notify(std::uint16_t queue) {
+    if (queue == kRxQueue)
+        kick(kKickRx);
+    else if (queue == kTxQueue)
+        kick(kKickTx);
+}
+
+void VirtioNet::kick(std::uint32_t bits) {
+    kicks_.fetch_or(bits);
+    const std::uint64_t one = 1;
+    // A full eventfd counter (EAGAIN) still wakes the loop.
+    [[maybe_unused]] auto r = ::write(kick_fd_.get(), &one, sizeof one);
+}
+
+void VirtioNet::set_link_up(bool up) {
+    std::shared_ptr<virtio::VirtioInterrupt> irq;
+    {
+        std::lock_guard lock(mu_);
+        const std::uint16_t status = up ? kNetSLinkUp : 0;
+        if (config_.status == status) return;
+        config_.status = status;
+        if (active_) irq = interrupt_;
+    }
+    if (irq) irq->notify_config();
+}
+
+VirtioNetStats VirtioNet::stats() const {
+    std::lock_guard lock(mu_);
+    return stats_;
+}
+
+bool VirtioNet::poll(int timeout_ms) {
+    if (options_.own_thread) throw Error(options_.name + ": poll() on a device that runs its own event loop");
+    return run_pass(timeout_ms);
+}
+
+void VirtioNet::loop() {
+    bool more = false;
+    while (!stop_) more = run_pass(more ? 0 : -1);
+}
+
+bool VirtioNet::run_pass(int timeout_ms) {
+    epoll_event events[4];
+    const int n = ::epoll_wait(epoll_.get(), events, 4, timeout_ms);
+    if (n < 0 && errno != EINTR) {
+        log_->error("epoll_wait: {}", std::strerror(errno));
+        return false;
+    }
+    bool readable = false, writable = false;
+    for (int i = 0; i < n; ++i) {
+        if (events[i].data.fd == kick_fd_.get()) {
+            std::uint64_t v;
+            [[maybe_unused]] auto r = ::read(kick_fd_.get(), &v, sizeof v);
+        } else {
+            readable |= (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0;
+            writable |= (events[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
+        }
+    }
+    const std::uint32_t kicks = kicks_.exchange(0);
+    if (stop_) return false;
+
+    Signal s;
+    bool more = false;
+    {
+        std::lock_guard lock(mu_);
+        if (active_) {
+            bool tx_used = false, rx_used = false;
+            if ((kicks & kKickTx) || writable || tx_more_) tx_more_ = process_tx_locked(tx_used);
+            if ((kicks & kKickRx) || readable || rx_more_) rx_more_ = process_rx_locked(rx_used);
+            s.tx = tx_used && tx_.needs_notification();
+            s.rx = rx_used && rx_.needs_notification();
+            check_broken_locked(s);
+            more = rx_more_ || tx_more_;
+        }
+        update_interest_locked();
+    }
+    send(s);
+    return more;
+}
+
+bool VirtioNet::process_tx_locked(bool& used) {
+    for (int i = 0; i < kBudget; ++i) {
+        std::optional<virtio::DescriptorChain> chain;
+        if (tx_blocked_)
+            chain.swap(tx_blocked_);
+        else
+            chain = tx_.pop();
+        if (!chain) return false;
+        const std::uint16_t head = chain->head();
+        const std::uint64_t len = chain->readable_bytes();
+        std::optional<std::vector<iovec>> iov;
+        if (chain->ok() && len >= kVnetHeaderSize + kEthHeader && len <= kMaxFrame) iov = chain->readable_iov(0, len);
+        if (!iov || iov->size() > IOV_MAX) {
+            // §5.1.6.2: a transmit chain is the header and the frame; anything else is the
+            // guest's mistake: give the chain back unsent.
+            if (log_now(++stats_.tx_errors))
+                log_->warn("tx chain at head {} unusable ({}, {} readable bytes): not sent", head,
+                           virtio::to_string(chain->error()), len);
+        } else {
+            const ssize_t n = backend_->write(*iov);
+            if (n == -EAGAIN) {
+                // The backend is full: keep the chain, retry when it is writable (EPOLLOUT).
+                tx_blocked_ = std::move(chain);
+                return false;
+            }
+            if (n < 0) {
+                if (log_now(++stats_.tx_errors))
+                    log_->warn("tx of {} bytes to {} failed: {}", len, backend_->description(), std::strerror(static_cast<int>(-n)));
+            } else {
+                ++stats_.tx_frames;
+                stats_.tx_bytes += len - kVnetHeaderSize;
+            }
+        }
+        // The device writes nothing into a transmit chain: used length 0.
+        tx_.add_used(head, 0);
+        used = true;
+    }
+    return true;
+}
+
+void VirtioNet::top_up_rx_locked(bool& used) {
+    std::size_t have = 0;
+    for (const auto& c : held_) have += c.writable_bytes();
+    // Without MRG_RXBUF one chain takes a whole frame; with it, gather up to the largest frame
+    // the guest can be sent (a smaller frame leaves the rest held for the next one).
+    while (mrg_ ? have < rx_target_ : held_.empty()) {
+        auto chain = rx_.pop();
+        if (!chain) return;
+        if (!chain->ok() || chain->writable_bytes() < kVnetHeaderSize) {
+            // Not a receive buffer we can use: hand it back empty, the driver recycles it.
+            if (log_now(++stats_.rx_bad_chains))
+                log_->warn("rx chain at head {} unusable ({}, {} writable bytes)", chain->head(),
+                           virtio::to_string(chain->error()), chain->writable_bytes());
+            rx_.add_used(chain->head(), 0);
+            used = true;
+            continue;
+        }
+        have += chain->writable_bytes();
+        held_.push_back(std::move(*chain));
+    }
+}
+
+bool VirtioNet::process_rx_locked(bool& used) {
+    if (backend_gone_) return false;
+    for (int i = 0; i < kBudget; ++i) {
+        if (pending_len_ && !deliver_pending_locked(used)) {
+            rx_wanted_ = false;  // resume on the next rx notify
+            return false;
+        }
+        top_up_rx_locked(used);
+        if (held_.empty()) {
+            rx_wanted_ = false;  // no buffers: leave frames in the backend until the driver posts some
+            return false;
+        }
+        std::vector<iovec> iov;
+        std::size_t guest_bytes = 0;
+        direct_chains_ = 0;
+        for (const auto& c : held_) {
+            if (!mrg_ && direct_chains_ == 1) break;
+            auto v = c.writable_iov(0, c.writable_bytes());
+            if (iov.size() + v->size() > kMaxIov) break;
+            iov.insert(iov.end(), v->begin(), v->end());
+            guest_bytes += c.writable_bytes();
+            ++direct_chains_;
+        }
+        iov.push_back({bounce_.data(), bounce_.size()});
+        const ssize_t n = backend_->read(iov);
+        if (n == -EAGAIN) {
+            rx_wanted_ = true;
+            return false;
+        }
+        if (n == 0) {
+            log_->warn("{} closed: no more receive", backend_->description());
+            backend_gone_ = true;
+            rx_wanted_ = false;
+            return false;
+        }
+        const std::size_t len = n > 0 ? static_cast<std::size_t>(n) : 0;
+        if (n < 0 || len < kVnetHeaderSize + kEthHeader || len > guest_bytes + bounce_.size()) {
+            if (log_now(++stats_.rx_dropped))
+                log_->warn("rx from {}: {} frame dropped", backend_->description(),
+                           n < 0 ? std::strerror(static_cast<int>(-n)) : len < kVnetHeaderSize + kEthHeader ? "runt" : "oversized");
+            continue;
+        }
+        if (len <= guest_bytes) {
+            finish_frame_locked(len);
+            used = true;
+            continue;
+        }
+        if (!mrg_) {
+            if (direct_chains_ == 0 && len <= held_.front().writable_bytes()) {
+                // Read through the bounce area alone (a chain of more than IOV_MAX pieces).
+                finish_frame_locked(len);
+                used = true;
+                continue;
+            }
+            // §5.1.6.3.1: the driver should post buffers for the largest frame. This one does
+            // not fit: drop the frame, keep the chain for the next one (QEMU does the same).
+            if (log_now(++stats_.rx_dropped))
+                log_->warn("rx frame of {} bytes does not fit a {}-byte receive buffer: dropped", len - kVnetHeaderSize,
+                           held_.front().writable_bytes());
+            continue;
+        }
+        // The tail sits in the bounce area: it waits there for more buffers (never half-delivered).
+        pending_len_ = len;
+    }
+    return true;
+}
+
+bool VirtioNet::deliver_pending_locked(bool& used) {
+    std::size_t have = 0;
+    for (const auto& c : held_) have += c.writable_bytes();
+    while (have < *pending_len_) {
+        auto chain = rx_.pop();
+        if (!chain) return false;
+        if (!chain->ok() || chain->writable_bytes() == 0) {
+            if (log_now(++stats_.rx_bad_chains))
+                log_->warn("rx chain at head {} unusable ({})", chain->head(), virtio::to_string(chain->error()));
+            rx_.add_used(chain->head(), 0);
+            used = true;
+            continue;
+        }
+        have += chain->writable_bytes();
+        held_.push_back(std::move(*chain));
+    }
+    finish_frame_locked(*pending_len_);
+    pending_len_.reset();
+    used = true;
+    return true;
+}
+
+void VirtioNet::finish_frame_locked(std::size_t len) {
+    std::vector<std::pair<std::uint16_t, std::uint32_t>> done;
+    std::size_t remaining = len, bounce_off = 0;
+    for (std::size_t i = 0; remaining > 0 && i < held_.size(); ++i) {
+        const auto& c = held_[i];
+        const std::size_t take = std::min<std::size_t>(remaining, c.writable_bytes());
+        if (i >= direct_chains_) {
+            c.write(0, {bounce_.data() + bounce_off, take});
+            bounce_off += take;
+        }
+        done.emplace_back(c.head(), static_cast<std::uint32_t>(take));
+        remaining -= take;
+    }
+    // §5.1.6.4: num_buffers is the number of chains the frame used (1 without MRG_RXBUF).
+    const std::uint16_t num_buffers = static_cast<std::uint16_t>(done.size());
+    held_.front().write(offsetof(VirtioNetHdr, num_buffers),
+                        {reinterpret_cast<const std::uint8_t*>(&num_buffers), sizeof num_buffers});
+    for (auto [head, used_len] : done) rx_.add_used(head, used_len);
+    held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(done.size()));
+    direct_chains_ = 0;
+    ++stats_.rx_frames;
+    stats_.rx_bytes += len - kVnetHeaderSize;
+}
+
+void VirtioNet::drop_rx_state_locked() {
+    if (pending_len_) ++stats_.rx_dropped;
+    pending_len_.reset();
+    held_.clear();
+    direct_chains_ = 0;
+}
+
+void VirtioNet::update_interest_locked() {
+    std::uint32_t want = 0;
+    if (active_ && rx_wanted_ && !backend_gone_) want |= EPOLLIN;
+    if (active_ && tx_blocked_) want |= EPOLLOUT;
+    if (want == interest_) return;
+    epoll_event ev{};
+    ev.events = want;
+    ev.data.fd = backend_->fd();
+    const int op = interest_ == 0 ? EPOLL_CTL_ADD : want == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+    if (::epoll_ctl(epoll_.get(), op, backend_->fd(), &ev) < 0) {
+        log_->error("epoll_ctl on {}: {}", backend_->description(), std::strerror(errno));
+        return;
+    }
+    interest_ = want;
+}
+
+void VirtioNet::check_broken_locked(Signal& s) {
+    s.irq = interrupt_;
+    if (!broken_reported_ && (rx_.broken() || tx_.broken())) {
+        broken_reported_ = s.broken = true;
+        log_->warn("queue broken: {}", rx_.broken() ? rx_.broken_reason() : tx_.broken_reason());
+    }
+}
+
+void VirtioNet::send(const Signal& s) {
+    if (!s.irq) return;
+    if (s.broken) s.irq->needs_reset();
+    if (s.rx) s.irq->notify_queue(kRxQueue);
+    if (s.tx) s.irq->notify_queue(kTxQueue);
+}
+
+}  // namespace vmm::virtio_net

@@ -1,0 +1,86 @@
+#!/bin/bash
+# The controller scenario of issue 5: a controller drops three manifests in vmmd's spool
+# directory (two kvm domains run by tests/tools/fake_anchor, one null domain) and all three run;
+# vmmd is killed with SIGKILL and restarted, and adopts all three still running; a changed
+# manifest restarts its domain; a removed manifest stops its domain cleanly; vmctl shows it all.
+set -u
+B=${VMM_BUILD_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/build}
+VMMD=$B/vmmd/vmmd VMCTL=$B/vmctl/vmctl FAKE=$B/tests/tools/fake_anchor
+for x in "$VMMD" "$VMCTL" "$FAKE"; do
+    [ -x "$x" ] || { echo "SKIP: $x is not built"; exit 77; }
+done
+
+T=$(mktemp -d /tmp/vmmd_controller.XXXXXX)
+RUN=$T/run SPOOL=$T/spool SOCK=$T/vmmd.sock
+mkdir -p "$SPOOL"
+VMMD_PID=
+cleanup() {
+    [ -n "$VMMD_PID" ] && kill -9 "$VMMD_PID" 2>/dev/null
+    for f in "$RUN"/kvm/*/pid; do [ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; echo "--- vmmd log"; tail -40 "$T/vmmd.log"; exit 1; }
+vmctl() { "$VMCTL" --socket "$SOCK" "$@"; }
+
+start_vmmd() {
+    "$VMMD" --run-dir "$RUN" --socket "$SOCK" --manifest-dir "$SPOOL" --anchor "$FAKE" \
+        --hypervisors kvm,null --stop-timeout 5 --log-level info >>"$T/vmmd.log" 2>&1 &
+    VMMD_PID=$!
+    for _ in $(seq 100); do [ -S "$SOCK" ] && vmctl list >/dev/null 2>&1 && return 0; sleep 0.1; done
+    fail "vmmd did not come up"
+}
+# wait_for DESCRIPTION COMMAND...: retries the command for up to 10 s.
+wait_for() {
+    local what=$1; shift
+    for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    fail "timed out waiting for: $what"
+}
+state_of() { vmctl info "$1" --json | sed -n 's/^  "state": "\(.*\)",$/\1/p'; }
+is_state() { [ "$(state_of "$1")" = "$2" ]; }
+drop() {  # drop NAME HYPERVISOR VCPUS: written aside, renamed in, as a controller does
+    printf '{"name":"%s","hypervisor":"%s","vcpus":%s,"memory_mb":64,"kernel":"%s/kernel.bin"}\n' \
+        "$1" "$2" "$3" "$T" >"$SPOOL/.$1.json.tmp"
+    mv "$SPOOL/.$1.json.tmp" "$SPOOL/$1.json"
+}
+echo "x" >"$T/kernel.bin"
+
+start_vmmd
+drop alpha kvm 1
+drop beta kvm 2
+drop gamma null 4
+for d in alpha beta gamma; do wait_for "$d running" is_state $d running; done
+echo "--- three manifests dropped:"
+vmctl list
+ALPHA=$(cat "$RUN/kvm/alpha/pid") BETA=$(cat "$RUN/kvm/beta/pid")
+kill -0 "$ALPHA" && kill -0 "$BETA" || fail "the anchors are not running"
+
+kill -9 "$VMMD_PID"
+wait "$VMMD_PID" 2>/dev/null
+VMMD_PID=
+kill -0 "$ALPHA" && kill -0 "$BETA" || fail "killing vmmd killed a domain"
+start_vmmd
+echo "--- after vmmd was killed with SIGKILL and restarted:"
+vmctl list
+for d in alpha beta gamma; do is_state $d running || fail "$d is not running after the restart"; done
+vmctl info alpha --json | grep -q '"adopted": true' || fail "alpha was not adopted"
+[ "$(cat "$RUN/kvm/alpha/pid")" = "$ALPHA" ] || fail "alpha's anchor changed"
+vmctl info beta | grep -q "^pid: $BETA\$" || fail "vmctl info beta does not show its anchor pid $BETA"
+
+drop alpha kvm 3
+wait_for "alpha restarted with 3 vCPUs" bash -c "'$VMCTL' --socket '$SOCK' info alpha --json | grep -q '\"vcpus\": 3'"
+wait_for "alpha running again" is_state alpha running
+kill -0 "$ALPHA" 2>/dev/null && fail "alpha's old anchor $ALPHA survived the restart"
+echo "--- alpha's manifest changed: restarted"
+
+rm "$SPOOL/beta.json"
+wait_for "beta stopped" is_state beta stopped
+kill -0 "$BETA" 2>/dev/null && fail "beta's anchor $BETA is still alive"
+[ -e "$RUN/kvm/beta" ] && fail "beta's state directory is left behind"
+vmctl info beta | grep -q "crashed" && fail "beta did not stop cleanly"
+echo "--- beta's manifest removed:"
+vmctl list
+vmctl info beta
+for d in alpha gamma; do is_state $d running || fail "$d stopped too"; done
+vmctl stop alpha --timeout 2 || fail "vmctl stop alpha"
+echo "PASS"

@@ -1,0 +1,524 @@
+// QmpServer over real sockets (socketpairs and unix sockets) with a FakeDomain: greeting,
+// negotiation, ids, every error shape, split/coalesced input, events, several clients,
+// flood, oversize input, disconnects. Single-threaded: the test steps the io_context with
+// poll(); only the QmpClient tests run it on a thread (the client blocks).
+#include "qmp/fake_domain.h"
+#include "qmp/json_writer.h"
+#include "qmp/qmp_client.h"
+#include "qmp/qmp_server.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace vmm::qmp {
+namespace {
+
+using namespace std::chrono_literals;
+
+// One client end of a socketpair, non-blocking; reads by stepping the server's io_context.
+class Peer {
+public:
+    Peer(boost::asio::io_context& io, QmpServer& server) : io_(io) {
+        int sv[2];
+        EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+        fd_ = Fd(sv[0]);
+        server.serve(Fd(sv[1]));
+    }
+
+    // Sends all of `bytes`; false if the server stopped reading (socket buffer full).
+    bool send(std::string_view bytes) {
+        for (int spins = 0; !bytes.empty() && spins < 1000; ++spins) {
+            const ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+            if (n > 0) {
+                bytes.remove_prefix(static_cast<std::size_t>(n));
+                spins = 0;
+            } else {
+                io_.poll();
+            }
+        }
+        io_.poll();
+        return bytes.empty();
+    }
+
+    // The next `count` messages (fewer if the server has no more).
+    std::vector<Json> read(std::size_t count) {
+        std::vector<Json> out;
+        for (int idle = 0; out.size() < count && idle < 200; ++idle) {
+            io_.poll();
+            while (!messages_.empty() && out.size() < count) {
+                out.push_back(std::move(messages_.front()));
+                messages_.erase(messages_.begin());
+            }
+            char buf[65536];
+            const ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), 0);
+            if (n == 0) {
+                eof_ = true;
+                break;
+            }
+            if (n > 0) {
+                idle = 0;
+                for (auto& item : stream_.feed(std::string_view(buf, static_cast<std::size_t>(n)))) {
+                    EXPECT_TRUE(item.ok()) << item.error;
+                    if (item.ok()) messages_.push_back(std::move(*item.value));
+                }
+            }
+        }
+        while (!messages_.empty() && out.size() < count) {
+            out.push_back(std::move(messages_.front()));
+            messages_.erase(messages_.begin());
+        }
+        return out;
+    }
+    Json read1() {
+        auto m = read(1);
+        return m.empty() ? Json("<nothing>") : m[0];
+    }
+    // Sends one line, returns the next message.
+    Json ask(const std::string& text) {
+        EXPECT_TRUE(send(text + "\n"));
+        return read1();
+    }
+    Json greet_and_negotiate() {
+        Json greeting = read1();
+        EXPECT_EQ(ask(R"({"execute": "qmp_capabilities"})"), Json::parse(R"({"return": {}})"));
+        return greeting;
+    }
+    bool eof() {
+        read(1000);
+        return eof_;
+    }
+    void close() { fd_.reset(); }
+    int fd() const { return fd_.get(); }
+
+private:
+    boost::asio::io_context& io_;
+    Fd fd_;
+    JsonStream stream_;
+    std::vector<Json> messages_;
+    bool eof_ = false;
+};
+
+std::vector<std::string> keys(const Json& object) {
+    std::vector<std::string> k;
+    for (const auto& [key, value] : object.items()) k.push_back(key);
+    std::sort(k.begin(), k.end());
+    return k;
+}
+
+std::string error_class(const Json& reply) { return reply["error"]["class"].get<std::string>(); }
+
+class QmpServerTest : public ::testing::Test {
+protected:
+    QmpServerTest() : server_(io_, domain_, options()) { domain_.attach(server_); }
+    static QmpServerOptions options() {
+        QmpServerOptions o;
+        o.limits.max_message_bytes = 64 << 10;
+        return o;
+    }
+
+    boost::asio::io_context io_;
+    FakeDomain domain_{"dom1", "prelaunch"};
+    QmpServer server_;
+};
+
+TEST_F(QmpServerTest, GreetingHasQemuShape) {
+    Peer p(io_, server_);
+    const Json g = p.read1();
+    ASSERT_EQ(keys(g), std::vector<std::string>{"QMP"});
+    EXPECT_EQ(keys(g["QMP"]), (std::vector<std::string>{"capabilities", "version"}));
+    EXPECT_EQ(keys(g["QMP"]["version"]), (std::vector<std::string>{"package", "qemu"}));
+    EXPECT_EQ(keys(g["QMP"]["version"]["qemu"]), (std::vector<std::string>{"major", "micro", "minor"}));
+    EXPECT_TRUE(g["QMP"]["capabilities"].is_array());
+}
+
+TEST_F(QmpServerTest, CommandsBeforeNegotiationAreCommandNotFound) {
+    Peer p(io_, server_);
+    p.read1();
+    Json r = p.ask(R"({"execute": "query-status", "id": "a"})");
+    EXPECT_EQ(error_class(r), "CommandNotFound");
+    EXPECT_EQ(r["id"], "a");
+    EXPECT_EQ(error_class(p.ask(R"({"execute": "no-such"})")), "CommandNotFound");
+    EXPECT_EQ(domain_.stops, 0);
+    EXPECT_EQ(error_class(p.ask(R"({"execute": "stop"})")), "CommandNotFound");
+    EXPECT_EQ(domain_.stops, 0);
+    EXPECT_EQ(p.ask(R"({"execute": "qmp_capabilities", "id": 1})"),
+              Json::parse(R"({"return": {}, "id": 1})"));
+    r = p.ask(R"({"execute": "qmp_capabilities"})");
+    EXPECT_EQ(error_class(r), "CommandNotFound");
+    EXPECT_NE(r["error"]["desc"].get<std::string>().find("already complete"), std::string::npos);
+    EXPECT_EQ(p.ask(R"({"execute": "query-status"})")["return"]["status"], "prelaunch");
+}
+
+TEST_F(QmpServerTest, CapabilitiesArgumentsAreChecked) {
+    Peer p(io_, server_);
+    p.read1();
+    EXPECT_EQ(error_class(p.ask(R"({"execute": "qmp_capabilities", "arguments": {"enable": ["foo"]}})")),
+              "GenericError");
+    EXPECT_EQ(error_class(p.ask(R"({"execute": "qmp_capabilities", "arguments": {"enable": "oob"}})")),
+              "GenericError");
+    // oob is not offered in our greeting, so enabling it fails.
+    EXPECT_EQ(error_class(p.ask(R"({"execute": "qmp_capabilities", "arguments": {"enable": ["oob"]}})")),
+              "GenericError");
+    EXPECT_EQ(error_class(p.ask(R"({"execute": "qmp_capabilities", "arguments": {"x": 1}})")),
+              "GenericError");
+    EXPECT_EQ(p.ask(R"({"execute": "qmp_capabilities", "arguments": {"enable": []}})"),
+              Json::parse(R"({"return": {}})"));
+}
+
+TEST_F(QmpServerTest, IdsAreEchoedAsGiven) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    for (const char* id : {R"("s")", "7", "-1", "1.5", "null", "true", R"({"a": [1, {"b": "c"}]})",
+                           "[1, 2]", "18446744073709551615"}) {
+        const Json want = Json::parse(id);
+        const Json ok = p.ask(std::string(R"({"execute": "query-name", "id": )") + id + "}");
+        EXPECT_EQ(ok["id"], want) << id;
+        EXPECT_EQ(to_qmp_text(ok["id"]), to_qmp_text(want));
+        const Json err = p.ask(std::string(R"({"execute": "nope", "id": )") + id + "}");
+        EXPECT_EQ(err["id"], want) << id;
+        EXPECT_TRUE(err.contains("error"));
+    }
+    // No id sent, none echoed.
+    EXPECT_EQ(keys(p.ask(R"({"execute": "query-name"})")), std::vector<std::string>{"return"});
+}
+
+TEST_F(QmpServerTest, ErrorShapesMatchQemu) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    struct Case {
+        const char* input;
+        const char* error_class;
+        bool has_id;
+        const char* desc;
+    };
+    const Case cases[] = {
+        {"[1, 2]", "GenericError", false, "QMP input must be a JSON object"},
+        {"3 ", "GenericError", false, "QMP input must be a JSON object"},
+        {R"("x")", "GenericError", false, "QMP input must be a JSON object"},
+        {"{}", "GenericError", false, "QMP input lacks member 'execute'"},
+        {R"({"id": 5})", "GenericError", true, "QMP input lacks member 'execute'"},
+        {R"({"execute": 1, "id": 5})", "GenericError", true, "QMP input member 'execute' must be a string"},
+        {R"({"execute": "stop", "arguments": [1]})", "GenericError", false,
+         "QMP input member 'arguments' must be an object"},
+        {R"({"execute": "stop", "foo": 1})", "GenericError", false, "QMP input member 'foo' is unexpected"},
+        {R"({"exec-oob": "stop"})", "GenericError", false, "QMP input member 'exec-oob' is unexpected"},
+        {R"({"execute": "nope", "id": 1})", "CommandNotFound", true, "The command nope has not been found"},
+        {R"({"execute": "query-status", "arguments": {"x": 1}, "id": 2})", "GenericError", true,
+         "Parameter 'x' is unexpected"},
+        {R"({"execute": "human-monitor-command"})", "GenericError", false,
+         "Parameter 'command-line' is missing"},
+        {R"({"execute": "human-monitor-command", "arguments": {"command-line": 5}})", "GenericError",
+         false, "Invalid parameter type for 'command-line', expected: string"},
+        {R"({"a" 1})", "GenericError", false, "JSON parse error, missing : in object pair"},
+        {"}", "GenericError", false, "JSON parse error, expecting value"},
+        {"@", "GenericError", false, "JSON parse error, stray '@'"},
+    };
+    for (const auto& c : cases) {
+        const Json r = p.ask(c.input);
+        ASSERT_TRUE(r.contains("error")) << c.input << " -> " << to_qmp_text(r);
+        EXPECT_EQ(keys(r["error"]), (std::vector<std::string>{"class", "desc"})) << c.input;
+        EXPECT_EQ(error_class(r), c.error_class) << c.input;
+        EXPECT_EQ(r.contains("id"), c.has_id) << c.input;
+        EXPECT_EQ(r["error"]["desc"], c.desc) << c.input;
+    }
+    // The connection is still usable.
+    EXPECT_EQ(p.ask(R"({"execute": "query-name", "id": 9})"),
+              Json::parse(R"({"return": {"name": "dom1"}, "id": 9})"));
+}
+
+TEST_F(QmpServerTest, DomainErrorsBecomeErrorReplies) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    domain_.set_state("shutdown");
+    Json r = p.ask(R"({"execute": "cont", "id": "c"})");
+    EXPECT_EQ(error_class(r), "GenericError");
+    EXPECT_EQ(r["error"]["desc"], "Resetting the Virtual Machine is required");
+    EXPECT_EQ(r["id"], "c");
+}
+
+TEST_F(QmpServerTest, SplitMessagesAnswerOnceComplete) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    const std::string msg = R"({"execute": "query-status", "id": "split"})";
+    for (std::size_t i = 0; i + 1 < msg.size(); ++i) {
+        ASSERT_TRUE(p.send(msg.substr(i, 1)));
+        EXPECT_TRUE(p.read(1).empty()) << "reply before the message was complete, at byte " << i;
+    }
+    ASSERT_TRUE(p.send(msg.substr(msg.size() - 1)));
+    EXPECT_EQ(p.read1()["id"], "split");
+}
+
+TEST_F(QmpServerTest, CoalescedMessagesAnswerInOrder) {
+    Peer p(io_, server_);
+    p.read1();
+    ASSERT_TRUE(p.send(R"({"execute":"qmp_capabilities","id":0}{"execute":"query-status","id":1})"
+                       R"({"execute":"nope","id":2}[]{"execute":"query-version","id":3})"));
+    const auto replies = p.read(5);
+    ASSERT_EQ(replies.size(), 5u);
+    EXPECT_EQ(replies[0]["id"], 0);
+    EXPECT_EQ(replies[1]["id"], 1);
+    EXPECT_EQ(replies[2]["id"], 2);
+    EXPECT_FALSE(replies[3].contains("id"));
+    EXPECT_EQ(replies[4]["id"], 3);
+    EXPECT_TRUE(replies[4]["return"]["qemu"].contains("major"));
+}
+
+TEST_F(QmpServerTest, QueryStatusHasExactlyPillarsMembers) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    const Json r = p.ask(R"({"execute": "query-status", "id": 1})");
+    EXPECT_EQ(keys(r), (std::vector<std::string>{"id", "return"}));
+    EXPECT_EQ(keys(r["return"]), (std::vector<std::string>{"running", "singlestep", "status"}));
+    EXPECT_EQ(r["return"]["running"], false);
+    EXPECT_EQ(r["return"]["singlestep"], false);
+    EXPECT_EQ(r["return"]["status"], "prelaunch");
+}
+
+TEST_F(QmpServerTest, StopContAndEvents) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    // cont: RESUME, then the reply, and the state has changed when the reply arrives.
+    ASSERT_TRUE(p.send(R"({"execute": "cont", "id": 1})"));
+    auto m = p.read(2);
+    ASSERT_EQ(m.size(), 2u);
+    EXPECT_EQ(m[0]["event"], "RESUME");
+    EXPECT_EQ(keys(m[0]), (std::vector<std::string>{"event", "timestamp"}));
+    EXPECT_EQ(keys(m[0]["timestamp"]), (std::vector<std::string>{"microseconds", "seconds"}));
+    EXPECT_GT(m[0]["timestamp"]["seconds"].get<std::int64_t>(), 1600000000);
+    EXPECT_LT(m[0]["timestamp"]["microseconds"].get<std::int64_t>(), 1000000);
+    EXPECT_EQ(m[1], Json::parse(R"({"return": {}, "id": 1})"));
+    EXPECT_EQ(p.ask(R"({"execute": "query-status"})")["return"]["running"], true);
+    ASSERT_TRUE(p.send(R"({"execute": "stop"})"));
+    m = p.read(2);
+    ASSERT_EQ(m.size(), 2u);
+    EXPECT_EQ(m[0]["event"], "STOP");
+    EXPECT_EQ(p.ask(R"({"execute": "query-status"})")["return"]["status"], "paused");
+    ASSERT_TRUE(p.send(R"({"execute": "system_reset"})"));
+    m = p.read(2);
+    ASSERT_EQ(m.size(), 2u);
+    EXPECT_EQ(m[0]["event"], "RESET");
+    EXPECT_EQ(m[0]["data"], Json::parse(R"({"guest": false, "reason": "host-qmp-system-reset"})"));
+    ASSERT_TRUE(p.send(R"({"execute": "system_powerdown"})"));
+    m = p.read(2);
+    ASSERT_EQ(m.size(), 2u);
+    EXPECT_EQ(m[0]["event"], "POWERDOWN");
+    EXPECT_FALSE(m[0].contains("data"));
+    EXPECT_EQ(domain_.powerdowns, 1);
+}
+
+TEST_F(QmpServerTest, EventsGoOnlyToNegotiatedClients) {
+    Peer a(io_, server_), b(io_, server_), raw(io_, server_);
+    a.greet_and_negotiate();
+    b.greet_and_negotiate();
+    raw.read1();
+    server_.emit("SHUTDOWN", Json{{"guest", true}, {"reason", "guest-shutdown"}});
+    for (Peer* p : {&a, &b}) {
+        const Json e = p->read1();
+        EXPECT_EQ(e["event"], "SHUTDOWN");
+        EXPECT_EQ(e["data"]["guest"], true);
+        EXPECT_EQ(e["data"]["reason"], "guest-shutdown");
+    }
+    EXPECT_TRUE(raw.read(1).empty());
+}
+
+TEST_F(QmpServerTest, EmitFromAnotherThreadIsDelivered) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    std::thread t([this] { server_.emit("POWERDOWN"); });
+    t.join();
+    EXPECT_EQ(p.read1()["event"], "POWERDOWN");
+}
+
+TEST_F(QmpServerTest, HumanMonitorCommandInfoStatus) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    const auto hmp = [&](const char* line) {
+        return p.ask(std::string(R"({"execute": "human-monitor-command", "arguments": {"command-line": ")") +
+                     line + "\"}}")["return"];
+    };
+    EXPECT_EQ(hmp("info status"), "VM status: paused (prelaunch)\r\n");
+    domain_.set_state("running");
+    EXPECT_EQ(hmp("info status"), "VM status: running\r\n");
+    domain_.set_state("paused");
+    EXPECT_EQ(hmp("info status"), "VM status: paused\r\n");
+    EXPECT_EQ(hmp("bogus"), "unknown command: 'bogus'\r\n");
+}
+
+TEST_F(QmpServerTest, QueriesReturnDomainData) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    Json cmds = p.ask(R"({"execute": "query-commands"})")["return"];
+    std::vector<std::string> names;
+    for (const auto& c : cmds) names.push_back(c["name"]);
+    for (const char* want : {"qmp_capabilities", "query-commands", "query-version", "query-name",
+                             "query-status", "stop", "cont", "system_reset", "system_powerdown",
+                             "quit", "query-cpus-fast", "query-block", "query-chardev",
+                             "human-monitor-command"}) {
+        EXPECT_NE(std::find(names.begin(), names.end(), want), names.end()) << want;
+    }
+    domain_.vcpus = 2;
+    const Json cpus = p.ask(R"({"execute": "query-cpus-fast"})")["return"];
+    ASSERT_EQ(cpus.size(), 2u);
+    EXPECT_EQ(cpus[1]["cpu-index"], 1);
+    EXPECT_EQ(p.ask(R"({"execute": "query-block"})")["return"], Json::array());
+    EXPECT_EQ(p.ask(R"({"execute": "query-chardev"})")["return"][0]["label"], "compat_monitor0");
+}
+
+TEST_F(QmpServerTest, QuitRepliesThenCloseFlushes) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    domain_.on_quit = [this] { server_.close(); };
+    ASSERT_TRUE(p.send(R"({"execute": "quit", "id": "q"})"));
+    const auto m = p.read(2);
+    ASSERT_EQ(m.size(), 2u);
+    EXPECT_EQ(m[0]["event"], "SHUTDOWN");
+    EXPECT_EQ(m[0]["data"]["reason"], "host-qmp-quit");
+    EXPECT_EQ(m[1], Json::parse(R"({"return": {}, "id": "q"})"));
+    EXPECT_TRUE(p.eof());
+    EXPECT_EQ(server_.client_count(), 0u);
+}
+
+TEST(QmpServerQuit, ReplyIsFlushedWhenQuitClosesTheServerAtOnce) {
+    boost::asio::io_context io;
+    FakeDomain domain;  // not attached: quit emits no event, so nothing else is being written
+    QmpServer server(io, domain);
+    domain.on_quit = [&] { server.close(); };
+    Peer p(io, server);
+    p.greet_and_negotiate();
+    ASSERT_TRUE(p.send(R"({"execute": "quit", "id": 1})"));
+    EXPECT_EQ(p.read1(), Json::parse(R"({"return": {}, "id": 1})"));
+    EXPECT_TRUE(p.eof());
+    EXPECT_EQ(domain.quits, 1);
+}
+
+TEST_F(QmpServerTest, DisconnectMidMessageHurtsNobodyElse) {
+    Peer a(io_, server_), b(io_, server_);
+    a.greet_and_negotiate();
+    b.greet_and_negotiate();
+    EXPECT_EQ(server_.client_count(), 2u);
+    ASSERT_TRUE(a.send(R"({"execute": "query-st)"));
+    a.close();
+    io_.poll();
+    EXPECT_EQ(server_.client_count(), 1u);
+    EXPECT_EQ(b.ask(R"({"execute": "query-name", "id": 1})")["id"], 1);
+    server_.emit("STOP");
+    EXPECT_EQ(b.read1()["event"], "STOP");
+}
+
+TEST_F(QmpServerTest, OversizeMessageIsRejectedAndTheConnectionRecovers) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    const std::string big = R"({"execute": "query-name", "id": ")" + std::string(200 << 10, 'x') + "\"}\n";
+    ASSERT_TRUE(p.send(big));
+    const auto m = p.read(2);
+    ASSERT_EQ(m.size(), 2u);
+    EXPECT_EQ(m[0]["error"]["desc"], "JSON token size limit exceeded");
+    EXPECT_EQ(m[1]["error"]["desc"], "JSON parse error, expecting value");  // the stray '}'
+    EXPECT_EQ(p.ask(R"({"execute": "query-name", "id": 2})")["id"], 2);
+}
+
+TEST_F(QmpServerTest, FloodingClientIsThrottledOthersAreServed) {
+    Peer flood(io_, server_), other(io_, server_);
+    flood.greet_and_negotiate();
+    other.greet_and_negotiate();
+    // The flooder never reads: once its unread replies pass read_pause_bytes the server stops
+    // reading it, its socket buffer fills, and its sends fail.
+    std::string chunk;
+    for (int i = 0; i < 1000; ++i) chunk += R"({"execute": "query-status", "id": 123456})";
+    bool blocked = false;
+    for (int i = 0; i < 2000 && !blocked; ++i) {
+        const ssize_t n = ::send(flood.fd(), chunk.data(), chunk.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        io_.poll();
+        blocked = n < 0 && errno == EAGAIN;
+    }
+    EXPECT_TRUE(blocked) << "the server kept reading a client that does not read its replies";
+    EXPECT_EQ(other.ask(R"({"execute": "query-status", "id": "ok"})")["id"], "ok");
+    // Events to a client that does not read either: past max_output_bytes it is dropped.
+    for (int i = 0; i < 20000 && server_.client_count() == 2; ++i) {
+        server_.emit("RESET", Json{{"guest", false}, {"reason", "host-qmp-system-reset"}});
+        io_.poll();
+        other.read(1);
+    }
+    EXPECT_EQ(server_.client_count(), 1u);
+    EXPECT_EQ(other.ask(R"({"execute": "query-name", "id": "still"})")["id"], "still");
+}
+
+class QmpServerSocketTest : public QmpServerTest {
+protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/qmp-server-XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+    std::string dir_;
+};
+
+TEST_F(QmpServerSocketTest, ListenTwoSocketsMode0600AndCloseRemovesThem) {
+    const std::string qmp = dir_ + "/qmp", listener = dir_ + "/listener.qmp";
+    // A stale socket file from a dead anchor is replaced.
+    {
+        boost::asio::io_context other;
+        FakeDomain d;
+        QmpServer stale(other, d);
+        stale.listen(qmp);
+    }
+    server_.listen(qmp);
+    server_.listen(listener);
+    struct stat st {};
+    ASSERT_EQ(::stat(qmp.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISSOCK(st.st_mode));
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    ASSERT_EQ(::stat(listener.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+    auto guard = boost::asio::make_work_guard(io_);
+    std::thread t([this] { io_.run(); });
+    {
+        // pillar's pattern: a long-lived event reader on listener.qmp, a connection per
+        // command on qmp.
+        QmpClient events(listener, 5s);
+        for (int i = 0; i < 3; ++i) {
+            QmpClient c(qmp, 5s);
+            EXPECT_EQ(c.execute("query-status")["status"], "prelaunch");
+        }
+        QmpClient c(qmp, 5s);
+        c.execute("cont");
+        EXPECT_EQ(c.execute("query-status")["status"], "running");
+        c.execute("system_powerdown");
+        auto e = events.next_event(5s);
+        ASSERT_TRUE(e);
+        EXPECT_EQ((*e)["event"], "RESUME");
+        e = events.next_event(5s);
+        ASSERT_TRUE(e);
+        EXPECT_EQ((*e)["event"], "POWERDOWN");
+        try {
+            c.execute("human-monitor-command", Json{{"command-line", 1}});
+            ADD_FAILURE() << "no error";
+        } catch (const CommandError& err) {
+            EXPECT_EQ(err.error_class(), "GenericError");
+        }
+        EXPECT_FALSE(events.next_event(20ms).has_value());
+    }
+    boost::asio::post(io_, [this] { server_.close(); });
+    guard.reset();
+    t.join();
+    EXPECT_FALSE(std::filesystem::exists(qmp));
+    EXPECT_FALSE(std::filesystem::exists(listener));
+}
+
+}  // namespace
+}  // namespace vmm::qmp
