@@ -42,6 +42,10 @@ int main(int argc, char** argv) {
     app.add_option("--console", console, "serial console: stdio or pty (linked as <state-dir>/cons)")
         ->check(CLI::IsMember({"stdio", "pty"}))
         ->capture_default_str();
+    std::string dump_acpi;
+    app.add_option("--dump-acpi", dump_acpi,
+                   "write the ACPI tables this domain would get to DIR/<SIG>.dat (for iasl -d) and exit")
+        ->check(CLI::ExistingDirectory);
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")->capture_default_str();
     try {
         app.parse(argc, argv);
@@ -58,6 +62,17 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
         std::fprintf(stderr, "vmm-anchor: %s\n", e.what());
         return kExitUsage;
+    }
+
+    if (!dump_acpi.empty()) {
+        // Needs no KVM: the tables depend on the manifest only.
+        try {
+            x86::acpi::dump_tables(x86::acpi::build_tables(acpi_config_for(manifest)), dump_acpi);
+            return 0;
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "vmm-anchor: --dump-acpi: %s\n", e.what());
+            return kExitHostSetup;
+        }
     }
 
     bool restart = false;

@@ -9,6 +9,8 @@
 // With --tap NAME (root): a tap brought up for the run, tx only (the kernel consumes the frames).
 // The device runs its event loop on the calling thread (own_thread = false, poll()), so both
 // sides measure one thread's work: the cost the device model adds per frame.
+#include "common/error.h"
+#include "common/log.h"
 #include "devicemodel/virtio-net/socket_backend.h"
 #include "devicemodel/virtio-net/tap.h"
 #include "devicemodel/virtio-net/virtio_net.h"
@@ -21,6 +23,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -191,7 +194,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "--size must be 14..1514 and --frames > 0\n");
         return 64;
     }
-    spdlog::set_level(spdlog::level::warn);
+    set_log_level("warn");
     try {
         if (!tap.empty()) {
             auto t = std::make_unique<Tap>(tap);

@@ -24,6 +24,7 @@ CommandResult run_command(const std::vector<std::string>& argv) {
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, out_w.get(), 1);
     posix_spawn_file_actions_adddup2(&fa, err_w.get(), 2);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);

@@ -5,6 +5,7 @@
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -93,6 +94,7 @@ ApiServer::ApiServer(boost::asio::io_context& io, Daemon& daemon, std::string so
         ::unlink(path_.c_str());
     }
     acceptor_.open(stream_protocol());
+    ::fcntl(acceptor_.native_handle(), F_SETFD, FD_CLOEXEC);  // never inherited by an anchor
     acceptor_.bind(stream_protocol::endpoint(path_));
     ::chmod(path_.c_str(), 0660);
     acceptor_.listen();

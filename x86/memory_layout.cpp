@@ -21,6 +21,8 @@ std::vector<E820Entry> e820_map(const RamLayout& ram) {
     m.push_back({kEbdaStart, kLowRamEnd - kEbdaStart, E820Type::Reserved});
     m.push_back({kBiosAreaStart, kHighMemStart - kBiosAreaStart, E820Type::Reserved});
     if (ram.low_size > kHighMemStart) m.push_back({kHighMemStart, ram.low_size - kHighMemStart, E820Type::Ram});
+    // The PCI ECAM window, as QEMU reserves it: Linux uses MMCONFIG only where it is reserved.
+    m.push_back({kPciEcamBase, kPciEcamSize, E820Type::Reserved});
     if (ram.high_size > 0) m.push_back({k4GiB, ram.high_size, E820Type::Ram});
     return m;
 }

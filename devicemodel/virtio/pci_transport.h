@@ -38,7 +38,8 @@
 // threads; handle_notify from the anchor's I/O thread; the VirtioInterrupt from device threads.
 // Two locks: control_ serializes device_status transitions and is held across
 // VirtioDevice::activate/reset; regs_ guards the registers and is never held across a call
-// into the VirtioDevice (which may call back into its VirtioInterrupt).
+// into the VirtioDevice (which may call back into its VirtioInterrupt). A status write through
+// the VIRTIO_PCI_CAP_PCI_CFG window runs activate/reset under PciRootBus's config lock.
 #pragma once
 
 #include "devicemodel/bus/guest_memory.h"

@@ -127,6 +127,9 @@ void KvmHypervisor::start(const std::string& name) {
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0640);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    // Nothing else of vmmd's goes along (asio's sockets are not all O_CLOEXEC): an anchor holding
+    // the API socket would make the next vmmd think another one is listening.
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
     // Its own session: a signal to vmmd's process group or terminal never reaches the anchor,

@@ -16,6 +16,7 @@
 // Single-threaded: everything runs on one io_context.
 #include "anchor/stop_reason.h"
 #include "common/fd.h"
+#include "common/log.h"
 #include "common/error.h"
 #include "manifest/domain_manifest.h"
 #include "qmp/qmp_domain.h"
@@ -137,6 +138,10 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
         std::fprintf(stderr, "fake_anchor: %s\n", e.what());
         return anchor::kExitUsage;
+    }
+    try {
+        set_log_level(log_level);
+    } catch (const std::exception&) {
     }
     const auto script = script_of(m);
     try {

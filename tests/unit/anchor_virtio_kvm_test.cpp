@@ -13,6 +13,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -57,7 +58,12 @@ protected:
         const std::string marker = "VMM-BLK-SECTOR-0";
         img.replace(0, marker.size(), marker);
         for (int i = 0; i < 512; ++i) img[512 + i] = static_cast<char>(0xee);
-        for (int s = 2; s < 128; ++s) img.replace(s * 512, 8, "sector" + std::to_string(s % 100));
+        for (int s = 2; s < 128; ++s) {
+            char tag[16];
+            std::snprintf(tag, sizeof tag, "sect%04d", s);
+            img.replace(static_cast<std::size_t>(s) * 512, 8, tag);
+        }
+        EXPECT_EQ(img.size(), 128u * 512);
         const std::string path = dir_ + "/disk.img";
         std::ofstream(path, std::ios::binary) << img;
         original_ = img;

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace vmm::x86 {
 namespace {
 
@@ -38,6 +40,8 @@ TEST(MemoryLayoutTest, E820IsSortedAndDisjointAndKeepsHolesOutOfRam) {
         EXPECT_FALSE(e.addr < kHighMemStart && e.addr + e.size > kLowRamEnd) << "VGA/BIOS hole must not be RAM";
     }
     EXPECT_EQ(map.front(), (E820Entry{0, kEbdaStart, E820Type::Ram}));
+    EXPECT_NE(std::find(map.begin(), map.end(), E820Entry{kPciEcamBase, kPciEcamSize, E820Type::Reserved}), map.end())
+        << "the ECAM window is reserved";
 }
 
 TEST(MemoryLayoutTest, BadSizesAreRefused) {

@@ -5,6 +5,7 @@
 #include "devicemodel/virtio-net/virtio_net.h"
 
 #include "devicemodel/virtio-net/socket_backend.h"
+#include "common/error.h"
 #include "tests/support/fakes.h"
 #include "tests/support/virtqueue_driver.h"
 
@@ -482,14 +483,6 @@ TEST_F(NetFixture, PollIsRefusedWhenTheDeviceRunsItsOwnLoop) {
 TEST_F(NetFixture, TheEventLoopThreadServesBothQueues) {
     make_device(options(true), 0, SOCK_DGRAM);
     activate(kV1 | kMrg);
-    bool named = false;
-    for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
-        std::ifstream comm(t.path() / "comm");
-        std::string name;
-        std::getline(comm, name);
-        named |= name == "nettest-io";
-    }
-    EXPECT_TRUE(named) << "a thread named nettest-io";
 
     const Bytes f = make_frame(80, 0x9);
     txq.add_chain({Drv::rd(put(f), static_cast<std::uint32_t>(f.size()))});
@@ -498,6 +491,15 @@ TEST_F(NetFixture, TheEventLoopThreadServesBothQueues) {
     ASSERT_EQ(::poll(&p, 1, 10000), 1);
     EXPECT_EQ(peer_recv(), f);
     ASSERT_TRUE(irq->wait_for([&] { return irq->per_queue[VirtioNet::kTxQueue] == 1; }));
+    // The loop has run: it named its thread first.
+    bool named = false;
+    for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+        std::ifstream comm(t.path() / "comm");
+        std::string name;
+        std::getline(comm, name);
+        named |= name == "nettest-io";
+    }
+    EXPECT_TRUE(named) << "a thread named nettest-io";
 
     const std::uint64_t buf = arena.alloc(2048);
     rxq.add_chain({Drv::wr(buf, 2048)});

@@ -9,6 +9,7 @@
 #include "devicemodel/virtio-net/tap.h"
 #include "devicemodel/virtio-net/virtio_net.h"
 
+#include "common/error.h"
 #include "tests/support/fakes.h"
 #include "tests/support/virtqueue_driver.h"
 
