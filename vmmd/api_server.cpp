@@ -136,7 +136,7 @@ void ApiServer::handle(const json& req, Reply done) {
                 restart = parse_restart_policy(request_string(req, "restart"));
                 if (!restart) throw ApiError("request field \"restart\" must be \"never\", \"on-crash\" or \"always\"", "restart");
             }
-            daemon_.start(manifest, restart, std::move(done));
+            daemon_.start(manifest, restart, done);  // a copy: done is still needed if start throws
         } else if (cmd == "stop") {
             hv::StopOptions opts;
             opts.force = req.value("force", false);
@@ -146,7 +146,7 @@ void ApiServer::handle(const json& req, Reply done) {
                     throw ApiError("request field \"timeout_s\" must be a non-negative number of seconds", "timeout_s");
                 opts.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(req.at("timeout_s").get<double>() * 1000));
             }
-            daemon_.stop(request_string(req, "name"), opts, std::move(done));
+            daemon_.stop(request_string(req, "name"), opts, done);  // a copy: done is still needed if stop throws
         } else if (cmd == "list") {
             done(daemon_.list());
         } else if (cmd == "info") {

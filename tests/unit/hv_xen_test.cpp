@@ -67,7 +67,7 @@ protected:
         fs::create_directories(bin);
         fs::create_directories(root_ + "/doms");
         const std::string script = R"(#!/bin/bash
-S=")" + root_ + R"("
+S=")" + root_ + R"SH("
 echo "$*" >> "$S/calls.log"
 cmd=$1; shift
 case "$cmd" in
@@ -86,7 +86,7 @@ case "$cmd" in
   pci-assignable-add|pci-assignable-remove) ;;
   *) echo "fake xl: unknown command $cmd" >&2; exit 1 ;;
 esac
-)";
+)SH";
         std::ofstream(bin + "/xl") << script;
         ::chmod((bin + "/xl").c_str(), 0755);
         old_path_ = std::getenv("PATH") ? std::getenv("PATH") : "";
