@@ -97,4 +97,63 @@ qmp::Json AnchorQmpDomain::query_chardev() const {
     return devs;
 }
 
+void AnchorQmpDomain::dump_guest_memory(const qmp::Json& args) {
+    using qmp::CommandError;
+    using qmp::kGenericError;
+    if (dump_ && dump_->result().status == dump::GuestDumpJob::Status::active)
+        throw CommandError(kGenericError, "there is a dump in process, please wait.");
+    if (args.value("paging", false))
+        throw CommandError(kGenericError, "paging: true is not supported: this VMM dumps guest-physical memory "
+                                          "(use \"paging\": false, as EVE's pillar does)");
+    if (args.contains("begin") || args.contains("length"))
+        throw CommandError(kGenericError, "'begin' and 'length' select guest-virtual ranges, which need paging");
+    if (const auto f = args.find("format"); f != args.end() && *f != "elf")
+        throw CommandError(kGenericError, "format '" + f->get<std::string>() + "' is not supported: only 'elf'");
+    if (!info_.memory || !info_.vcpu_dump_states)
+        throw CommandError(kGenericError, "this domain has no guest memory to dump");
+    dump::DumpProtocol protocol;
+    try {
+        protocol = dump::parse_dump_protocol(args.at("protocol").get<std::string>());
+    } catch (const std::exception& e) {
+        throw CommandError(kGenericError, e.what());
+    }
+    // As QEMU: the VM does not run while its memory is written, and runs again afterwards if it
+    // was running.
+    const bool was_running = control_.run_state() == RunState::Running;
+    if (was_running) {
+        control_.pause();
+        emit_("STOP", nullptr);
+    }
+    std::vector<dump::VcpuDumpState> vcpus;
+    try {
+        vcpus = info_.vcpu_dump_states();
+    } catch (const std::exception& e) {
+        if (was_running && control_.resume()) emit_("RESUME", nullptr);
+        throw CommandError(kGenericError, std::string("reading the vCPUs' registers: ") + e.what());
+    }
+    dump_.reset();  // a finished earlier dump
+    boost::asio::io_context& io = io_;
+    dump_ = std::make_unique<dump::GuestDumpJob>(
+        *info_.memory, std::move(vcpus), protocol, [this, &io, was_running](const dump::GuestDumpJob::Result& r) {
+            // On the dump thread: the event and the resume happen on the main thread.
+            boost::asio::post(io, [this, was_running, r] {
+                nlohmann::json result = {{"total", r.total},
+                                         {"status", dump::GuestDumpJob::status_name(r.status)},
+                                         {"completed", r.completed}};
+                nlohmann::json data = {{"result", result}};
+                if (!r.error.empty()) data["error"] = r.error;
+                emit_("DUMP_COMPLETED", data);
+                if (was_running && control_.run_state() == RunState::Paused && control_.resume())
+                    emit_("RESUME", nullptr);
+            });
+        });
+    if (!args.value("detach", false)) dump_->wait();
+}
+
+qmp::Json AnchorQmpDomain::query_dump() const {
+    if (!dump_) return qmp::Json{{"status", "none"}, {"completed", 0}, {"total", 0}};
+    const auto r = dump_->result();
+    return qmp::Json{{"status", dump::GuestDumpJob::status_name(r.status)}, {"completed", r.completed}, {"total", r.total}};
+}
+
 }  // namespace vmm::anchor

@@ -13,6 +13,8 @@
 #include "kvm/kvm_system.h"
 #include "kvm/kvm_vcpu.h"
 #include "kvm/kvm_vm.h"
+#include "jail/capabilities.h"
+#include "jail/seccomp_policy.h"
 #include "qmp/qmp_server.h"
 #include "run/state_dir.h"
 #include "x86/acpi/acpi_tables.h"
@@ -114,9 +116,8 @@ void Machine::build_devices() {
     pio_.remove(0xcf8);
     pci_ = std::make_unique<PciDevices>(*vm_, pio_, mmio_, memory_, layout);
     pci_->add_disks(manifest_.disks);
+    pci_->add_nics(manifest_.nics, manifest_.name);
     virtio_console_paths_ = pci_->add_consoles(manifest_.consoles);
-    if (!manifest_.nics.empty())
-        throw Error("manifest field \"nics\": virtio-net is not wired into this anchor yet");
     if (!manifest_.pci.empty())
         throw Error("manifest field \"pci\": VFIO passthrough is not wired into this anchor yet");
 }
@@ -138,8 +139,20 @@ void Machine::load_guest() {
     }
     const auto layout = x86::ram_layout(manifest_.memory_mb * 1024 * 1024);
     auto setup = boot::load_kernel(memory_, layout, spec);
-    x86::write_mptable(memory_, manifest_.vcpus);
-    x86::acpi::write_tables(memory_, x86::acpi::build_tables(acpi_config_for(manifest_)));
+    // An image loaded over the MP table or the BIOS area is the guest's own firmware (a flat
+    // image started at the reset vector, as QEMU's -bios): the platform tables are its job, and
+    // writing ours would overwrite its code.
+    const auto overlaps = [&](std::uint64_t start, std::uint64_t end) {
+        return setup.kernel_addr < end && setup.kernel_addr + setup.kernel_size > start;
+    };
+    if (overlaps(x86::kMpTableAddr, x86::kMpTableAddr + x86::kMpTableSpace) ||
+        overlaps(x86::acpi::kAcpiTablesStart, x86::acpi::kAcpiTablesEnd)) {
+        logger("anchor")->info("{}: the image occupies the BIOS area: it is the firmware, no MP or ACPI tables written",
+                               manifest_.name);
+    } else {
+        x86::write_mptable(memory_, manifest_.vcpus);
+        x86::acpi::write_tables(memory_, x86::acpi::build_tables(acpi_config_for(manifest_)));
+    }
     logger("anchor")->info("{}: loaded {} kernel {} at {:#x} ({} bytes), entry {:#x}", manifest_.name, setup.format,
                            manifest_.kernel, setup.kernel_addr, setup.kernel_size, setup.cpu.rip);
     boot_cpu_ = setup.cpu;
@@ -264,6 +277,12 @@ StopReason Machine::run() {
     info.chardevs.emplace_back("serial0", console_->pty_path().empty() ? "stdio" : "pty:" + console_->pty_path());
     for (std::size_t i = 0; i < virtio_console_paths_.size(); ++i)
         info.chardevs.emplace_back("virtcon" + std::to_string(i), "pty:" + virtio_console_paths_[i]);
+    info.memory = &memory_;
+    info.vcpu_dump_states = [this] {
+        std::vector<dump::VcpuDumpState> states;
+        for (auto& v : vcpus_) states.push_back(v->dump_state());
+        return states;
+    };
     info.chardevs.emplace_back("monitor0", "unix:" + state_dir_->file("qmp") + ",server=on");
     info.chardevs.emplace_back("monitor1", "unix:" + state_dir_->file("listener.qmp") + ",server=on");
     std::unique_ptr<qmp::QmpServer> qmp_server;
@@ -291,6 +310,14 @@ StopReason Machine::run() {
             vcpu->bind_to_current_thread();
             run_vcpu_loop(*vcpu, *exit_handler_, control_);
         });
+    }
+    // Least privilege (docs/SECURITY.md): every fd and thread exists now. Capabilities first,
+    // then the syscall filter; both reach every thread of the process.
+    try {
+        jail::drop_capabilities(jail::anchor_kept_capabilities(!manifest_.nics.empty(), !manifest_.pci.empty()));
+        jail::install_anchor_seccomp(jail::parse_seccomp_mode(options_.seccomp));
+    } catch (const std::exception& e) {
+        control_.request_stop({StopKind::HostError, 0, std::string("jail: ") + e.what()});
     }
     if (!control_.stopping()) io.run();
     for (auto& v : vcpus_) v->kick();

@@ -45,6 +45,7 @@ enum class ConsoleMode { Stdio, Pty };
 struct MachineOptions {
     std::string run_dir = "/run/hypervisor";
     ConsoleMode console = ConsoleMode::Stdio;
+    std::string seccomp = "on";  // on | log | off: jail/seccomp_policy.h, installed by run()
 };
 
 class PciDevices;

@@ -46,6 +46,11 @@ int main(int argc, char** argv) {
     app.add_option("--dump-acpi", dump_acpi,
                    "write the ACPI tables this domain would get to DIR/<SIG>.dat (for iasl -d) and exit")
         ->check(CLI::ExistingDirectory);
+    app.add_option("--seccomp", options.seccomp,
+                   "syscall filter after setup: on (unlisted syscalls end the anchor with status 12), "
+                   "log (the kernel logs them), off")
+        ->check(CLI::IsMember({"on", "log", "off"}))
+        ->capture_default_str();
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")->capture_default_str();
     try {
         app.parse(argc, argv);

@@ -7,6 +7,9 @@
 #include "devicemodel/virtio-blk/disk_image.h"
 #include "devicemodel/virtio-blk/virtio_blk.h"
 #include "devicemodel/virtio-console/virtio_console.h"
+#include "devicemodel/virtio-net/mac_address.h"
+#include "devicemodel/virtio-net/tap.h"
+#include "devicemodel/virtio-net/virtio_net.h"
 #include "kvm/kvm_vm.h"
 
 namespace vmm::anchor {
@@ -92,6 +95,24 @@ void PciDevices::add_disks(const std::vector<DiskSpec>& disks) {
         options.name = "blk" + std::to_string(i);
         options.serial = d.serial.empty() ? options.name : d.serial;
         auto device = std::make_shared<virtio_blk::VirtioBlk>(virtio_blk::DiskImage::open(spec), options);
+        add_transport("virtio-" + options.name, std::move(device));
+    }
+}
+
+void PciDevices::add_nics(const std::vector<NicSpec>& nics, const std::string& domain_name) {
+    for (std::size_t i = 0; i < nics.size(); ++i) {
+        const std::string field = "nics[" + std::to_string(i) + "]";
+        virtio_net::VirtioNetOptions options;
+        options.name = "net" + std::to_string(i);
+        std::unique_ptr<virtio_net::Tap> tap;
+        try {
+            options.mac = virtio_net::mac_for_nic(nics[i].mac, domain_name, static_cast<unsigned>(i));
+            tap = std::make_unique<virtio_net::Tap>(nics[i].tap);
+        } catch (const std::exception& e) {
+            throw Error("manifest field \"" + field + "\": " + e.what());
+        }
+        logger("anchor")->info("{}: {} mac {}", options.name, tap->description(), virtio_net::format_mac(options.mac));
+        auto device = std::make_shared<virtio_net::VirtioNet>(std::move(tap), options);
         add_transport("virtio-" + options.name, std::move(device));
     }
 }

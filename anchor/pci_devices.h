@@ -1,6 +1,6 @@
 // PciDevices: the domain's PCI side as the anchor wires it from the manifest: the root bus
-// with its host bridge (config through 0xcf8 and ECAM), one virtio-pci transport per disk and
-// console, MSI-X through KVM irqfds (KvmMsiSink), queue notifications through KVM ioeventfds
+// with its host bridge (config through 0xcf8 and ECAM), one virtio-pci transport per disk, NIC
+// and console, MSI-X through KVM irqfds (KvmMsiSink), queue notifications through KVM ioeventfds
 // served on the notify thread (NotifyLoop). Devices never see KVM; this is the one place that
 // knows both.
 //
@@ -43,6 +43,9 @@ public:
     void add_disks(const std::vector<DiskSpec>& disks);
     // Each console's port 0 on a pty (kind "pty"); returns their pty paths.
     std::vector<std::string> add_consoles(const std::vector<ConsoleSpec>& consoles);
+    // One virtio-net per NIC on its host tap; the MAC is the manifest's or derived from the
+    // domain name and the NIC's index (virtio-net/mac_address.h).
+    void add_nics(const std::vector<NicSpec>& nics, const std::string& domain_name);
 
     // Starts the notify thread; call once every device is added, before the vCPUs run.
     void start();

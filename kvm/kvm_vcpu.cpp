@@ -242,4 +242,50 @@ std::string KvmVcpu::describe_state() {
     return buf;
 }
 
+namespace {
+
+dump::DumpSegment dump_segment(const kvm_segment& k) {
+    dump::DumpSegment d;
+    d.base = k.base;
+    d.limit = k.limit;
+    d.selector = k.selector;
+    d.type = k.type;
+    d.present = k.present;
+    d.dpl = k.dpl;
+    d.db = k.db;
+    d.s = k.s;
+    d.l = k.l;
+    d.g = k.g;
+    d.avl = k.avl;
+    d.unusable = k.unusable;
+    return d;
+}
+
+}  // namespace
+
+dump::VcpuDumpState KvmVcpu::dump_state() {
+    kvm_regs r{};
+    kvm_sregs s{};
+    ioctl_or_throw(fd_.get(), KVM_GET_REGS, &r, "KVM_GET_REGS", index_);
+    ioctl_or_throw(fd_.get(), KVM_GET_SREGS, &s, "KVM_GET_SREGS", index_);
+    dump::VcpuDumpState d;
+    d.index = index_;
+    d.rax = r.rax, d.rbx = r.rbx, d.rcx = r.rcx, d.rdx = r.rdx;
+    d.rsi = r.rsi, d.rdi = r.rdi, d.rsp = r.rsp, d.rbp = r.rbp;
+    d.r8 = r.r8, d.r9 = r.r9, d.r10 = r.r10, d.r11 = r.r11;
+    d.r12 = r.r12, d.r13 = r.r13, d.r14 = r.r14, d.r15 = r.r15;
+    d.rip = r.rip, d.rflags = r.rflags;
+    d.cs = dump_segment(s.cs), d.ds = dump_segment(s.ds), d.es = dump_segment(s.es);
+    d.fs = dump_segment(s.fs), d.gs = dump_segment(s.gs), d.ss = dump_segment(s.ss);
+    d.tr = dump_segment(s.tr), d.ldt = dump_segment(s.ldt);
+    d.gdt = {s.gdt.base, s.gdt.limit};
+    d.idt = {s.idt.base, s.idt.limit};
+    d.cr0 = s.cr0, d.cr2 = s.cr2, d.cr3 = s.cr3, d.cr4 = s.cr4, d.efer = s.efer;
+    kvm_flex::FlexBuffer<kvm_flex::MsrsHeader, kvm_msr_entry> msrs(1);
+    msrs.header()->nmsrs = 1;
+    msrs.entries()[0].index = kMsrKernelGsBase;
+    if (::ioctl(fd_.get(), kvm_flex::kGetMsrs, msrs.data()) == 1) d.kernel_gs_base = msrs.entries()[0].data;
+    return d;
+}
+
 }  // namespace vmm

@@ -3,6 +3,8 @@
 // kick() from any thread (immediate_exit + a signal to the vCPU thread).
 #pragma once
 
+#include "dump/vcpu_dump_state.h"
+
 #include "common/fd.h"
 #include "common/mapping.h"
 #include "kvm/vcpu.h"
@@ -29,6 +31,10 @@ public:
     VcpuExit run() override;
     void kick() override;
     std::string describe_state() override;
+    // Registers, segments, descriptor tables, control registers and KERNEL_GS_BASE for a guest
+    // memory dump (QMP dump-guest-memory). Call while the vCPU is out of KVM_RUN (parked);
+    // throws std::system_error if KVM refuses.
+    dump::VcpuDumpState dump_state();
 
     void set_cpuid(const std::vector<x86::CpuidEntry>& entries);
     // Registers, segments, control registers, FPU and boot MSRs (MTRRs write-back, MISC_ENABLE).

@@ -66,6 +66,18 @@ QmpDispatcher::QmpDispatcher(QmpDomain& domain, const QmpServerOptions& options)
     add("query-cpus-fast", {}, [this](const Json&, Session&) { return domain_.query_cpus_fast(); });
     add("query-block", {}, [this](const Json&, Session&) { return domain_.query_block(); });
     add("query-chardev", {}, [this](const Json&, Session&) { return domain_.query_chardev(); });
+    add("dump-guest-memory",
+        {{"paging", ParamType::boolean, true},
+         {"protocol", ParamType::string, true},
+         {"detach", ParamType::boolean, false},
+         {"begin", ParamType::integer, false},
+         {"length", ParamType::integer, false},
+         {"format", ParamType::string, false}},
+        [this](const Json& args, Session&) {
+            domain_.dump_guest_memory(args);
+            return Json::object();
+        });
+    add("query-dump", {}, [this](const Json&, Session&) { return domain_.query_dump(); });
     add("human-monitor-command",
         {{"command-line", ParamType::string, true}, {"cpu-index", ParamType::integer, false}},
         [this](const Json& args, Session&) {

@@ -39,6 +39,18 @@ public:
     virtual Json query_cpus_fast() const = 0;
     virtual Json query_block() const = 0;
     virtual Json query_chardev() const = 0;
+
+    // dump-guest-memory (QEMU's qapi/dump.json) with the arguments as given (paging, protocol,
+    // and the optional detach, begin, length, format); the dispatcher has checked their types.
+    // Progress is query_dump()'s, the end is the DUMP_COMPLETED event. A domain without guest
+    // memory refuses it.
+    virtual void dump_guest_memory(const Json& args) {
+        (void)args;
+        throw CommandError(kGenericError, "this domain has no guest memory to dump");
+    }
+    // query-dump's DumpQueryResult: {"status": "none"|"active"|"completed"|"failed",
+    // "completed": N, "total": N}.
+    virtual Json query_dump() const { return Json{{"status", "none"}, {"completed", 0}, {"total", 0}}; }
 };
 
 }  // namespace vmm::qmp

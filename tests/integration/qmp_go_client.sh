@@ -6,9 +6,6 @@
 # Exit 77 (skip) when go or go-qemu is not installed.
 set -euo pipefail
 
-GOQEMU=/usr/share/gocode/src/github.com/digitalocean/go-qemu/qmp
-command -v go >/dev/null || { echo "SKIP: go not installed (apt-get install golang-go)"; exit 77; }
-[[ -d $GOQEMU ]] || { echo "SKIP: go-qemu not installed (apt-get install golang-github-digitalocean-go-qemu-dev)"; exit 77; }
 SRC=${VMM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${VMM_BUILD_DIR:-$SRC/build}
 FAKE=$BUILD/tests/tools/qmp_fake_domain
@@ -23,8 +20,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-GOPATH=/usr/share/gocode GO111MODULE=off GOPROXY=off GOFLAGS= GOCACHE=$tmp/gocache \
-    go build -o "$tmp/qmp-go" "$SRC/tests/qmp-go/main.go"
+rc=0; "$SRC/tests/qmp-go/build.sh" "$tmp/qmp-go" || rc=$?
+[[ $rc -eq 0 ]] || exit $rc
 
 "$FAKE" --socket "$tmp/qmp" --socket "$tmp/listener.qmp" --name pillar-test --state prelaunch \
     >"$tmp/fake.log" 2>&1 &

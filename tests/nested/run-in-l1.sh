@@ -104,7 +104,9 @@ find_deb() {
 
 DEB=$(find_deb) || exit $?
 KDIR="$CACHE/$(basename "$DEB" .deb)"
-if [[ ! -f $KDIR/vmlinuz || ! -f $KDIR/modules/.done ]]; then
+# Modules loaded in L1 besides kvm_amd: the shares, and tun for the virtio-net tap tests.
+EXTRA_MODS="virtio_pci virtiofs overlay 9pnet_virtio 9p tun"
+if [[ ! -f $KDIR/vmlinuz || "$(cat "$KDIR/modules/.done" 2>/dev/null)" != "$EXTRA_MODS" ]]; then
     log "extracting $DEB"
     rm -rf "$KDIR"; mkdir -p "$KDIR/modules"
     X=$(mktemp -d "$CACHE/extract.XXXXXX")
@@ -135,9 +137,9 @@ if [[ ! -f $KDIR/vmlinuz || ! -f $KDIR/modules/.done ]]; then
         ORDER+=("$n")
     }
     add_mod kvm_amd || { rm -rf "$X"; skip "$DEB has no kvm-amd module"; }
-    for m in virtio_pci virtiofs overlay 9pnet_virtio 9p; do add_mod "$m" || true; done
+    for m in $EXTRA_MODS; do add_mod "$m" || true; done
     printf '%s\n' "${ORDER[@]}" > "$KDIR/modules/order"
-    touch "$KDIR/modules/.done"
+    echo "$EXTRA_MODS" > "$KDIR/modules/.done"
     rm -rf "$X"
 fi
 
@@ -159,7 +161,7 @@ log "share transport: $SHARE_MODE"
 
 # ------------------------------------------------------------- initramfs ----
 INITRAMFS="$KDIR/initramfs.cpio.gz"
-if [[ ! -f $INITRAMFS || $SCRIPT_PATH -nt $INITRAMFS || $BUSYBOX -nt $INITRAMFS ]]; then
+if [[ ! -f $INITRAMFS || $SCRIPT_PATH -nt $INITRAMFS || $BUSYBOX -nt $INITRAMFS || $KDIR/modules/order -nt $INITRAMFS ]]; then
     log "building $INITRAMFS"
     R=$(mktemp -d "$CACHE/initramfs.XXXXXX")
     mkdir -p "$R"/{bin,dev,proc,sys,tmp,lib/modules,vmm,lower,upper,newroot}

@@ -1,23 +1,33 @@
 // qmp-go: EVE pillar's QMP flow, with the QMP client pillar uses (github.com/digitalocean/
-// go-qemu/qmp), against vmm's QmpServer (tests/tools/qmp_fake_domain). Run by
-// tests/integration/qmp_go_client.sh:
+// go-qemu/qmp), against anything that serves QMP on two sockets: vmm's QmpServer
+// (tests/tools/qmp_fake_domain), the vmm-anchor with a guest, and qemu-system-x86_64 -S
+// -no-shutdown. Run by tests/integration/qmp_go_client.sh, pillar_go_qemu.sh, pillar_go_kvm.sh
+// and bench/qmp_latency.sh:
 //
-//	qmp-go QMP_SOCKET LISTENER_SOCKET
+//	qmp-go [-guest] [-bench N] [-serial FILE [-serial-text TEXT]] [-panic CORE] QMP_SOCKET LISTENER_SOCKET
 //
 // As pillar does: a new connection per command on QMP_SOCKET, query-status decoded strictly
 // (only id and return; return only running, singlestep, status), and a separate long-lived
 // connection on LISTENER_SOCKET that only reads events. Steps:
 //  1. poll query-status until "prelaunch";
-//  2. cont, expect "running";
-//  3. system_powerdown, expect the POWERDOWN event on the listener connection;
-//  4. an unknown command is an error; quit is answered and gives SHUTDOWN.
+//  2. cont, expect "running" and RESUME; stop, expect "paused" and STOP; cont again;
+//  3. system_powerdown, expect the POWERDOWN event on the listener connection; with -guest
+//     (an ACPI guest that honours the button, e.g. tests/guests/powerdown.bin) also SHUTDOWN
+//     {guest: true, reason: guest-shutdown} and run-state "shutdown" (-no-shutdown);
+//  4. an unknown command is an error; quit is answered and gives SHUTDOWN host-qmp-quit.
+// With -bench N it first times N rounds of each of query-status, query-cpus-fast and
+// query-version on a fresh connection each (greeting, qmp_capabilities, command: what pillar
+// pays per command) and prints "bench CMD median_us p90_us".
 package main
 
 import (
 	"bytes"
+	"debug/elf"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -85,7 +95,149 @@ func waitEvent(events <-chan qmp.Event, name string) (qmp.Event, error) {
 	}
 }
 
-func run(qmpSock, listenerSock string) error {
+// bench times n fresh-connection round trips of cmd and prints the median and 90th percentile.
+func bench(socket, cmd string, n int) error {
+	d := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		if _, err := execRawCmd(socket, `{ "execute": "`+cmd+`" }`); err != nil {
+			return fmt.Errorf("%s: %v", cmd, err)
+		}
+		d = append(d, time.Since(t0))
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	fmt.Printf("bench %s %d %d\n", cmd, d[n/2].Microseconds(), d[n*9/10].Microseconds())
+	return nil
+}
+
+func expectStatus(socket, want string) error {
+	status, err := queryStatus(socket)
+	if err != nil || status != want {
+		return fmt.Errorf("status %q, err %v; want %q", status, err, want)
+	}
+	fmt.Println("status", status)
+	return nil
+}
+
+// waitFile waits until path contains text (the guest's serial output), if a path is given.
+func waitFile(path, text string) error {
+	if path == "" {
+		return nil
+	}
+	for i := 0; i < 200; i++ {
+		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), text) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%q never appeared in %s", text, path)
+}
+
+// runPanic is pillar's crash path (qmp_crash.go) for tests/guests/panic.bin: the guest reports
+// a panic through pvpanic; GUEST_PANICKED and run-state guest-panicked follow; guest memory is
+// dumped (paging false, detached, to a file) while query-dump is polled until it completes and
+// DUMP_COMPLETED arrives; the core's PT_LOAD at guest-physical 0x200000 holds the guest's
+// pattern (read with Go's debug/elf); quit ends it.
+func runPanic(qmpSock, listenerSock, core string) error {
+	for i := 0; i < 100; i++ {
+		if status, err := queryStatus(qmpSock); err == nil && status == "prelaunch" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	listener, err := qmp.NewSocketMonitor("unix", listenerSock, sockTimeout)
+	if err != nil {
+		return err
+	}
+	if err := listener.Connect(); err != nil {
+		return fmt.Errorf("listener connect: %v", err)
+	}
+	defer listener.Disconnect()
+	events, err := listener.Events(nil)
+	if err != nil {
+		return err
+	}
+	if _, err := execRawCmd(qmpSock, `{ "execute": "cont" }`); err != nil {
+		return fmt.Errorf("cont: %v", err)
+	}
+	if _, err := waitEvent(events, "GUEST_PANICKED"); err != nil {
+		return err
+	}
+	if err := expectStatus(qmpSock, "guest-panicked"); err != nil {
+		return err
+	}
+	cmd := fmt.Sprintf(`{ "execute": "dump-guest-memory", "arguments": { "paging": false, "detach": true, "protocol": "file:%s" } }`, core)
+	if _, err := execRawCmd(qmpSock, cmd); err != nil {
+		return fmt.Errorf("dump-guest-memory: %v", err)
+	}
+	for i := 0; ; i++ {
+		raw, err := execRawCmd(qmpSock, `{ "execute": "query-dump" }`)
+		if err != nil {
+			return fmt.Errorf("query-dump: %v", err)
+		}
+		var r struct {
+			Return struct {
+				Status    string `json:"status"`
+				Completed uint64 `json:"completed"`
+				Total     uint64 `json:"total"`
+			} `json:"return"`
+		}
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return err
+		}
+		if r.Return.Status == "completed" && r.Return.Completed == r.Return.Total {
+			fmt.Printf("query-dump completed %d bytes\n", r.Return.Total)
+			break
+		}
+		if r.Return.Status != "active" || i > 600 {
+			return fmt.Errorf("query-dump: %s", raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e, err := waitEvent(events, "DUMP_COMPLETED")
+	if err != nil {
+		return err
+	}
+	if res, _ := e.Data["result"].(map[string]interface{}); res == nil || res["status"] != "completed" {
+		return fmt.Errorf("DUMP_COMPLETED %v", e.Data)
+	}
+	f, err := elf.Open(core)
+	if err != nil {
+		return fmt.Errorf("the core: %v", err)
+	}
+	defer f.Close()
+	// QEMU writes an EM_386 core when the first vCPU is not in long mode (this 32-bit guest);
+	// vmm-anchor always writes EM_X86_64 (the format crash and gdb expect for a 64-bit kernel).
+	if f.Type != elf.ET_CORE || (f.Machine != elf.EM_X86_64 && f.Machine != elf.EM_386) {
+		return fmt.Errorf("the core is %v %v, want ET_CORE EM_X86_64 or EM_386", f.Type, f.Machine)
+	}
+	fmt.Println("core", f.Class, f.Machine)
+	found := false
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_LOAD || p.Paddr > 0x200000 || p.Paddr+p.Filesz < 0x200000+18 {
+			continue
+		}
+		b := make([]byte, 18)
+		if _, err := p.ReadAt(b, int64(0x200000-p.Paddr)); err != nil {
+			return err
+		}
+		if string(b) != "VMM-PANIC-PATTERN-" {
+			return fmt.Errorf("core at 0x200000: %q", b)
+		}
+		found = true
+	}
+	if !found {
+		return fmt.Errorf("no PT_LOAD holds guest-physical 0x200000")
+	}
+	fmt.Println("core holds the guest's pattern at 0x200000")
+	if _, err := execRawCmd(qmpSock, `{ "execute": "quit" }`); err != nil {
+		return fmt.Errorf("quit: %v", err)
+	}
+	_, err = waitEvent(events, "SHUTDOWN")
+	return err
+}
+
+func run(qmpSock, listenerSock string, guest bool, benchRounds int, serialFile, serialText string) error {
 	// 1. Poll until the domain is there and in prelaunch.
 	var status string
 	var err error
@@ -102,6 +254,13 @@ func run(qmpSock, listenerSock string) error {
 		return fmt.Errorf("status %q, want prelaunch", status)
 	}
 	fmt.Println("status prelaunch")
+	if benchRounds > 0 {
+		for _, cmd := range []string{"query-status", "query-cpus-fast", "query-version"} {
+			if err := bench(qmpSock, cmd, benchRounds); err != nil {
+				return err
+			}
+		}
+	}
 
 	// The long-lived event reader, on the other socket.
 	listener, err := qmp.NewSocketMonitor("unix", listenerSock, sockTimeout)
@@ -128,13 +287,43 @@ func run(qmpSock, listenerSock string) error {
 	if _, err := waitEvent(events, "RESUME"); err != nil {
 		return err
 	}
+	if _, err := execRawCmd(qmpSock, `{ "execute": "stop" }`); err != nil {
+		return fmt.Errorf("stop: %v", err)
+	}
+	if err := expectStatus(qmpSock, "paused"); err != nil {
+		return err
+	}
+	if _, err := waitEvent(events, "STOP"); err != nil {
+		return err
+	}
+	if _, err := execRawCmd(qmpSock, `{ "execute": "cont" }`); err != nil {
+		return fmt.Errorf("cont: %v", err)
+	}
+	if err := expectStatus(qmpSock, "running"); err != nil {
+		return err
+	}
 
 	// 3. system_powerdown: POWERDOWN on the listener connection.
+	if err := waitFile(serialFile, serialText); err != nil {
+		return err
+	}
 	if _, err := execRawCmd(qmpSock, `{ "execute": "system_powerdown" }`); err != nil {
 		return fmt.Errorf("system_powerdown: %v", err)
 	}
 	if _, err := waitEvent(events, "POWERDOWN"); err != nil {
 		return err
+	}
+	if guest {
+		e, err := waitEvent(events, "SHUTDOWN")
+		if err != nil {
+			return err
+		}
+		if e.Data["guest"] != true || e.Data["reason"] != "guest-shutdown" {
+			return fmt.Errorf("SHUTDOWN data %v, want guest-shutdown", e.Data)
+		}
+		if err := expectStatus(qmpSock, "shutdown"); err != nil {
+			return err
+		}
 	}
 
 	// 4. Errors reach go-qemu as errors (it keeps only the desc, and takes an empty desc
@@ -157,11 +346,23 @@ func run(qmpSock, listenerSock string) error {
 }
 
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: qmp-go QMP_SOCKET LISTENER_SOCKET")
+	guest := flag.Bool("guest", false, "the guest powers off on the ACPI button: expect SHUTDOWN guest-shutdown")
+	rounds := flag.Int("bench", 0, "time N fresh-connection round trips per command first")
+	serialFile := flag.String("serial", "", "before system_powerdown, wait until this file (the guest's serial output) ...")
+	serialText := flag.String("serial-text", "powerdown: waiting", "... contains this text")
+	panicCore := flag.String("panic", "", "pillar's crash path instead (panic.bin): dump guest memory to this file")
+	flag.Parse()
+	if flag.NArg() != 2 {
+		fmt.Fprintln(os.Stderr, "usage: qmp-go [-guest] [-bench N] [-serial FILE [-serial-text TEXT]] QMP_SOCKET LISTENER_SOCKET")
 		os.Exit(64)
 	}
-	if err := run(os.Args[1], os.Args[2]); err != nil {
+	var err error
+	if *panicCore != "" {
+		err = runPanic(flag.Arg(0), flag.Arg(1), *panicCore)
+	} else {
+		err = run(flag.Arg(0), flag.Arg(1), *guest, *rounds, *serialFile, *serialText)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		os.Exit(1)
 	}

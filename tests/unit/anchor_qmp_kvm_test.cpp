@@ -4,11 +4,17 @@
 #include "tests/support/process.h"
 #include "tests/support/test_paths.h"
 
+#include <elf.h>
+#include <sys/stat.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <thread>
 
 namespace vmm::test {
@@ -20,6 +26,11 @@ using ::testing::HasSubstr;
 using Json = qmp::Json;
 
 constexpr const char* kFlat32 = R"("flat": {"load_address": "0x100000", "entry": "0x100000", "mode": "protected32"})";
+
+std::string slurp(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
 
 class AnchorQmpTest : public ::testing::Test {
 protected:
@@ -89,6 +100,9 @@ TEST_F(AnchorQmpTest, PillarsStartPauseResumeQuitFlowOnTwoSockets) {
     }
     wait_event(events, "STOP");
     wait_event(events, "RESUME");
+    // The guest's first line is in the console log before quit (the process's stdout too).
+    for (int i = 0; i < 200 && slurp(sock("idle", "console.log")).find("idle: up") == std::string::npos; ++i)
+        std::this_thread::sleep_for(50ms);
     {
         qmp::QmpClient c(sock("idle", "qmp"), 5s);
         EXPECT_EQ(c.execute("quit"), Json::object());
@@ -177,6 +191,117 @@ TEST_F(AnchorQmpTest, HideHypervisorIsSeenFromInsideTheGuest) {
         60s);
     EXPECT_EQ(hidden.exit_status, (0x50 << 1) | 1) << hidden.out << hidden.err;
     EXPECT_THAT(hidden.out, ::testing::Not(HasSubstr("KVMKVMKVM")));
+}
+
+// A 64 KiB image loaded over the BIOS area and started at the reset vector (f000:fff0) is the
+// guest's firmware: the anchor writes no tables over it, and it runs as under QEMU's -bios.
+TEST_F(AnchorQmpTest, AFirmwareImageAtTheResetVectorRunsUnclobbered) {
+    const std::string path = dir_ + "/bios.json";
+    std::ofstream(path) << R"({"name": "bios", "kernel": ")" << guest_path("bios-hello16.bin")
+                        << R"(", "memory_mb": 16, "flat": {"load_address": "0xf0000", "entry": "0xffff0", "mode": "real16"}})";
+    const auto r = run_process({anchor_path(), "--manifest", path, "--run-dir", dir_ + "/run"}, 60s);
+    EXPECT_EQ(r.out, "hello16: real mode ok\n") << r.err;
+    EXPECT_EQ(r.exit_status, (0x16 << 1) | 1) << r.err;
+}
+
+// The guest-physical bytes [gpa, gpa+len) of an ELF core as dump-guest-memory writes it (the
+// PT_LOAD whose p_paddr range holds them), or "" if no PT_LOAD does; checks the header too.
+std::string core_bytes(const std::string& core, std::uint64_t gpa, std::size_t len) {
+    if (core.size() < sizeof(Elf64_Ehdr)) return {};
+    Elf64_Ehdr eh;
+    std::memcpy(&eh, core.data(), sizeof eh);
+    EXPECT_EQ(std::memcmp(eh.e_ident, ELFMAG, SELFMAG), 0);
+    EXPECT_EQ(eh.e_type, ET_CORE);
+    EXPECT_EQ(eh.e_machine, EM_X86_64);
+    for (unsigned i = 0; i < eh.e_phnum; ++i) {
+        Elf64_Phdr ph;
+        const std::size_t at = eh.e_phoff + i * sizeof ph;
+        if (at + sizeof ph > core.size()) return {};
+        std::memcpy(&ph, core.data() + at, sizeof ph);
+        if (ph.p_type != PT_LOAD || gpa < ph.p_paddr || gpa + len > ph.p_paddr + ph.p_filesz) continue;
+        const std::size_t off = ph.p_offset + (gpa - ph.p_paddr);
+        return off + len <= core.size() ? core.substr(off, len) : std::string();
+    }
+    return {};
+}
+
+
+// pillar's crash path: pvpanic gives GUEST_PANICKED and run-state guest-panicked; then
+// dump-guest-memory (detached, to a file and to a FIFO) writes an ELF core whose PT_LOAD holds
+// the pattern the guest left at 0x200000, query-dump follows it, DUMP_COMPLETED ends it.
+TEST_F(AnchorQmpTest, PanicThenDumpGuestMemoryHoldsTheGuestsPattern) {
+    start(manifest("panic", "panic.bin", R"("on_crash": "pause", "start_paused": true)"));
+    qmp::QmpClient events(sock("panic", "listener.qmp"), 20s);
+    qmp::QmpClient(sock("panic", "qmp"), 5s).execute("cont");
+    const Json panicked = wait_event(events, "GUEST_PANICKED");
+    EXPECT_EQ(panicked["data"]["action"], "pause") << panicked.dump();
+    qmp::QmpClient c(sock("panic", "qmp"), 5s);
+    EXPECT_EQ(c.execute("query-status")["status"], "guest-panicked");
+    EXPECT_EQ(c.execute("query-dump")["status"], "none");
+    try {
+        c.execute("dump-guest-memory", {{"paging", true}, {"protocol", "file:" + dir_ + "/x"}});
+        ADD_FAILURE() << "paging: true accepted";
+    } catch (const qmp::CommandError& e) {
+        EXPECT_EQ(e.error_class(), "GenericError");
+    }
+
+    const std::string core = dir_ + "/core";
+    EXPECT_EQ(c.execute("dump-guest-memory", {{"paging", false}, {"detach", true}, {"protocol", "file:" + core}}),
+              Json::object());
+    const Json done = wait_event(events, "DUMP_COMPLETED");
+    EXPECT_EQ(done["data"]["result"]["status"], "completed") << done.dump();
+    EXPECT_EQ(done["data"]["result"]["total"], 16u << 20) << done.dump();
+    EXPECT_EQ(done["data"]["result"]["completed"], 16u << 20) << done.dump();
+    const Json q = c.execute("query-dump");
+    EXPECT_EQ(q["status"], "completed");
+    EXPECT_EQ(q["completed"], q["total"]);
+    struct stat st{};
+    ASSERT_EQ(::stat(core.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    EXPECT_EQ(core_bytes(slurp(core), 0x200000, 36), "VMM-PANIC-PATTERN-VMM-PANIC-PATTERN-");
+
+    // To a FIFO (pillar may hand one over): a reader drains it while the anchor writes.
+    const std::string fifo = dir_ + "/core.fifo";
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    std::string streamed;
+    std::thread reader([&] { streamed = slurp(fifo); });
+    c.execute("dump-guest-memory", {{"paging", false}, {"detach", true}, {"protocol", "file:" + fifo}});
+    const Json done2 = wait_event(events, "DUMP_COMPLETED");
+    reader.join();
+    EXPECT_EQ(done2["data"]["result"]["status"], "completed") << done2.dump();
+    EXPECT_EQ(core_bytes(streamed, 0x200000, 36), "VMM-PANIC-PATTERN-VMM-PANIC-PATTERN-");
+    EXPECT_EQ(streamed.size(), static_cast<std::size_t>(st.st_size));
+
+    // A dump that cannot be written fails with the reason, and the anchor stays.
+    c.execute("dump-guest-memory", {{"paging", false}, {"detach", true}, {"protocol", "file:" + dir_}});
+    const Json failed = wait_event(events, "DUMP_COMPLETED");
+    EXPECT_EQ(failed["data"]["result"]["status"], "failed") << failed.dump();
+    EXPECT_FALSE(failed["data"].value("error", "").empty()) << failed.dump();
+    EXPECT_EQ(c.execute("query-status")["status"], "guest-panicked");
+    c.execute("quit");
+    EXPECT_EQ(finish().exit_status, 8);
+}
+
+// Dumping a running domain stops it while the core is written and runs it again after, as
+// QEMU does: STOP, DUMP_COMPLETED, RESUME; without detach the reply waits for the end.
+TEST_F(AnchorQmpTest, DumpOfARunningDomainPausesAndResumesIt) {
+    start(manifest("dumprun", "idle.bin", ""));
+    qmp::QmpClient events(sock("dumprun", "listener.qmp"), 20s);
+    qmp::QmpClient c(sock("dumprun", "qmp"), 5s);
+    EXPECT_EQ(c.execute("query-status")["status"], "running");
+    const std::string core = dir_ + "/core";
+    c.execute("dump-guest-memory", {{"paging", false}, {"protocol", "file:" + core}}, 60s);
+    EXPECT_EQ(c.execute("query-dump")["status"], "completed");
+    wait_event(events, "STOP");
+    const Json done = wait_event(events, "DUMP_COMPLETED");
+    EXPECT_EQ(done["data"]["result"]["status"], "completed") << done.dump();
+    wait_event(events, "RESUME");
+    EXPECT_EQ(c.execute("query-status")["status"], "running");
+    // idle.bin is loaded at 1 MiB: the core's bytes there are the image's.
+    const std::string image = slurp(guest_path("idle.bin"));
+    EXPECT_EQ(core_bytes(slurp(core), 0x100000, 64), image.substr(0, 64));
+    c.execute("quit");
+    EXPECT_EQ(finish().exit_status, 8);
 }
 
 }  // namespace

@@ -6,14 +6,26 @@
 #include "tests/support/process.h"
 #include "tests/support/test_paths.h"
 
+#include "common/fd.h"
+#include "devicemodel/virtio-net/mac_address.h"
+
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/if_packet.h>
+#include <linux/if_tun.h>
+#include <net/ethernet.h>
+#include <net/if.h>
 #include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstring>
+#include <iterator>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -144,6 +156,127 @@ TEST_F(AnchorVirtioTest, VirtioConsoleOnAPtyDrivenThroughQmp) {
     anchor.join();
     EXPECT_EQ(out, "virtio-console: hello\n") << r.out << r.err;
     EXPECT_EQ(r.exit_status, (0x43 << 1) | 1) << r.out << r.err;
+}
+
+// A persistent host tap for the anchor to attach to, with 10.0.2.2/24 on it so the host
+// kernel answers the guest's ARP request, and a packet socket that sees what the guest sends.
+class HostTap {
+public:
+    explicit HostTap(std::string name) : name_(std::move(name)) {
+        Fd tun(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+        if (!tun) {
+            why_ = "/dev/net/tun: " + std::string(std::strerror(errno));
+            return;
+        }
+        ifreq ifr{};
+        std::snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name_.c_str());
+        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+        if (::ioctl(tun.get(), TUNSETIFF, &ifr) != 0 || ::ioctl(tun.get(), TUNSETPERSIST, 1) != 0) {
+            why_ = "creating tap " + name_ + ": " + std::strerror(errno);
+            return;
+        }
+        created_ = true;
+        std::string ip;
+        for (const char* p : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"})
+            if (ip.empty() && ::access(p, X_OK) == 0) ip = p;
+        if (ip.empty()) {
+            why_ = "no ip(8) (apt-get install iproute2)";
+            return;
+        }
+        // No IPv6 on the link: its router solicitations would be the guest's first frame.
+        std::ofstream("/proc/sys/net/ipv6/conf/" + name_ + "/disable_ipv6") << "1\n";
+        for (const auto& cmd : {std::vector<std::string>{ip, "addr", "add", "10.0.2.2/24", "dev", name_},
+                                std::vector<std::string>{ip, "link", "set", name_, "up"}}) {
+            auto r = run_process(cmd, std::chrono::seconds(10));
+            if (r.exit_status != 0) {
+                why_ = "configuring " + name_ + ": " + r.err;
+                return;
+            }
+        }
+        packet_ = Fd(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL)));
+        sockaddr_ll sll{};
+        sll.sll_family = AF_PACKET;
+        sll.sll_protocol = htons(ETH_P_ALL);
+        sll.sll_ifindex = static_cast<int>(::if_nametoindex(name_.c_str()));
+        if (!packet_ || ::bind(packet_.get(), reinterpret_cast<sockaddr*>(&sll), sizeof sll) != 0)
+            why_ = "packet socket on " + name_ + ": " + std::strerror(errno);
+    }
+    // Attaching again and clearing TUNSETPERSIST removes the tap when the fd closes.
+    ~HostTap() {
+        if (!created_) return;
+        Fd tun(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+        ifreq ifr{};
+        std::snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name_.c_str());
+        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+        if (tun && ::ioctl(tun.get(), TUNSETIFF, &ifr) == 0) ::ioctl(tun.get(), TUNSETPERSIST, 0);
+    }
+    const std::string& unavailable_reason() const { return why_; }
+    // Every frame the packet socket has seen so far (what went out of the guest and the replies).
+    std::vector<std::string> frames() {
+        std::vector<std::string> out;
+        char buf[2048];
+        for (ssize_t n; (n = ::recv(packet_.get(), buf, sizeof buf, 0)) > 0;) out.emplace_back(buf, static_cast<std::size_t>(n));
+        return out;
+    }
+
+private:
+    std::string name_, why_;
+    bool created_ = false;
+    Fd packet_;
+};
+
+// A copy of virtio_net.bin with net_options.wait_rx set (the u32 after its 16-byte tag).
+std::string net_guest_waiting_for_rx(const std::string& dir) {
+    std::ifstream in(guest_path("virtio_net.bin"), std::ios::binary);
+    std::string img((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto at = img.find("VMM-NET-RX-WAIT:");
+    if (at == std::string::npos) return {};
+    img[at + 16] = 1;
+    const std::string path = dir + "/virtio_net-rx.bin";
+    std::ofstream(path, std::ios::binary) << img;
+    return path;
+}
+
+// The net guest on a real tap: it reads its MAC from the config space, sends a broadcast ARP
+// request that the host sees on the tap, and receives the host kernel's ARP reply.
+TEST_F(AnchorVirtioTest, VirtioNetGuestOnATapSendsArpAndGetsTheHostsReply) {
+    HostTap tap("vmmtest0");
+    if (!tap.unavailable_reason().empty()) GTEST_SKIP() << "needs a tap: " << tap.unavailable_reason();
+    const std::string guest = net_guest_waiting_for_rx(dir_);
+    ASSERT_FALSE(guest.empty()) << "virtio_net.bin has no VMM-NET-RX-WAIT: tag";
+    const std::string path = dir_ + "/net.json";
+    std::ofstream(path) << R"({"name": "net", "kernel": ")" << guest << R"(", "memory_mb": 16, )" << kFlat32
+                        << R"(, "nics": [{"tap": "vmmtest0", "mac": "52:54:00:ab:cd:ef"}]})";
+    auto r = run(path);
+    EXPECT_THAT(r.out, HasSubstr("virtio-net: mac 52:54:00:ab:cd:ef")) << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("arp reply 10.0.2.2")) << r.out << r.err;
+    EXPECT_EQ(r.exit_status, (0x4e << 1) | 1) << r.out << r.err;
+    bool seen = false;
+    for (const auto& f : tap.frames()) {
+        if (f.size() < 60 || f.find("vmm-virtio-net-tx") == std::string::npos) continue;
+        seen = true;
+        EXPECT_EQ(f.substr(0, 6), std::string(6, '\xff')) << "broadcast";
+        EXPECT_EQ(f.substr(6, 6), std::string("\x52\x54\x00\xab\xcd\xef", 6)) << "source MAC";
+        EXPECT_EQ(f.substr(12, 2), std::string("\x08\x06", 2)) << "ARP";
+    }
+    EXPECT_TRUE(seen) << "the guest's ARP request never reached the tap";
+}
+
+// Without a mac in the manifest the NIC gets the address derived from the domain name.
+TEST_F(AnchorVirtioTest, VirtioNetMacIsDerivedFromTheDomainName) {
+    HostTap tap("vmmtest1");
+    if (!tap.unavailable_reason().empty()) GTEST_SKIP() << "needs a tap: " << tap.unavailable_reason();
+    auto r = run(manifest("net-derived", "virtio_net.bin", R"("nics": [{"tap": "vmmtest1"}])"));
+    EXPECT_THAT(r.out, HasSubstr("virtio-net: mac " + virtio_net::format_mac(virtio_net::derive_mac("net-derived", 0))))
+        << r.out << r.err;
+    EXPECT_EQ(r.exit_status, (0x4e << 1) | 1) << r.out << r.err;
+}
+
+// A tap that cannot be opened is a setup error that names the manifest field.
+TEST_F(AnchorVirtioTest, AnUnusableTapIsAClearSetupError) {
+    auto r = run(manifest("net-bad", "virtio_net.bin", R"("nics": [{"tap": "lo"}])"));
+    EXPECT_NE(r.exit_status, 0);
+    EXPECT_THAT(r.err, HasSubstr("nics[0]")) << r.out << r.err;
 }
 
 }  // namespace

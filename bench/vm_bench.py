@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""vm_bench.py: vmm-anchor against QEMU on the same machine, in one run (issue 8).
+
+  start-up   exec -> exit of a guest whose first instruction leaves through the debug-exit port
+             (tests/guests/bios-exit16.bin, at the reset vector), and exec -> the hello guest's
+             line on the console (bios-hello16.bin); QEMU runs the same images as -M microvm
+             -bios. Same process launch (subprocess, pipes) for both.
+  memory     RSS and PSS of a 128 MiB idle domain with one virtio-blk, virtio-net (tap) and
+             virtio-console, minus the guest RAM pages it touched (the RSS/PSS of the guest RAM
+             mapping); QEMU -M pc with the same devices (virtio-*-pci) and the same idle guest.
+  density    N idle domains started through vmmd/vmctl one after another as fast as it takes
+             them; domains per second, total anchor overhead; all stopped.
+  control    vmctl start -> running (vmmd, the anchor, prelaunch -> cont) against QEMU's exec ->
+             QMP answering query-status "running"; the QMP query-status round trip on a fresh
+             connection (pillar's way) is tests/qmp-go (bench/run-vm-bench reports it).
+
+Needs /dev/kvm (bench/run-vm-bench runs this inside the nested-KVM VM where it is missing),
+qemu-system-x86_64, and a build dir (VMM_BUILD_DIR, default ./build). Prints a markdown report
+on stdout; --json FILE also writes the raw numbers.
+"""
+import argparse
+import json
+import os
+import select
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = os.path.abspath(os.environ.get("VMM_BUILD_DIR", "build"))
+ANCHOR = os.path.join(BUILD, "anchor", "vmm-anchor")
+VMMD = os.path.join(BUILD, "vmmd", "vmmd")
+VMCTL = os.path.join(BUILD, "vmctl", "vmctl")
+GUESTS = os.path.join(BUILD, "tests", "guests")
+QEMU = os.environ.get("QEMU", "qemu-system-x86_64")
+QEMU_COMMON = ["-nodefaults", "-no-user-config", "-display", "none", "-accel", "kvm",
+               "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+FLAT_BIOS = {"load_address": "0xf0000", "entry": "0xffff0", "mode": "real16"}
+FLAT_32 = {"load_address": "0x100000", "entry": "0x100000", "mode": "protected32"}
+
+
+def write_manifest(tmp, name, **fields):
+    path = os.path.join(tmp, name + ".json")
+    with open(path, "w") as f:
+        json.dump({"name": name, **fields}, f)
+    return path
+
+
+def anchor_cmd(manifest, tmp):
+    """The anchor as deployed (seccomp filter and capability drop on)."""
+    return [ANCHOR, "--manifest", manifest, "--run-dir", os.path.join(tmp, "run")]
+
+
+def time_exit(cmd, want_status):
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    dt = time.perf_counter() - t0
+    if p.returncode != want_status:
+        raise RuntimeError(f"{cmd[0]} exited {p.returncode}, want {want_status}: {p.stderr.decode()[-500:]}")
+    return dt
+
+
+def time_line(cmd, line):
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    got = b""
+    deadline = time.monotonic() + 30
+    while line.encode() not in got:
+        if time.monotonic() > deadline:
+            p.kill()
+            raise RuntimeError(f"{cmd[0]}: no {line!r} within 30 s: {got[-300:]!r}")
+        if not select.select([p.stdout], [], [], 1.0)[0]:
+            continue
+        chunk = p.stdout.read1(4096)
+        if not chunk:
+            raise RuntimeError(f"{cmd[0]}: no {line!r} on the console: {got[-300:]!r}")
+        got += chunk
+    dt = time.perf_counter() - t0
+    p.wait(timeout=30)
+    return dt
+
+
+def median_ms(xs):
+    return statistics.median(xs) * 1000
+
+
+def bench_startup(tmp, rounds):
+    exit_img = os.path.join(GUESTS, "bios-exit16.bin")
+    hello_img = os.path.join(GUESTS, "bios-hello16.bin")
+    m_exit = write_manifest(tmp, "startup-exit", kernel=exit_img, memory_mb=128, flat=FLAT_BIOS)
+    m_hello = write_manifest(tmp, "startup-hello", kernel=hello_img, memory_mb=128, flat=FLAT_BIOS)
+    q = [QEMU, "-M", "microvm", "-m", "128", *QEMU_COMMON, "-serial", "stdio"]
+    res = {"anchor_first_insn": [], "qemu_first_insn": [], "anchor_hello": [], "qemu_hello": []}
+    for _ in range(rounds):  # interleaved, so both see the same machine load
+        res["anchor_first_insn"].append(time_exit(anchor_cmd(m_exit, tmp), (0x17 << 1) | 1))
+        res["qemu_first_insn"].append(time_exit(q + ["-bios", exit_img], (0x17 << 1) | 1))
+        res["anchor_hello"].append(time_line(anchor_cmd(m_hello, tmp), "hello16: real mode ok"))
+        res["qemu_hello"].append(time_line(q + ["-bios", hello_img], "hello16: real mode ok"))
+    return {k: median_ms(v) for k, v in res.items()}
+
+
+def smaps_overhead(pid, guest_bytes):
+    """(rss_kib, pss_kib) of the process minus its guest RAM mappings (size >= guest_bytes)."""
+    rss = pss = 0
+    guest_rss = guest_pss = 0
+    size = 0
+    in_guest = False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if "-" in parts[0] and len(parts) >= 5 and not parts[0].endswith(":"):
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                size = hi - lo
+                in_guest = size >= guest_bytes
+            elif parts[0] == "Rss:":
+                rss += int(parts[1])
+                if in_guest:
+                    guest_rss += int(parts[1])
+            elif parts[0] == "Pss:":
+                pss += int(parts[1])
+                if in_guest:
+                    guest_pss += int(parts[1])
+    return rss - guest_rss, pss - guest_pss, guest_rss
+
+
+def make_tap(name):
+    subprocess.run(["ip", "tuntap", "add", "dev", name, "mode", "tap", "vnet_hdr"], check=True)
+    subprocess.run(["ip", "link", "set", name, "up"], check=True)
+
+
+def del_tap(name):
+    subprocess.run(["ip", "link", "del", name], stderr=subprocess.DEVNULL)
+
+
+def settle(p, seconds=2.0):
+    time.sleep(seconds)
+    if p.poll() is not None:
+        raise RuntimeError(f"process exited early with {p.returncode}: {p.stderr.read().decode()[-500:]}")
+
+
+def bench_memory(tmp):
+    disk = os.path.join(tmp, "disk.img")
+    with open(disk, "wb") as f:
+        f.truncate(64 << 20)
+    idle = os.path.join(GUESTS, "idle.bin")
+    out = {}
+    make_tap("vmmbench0")
+    try:
+        m = write_manifest(tmp, "mem", kernel=idle, memory_mb=128, flat=FLAT_32,
+                           disks=[{"path": disk}], nics=[{"tap": "vmmbench0"}], consoles=[{"kind": "pty"}])
+        p = subprocess.Popen(anchor_cmd(m, tmp), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+        try:
+            settle(p)
+            out["anchor_rss_kib"], out["anchor_pss_kib"], out["anchor_guest_rss_kib"] = smaps_overhead(p.pid, 100 << 20)
+        finally:
+            p.terminate()
+            p.wait(timeout=30)
+    finally:
+        del_tap("vmmbench0")
+    make_tap("vmmbench1")
+    try:
+        q = [QEMU, "-M", "pc", "-m", "128", *QEMU_COMMON, "-serial", "null", "-kernel", idle,
+             "-drive", f"file={disk},format=raw,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0",
+             "-netdev", "tap,id=n0,ifname=vmmbench1,script=no,downscript=no,vhost=off",
+             "-device", "virtio-net-pci,netdev=n0", "-chardev", "pty,id=c0",
+             "-device", "virtio-serial-pci", "-device", "virtconsole,chardev=c0"]
+        p = subprocess.Popen(q, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            settle(p)
+            out["qemu_rss_kib"], out["qemu_pss_kib"], out["qemu_guest_rss_kib"] = smaps_overhead(p.pid, 100 << 20)
+        finally:
+            p.terminate()
+            p.wait(timeout=30)
+    finally:
+        del_tap("vmmbench1")
+    return out
+
+
+def vmctl(sock, *args, timeout=120):
+    return subprocess.run([VMCTL, "--socket", sock, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def bench_density(tmp, count):
+    run_dir = os.path.join(tmp, "vmmd-run")
+    sock = os.path.join(tmp, "vmmd.sock")
+    d = subprocess.Popen([VMMD, "--run-dir", run_dir, "--socket", sock, "--anchor", ANCHOR],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    out = {"count": count}
+    try:
+        for _ in range(200):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.05)
+        idle = os.path.join(GUESTS, "idle.bin")
+        manifests = [write_manifest(tmp, f"d{i:02d}", kernel=idle, memory_mb=16, flat=FLAT_32) for i in range(count)]
+        starts = []
+        t0 = time.perf_counter()
+        for m in manifests:
+            t = time.perf_counter()
+            r = vmctl(sock, "start", m)
+            if r.returncode != 0:
+                raise RuntimeError(f"vmctl start {m}: {r.stderr}")
+            starts.append(time.perf_counter() - t)
+        total = time.perf_counter() - t0
+        out["domains_per_s"] = count / total
+        out["start_to_running_ms_median"] = median_ms(starts)
+        info = json.loads(vmctl(sock, "list", "--json").stdout)
+        domains = info["domains"] if isinstance(info, dict) else info
+        running = [x for x in domains if x.get("state") == "running"]
+        out["running"] = len(running)
+        rss = pss = 0
+        for x in running:
+            r, p_, _ = smaps_overhead(x["pid"], 8 << 20)
+            rss += r
+            pss += p_
+        out["overhead_rss_mib_total"] = rss / 1024
+        out["overhead_pss_mib_total"] = pss / 1024
+        t0 = time.perf_counter()
+        stopped = 0
+        for i in range(count):
+            r = vmctl(sock, "stop", f"d{i:02d}", "--force")
+            stopped += r.returncode == 0
+        out["stopped"] = stopped
+        out["stop_all_s"] = time.perf_counter() - t0
+    finally:
+        d.terminate()
+        d.wait(timeout=30)
+    return out
+
+
+def qmp_status(path):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(path)
+    f = s.makefile("rwb")
+    f.readline()
+    for cmd in ("qmp_capabilities", "query-status"):
+        f.write(json.dumps({"execute": cmd}).encode() + b"\n")
+        f.flush()
+        while True:
+            msg = json.loads(f.readline())
+            if "return" in msg or "error" in msg:
+                break
+    s.close()
+    return msg.get("return", {}).get("status")
+
+
+def wait_prelaunch(qmp, proc):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before QMP answered")
+        try:
+            if qmp_status(qmp) == "prelaunch":
+                return
+        except (OSError, ValueError):
+            time.sleep(0.001)
+    raise RuntimeError(f"{qmp}: no prelaunch within 30 s")
+
+
+def bench_control(tmp, rounds):
+    """exec -> the QMP socket answers query-status "prelaunch" (what pillar waits for), the
+    anchor with start_paused against QEMU -S."""
+    res = []
+    ares = []
+    m = write_manifest(tmp, "ctl", kernel=os.path.join(GUESTS, "bios-exit16.bin"), memory_mb=16, flat=FLAT_BIOS,
+                       start_paused=True)
+    for i in range(rounds):
+        qmp = os.path.join(tmp, "run", "kvm", "ctl", "qmp")
+        t0 = time.perf_counter()
+        p = subprocess.Popen(anchor_cmd(m, tmp), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        wait_prelaunch(qmp, p)
+        ares.append(time.perf_counter() - t0)
+        p.terminate()
+        p.wait()
+        qmp = os.path.join(tmp, f"q{i}.qmp")
+        t0 = time.perf_counter()
+        p = subprocess.Popen([QEMU, "-M", "microvm", "-m", "16", *QEMU_COMMON, "-S", "-bios",
+                              os.path.join(GUESTS, "bios-exit16.bin"), "-qmp", f"unix:{qmp},server=on,wait=off"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_prelaunch(qmp, p)
+        res.append(time.perf_counter() - t0)
+        p.kill()
+        p.wait()
+    return {"anchor_exec_to_qmp_prelaunch_ms": median_ms(ares), "qemu_exec_to_qmp_prelaunch_ms": median_ms(res)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--domains", type=int, default=50)
+    ap.add_argument("--only", default="startup,memory,density,control")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    if not os.path.exists("/dev/kvm"):
+        sys.exit("vm_bench.py: /dev/kvm missing (bench/run-vm-bench runs it in a nested-KVM VM)")
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="vm-bench.") as tmp:
+        for part in a.only.split(","):
+            t0 = time.time()
+            if part == "startup":
+                results[part] = bench_startup(tmp, a.rounds)
+            elif part == "memory":
+                results[part] = bench_memory(tmp)
+            elif part == "density":
+                results[part] = bench_density(tmp, a.domains)
+            elif part == "control":
+                results[part] = bench_control(tmp, a.rounds)
+            print(f"# {part}: {json.dumps(results[part])} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1)
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+#include "jail/capabilities.h"
+
+#include "common/error.h"
+
+#include <dirent.h>
+#include <linux/capability.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <string>
+#include <thread>
+
+namespace vmm::jail {
+
+namespace {
+
+int last_cap() {
+    std::ifstream f("/proc/sys/kernel/cap_last_cap");
+    int last = CAP_LAST_CAP;
+    if (!(f >> last) || last < 0 || last > 63) last = CAP_LAST_CAP;
+    return last;
+}
+
+// What every thread applies; written before the broadcast, read in the signal handler.
+struct DropPlan {
+    CapMask keep = 0;
+    bool drop_bounding = false;
+    int last_cap = CAP_LAST_CAP;
+    __user_cap_data_struct data[2]{};
+};
+DropPlan g_plan;
+std::atomic<int> g_answered{0};
+std::atomic<int> g_error{0};
+
+// Runs on each thread (directly, or in the signal handler): raw syscalls only.
+int drop_on_this_thread() {
+    if (g_plan.drop_bounding) {
+        for (int cap = 0; cap <= g_plan.last_cap; ++cap) {
+            if (g_plan.keep & cap_bit(cap)) continue;
+            if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1) continue;
+            if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) return errno;
+        }
+    }
+    // Ambient capabilities would survive execve: none.
+    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) return errno;
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    if (::syscall(SYS_capset, &header, g_plan.data) != 0) return errno;
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno;
+    return 0;
+}
+
+void on_drop_signal(int) {
+    const int saved = errno;
+    const int err = drop_on_this_thread();
+    if (err != 0) g_error.store(err);
+    g_answered.fetch_add(1);
+    errno = saved;
+}
+
+std::set<pid_t> thread_ids() {
+    std::set<pid_t> tids;
+    DIR* d = ::opendir("/proc/self/task");
+    if (d == nullptr) throw_errno("opendir /proc/self/task");
+    while (dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        tids.insert(static_cast<pid_t>(std::stoi(e->d_name)));
+    }
+    ::closedir(d);
+    return tids;
+}
+
+bool thread_alive(pid_t tid) { return ::access(("/proc/self/task/" + std::to_string(tid)).c_str(), F_OK) == 0; }
+
+CapMask mask_of(const __user_cap_data_struct (&d)[2], __u32 __user_cap_data_struct::*field) {
+    return CapMask{d[0].*field} | (CapMask{d[1].*field} << 32);
+}
+
+}  // namespace
+
+CapMask anchor_kept_capabilities(bool has_tap_nics, bool has_vfio) {
+    CapMask keep = 0;
+    // TUNSETIFF on a tap the anchor does not own.
+    if (has_tap_nics) keep |= cap_bit(CAP_NET_ADMIN);
+    // VFIO_IOMMU_MAP_DMA pins guest RAM: locked memory beyond RLIMIT_MEMLOCK.
+    if (has_vfio) keep |= cap_bit(CAP_IPC_LOCK);
+    return keep;
+}
+
+CapabilityState current_capabilities() {
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};
+    if (::syscall(SYS_capget, &header, data) != 0) throw_errno("capget");
+    return {mask_of(data, &__user_cap_data_struct::effective), mask_of(data, &__user_cap_data_struct::permitted),
+            mask_of(data, &__user_cap_data_struct::inheritable)};
+}
+
+bool in_bounding_set(int cap) { return ::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1; }
+
+void drop_capabilities(CapMask keep) {
+    const CapabilityState now = current_capabilities();
+    const CapMask kept = now.permitted & keep;
+    g_plan = DropPlan{};
+    g_plan.keep = keep;
+    g_plan.last_cap = last_cap();
+    g_plan.drop_bounding = (now.effective & cap_bit(CAP_SETPCAP)) != 0;
+    for (int i = 0; i < 2; ++i) {
+        const auto word = static_cast<__u32>(kept >> (32 * i));
+        g_plan.data[i].effective = word;
+        g_plan.data[i].permitted = word;
+        g_plan.data[i].inheritable = 0;
+    }
+
+    // Every other thread first (while this one still holds CAP_SETPCAP is irrelevant: the
+    // bounding set and capabilities are per thread), then this one.
+    const int sig = SIGRTMIN + 4;
+    struct sigaction sa {}, old {};
+    sa.sa_handler = on_drop_signal;
+    sa.sa_flags = SA_RESTART;  // blocking calls in the other threads carry on
+    sigemptyset(&sa.sa_mask);
+    if (::sigaction(sig, &sa, &old) != 0) throw_errno("sigaction (capability drop)");
+    const pid_t self = static_cast<pid_t>(::syscall(SYS_gettid));
+    std::set<pid_t> done{self};
+    std::string failure;
+    // A thread created while this runs copies its creator's credentials: list again until a
+    // round finds nobody new.
+    for (int round = 0; round < 8 && failure.empty(); ++round) {
+        bool found = false;
+        for (pid_t tid : thread_ids()) {
+            if (done.count(tid)) continue;
+            found = true;
+            done.insert(tid);
+            const int before = g_answered.load();
+            g_error.store(0);
+            if (::syscall(SYS_tgkill, ::getpid(), tid, sig) != 0) {
+                if (errno == ESRCH) continue;  // it has just exited
+                failure = "tgkill thread " + std::to_string(tid) + ": " + std::strerror(errno);
+                break;
+            }
+            const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+            while (g_answered.load() == before) {
+                if (!thread_alive(tid)) break;
+                if (std::chrono::steady_clock::now() > deadline) {
+                    failure = "thread " + std::to_string(tid) + " did not drop its capabilities (signal blocked?)";
+                    break;
+                }
+                std::this_thread::sleep_for(std::chrono::microseconds(200));
+            }
+            if (const int err = g_error.load(); err != 0 && failure.empty())
+                failure = "thread " + std::to_string(tid) + ": " + std::strerror(err);
+            if (!failure.empty()) break;
+        }
+        if (!found) break;
+    }
+    ::sigaction(sig, &old, nullptr);
+    if (!failure.empty()) throw Error("dropping capabilities: " + failure);
+    if (const int err = drop_on_this_thread(); err != 0) throw_errno("dropping capabilities", err);
+}
+
+}  // namespace vmm::jail

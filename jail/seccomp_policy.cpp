@@ -1,0 +1,243 @@
+#include "jail/seccomp_policy.h"
+
+#include "common/error.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/if_tun.h>
+#include <linux/vfio.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+
+namespace vmm::jail {
+
+namespace {
+
+// KVMIO, linux/kvm.h (only kvm/ includes that header): every KVM ioctl has type byte 0xAE.
+constexpr unsigned kKvmIoctlType = 0xAE;
+
+// ---- the SIGSYS reporter -------------------------------------------------------------------
+// Syscall names are resolved before any filter exists: the handler may only use
+// async-signal-safe calls (write, _exit), and libseccomp's resolver allocates.
+constexpr int kMaxSyscallNr = 512;
+constexpr std::size_t kNameLen = 32;
+std::array<std::array<char, kNameLen>, kMaxSyscallNr> g_names{};
+
+std::size_t append(char* buf, std::size_t pos, std::size_t cap, const char* s) {
+    while (*s && pos + 1 < cap) buf[pos++] = *s++;
+    return pos;
+}
+
+std::size_t append_number(char* buf, std::size_t pos, std::size_t cap, unsigned long long v, unsigned base) {
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v % base];
+        v /= base;
+    } while (v != 0 && n < static_cast<int>(sizeof tmp));
+    while (n > 0 && pos + 1 < cap) buf[pos++] = tmp[--n];
+    return pos;
+}
+
+void on_sigsys(int, siginfo_t* info, void* context) {
+    char msg[160];
+    std::size_t p = 0;
+    const int nr = info->si_syscall;
+    p = append(msg, p, sizeof msg, "vmm-anchor: seccomp: denied syscall ");
+    p = append_number(msg, p, sizeof msg, static_cast<unsigned long long>(nr < 0 ? 0 : nr), 10);
+    p = append(msg, p, sizeof msg, " (");
+    const char* name = nr >= 0 && nr < kMaxSyscallNr && g_names[nr][0] ? g_names[nr].data() : "unknown";
+    p = append(msg, p, sizeof msg, name);
+    // ioctl: which request (the x86-64 syscall ABI passes it in rsi).
+    if (context != nullptr && std::strcmp(name, "ioctl") == 0) {
+        const auto* uc = static_cast<const ucontext_t*>(context);
+        p = append(msg, p, sizeof msg, " request 0x");
+        p = append_number(msg, p, sizeof msg, static_cast<unsigned long long>(uc->uc_mcontext.gregs[REG_RSI]), 16);
+    }
+    p = append(msg, p, sizeof msg, ")\n");
+    [[maybe_unused]] ssize_t w = ::write(STDERR_FILENO, msg, p);
+    ::_exit(kExitSeccompDenied);
+}
+
+// ---- the policy ----------------------------------------------------------------------------
+
+struct CtxDeleter {
+    void operator()(void* ctx) const { seccomp_release(static_cast<scmp_filter_ctx>(ctx)); }
+};
+using Ctx = std::unique_ptr<void, CtxDeleter>;
+
+// Plain allows, grouped by why the anchor needs them (docs/SECURITY.md has the same groups).
+constexpr const char* kRunSyscalls[] = {
+    // fd I/O: devices, consoles, disks (pool engine: preadv/pwritev), QMP, eventfds, logs
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2",
+    "lseek", "close", "fcntl", "dup", "dup3", "fstat", "newfstatat", "statx", "fsync", "fdatasync",
+    "fallocate",  // virtio-blk discard / write-zeroes
+    // files: console.log rotation, dump-guest-memory's file, state-directory cleanup at exit,
+    // spdlog's first localtime (/etc/localtime)
+    "openat", "rename", "renameat", "renameat2", "unlink", "unlinkat", "rmdir", "flock", "readlink",
+    // memory: malloc, thread stacks, guest RAM / kvm_run teardown
+    "mmap", "munmap", "mprotect", "madvise", "mremap", "brk",
+    // threads and synchronisation (new threads also register robust lists and rseq)
+    "futex", "set_robust_list", "get_robust_list", "rseq", "sched_yield", "sched_getaffinity", "exit",
+    "exit_group", "getpid", "gettid", "nanosleep", "clock_nanosleep", "clock_gettime", "clock_getres",
+    "gettimeofday", "getrandom",
+    // signals: vCPU kicks (SIGRTMIN+1 through pthread_kill), Asio's signal_set, SIGSYS itself,
+    // the dump writer's SIGPIPE guard (sigpending, sigtimedwait)
+    "rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "rt_sigtimedwait", "rt_sigpending", "sigaltstack", "tgkill", "tkill",
+    // event loops: Asio (epoll, eventfd, timerfd, pipe), the io_uring engine
+    "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd2", "timerfd_create",
+    "timerfd_settime", "timerfd_gettime", "poll", "ppoll", "pselect6", "pipe2", "io_uring_enter",
+    "io_uring_register",
+    // QMP unix sockets (accepting only: connect is not allowed)
+    "accept", "accept4", "recvfrom", "recvmsg", "sendto", "sendmsg", "shutdown", "getsockopt", "setsockopt",
+    "getsockname", "getpeername",
+    // capabilities are only ever lowered: reading them and capset within the permitted set
+    "capget",
+};
+
+// What the anchor's setup needs beyond that: it runs again under this filter after the
+// restart's execve (the dynamic loader, state directory, QMP listen, pty, io_uring, caps).
+constexpr const char* kRestartSyscalls[] = {
+    "execve", "arch_prctl", "set_tid_address", "prlimit64", "access", "faccessat", "faccessat2", "uname",
+    "getuid", "geteuid", "getgid", "getegid", "getcwd", "sysinfo", "mkdir", "mkdirat", "symlink",
+    "symlinkat", "chmod", "fchmod", "fchmodat", "getdents64", "bind", "listen", "io_uring_setup", "capset",
+    "seccomp", "statfs", "fstatfs", "mlock", "munlock",
+};
+
+void add(scmp_filter_ctx ctx, const char* name, unsigned arg_cnt = 0, const scmp_arg_cmp* args = nullptr,
+         std::uint32_t action = SCMP_ACT_ALLOW) {
+    const int nr = seccomp_syscall_resolve_name(name);
+    if (nr == __NR_SCMP_ERROR) throw Error(std::string("seccomp: unknown syscall ") + name);
+    const int rc = seccomp_rule_add_array(ctx, action, nr, arg_cnt, args);
+    if (rc < 0) throw_errno(std::string("seccomp_rule_add ") + name, -rc);
+}
+
+void add_if(scmp_filter_ctx ctx, const char* name, scmp_arg_cmp cmp) { add(ctx, name, 1, &cmp); }
+
+// ioctl: the kernel reads the request as an unsigned int, so only the low 32 bits are compared
+// (SCMP_A1_32): high garbage bits cannot smuggle a request past the list.
+void add_ioctls(scmp_filter_ctx ctx, bool restart) {
+    // KVM (every fd the anchor holds: /dev/kvm, VM, vCPUs) and VFIO (container, group, device):
+    // the whole ioctl type; those requests mean nothing on other fds.
+    add_if(ctx, "ioctl", SCMP_A1_32(SCMP_CMP_MASKED_EQ, 0xff00u, kKvmIoctlType << 8));
+    add_if(ctx, "ioctl", SCMP_A1_32(SCMP_CMP_MASKED_EQ, 0xff00u, static_cast<unsigned>(VFIO_TYPE) << 8));
+    // tty and generic fd requests one by one: type 'T' also holds TIOCSTI (push input into a
+    // terminal: the operator's, with --console stdio) and TIOCLINUX, which stay refused.
+    const unsigned long tty[] = {TCGETS, TCSETS, TCSETSW, TCSETSF, TIOCGWINSZ, FIONBIO, FIONREAD, FIOCLEX, FIONCLEX,
+                                 TIOCGPTN, TIOCSPTLCK, TIOCGPTPEER,
+                                 // tap (virtio-net): set up once, offloads renegotiated by the guest
+                                 TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ};
+    for (unsigned long req : tty) add_if(ctx, "ioctl", SCMP_A1_32(SCMP_CMP_EQ, static_cast<std::uint32_t>(req)));
+    if (restart) {
+        // disk geometry of block-device backed disks (DiskImage::open)
+        for (unsigned long req : {BLKGETSIZE64, static_cast<unsigned long>(BLKSSZGET)})
+            add_if(ctx, "ioctl", SCMP_A1_32(SCMP_CMP_EQ, static_cast<std::uint32_t>(req)));
+    }
+}
+
+void add_policy(scmp_filter_ctx ctx, const SeccompOptions& options) {
+    for (const char* name : kRunSyscalls) add(ctx, name);
+    if (options.allow_reexec)
+        for (const char* name : kRestartSyscalls) add(ctx, name);
+    add_ioctls(ctx, options.allow_reexec);
+
+    // New threads only: CLONE_THREAD must be set (no fork, vfork, posix_spawn). clone3 passes
+    // its flags in memory seccomp cannot read: it answers ENOSYS and glibc falls back to clone.
+    add_if(ctx, "clone", SCMP_A0_64(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+    add(ctx, "clone3", 0, nullptr, SCMP_ACT_ERRNO(ENOSYS));
+
+    // Sockets: unix only (QMP listening sockets are made at setup, i.e. again after restart).
+    if (options.allow_reexec) add_if(ctx, "socket", SCMP_A0_32(SCMP_CMP_EQ, AF_UNIX));
+
+    // prctl: thread names (pthread_setname_np), and what lowering privileges uses.
+    for (int option : {PR_SET_NAME, PR_GET_NAME, PR_GET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS,
+                       PR_CAPBSET_READ, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_GET_SECUREBITS, PR_GET_SECCOMP})
+        add_if(ctx, "prctl", SCMP_A0_32(SCMP_CMP_EQ, static_cast<std::uint32_t>(option)));
+}
+
+bool inherited_anchor_filter() {
+    if (std::getenv(kSeccompEnvMarker) == nullptr) return false;
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line))
+        if (line.rfind("Seccomp:", 0) == 0) return line.find('2') != std::string::npos;
+    return false;
+}
+
+}  // namespace
+
+SeccompMode parse_seccomp_mode(std::string_view text) {
+    if (text == "on") return SeccompMode::Enforce;
+    if (text == "log") return SeccompMode::Log;
+    if (text == "off") return SeccompMode::Off;
+    throw Error("seccomp mode must be on, log or off, not \"" + std::string(text) + "\"");
+}
+
+const char* to_string(SeccompMode mode) {
+    switch (mode) {
+        case SeccompMode::Enforce: return "on";
+        case SeccompMode::Log: return "log";
+        case SeccompMode::Off: break;
+    }
+    return "off";
+}
+
+void install_sigsys_reporter() {
+    for (int nr = 0; nr < kMaxSyscallNr; ++nr) {
+        if (g_names[nr][0] != '\0') continue;
+        char* name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+        if (name == nullptr) continue;
+        std::strncpy(g_names[nr].data(), name, kNameLen - 1);
+        std::free(name);
+    }
+    struct sigaction sa {};
+    sa.sa_sigaction = on_sigsys;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    if (::sigaction(SIGSYS, &sa, nullptr) != 0) throw_errno("sigaction SIGSYS");
+    // A SIGSYS that is blocked when the trap fires kills the process without the message.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGSYS);
+    ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+}
+
+bool install_anchor_seccomp(SeccompMode mode, const SeccompOptions& options) {
+    if (mode == SeccompMode::Off) return false;
+    install_sigsys_reporter();
+    if (inherited_anchor_filter()) return false;
+
+    Ctx ctx(seccomp_init(mode == SeccompMode::Enforce ? SCMP_ACT_TRAP : SCMP_ACT_LOG));
+    if (!ctx) throw Error("seccomp_init failed");
+    add_policy(ctx.get(), options);
+    // Every thread that exists now gets the filter too (vCPUs, notify, block I/O).
+    if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_TSYNC, 1); rc < 0)
+        throw_errno("seccomp: TSYNC attribute", -rc);
+    // libseccomp sets PR_SET_NO_NEW_PRIVS itself (SCMP_FLTATR_CTL_NNP defaults to on).
+    if (int rc = seccomp_load(ctx.get()); rc != 0)
+        throw_errno("seccomp_load", rc < 0 ? -rc : ESRCH);  // > 0: a thread TSYNC could not sync
+    ::setenv(kSeccompEnvMarker, to_string(mode), 1);
+    return true;
+}
+
+std::vector<std::string> anchor_seccomp_syscalls(const SeccompOptions& options) {
+    std::vector<std::string> names(std::begin(kRunSyscalls), std::end(kRunSyscalls));
+    if (options.allow_reexec) names.insert(names.end(), std::begin(kRestartSyscalls), std::end(kRestartSyscalls));
+    for (const char* n : {"ioctl", "clone", "prctl"}) names.emplace_back(n);
+    if (options.allow_reexec) names.emplace_back("socket");
+    return names;
+}
+
+}  // namespace vmm::jail

@@ -1,0 +1,59 @@
+// The anchor's seccomp allow-list (libseccomp), installed once its setup is done.
+//
+// Who calls it: vmm-anchor's Machine::run() on the main thread, after every device, fd and
+// thread exists and before the event loop runs. The filter is installed with TSYNC, so every
+// thread of the process (vCPUs, notify, blkN-q/-io, and any later one) gets it. A syscall that
+// is not listed raises SIGSYS (SCMP_ACT_TRAP); the handler installed here writes
+// "vmm-anchor: seccomp: denied syscall N (name)" to stderr and _exit()s with
+// kExitSeccompDenied. docs/SECURITY.md says what is allowed and why.
+//
+// Re-execution: on guest reset the anchor restarts by execv("/proc/self/exe") (anchor/main.cpp)
+// and a seccomp filter survives execve. The list therefore also holds what the anchor's setup
+// needs (the "restart" group: execve, the dynamic loader, unix socket listen, mkdir, pty,
+// io_uring_setup...). The restarted image does not stack a second copy of the filter: the
+// environment variable kSeccompEnvMarker plus "Seccomp: 2" in /proc/self/status say it is
+// already in place (stacking one per reboot would hit the kernel's 32K-instruction limit).
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace vmm::jail {
+
+// The anchor's exit status when the filter refused a syscall. Even, so it cannot be mistaken
+// for a debug-exit status ((v << 1) | 1), and distinct from anchor/stop_reason.h's values.
+inline constexpr int kExitSeccompDenied = 12;
+
+// Set in the environment once the anchor's filter is installed; inherited across the restart.
+inline constexpr const char* kSeccompEnvMarker = "VMM_ANCHOR_SECCOMP";
+
+enum class SeccompMode {
+    Off,      // no filter
+    Log,      // unlisted syscalls are allowed and logged by the kernel (audit, dmesg)
+    Enforce,  // unlisted syscalls raise SIGSYS: message on stderr, _exit(kExitSeccompDenied)
+};
+
+// "on" | "log" | "off"; throws vmm::Error otherwise.
+SeccompMode parse_seccomp_mode(std::string_view text);
+const char* to_string(SeccompMode mode);
+
+struct SeccompOptions {
+    // Keep execve and the setup syscalls (the anchor's restart re-executes it, see above).
+    // false gives the strict run-time list: only for processes that never exec again.
+    bool allow_reexec = true;
+};
+
+// Installs the SIGSYS reporter and loads the filter for every thread of the process (TSYNC).
+// Does nothing for Off. Throws vmm::Error / std::system_error when the kernel refuses.
+// Returns false when an inherited anchor filter was found and nothing new was loaded.
+bool install_anchor_seccomp(SeccompMode mode, const SeccompOptions& options = {});
+
+// The names of the syscalls the policy allows (some only with argument checks), for tests
+// and docs.
+std::vector<std::string> anchor_seccomp_syscalls(const SeccompOptions& options = {});
+
+// Installs only the SIGSYS reporter (also done by install_anchor_seccomp).
+void install_sigsys_reporter();
+
+}  // namespace vmm::jail

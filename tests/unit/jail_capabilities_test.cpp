@@ -1,0 +1,146 @@
+// Capability drop in a forked child: privileged operations fail with EPERM afterwards, on every
+// thread, and a re-executed image does not get the dropped capabilities back.
+#include "jail/capabilities.h"
+
+#include "common/error.h"
+#include "tests/support/test_paths.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <thread>
+
+namespace vmm::jail {
+namespace {
+
+struct ChildResult {
+    bool exited = false;
+    int status = -1;
+    std::string out;
+};
+
+// body runs in a forked child with stdout+stderr captured; its return value is the exit code.
+ChildResult run_child(const std::function<int()>& body) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe2");
+    const pid_t pid = ::fork();
+    if (pid < 0) throw_errno("fork");
+    if (pid == 0) {
+        ::dup2(p[1], STDOUT_FILENO);
+        ::dup2(p[1], STDERR_FILENO);
+        int rc = 100;
+        try {
+            rc = body();
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "child threw: %s\n", e.what());
+            rc = 101;
+        }
+        std::fflush(stdout);
+        ::_exit(rc);
+    }
+    ::close(p[1]);
+    ChildResult r;
+    char buf[512];
+    ssize_t n;
+    while ((n = ::read(p[0], buf, sizeof buf)) > 0) r.out.append(buf, static_cast<std::size_t>(n));
+    ::close(p[0]);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    r.exited = WIFEXITED(st);
+    r.status = r.exited ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return r;
+}
+
+class CapabilitiesTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        const CapabilityState caps = current_capabilities();
+        for (int cap : {CAP_CHOWN, CAP_MKNOD, CAP_SETPCAP})
+            if (!(caps.effective & cap_bit(cap)))
+                GTEST_SKIP() << "needs CAP_CHOWN, CAP_MKNOD and CAP_SETPCAP (run as root) to show them dropped";
+        file_ = dir_ + "/f";
+        ::close(::open(file_.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+    std::string dir_ = test::make_temp_dir("jailcaps");
+    std::string file_;
+};
+
+// chown to another owner needs CAP_CHOWN; EPERM without it.
+int chown_errno(const std::string& path) { return ::chown(path.c_str(), 12345, 12345) == 0 ? 0 : errno; }
+
+TEST_F(CapabilitiesTest, AfterTheDropPrivilegedCallsFailOnEveryThread) {
+    const std::string file = file_;
+    const ChildResult r = run_child([file] {
+        // A thread that exists before the drop, as the anchor's vCPU and I/O threads do.
+        std::atomic<int> phase{0};
+        std::atomic<int> thread_errno{-1};
+        std::atomic<unsigned long long> thread_eff{~0ull};
+        std::thread t([&] {
+            while (phase.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            thread_errno = chown_errno(file);
+            thread_eff = current_capabilities().effective;
+        });
+        if (chown_errno(file) != 0) return 2;  // still privileged before
+        drop_capabilities(0);
+        phase = 1;
+        t.join();
+        if (chown_errno(file) != EPERM) return 3;
+        if (thread_errno != EPERM) return 4;
+        if (thread_eff != 0) return 5;
+        if (current_capabilities().permitted != 0) return 6;
+        if (in_bounding_set(CAP_SYS_ADMIN) || in_bounding_set(CAP_CHOWN)) return 7;
+        if (::prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1) return 8;
+        return 0;
+    });
+    EXPECT_TRUE(r.exited);
+    EXPECT_EQ(r.status, 0) << r.out;
+}
+
+TEST_F(CapabilitiesTest, KeptCapabilitiesStayAndOthersGo) {
+    const std::string file = file_, node = dir_ + "/node";
+    const ChildResult r = run_child([file, node] {
+        drop_capabilities(cap_bit(CAP_CHOWN));
+        if (chown_errno(file) != 0) return 2;  // kept
+        if (::mknod(node.c_str(), S_IFCHR | 0600, ::makedev(1, 3)) == 0 || errno != EPERM) return 3;  // dropped
+        if (!in_bounding_set(CAP_CHOWN) || in_bounding_set(CAP_MKNOD)) return 4;
+        return 0;
+    });
+    EXPECT_TRUE(r.exited);
+    EXPECT_EQ(r.status, 0) << r.out;
+}
+
+// The anchor's restart re-executes it: the new image (root) must not regain what was dropped.
+TEST_F(CapabilitiesTest, ReexecutedImageGetsOnlyTheKeptCapabilities) {
+    const ChildResult r = run_child([] {
+        drop_capabilities(cap_bit(CAP_NET_ADMIN));
+        char* const argv[] = {const_cast<char*>("grep"), const_cast<char*>("^CapEff:"),
+                              const_cast<char*>("/proc/self/status"), nullptr};
+        ::execv("/bin/grep", argv);
+        return 9;
+    });
+    EXPECT_EQ(r.status, 0) << r.out;
+    char expected[64];
+    std::snprintf(expected, sizeof expected, "CapEff:\t%016llx", static_cast<unsigned long long>(cap_bit(CAP_NET_ADMIN)));
+    EXPECT_NE(r.out.find(expected), std::string::npos) << r.out;
+}
+
+TEST(AnchorCapabilitiesTest, KeepsOnlyWhatTheDevicesNeedAgainOnRestart) {
+    EXPECT_EQ(anchor_kept_capabilities(false, false), 0u);
+    EXPECT_EQ(anchor_kept_capabilities(true, false), cap_bit(CAP_NET_ADMIN));
+    EXPECT_EQ(anchor_kept_capabilities(false, true), cap_bit(CAP_IPC_LOCK));
+}
+
+}  // namespace
+}  // namespace vmm::jail
