@@ -276,7 +276,7 @@ StopReason Machine::run() {
     info.disks = manifest_.disks;
     info.chardevs.emplace_back("serial0", console_->pty_path().empty() ? "stdio" : "pty:" + console_->pty_path());
     for (std::size_t i = 0; i < virtio_console_paths_.size(); ++i)
-        info.chardevs.emplace_back("virtcon" + std::to_string(i), "pty:" + virtio_console_paths_[i]);
+        info.chardevs.emplace_back("virtcon" + std::to_string(i), virtio_console_paths_[i]);
     info.memory = &memory_;
     info.vcpu_dump_states = [this] {
         std::vector<dump::VcpuDumpState> states;

@@ -31,6 +31,8 @@ public:
     void watch(int eventfd, std::function<void()> on_signal);
     // Runs `work` on the notify thread (device queue work that must not run on a vCPU).
     void post(std::function<void()> work) { boost::asio::post(io_, std::move(work)); }
+    // The loop's io_context, for device backends that do their socket work on this thread.
+    boost::asio::io_context& io() noexcept { return io_; }
     void start();
     void stop();
 

@@ -3,6 +3,7 @@
 #include "anchor/console.h"
 #include "anchor/irq_line.h"
 #include "anchor/kvm_msi_sink.h"
+#include "anchor/socket_console.h"
 #include "common/log.h"
 #include "devicemodel/virtio-blk/disk_image.h"
 #include "devicemodel/virtio-blk/virtio_blk.h"
@@ -31,6 +32,7 @@ PciDevices::PciDevices(KvmVm& vm, IoBus& pio, IoBus& mmio, const GuestMemory& me
 }
 
 PciDevices::~PciDevices() {
+    for (auto& s : socket_consoles_) s->close();
     notify_.stop();
     for (auto& t : transports_) {
         std::lock_guard lock(t->mutex);
@@ -120,9 +122,29 @@ void PciDevices::add_nics(const std::vector<NicSpec>& nics, const std::string& d
 std::vector<std::string> PciDevices::add_consoles(const std::vector<ConsoleSpec>& specs) {
     std::vector<std::string> paths;
     for (std::size_t i = 0; i < specs.size(); ++i) {
-        if (specs[i].kind != "pty")
-            throw Error("consoles[" + std::to_string(i) + "]: kind \"" + specs[i].kind +
-                        "\" is not supported by this anchor yet (use \"pty\")");
+        if (specs[i].kind == "socket") {
+            virtio_console::VirtioConsoleOptions options;
+            options.name = "console" + std::to_string(i);
+            NotifyLoop* loop = &notify_;
+            auto device_slot = std::make_shared<std::weak_ptr<virtio_console::VirtioConsole>>();
+            std::shared_ptr<SocketConsole> sock;
+            try {
+                sock = SocketConsole::create(notify_.io(), specs[i].path, [device_slot](std::span<const std::uint8_t> b) {
+                    if (auto d = device_slot->lock()) d->feed_input(b);
+                });
+            } catch (const std::exception& e) {
+                throw Error("manifest field \"consoles[" + std::to_string(i) + "].path\": " + e.what());
+            }
+            auto device = std::make_shared<virtio_console::VirtioConsole>(
+                [sock](std::span<const std::uint8_t> bytes) { sock->write(bytes); }, options,
+                [loop](std::function<void()> work) { loop->post(std::move(work)); });
+            *device_slot = device;
+            sock->start();
+            paths.push_back(sock->chardev_filename());
+            socket_consoles_.push_back(sock);
+            add_transport("virtio-" + options.name, device);
+            continue;
+        }
         auto pty = Console::make_pty();
         Console* out = pty.get();
         virtio_console::VirtioConsoleOptions options;
@@ -131,7 +153,7 @@ std::vector<std::string> PciDevices::add_consoles(const std::vector<ConsoleSpec>
         auto device = std::make_shared<virtio_console::VirtioConsole>(
             [out](std::span<const std::uint8_t> bytes) { out->write(bytes); }, options,
             [loop](std::function<void()> work) { loop->post(std::move(work)); });
-        paths.push_back(pty->pty_path());
+        paths.push_back("pty:" + pty->pty_path());
         consoles_.push_back(std::move(pty));
         virtio_consoles_.push_back(device);
         add_transport("virtio-" + options.name, device);
@@ -150,6 +172,7 @@ std::vector<PciDevices::ConsoleInput> PciDevices::console_inputs() {
 
 void PciDevices::flush_consoles() {
     for (auto& c : consoles_) c->flush();
+    for (auto& s : socket_consoles_) s->flush();
 }
 
 void PciDevices::start() { notify_.start(); }

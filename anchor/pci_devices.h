@@ -34,6 +34,7 @@ class VirtioConsole;
 namespace vmm::anchor {
 
 class Console;
+class SocketConsole;
 
 class PciDevices {
 public:
@@ -41,7 +42,8 @@ public:
     ~PciDevices();
 
     void add_disks(const std::vector<DiskSpec>& disks);
-    // Each console's port 0 on a pty (kind "pty"); returns their pty paths.
+    // Each console's port 0 on a pty (kind "pty") or a unix socket the anchor listens on (kind
+    // "socket"); returns their QEMU chardev filenames ("pty:/dev/pts/N", "unix:P,server=on").
     std::vector<std::string> add_consoles(const std::vector<ConsoleSpec>& consoles);
     // One virtio-net per NIC on its host tap; the MAC is the manifest's or derived from the
     // domain name and the NIC's index (virtio-net/mac_address.h).
@@ -69,7 +71,8 @@ private:
     NotifyLoop notify_;
     std::vector<std::unique_ptr<Transport>> transports_;
     std::vector<std::unique_ptr<Console>> consoles_;
-    std::vector<std::shared_ptr<virtio_console::VirtioConsole>> virtio_consoles_;
+    std::vector<std::shared_ptr<virtio_console::VirtioConsole>> virtio_consoles_;  // pty ones, with consoles_
+    std::vector<std::shared_ptr<SocketConsole>> socket_consoles_;
 };
 
 }  // namespace vmm::anchor

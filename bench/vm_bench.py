@@ -102,27 +102,24 @@ def bench_startup(tmp, rounds):
 
 
 def smaps_overhead(pid, guest_bytes):
-    """(rss_kib, pss_kib) of the process minus its guest RAM mappings (size >= guest_bytes)."""
-    rss = pss = 0
-    guest_rss = guest_pss = 0
-    size = 0
+    """(rss_kib, pss_kib, guest_rss_kib, anon_kib) of the process, the first two and the last
+    without its guest RAM mappings (those of at least guest_bytes). anon is the private
+    anonymous memory: what one more domain costs when the code pages are shared."""
+    tot = {"Rss:": 0, "Pss:": 0, "Anonymous:": 0}
+    guest = dict(tot)
     in_guest = False
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
             parts = line.split()
-            if "-" in parts[0] and len(parts) >= 5 and not parts[0].endswith(":"):
+            if "-" in parts[0] and not parts[0].endswith(":"):
                 lo, hi = (int(x, 16) for x in parts[0].split("-"))
-                size = hi - lo
-                in_guest = size >= guest_bytes
-            elif parts[0] == "Rss:":
-                rss += int(parts[1])
+                in_guest = hi - lo >= guest_bytes
+            elif parts[0] in tot:
+                tot[parts[0]] += int(parts[1])
                 if in_guest:
-                    guest_rss += int(parts[1])
-            elif parts[0] == "Pss:":
-                pss += int(parts[1])
-                if in_guest:
-                    guest_pss += int(parts[1])
-    return rss - guest_rss, pss - guest_pss, guest_rss
+                    guest[parts[0]] += int(parts[1])
+    return (tot["Rss:"] - guest["Rss:"], tot["Pss:"] - guest["Pss:"], guest["Rss:"],
+            tot["Anonymous:"] - guest["Anonymous:"])
 
 
 def make_tap(name):
@@ -154,7 +151,8 @@ def bench_memory(tmp):
                              stderr=subprocess.PIPE)
         try:
             settle(p)
-            out["anchor_rss_kib"], out["anchor_pss_kib"], out["anchor_guest_rss_kib"] = smaps_overhead(p.pid, 100 << 20)
+            (out["anchor_rss_kib"], out["anchor_pss_kib"], out["anchor_guest_rss_kib"],
+             out["anchor_anon_kib"]) = smaps_overhead(p.pid, 100 << 20)
         finally:
             p.terminate()
             p.wait(timeout=30)
@@ -170,7 +168,8 @@ def bench_memory(tmp):
         p = subprocess.Popen(q, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             settle(p)
-            out["qemu_rss_kib"], out["qemu_pss_kib"], out["qemu_guest_rss_kib"] = smaps_overhead(p.pid, 100 << 20)
+            (out["qemu_rss_kib"], out["qemu_pss_kib"], out["qemu_guest_rss_kib"],
+             out["qemu_anon_kib"]) = smaps_overhead(p.pid, 100 << 20)
         finally:
             p.terminate()
             p.wait(timeout=30)
@@ -211,13 +210,15 @@ def bench_density(tmp, count):
         domains = info["domains"] if isinstance(info, dict) else info
         running = [x for x in domains if x.get("state") == "running"]
         out["running"] = len(running)
-        rss = pss = 0
+        rss = pss = anon = 0
         for x in running:
-            r, p_, _ = smaps_overhead(x["pid"], 8 << 20)
+            r, p_, _, a = smaps_overhead(x["pid"], 8 << 20)
             rss += r
             pss += p_
+            anon += a
         out["overhead_rss_mib_total"] = rss / 1024
         out["overhead_pss_mib_total"] = pss / 1024
+        out["overhead_anon_mib_total"] = anon / 1024
         t0 = time.perf_counter()
         stopped = 0
         for i in range(count):

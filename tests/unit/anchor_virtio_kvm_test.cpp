@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <gmock/gmock.h>
@@ -156,6 +157,46 @@ TEST_F(AnchorVirtioTest, VirtioConsoleOnAPtyDrivenThroughQmp) {
     anchor.join();
     EXPECT_EQ(out, "virtio-console: hello\n") << r.out << r.err;
     EXPECT_EQ(r.exit_status, (0x43 << 1) | 1) << r.out << r.err;
+}
+
+// The same guest with its console on a unix socket the anchor listens on: output written
+// before anybody connects is kept and replayed; query-chardev names the socket as QEMU does.
+TEST_F(AnchorVirtioTest, VirtioConsoleOnAUnixSocket) {
+    const std::string sock_path = dir_ + "/vcon.sock";
+    const std::string m = manifest("vcons", "virtio_console.bin",
+                                   R"("start_paused": true, "consoles": [{"kind": "socket", "path": ")" + sock_path + "\"}]");
+    ProcessResult r;
+    std::thread anchor([&] { r = run(m); });
+    std::string out;
+    try {
+        qmp::QmpClient qmp(dir_ + "/run/kvm/vcons/qmp", 20s);
+        bool listed = false;
+        for (const auto& dev : qmp.execute("query-chardev"))
+            if (dev["label"] == "virtcon0") listed = dev["filename"] == "unix:" + sock_path + ",server=on";
+        EXPECT_TRUE(listed);
+        qmp.execute("cont");
+        std::this_thread::sleep_for(500ms);  // the guest writes while nobody is connected
+        Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::snprintf(a.sun_path, sizeof a.sun_path, "%s", sock_path.c_str());
+        ASSERT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+        const auto deadline = std::chrono::steady_clock::now() + 30s;
+        while (out.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+            pollfd p{fd.get(), POLLIN, 0};
+            if (::poll(&p, 1, 200) <= 0) continue;
+            char buf[256];
+            const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+            if (n <= 0) break;
+            out.append(buf, static_cast<std::size_t>(n));
+        }
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+    }
+    anchor.join();
+    EXPECT_EQ(out, "virtio-console: hello\n") << r.out << r.err;
+    EXPECT_EQ(r.exit_status, (0x43 << 1) | 1) << r.out << r.err;
+    EXPECT_FALSE(fs::exists(sock_path)) << "the anchor removes the socket it created";
 }
 
 // A persistent host tap for the anchor to attach to, with 10.0.2.2/24 on it so the host

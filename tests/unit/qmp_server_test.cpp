@@ -249,6 +249,25 @@ TEST_F(QmpServerTest, DomainErrorsBecomeErrorReplies) {
     EXPECT_EQ(r["id"], "c");
 }
 
+// dump-guest-memory's arguments are checked as QEMU's schema has them before the domain sees
+// the command; a domain without guest memory refuses it; query-dump says "none".
+TEST_F(QmpServerTest, DumpGuestMemoryArgumentsAndQueryDump) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    Json r = p.ask(R"({"execute": "dump-guest-memory", "arguments": {"protocol": "file:/tmp/x"}})");
+    EXPECT_EQ(error_class(r), "GenericError");
+    EXPECT_NE(r["error"]["desc"].get<std::string>().find("paging"), std::string::npos) << r.dump();
+    r = p.ask(R"({"execute": "dump-guest-memory", "arguments": {"paging": "no", "protocol": "file:/tmp/x"}})");
+    EXPECT_EQ(error_class(r), "GenericError");
+    r = p.ask(R"({"execute": "dump-guest-memory", "arguments": {"paging": false, "protocol": "file:/tmp/x", "bogus": 1}})");
+    EXPECT_EQ(error_class(r), "GenericError");
+    r = p.ask(R"({"execute": "dump-guest-memory", "arguments": {"paging": false, "protocol": "file:/tmp/x"}})");
+    EXPECT_EQ(error_class(r), "GenericError");
+    EXPECT_EQ(r["error"]["desc"], "this domain has no guest memory to dump");
+    r = p.ask(R"({"execute": "query-dump"})");
+    EXPECT_EQ(r["return"], (Json{{"status", "none"}, {"completed", 0}, {"total", 0}})) << r.dump();
+}
+
 TEST_F(QmpServerTest, SplitMessagesAnswerOnceComplete) {
     Peer p(io_, server_);
     p.greet_and_negotiate();
