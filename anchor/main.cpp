@@ -4,6 +4,7 @@
 #include "anchor/stop_reason.h"
 #include "common/log.h"
 #include "manifest/domain_manifest.h"
+#include "manifest/path_policy.h"
 
 #include <CLI/CLI.hpp>
 
@@ -51,6 +52,9 @@ int main(int argc, char** argv) {
                    "log (the kernel logs them), off")
         ->check(CLI::IsMember({"on", "log", "off"}))
         ->capture_default_str();
+    std::vector<std::string> allow_dirs;
+    app.add_option("--allow-dir", allow_dirs,
+                   "a directory the manifest may take kernels, initrds, disks and sockets from (repeatable; default: anywhere)");
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")->capture_default_str();
     try {
         app.parse(argc, argv);
@@ -64,6 +68,7 @@ int main(int argc, char** argv) {
     try {
         set_log_level(log_level);
         manifest = load_manifest_file(manifest_path);
+        check_manifest_paths(manifest, allow_dirs);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "vmm-anchor: %s\n", e.what());
         return kExitUsage;

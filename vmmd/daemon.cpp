@@ -1,5 +1,7 @@
 #include "vmmd/daemon.h"
 
+#include "manifest/path_policy.h"
+
 #include "common/log.h"
 #include "hypervisor/detect.h"
 
@@ -170,6 +172,7 @@ void Daemon::start(const DomainManifest& manifest, std::optional<RestartPolicy> 
     const std::string name = manifest.name;
     std::string hv_name;
     try {
+        check_manifest_paths(manifest, config_.allowed_dirs);
         hv_name = hv::choose_hypervisor(manifest, hypervisors());
     } catch (const ManifestError& e) {
         throw ApiError(e.what(), e.field, name);

@@ -36,6 +36,8 @@ struct DaemonConfig {
     RestartPolicy restart_policy = RestartPolicy::Never;  // default for domains started without one
     std::chrono::milliseconds backoff_initial{1000}, backoff_max{30000};
     std::chrono::milliseconds stop_timeout{30000};
+    // --allow-dir: a manifest's host paths must lie under one of these (empty: anywhere).
+    std::vector<std::string> allowed_dirs;
 };
 
 // A reply: {"ok":true, ...} or {"ok":false, "error":...}.

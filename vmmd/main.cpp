@@ -65,6 +65,9 @@ int main(int argc, char** argv) {
     app.add_option("--backoff", backoff_initial, "first restart delay, seconds (doubles up to --backoff-max)")
         ->capture_default_str();
     app.add_option("--backoff-max", backoff_max, "longest restart delay, seconds")->capture_default_str();
+    std::vector<std::string> allow_dirs;
+    app.add_option("--allow-dir", allow_dirs,
+                   "a directory manifests may take kernels, initrds, disks and sockets from (repeatable; default: anywhere)");
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")->capture_default_str();
     try {
         app.parse(argc, argv);
@@ -84,6 +87,7 @@ int main(int argc, char** argv) {
         config.stop_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(stop_timeout * 1000));
         config.backoff_initial = std::chrono::milliseconds(static_cast<std::int64_t>(backoff_initial * 1000));
         config.backoff_max = std::chrono::milliseconds(static_cast<std::int64_t>(backoff_max * 1000));
+        config.allowed_dirs = allow_dirs;
         vmmd::Daemon daemon(io, config);
 
         std::vector<std::string> enabled =

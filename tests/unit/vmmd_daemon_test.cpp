@@ -109,6 +109,27 @@ TEST_F(DaemonTest, NullDomainGoesThroughItsStates) {
     EXPECT_EQ(d->list()["domains"].size(), 0u);
 }
 
+// --allow-dir: a manifest whose kernel lies elsewhere is refused naming the field, and nothing
+// is started; under an allowed directory it starts.
+TEST_F(DaemonTest, ManifestPathsOutsideTheAllowListAreRefused) {
+    DaemonConfig cfg;
+    cfg.allowed_dirs = {root_ + "/images"};
+    auto d = make_daemon(cfg);
+    try {
+        d->start(manifest("outside"), std::nullopt, [](const json&) {});
+        FAIL() << "a kernel outside the allowed directories was accepted";
+    } catch (const ApiError& e) {
+        EXPECT_EQ(e.field, "kernel");
+        EXPECT_EQ(e.domain, "outside");
+        EXPECT_THAT(e.what(), HasSubstr("outside the allowed directories"));
+    }
+    EXPECT_EQ(d->state("outside"), std::nullopt);
+    DaemonConfig open_cfg;
+    open_cfg.allowed_dirs = {std::filesystem::path(kernel_).parent_path().string()};
+    auto d2 = make_daemon(open_cfg);
+    EXPECT_TRUE(start(*d2, manifest("inside"))["ok"].get<bool>());
+}
+
 TEST_F(DaemonTest, ErrorsNameTheFieldOrTheDomain) {
     auto d = make_daemon();
     try {
