@@ -7,6 +7,9 @@
 #include "tests/support/virtqueue_driver.h"
 
 #include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <sys/mount.h>
 #include <linux/virtio_blk.h>
 
 #include <fcntl.h>
@@ -59,7 +62,7 @@ class VirtioBlkDeviceTest : public ::testing::TestWithParam<bool> {
 protected:
     void SetUp() override { open_device(false); }
 
-    void open_device(bool read_only, std::uint64_t features = 0) {
+    void open_device(bool read_only, std::uint64_t features = 0, const std::string& path = {}) {
         blk.reset();
         VirtioBlkOptions opts;
         opts.name = "blktest";
@@ -67,7 +70,7 @@ protected:
         opts.queue_size = 64;
         opts.use_io_uring = GetParam();
         opts.io_threads = 2;
-        blk = std::make_unique<VirtioBlk>(DiskImage::open({disk.path, std::nullopt, read_only}), opts);
+        blk = std::make_unique<VirtioBlk>(DiskImage::open({path.empty() ? disk.path : path, std::nullopt, read_only}), opts);
         irq = std::make_shared<test::FakeVirtioInterrupt>();
         drv = std::make_unique<Drv>(fake.memory(), 0x1000, 64);
         if (!features) features = feature_bit(virtio::kFeatureVersion1) | feature_bit(virtio::kFeatureIndirectDesc);
@@ -239,6 +242,49 @@ TEST_P(VirtioBlkDeviceTest, EveryRequestIsCheckedAgainstCapacity) {
     EXPECT_EQ(disk.size(), kDiskSectors * 512) << "nothing written past the end";
     request(VIRTIO_BLK_T_IN, 0, 100);
     EXPECT_EQ(status(), VIRTIO_BLK_S_IOERR) << "not a multiple of 512";
+}
+
+// A full disk on the host (a sparse image on a 128 KiB tmpfs): the writes that do not fit come
+// back as IOERR, the ones that fit are on the file, and the device keeps serving reads and
+// flushes: the guest sees an I/O error, the anchor lives. Needs root (mount); skips otherwise.
+TEST_P(VirtioBlkDeviceTest, AFullHostDiskIsAnIoErrorAndTheDeviceGoesOn) {
+    char tmpl[] = "/tmp/vmm-fulldisk-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    const std::string dir = tmpl;
+    if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=128k") != 0) {
+        const int err = errno;
+        ::rmdir(dir.c_str());
+        GTEST_SKIP() << "cannot mount a small tmpfs (" << std::strerror(err) << "): needs root";
+    }
+    const std::string image = dir + "/disk.img";
+    {
+        const int fd = ::open(image.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(::ftruncate(fd, kDiskSectors * 512), 0);  // 1 MiB, sparse: 8x what the tmpfs holds
+        ::close(fd);
+    }
+    open_device(false, 0, image);
+    std::vector<std::uint8_t> data(32 * 1024, 0x5a);
+    mem().write(kData, data.data(), data.size());
+    int ok = 0, ioerr = 0;
+    for (std::uint64_t sector = 0; sector < kDiskSectors; sector += 64) {
+        request(VIRTIO_BLK_T_OUT, sector, static_cast<std::uint32_t>(data.size()));
+        if (status() == VIRTIO_BLK_S_OK) ++ok;
+        if (status() == VIRTIO_BLK_S_IOERR) ++ioerr;
+    }
+    EXPECT_GT(ok, 0) << "some writes fit";
+    EXPECT_GT(ioerr, 0) << "the rest fail with IOERR once the host disk is full";
+    EXPECT_EQ(ok + ioerr, static_cast<int>(kDiskSectors / 64));
+    // The first write landed; reading it back and flushing still work.
+    mem().write_obj<std::uint8_t>(kData, 0);
+    request(VIRTIO_BLK_T_IN, 0, 512);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(*mem().read_obj<std::uint8_t>(kData), 0x5a);
+    request(VIRTIO_BLK_T_FLUSH, 0, 0);
+    EXPECT_NE(status(), 0xee) << "the flush was answered";
+    blk.reset();
+    ::umount2(dir.c_str(), MNT_DETACH);
+    ::rmdir(dir.c_str());
 }
 
 TEST_P(VirtioBlkDeviceTest, UnknownTypeIsUnsupported) {
