@@ -20,7 +20,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-rc=0; "$SRC/tests/qmp-go/build.sh" "$tmp/qmp-go" || rc=$?
+gobin=$BUILD/tests/qmp-go/qmp-go
+rc=0; "$SRC/tests/qmp-go/build.sh" "$gobin" || rc=$?
 [[ $rc -eq 0 ]] || exit $rc
 
 "$FAKE" --socket "$tmp/qmp" --socket "$tmp/listener.qmp" --name pillar-test --state prelaunch \
@@ -28,7 +29,7 @@ rc=0; "$SRC/tests/qmp-go/build.sh" "$tmp/qmp-go" || rc=$?
 fake_pid=$!
 
 status=0
-timeout 60 "$tmp/qmp-go" "$tmp/qmp" "$tmp/listener.qmp" || status=1
+timeout 60 "$gobin" "$tmp/qmp" "$tmp/listener.qmp" || status=1
 # quit ends the fake domain.
 for _ in $(seq 50); do kill -0 "$fake_pid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$fake_pid" 2>/dev/null; then

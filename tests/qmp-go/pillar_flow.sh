@@ -29,7 +29,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-rc=0; "$SRC/tests/qmp-go/build.sh" "$tmp/qmp-go" || rc=$?
+gobin=$BUILD/tests/qmp-go/qmp-go
+rc=0; "$SRC/tests/qmp-go/build.sh" "$gobin" || rc=$?
 [[ $rc -eq 0 ]] || exit $rc
 
 case $target in
@@ -63,9 +64,9 @@ esac
 for _ in $(seq 100); do [[ -S $dir/qmp && -S $dir/listener.qmp ]] && break; sleep 0.05; done
 status=0
 if [[ $flow == panic ]]; then
-    timeout 120 "$tmp/qmp-go" -panic "$tmp/core" "$dir/qmp" "$dir/listener.qmp" || status=1
+    timeout 120 "$gobin" -panic "$tmp/core" "$dir/qmp" "$dir/listener.qmp" || status=1
 else
-    timeout 120 "$tmp/qmp-go" -guest -bench "${BENCH:-0}" -serial "$tmp/serial.out" "$dir/qmp" "$dir/listener.qmp" || status=1
+    timeout 120 "$gobin" -guest -bench "${BENCH:-0}" -serial "$tmp/serial.out" "$dir/qmp" "$dir/listener.qmp" || status=1
 fi
 # After quit the process ends by itself within 5 s (pillar SIGKILLs one that does not).
 for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
