@@ -133,6 +133,23 @@ func waitFile(path, text string) error {
 	return fmt.Errorf("%q never appeared in %s", text, path)
 }
 
+// openListener is pillar's long-lived event connection on the other socket.
+func openListener(socket string) (*qmp.SocketMonitor, <-chan qmp.Event, error) {
+	listener, err := qmp.NewSocketMonitor("unix", socket, sockTimeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := listener.Connect(); err != nil {
+		return nil, nil, fmt.Errorf("listener connect: %v", err)
+	}
+	events, err := listener.Events(nil)
+	if err != nil {
+		listener.Disconnect()
+		return nil, nil, err
+	}
+	return listener, events, nil
+}
+
 // runPanic is pillar's crash path (qmp_crash.go) for tests/guests/panic.bin: the guest reports
 // a panic through pvpanic; GUEST_PANICKED and run-state guest-panicked follow; guest memory is
 // dumped (paging false, detached, to a file) while query-dump is polled until it completes and
@@ -145,18 +162,11 @@ func runPanic(qmpSock, listenerSock, core string) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	listener, err := qmp.NewSocketMonitor("unix", listenerSock, sockTimeout)
+	listener, events, err := openListener(listenerSock)
 	if err != nil {
 		return err
-	}
-	if err := listener.Connect(); err != nil {
-		return fmt.Errorf("listener connect: %v", err)
 	}
 	defer listener.Disconnect()
-	events, err := listener.Events(nil)
-	if err != nil {
-		return err
-	}
 	if _, err := execRawCmd(qmpSock, `{ "execute": "cont" }`); err != nil {
 		return fmt.Errorf("cont: %v", err)
 	}
@@ -263,18 +273,11 @@ func run(qmpSock, listenerSock string, guest bool, benchRounds int, serialFile, 
 	}
 
 	// The long-lived event reader, on the other socket.
-	listener, err := qmp.NewSocketMonitor("unix", listenerSock, sockTimeout)
+	listener, events, err := openListener(listenerSock)
 	if err != nil {
 		return err
-	}
-	if err := listener.Connect(); err != nil {
-		return fmt.Errorf("listener connect: %v", err)
 	}
 	defer listener.Disconnect()
-	events, err := listener.Events(nil)
-	if err != nil {
-		return err
-	}
 
 	// 2. cont takes effect before its reply.
 	if _, err := execRawCmd(qmpSock, `{ "execute": "cont" }`); err != nil {

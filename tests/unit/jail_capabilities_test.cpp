@@ -6,6 +6,8 @@
 #include "tests/support/test_paths.h"
 
 #include <fcntl.h>
+#include "tests/support/child_process.h"
+
 #include <gtest/gtest.h>
 #include <linux/capability.h>
 #include <sys/prctl.h>
@@ -24,43 +26,9 @@
 namespace vmm::jail {
 namespace {
 
-struct ChildResult {
-    bool exited = false;
-    int status = -1;
-    std::string out;
-};
+using test::ChildResult;
 
-// body runs in a forked child with stdout+stderr captured; its return value is the exit code.
-ChildResult run_child(const std::function<int()>& body) {
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe2");
-    const pid_t pid = ::fork();
-    if (pid < 0) throw_errno("fork");
-    if (pid == 0) {
-        ::dup2(p[1], STDOUT_FILENO);
-        ::dup2(p[1], STDERR_FILENO);
-        int rc = 100;
-        try {
-            rc = body();
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "child threw: %s\n", e.what());
-            rc = 101;
-        }
-        std::fflush(stdout);
-        ::_exit(rc);
-    }
-    ::close(p[1]);
-    ChildResult r;
-    char buf[512];
-    ssize_t n;
-    while ((n = ::read(p[0], buf, sizeof buf)) > 0) r.out.append(buf, static_cast<std::size_t>(n));
-    ::close(p[0]);
-    int st = 0;
-    ::waitpid(pid, &st, 0);
-    r.exited = WIFEXITED(st);
-    r.status = r.exited ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    return r;
-}
+ChildResult run_child(const std::function<int()>& body) { return test::run_in_child(body); }
 
 class CapabilitiesTest : public ::testing::Test {
 protected:

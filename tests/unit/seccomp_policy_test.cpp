@@ -5,6 +5,8 @@
 #include "common/error.h"
 
 #include <gmock/gmock.h>
+#include "tests/support/child_process.h"
+
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -33,41 +35,9 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-struct ChildResult {
-    bool exited = false;
-    int status = -1;  // exit code, or the signal number when !exited
-    std::string err;
-};
+using test::ChildResult;
 
-// Runs body in a forked child whose stderr is captured; body's return value is the exit code.
-ChildResult run_child(const std::function<int()>& body) {
-    int pipefd[2];
-    if (::pipe2(pipefd, O_CLOEXEC) != 0) throw_errno("pipe2");
-    const pid_t pid = ::fork();
-    if (pid < 0) throw_errno("fork");
-    if (pid == 0) {
-        ::dup2(pipefd[1], STDERR_FILENO);
-        int rc = 100;
-        try {
-            rc = body();
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "child threw: %s\n", e.what());
-            rc = 101;
-        }
-        ::_exit(rc);
-    }
-    ::close(pipefd[1]);
-    ChildResult r;
-    char buf[512];
-    ssize_t n;
-    while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0) r.err.append(buf, static_cast<std::size_t>(n));
-    ::close(pipefd[0]);
-    int st = 0;
-    ::waitpid(pid, &st, 0);
-    r.exited = WIFEXITED(st);
-    r.status = r.exited ? WEXITSTATUS(st) : WTERMSIG(st);
-    return r;
-}
+ChildResult run_child(const std::function<int()>& body) { return test::run_in_child(body); }
 
 class SeccompPolicyTest : public ::testing::Test {
 protected:
@@ -78,9 +48,9 @@ protected:
             install_anchor_seccomp(SeccompMode::Enforce);
             return 0;
         });
-        if (probe.status == 101 && probe.err.find("seccomp_load") != std::string::npos)
-            GTEST_SKIP() << "this kernel or sandbox refuses seccomp filters: " << probe.err;
-        ASSERT_TRUE(probe.exited && probe.status == 0) << probe.err;
+        if (probe.status == 101 && probe.out.find("seccomp_load") != std::string::npos)
+            GTEST_SKIP() << "this kernel or sandbox refuses seccomp filters: " << probe.out;
+        ASSERT_TRUE(probe.exited && probe.status == 0) << probe.out;
     }
 };
 
@@ -123,8 +93,8 @@ TEST_F(SeccompPolicyTest, ListedSyscallsKeepWorking) {
         return 0;
     });
     EXPECT_TRUE(r.exited);
-    EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_THAT(r.err, IsEmpty());
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_THAT(r.out, IsEmpty());
 }
 
 TEST_F(SeccompPolicyTest, UnlistedSyscallEndsTheProcessWithItsStatusAndName) {
@@ -135,7 +105,7 @@ TEST_F(SeccompPolicyTest, UnlistedSyscallEndsTheProcessWithItsStatusAndName) {
     });
     EXPECT_TRUE(r.exited);
     EXPECT_EQ(r.status, kExitSeccompDenied);
-    EXPECT_THAT(r.err, HasSubstr("vmm-anchor: seccomp: denied syscall " + std::to_string(SYS_ptrace) + " (ptrace)"));
+    EXPECT_THAT(r.out, HasSubstr("vmm-anchor: seccomp: denied syscall " + std::to_string(SYS_ptrace) + " (ptrace)"));
 }
 
 TEST_F(SeccompPolicyTest, NetworkSocketsAreRefused) {
@@ -145,7 +115,7 @@ TEST_F(SeccompPolicyTest, NetworkSocketsAreRefused) {
         return 0;
     });
     EXPECT_EQ(r.status, kExitSeccompDenied);
-    EXPECT_THAT(r.err, HasSubstr("(socket)"));
+    EXPECT_THAT(r.out, HasSubstr("(socket)"));
 }
 
 TEST_F(SeccompPolicyTest, ForkIsRefused) {
@@ -156,7 +126,7 @@ TEST_F(SeccompPolicyTest, ForkIsRefused) {
         return 0;
     });
     EXPECT_EQ(r.status, kExitSeccompDenied);
-    EXPECT_THAT(r.err, HasSubstr("(clone)"));
+    EXPECT_THAT(r.out, HasSubstr("(clone)"));
 }
 
 TEST_F(SeccompPolicyTest, TerminalInjectionIoctlIsRefusedEvenWithHighBitsSet) {
@@ -168,8 +138,8 @@ TEST_F(SeccompPolicyTest, TerminalInjectionIoctlIsRefusedEvenWithHighBitsSet) {
             return 0;
         });
         EXPECT_EQ(r.status, kExitSeccompDenied) << std::hex << request;
-        EXPECT_THAT(r.err, HasSubstr("(ioctl request 0x"));
-        EXPECT_THAT(r.err, HasSubstr("5412)"));
+        EXPECT_THAT(r.out, HasSubstr("(ioctl request 0x"));
+        EXPECT_THAT(r.out, HasSubstr("5412)"));
     }
 }
 
@@ -187,7 +157,7 @@ TEST_F(SeccompPolicyTest, ThreadsThatAlreadyRunGetTheFilter) {
         return 0;
     });
     EXPECT_EQ(r.status, kExitSeccompDenied);
-    EXPECT_THAT(r.err, HasSubstr("(getppid)"));
+    EXPECT_THAT(r.out, HasSubstr("(getppid)"));
 }
 
 TEST_F(SeccompPolicyTest, LogModeLetsUnlistedSyscallsThrough) {
@@ -196,7 +166,7 @@ TEST_F(SeccompPolicyTest, LogModeLetsUnlistedSyscallsThrough) {
         return ::syscall(SYS_getppid) == ::getppid() ? 0 : 2;
     });
     EXPECT_TRUE(r.exited);
-    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.status, 0) << r.out;
 }
 
 // The restart path: execve of a dynamically linked program works under the default policy
@@ -209,7 +179,7 @@ TEST_F(SeccompPolicyTest, ReexecIsAllowedByDefaultAndRefusedByTheStrictList) {
         return 2;
     });
     EXPECT_TRUE(ok.exited) << "killed by signal " << ok.status;
-    EXPECT_EQ(ok.status, 0) << ok.err;
+    EXPECT_EQ(ok.status, 0) << ok.out;
 
     const ChildResult strict = run_child([] {
         if (install(SeccompMode::Enforce, SeccompOptions{.allow_reexec = false}) != 0) return 1;
@@ -218,7 +188,7 @@ TEST_F(SeccompPolicyTest, ReexecIsAllowedByDefaultAndRefusedByTheStrictList) {
         return 2;
     });
     EXPECT_EQ(strict.status, kExitSeccompDenied);
-    EXPECT_THAT(strict.err, HasSubstr("(execve)"));
+    EXPECT_THAT(strict.out, HasSubstr("(execve)"));
 }
 
 // After a restart the filter is inherited: it is not stacked again (one per reboot would
@@ -230,8 +200,8 @@ TEST_F(SeccompPolicyTest, InheritedFilterIsNotStackedAgain) {
         ::syscall(SYS_getppid);
         return 0;
     });
-    EXPECT_EQ(r.status, kExitSeccompDenied) << r.err;
-    EXPECT_THAT(r.err, HasSubstr("(getppid)"));
+    EXPECT_EQ(r.status, kExitSeccompDenied) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("(getppid)"));
 }
 
 TEST(SeccompModeTest, ParsesTheCommandLineWords) {
