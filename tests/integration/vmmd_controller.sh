@@ -3,9 +3,19 @@
 # directory (two kvm domains run by tests/tools/fake_anchor, one null domain) and all three run;
 # vmmd is killed with SIGKILL and restarted, and adopts all three still running; a changed
 # manifest restarts its domain; a removed manifest stops its domain cleanly; vmctl shows it all.
+# With VMM_CONTROLLER_ANCHOR=real (tests/integration/vmmd_controller_kvm.sh) the kvm domains are
+# real vmm-anchors running tests/guests/idle.bin under KVM, and `vmctl console` is driven
+# under a pty (script(1)) as a user would: it shows the guest's line, Ctrl-] detaches.
 set -u
 B=${VMM_BUILD_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/build}
 VMMD=$B/vmmd/vmmd VMCTL=$B/vmctl/vmctl FAKE=$B/tests/tools/fake_anchor
+REAL=${VMM_CONTROLLER_ANCHOR:-fake}
+if [ "$REAL" = real ]; then
+    [ -e /dev/kvm ] || { echo "SKIP: /dev/kvm missing: the real anchor needs KVM"; exit 77; }
+    FAKE=$B/anchor/vmm-anchor
+    GUEST=$B/tests/guests/idle.bin
+    [ -f "$GUEST" ] || { echo "SKIP: $GUEST is not built"; exit 77; }
+fi
 for x in "$VMMD" "$VMCTL" "$FAKE"; do
     [ -x "$x" ] || { echo "SKIP: $x is not built"; exit 77; }
 done
@@ -42,8 +52,13 @@ wait_for() {
 state_of() { vmctl info "$1" --json | sed -n 's/^  "state": "\(.*\)",$/\1/p'; }
 is_state() { [ "$(state_of "$1")" = "$2" ]; }
 drop() {  # drop NAME HYPERVISOR VCPUS: written aside, renamed in, as a controller does
-    printf '{"name":"%s","hypervisor":"%s","vcpus":%s,"memory_mb":64,"kernel":"%s/kernel.bin"}\n' \
-        "$1" "$2" "$3" "$T" >"$SPOOL/.$1.json.tmp"
+    if [ "$REAL" = real ] && [ "$2" = kvm ]; then
+        printf '{"name":"%s","hypervisor":"kvm","vcpus":%s,"memory_mb":16,"kernel":"%s",%s}\n' "$1" "$3" "$GUEST" \
+            '"flat":{"load_address":"0x100000","entry":"0x100000","mode":"protected32"}' >"$SPOOL/.$1.json.tmp"
+    else
+        printf '{"name":"%s","hypervisor":"%s","vcpus":%s,"memory_mb":64,"kernel":"%s/kernel.bin"}\n' \
+            "$1" "$2" "$3" "$T" >"$SPOOL/.$1.json.tmp"
+    fi
     mv "$SPOOL/.$1.json.tmp" "$SPOOL/$1.json"
 }
 echo "x" >"$T/kernel.bin"
@@ -57,6 +72,15 @@ echo "--- three manifests dropped:"
 vmctl list
 ALPHA=$(cat "$RUN/kvm/alpha/pid") BETA=$(cat "$RUN/kvm/beta/pid")
 alive "$ALPHA" && alive "$BETA" || fail "the anchors are not running"
+if [ "$REAL" = real ]; then
+    # vmctl console under a pty, as a user runs it: the guest's line (said before anyone was
+    # attached, replayed from the console's buffer), then Ctrl-] detaches with status 0.
+    command -v script >/dev/null || fail "script(1) (util-linux) is missing"
+    out=$( (sleep 3; printf '\035') | timeout 30 script -qec "$VMCTL --socket $SOCK console alpha" /dev/null 2>&1 ); rc=$?
+    echo "--- vmctl console alpha (status $rc):"; printf '%s\n' "$out" | tr -d '\r' | head -5
+    [ $rc -eq 0 ] || fail "vmctl console did not detach on Ctrl-] (status $rc)"
+    printf '%s' "$out" | grep -q "idle: up" || fail "vmctl console did not show the guest's line"
+fi
 
 kill -9 "$VMMD_PID"
 wait "$VMMD_PID" 2>/dev/null
