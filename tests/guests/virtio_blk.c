@@ -22,6 +22,15 @@
 #include "lib/serial.h"
 #include "lib/virtio_pci.h"
 
+// Patched by tests (find the 16-byte tag, the u32 follows): hold_after_flush non-zero stops
+// the guest (cli; hlt) right after "flush ok", so a test can kill -9 the VMM with the flushed
+// write completed and nothing after it. volatile: read from the image at run time.
+struct blk_options {
+    char tag[16];
+    uint32_t hold_after_flush;
+};
+volatile struct blk_options blk_options __attribute__((used)) = {"VMM-BLK-HOLD:xxx", 0};
+
 enum {
     kExitOk = 0x42,
     kExitCapacity = 0x20,    // capacity < 2 sectors
@@ -160,6 +169,11 @@ void guest_main(uint32_t magic, const struct multiboot_info* mbi) {
     if (dev.features & (1ull << kBlkFeatureFlush)) {
         expect_ok(request(kBlkTypeFlush, 0, 0, false, kExitFlush, "flush"), kExitFlush, "flush");
         serial_puts("virtio-blk: flush ok\n");
+        if (blk_options.hold_after_flush) {
+            // For the data-safety test: the flushed write must survive a kill -9 of the VMM now.
+            serial_puts("virtio-blk: holding\n");
+            for (;;) __asm__ volatile("cli; hlt");
+        }
     } else {
         serial_puts("virtio-blk: no flush feature\n");
     }

@@ -18,12 +18,14 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iterator>
@@ -122,6 +124,64 @@ TEST_F(AnchorVirtioTest, ReadOnlyDiskRefusesTheGuestsWrite) {
     auto r = run(manifest("blk-ro", "virtio_blk.bin", "\"disks\": [{\"path\": \"" + disk + "\", \"readonly\": true}]"));
     EXPECT_EQ(r.exit_status, (0x22 << 1) | 1) << r.out << r.err;
     EXPECT_EQ(read_file(disk), original_);
+}
+
+// Data safety: once the guest's flush has completed, kill -9 of the anchor loses nothing: the
+// written sector is in the file. The killed anchor's state directory is stale; the next start
+// of the same name cleans it and runs.
+TEST_F(AnchorVirtioTest, FlushedDataSurvivesKill9AndTheNameStartsAgain) {
+    const std::string disk = make_disk();
+    std::string img = read_file(guest_path("virtio_blk.bin"));
+    const auto tag = img.find("VMM-BLK-HOLD:xxx");
+    ASSERT_NE(tag, std::string::npos) << "virtio_blk.bin has no hold tag";
+    img[tag + 16] = 1;
+    const std::string held = dir_ + "/virtio_blk-hold.bin";
+    std::ofstream(held, std::ios::binary) << img;
+    const std::string m = dir_ + "/blkkill.json";
+    std::ofstream(m) << R"({"name": "blkkill", "kernel": ")" << held << R"(", "memory_mb": 16, )" << kFlat32
+                     << R"(, "disks": [{"path": ")" << disk << R"("}]})";
+    int out[2];
+    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    const std::string anchor = anchor_path(), run_dir = dir_ + "/run";
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        ::dup2(out[1], STDOUT_FILENO);
+        ::execl(anchor.c_str(), anchor.c_str(), "--manifest", m.c_str(), "--run-dir", run_dir.c_str(), nullptr);
+        ::_exit(127);
+    }
+    ::close(out[1]);
+    std::string text;
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (text.find("virtio-blk: holding") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+        pollfd p{out[0], POLLIN, 0};
+        if (::poll(&p, 1, 200) <= 0) continue;
+        char buf[512];
+        const ssize_t n = ::read(out[0], buf, sizeof buf);
+        if (n <= 0) break;
+        text.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(out[0]);
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    ASSERT_THAT(text, HasSubstr("virtio-blk: flush ok")) << text;
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "the anchor was still running when killed: " << text;
+    const std::string after = read_file(disk);
+    ASSERT_EQ(after.size(), original_.size());
+    for (int i = 0; i < 512; ++i) ASSERT_EQ(static_cast<std::uint8_t>(after[512 + i]), std::uint8_t(i * 7 + 3)) << i;
+    EXPECT_EQ(after.substr(1024), original_.substr(1024));
+    EXPECT_TRUE(fs::exists(run_dir + "/kvm/blkkill/pid")) << "a SIGKILLed anchor leaves its state behind";
+
+    const std::string again = dir_ + "/blkkill2.json";
+    std::ofstream(again) << R"({"name": "blkkill", "kernel": ")" << guest_path("virtio_blk.bin") << R"(", "memory_mb": 16, )"
+                         << kFlat32 << R"(, "disks": [{"path": ")" << disk << R"("}]})";
+    auto r = run(again);
+    EXPECT_EQ(r.exit_status, (0x42 << 1) | 1) << r.out << r.err;
+    // The directory itself predates this anchor (it never deletes what it did not create, as
+    // pillar needs); the files a live anchor keeps there are gone.
+    for (const char* leaf : {"pid", "qmp", "listener.qmp", "cons"})
+        EXPECT_FALSE(fs::exists(run_dir + "/kvm/blkkill/" + leaf)) << leaf;
 }
 
 // Started paused (QEMU's prelaunch), found and resumed through QMP, its virtio-console output
