@@ -227,6 +227,12 @@ json parse_json_text(const std::string& text, const std::string& source) {
         throw ManifestError("", "\"" + source + "\" is not valid JSON: line " +
                                     std::to_string(line) + ", column " + std::to_string(column) +
                                     " (byte " + std::to_string(e.byte) + "): " + printable);
+    } catch (const json::exception& e) {
+        // Valid syntax the parser still cannot hold, e.g. a number too large for a double
+        // ("1e400": out_of_range 406).
+        std::string message = e.what();
+        if (const auto pos = message.find("] "); pos != std::string::npos) message.erase(0, pos + 2);
+        throw ManifestError("", "\"" + source + "\" is not valid JSON: " + message);
     }
 }
 

@@ -68,7 +68,7 @@ INSTANTIATE_TEST_SUITE_P(Apic, CpuidPerApic, ::testing::Values(0u, 3u));
 
 TEST_P(CpuidPerApic, Leaf1TopologyAndClflush) {
     const unsigned apic = GetParam();
-    const CpuidEntry& e = entry(filter(4, apic), 0x1);
+    const CpuidEntry e = entry(filter(4, apic), 0x1);
     EXPECT_EQ(e.ebx >> 24, apic);
     EXPECT_EQ((e.ebx >> 16) & 0xff, 4u);
     EXPECT_EQ((e.ebx >> 8) & 0xff, 8u) << "CLFLUSH line size kept";
@@ -78,20 +78,20 @@ TEST_P(CpuidPerApic, Leaf1TopologyAndClflush) {
 }
 
 TEST(Cpuid, Leaf1HttClearForOneVcpu) {
-    const CpuidEntry& e = entry(filter(1, 0), 0x1);
+    const CpuidEntry e = entry(filter(1, 0), 0x1);
     EXPECT_EQ(e.edx & kCpuid1EdxHtt, 0u);
     EXPECT_EQ((e.ebx >> 16) & 0xff, 1u);
     EXPECT_EQ(e.edx | kCpuid1EdxHtt, 0x1f8bfbffu) << "other EDX bits kept";
 }
 
 TEST(Cpuid, Leaf1OsxsaveClearedHypervisorBitFollowsPolicy) {
-    const CpuidEntry& shown = entry(filter(4, 0, false), 0x1);
+    const CpuidEntry shown = entry(filter(4, 0, false), 0x1);
     EXPECT_EQ(shown.ecx & kCpuid1EcxOsxsave, 0u);
     EXPECT_NE(shown.ecx & kCpuid1EcxHypervisor, 0u);
     const std::uint32_t others = ~(kCpuid1EcxOsxsave | kCpuid1EcxHypervisor);
     EXPECT_EQ(shown.ecx & others, 0x7ffafbffu & others);
 
-    const CpuidEntry& hidden = entry(filter(4, 0, true), 0x1);
+    const CpuidEntry hidden = entry(filter(4, 0, true), 0x1);
     EXPECT_EQ(hidden.ecx & kCpuid1EcxHypervisor, 0u);
     EXPECT_EQ(hidden.ecx & kCpuid1EcxOsxsave, 0u);
 }
@@ -112,7 +112,7 @@ TEST(Cpuid, KvmLeavesKeptUnlessHidden) {
 TEST_P(CpuidPerApic, Leaf4CoresAndCacheSharing) {
     const auto out = filter(4, GetParam());
     for (std::uint32_t sub = 0; sub < 4; ++sub) {
-        const CpuidEntry& in = entry(supported_table(), 0x4, sub);
+        const CpuidEntry in = entry(supported_table(), 0x4, sub);
         const CpuidEntry& e = entry(out, 0x4, sub);
         EXPECT_EQ(e.eax >> 26, 3u) << "subleaf " << sub;
         const std::uint32_t sharing = (e.eax >> 14) & 0xfff;
@@ -125,7 +125,7 @@ TEST_P(CpuidPerApic, Leaf4CoresAndCacheSharing) {
 }
 
 TEST(Cpuid, Leaf4CoreCountCappedAt63) {
-    const CpuidEntry& l3 = entry(filter_cpuid(supported_table(), {100, false}, 99), 0x4, 3);
+    const CpuidEntry l3 = entry(filter_cpuid(supported_table(), {100, false}, 99), 0x4, 3);
     EXPECT_EQ(l3.eax >> 26, 63u);
     EXPECT_EQ((l3.eax >> 14) & 0xfff, 99u);
 }
@@ -195,7 +195,7 @@ TEST_P(CpuidPerApic, AmdSizesAndExtendedApicId) {
 }
 
 TEST(Cpuid, PmuLeafZeroed) {
-    const CpuidEntry& pmu = entry(filter(4, 1), 0xa);
+    const CpuidEntry pmu = entry(filter(4, 1), 0xa);
     EXPECT_EQ(pmu, (CpuidEntry{0xa, 0, 0, 0, 0, 0, 0}));
 }
 

@@ -371,6 +371,15 @@ TEST_F(ManifestTest, LoadSyntaxErrorNamesPosition) {
         EXPECT_THAT(e.what(), ::testing::Not(HasSubstr("json.exception")));
     }
     EXPECT_THROW(load_manifest_file(write("empty.json", "")), ManifestError);
+    // Found by fuzz/manifest_fuzz: a number too large for a double is valid syntax the parser
+    // cannot hold; still a ManifestError naming the file.
+    const std::string huge = write("huge.json", R"({"name":"a","kernel":"k","vcpus":1e400})");
+    try {
+        load_manifest_file(huge);
+        FAIL() << "no error";
+    } catch (const ManifestError& e) {
+        EXPECT_THAT(e.what(), AllOf(HasSubstr(huge), HasSubstr("not valid JSON"), HasSubstr("1e400")));
+    }
 }
 
 TEST_F(ManifestTest, DuplicateKeysRejected) {
