@@ -35,6 +35,7 @@ struct Args {
     std::uint64_t size_mb = 64;
     double seconds = 2.0;
     std::vector<bool> engines{false, true};  // thread pool, io_uring
+    std::size_t inline_max = virtio_blk::VirtioBlkOptions{}.inline_max_bytes;
 };
 
 struct Result {
@@ -149,8 +150,9 @@ int main(int argc, char** argv) {
         else if (k == "--size-mb") a.size_mb = std::stoull(next());
         else if (k == "--seconds") a.seconds = std::stod(next());
         else if (k == "--engine") a.engines = {next() == "io_uring"};
+        else if (k == "--inline-max") a.inline_max = std::stoull(next());
         else {
-            std::fprintf(stderr, "usage: %s [--file PATH] [--size-mb N] [--seconds S] [--engine threads|io_uring]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--file PATH] [--size-mb N] [--seconds S] [--engine threads|io_uring] [--inline-max BYTES]\n", argv[0]);
             return 64;
         }
     }
@@ -177,13 +179,14 @@ int main(int argc, char** argv) {
         virtio_blk::VirtioBlkOptions opts;
         opts.name = "bench";
         opts.use_io_uring = io_uring;
+        opts.inline_max_bytes = a.inline_max;
         virtio_blk::VirtioBlk blk(virtio_blk::DiskImage::open({a.file, std::nullopt, false}), opts);
         if (io_uring && std::string(blk.io_engine_name()) != "io_uring") {
             std::printf("io_uring engine unavailable, skipped\n");
             continue;
         }
-        std::printf("virtio_blk_bench: %s, %llu MiB, %.1f s per run, device engine %s\n", a.file.c_str(),
-                    static_cast<unsigned long long>(a.size_mb), a.seconds, blk.io_engine_name());
+        std::printf("virtio_blk_bench: %s, %llu MiB, %.1f s per run, device engine %s, inline up to %zu bytes\n",
+                    a.file.c_str(), static_cast<unsigned long long>(a.size_mb), a.seconds, blk.io_engine_name(), a.inline_max);
         const int fd = blk.disk().fd();
         const Result rr = raw(fd, false, 4096, bytes, a.seconds);
         for (unsigned depth : {1u, 16u}) report("4 KiB random read", 4096, rr, device(blk, false, 4096, bytes, a.seconds, depth), depth);

@@ -144,12 +144,27 @@ void VirtioBlk::dispatcher() {
         if (!active_) continue;
         bool notify = false, broken = false;
         std::vector<IoOp> ops = drain_queue(lock, notify, broken);
+        // Only these ops are in flight: a lone small read/write is served right here (no
+        // ordering question arises with nothing else outstanding).
+        const bool alone = ops.size() == 1 && in_flight_ == 1;
         auto irq = interrupt_;
         lock.unlock();
         signal(notify, broken, irq);
-        if (!ops.empty()) engine_->submit(std::move(ops));
+        if (alone && inline_ok(ops.front())) {
+            IoOp& op = ops.front();
+            op.done(run_io_sync(disk_.fd(), op));
+        } else if (!ops.empty()) {
+            engine_->submit(std::move(ops));
+        }
         lock.lock();
     }
+}
+
+bool VirtioBlk::inline_ok(const IoOp& op) const {
+    if (op.kind != IoOp::Kind::Read && op.kind != IoOp::Kind::Write) return false;
+    std::size_t bytes = 0;
+    for (const auto& v : op.iov) bytes += v.iov_len;
+    return bytes <= options_.inline_max_bytes;
 }
 
 void VirtioBlk::finish_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value,

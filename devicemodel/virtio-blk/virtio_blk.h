@@ -44,6 +44,10 @@ struct VirtioBlkOptions {
     // 64 KiB writes at depth 16 several times slower than the pool (reads were ~1.3x faster).
     bool use_io_uring = false;
     unsigned io_threads = 4;    // pool size
+    // A lone small read or write (nothing else in flight, at most this many bytes) is done on
+    // the dispatcher thread itself instead of being handed to the engine: at queue depth 1 that
+    // saves a thread hand-off per request. 0 turns it off.
+    std::size_t inline_max_bytes = 64 * 1024;
 };
 
 class VirtioBlk final : public virtio::VirtioDevice {
@@ -76,6 +80,8 @@ private:
     std::vector<IoOp> drain_queue(std::unique_lock<std::mutex>& lock, bool& notify, bool& broken);
     void complete(std::uint64_t generation, std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value,
                   std::uint32_t used_len);
+    // A read or write small enough to run on the dispatcher (options_.inline_max_bytes).
+    bool inline_ok(const IoOp& op) const;
     // Writes status and returns the chain; decides on notification. mu_ held.
     void finish_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value, std::uint32_t used_len,
                        bool& notify);
