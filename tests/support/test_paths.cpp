@@ -1,5 +1,7 @@
 #include "tests/support/test_paths.h"
 
+#include <sstream>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -32,6 +34,17 @@ std::string make_temp_dir(const std::string& prefix) {
     std::string tmpl = (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + std::string("/") + prefix + "XXXXXX";
     if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp " + tmpl + ": " + std::strerror(errno));
     return tmpl;
+}
+
+std::string find_tool(const std::string& name) {
+    const char* path = std::getenv("PATH");
+    std::stringstream ss(path ? path : "/usr/bin:/bin");
+    std::string dir;
+    while (std::getline(ss, dir, ':')) {
+        const std::string p = dir + "/" + name;
+        if (::access(p.c_str(), X_OK) == 0) return p;
+    }
+    return {};
 }
 
 }  // namespace vmm::test

@@ -18,5 +18,7 @@ std::string real_bzimage_path();
 std::string kvm_unavailable_reason();
 // A fresh temporary directory, removed by the caller (or left in /tmp on failure).
 std::string make_temp_dir(const std::string& prefix);
+// The executable `name` in $PATH (or /usr/bin:/bin), "" when there is none.
+std::string find_tool(const std::string& name);
 
 }  // namespace vmm::test

@@ -28,20 +28,11 @@
 namespace vmm::x86::acpi {
 namespace {
 
+using test::find_tool;
+
 using ::testing::HasSubstr;
 using ::testing::Not;
 using namespace std::chrono_literals;
-
-std::string find_tool(const std::string& name) {
-    const char* path = std::getenv("PATH");
-    std::stringstream ss(path ? path : "/usr/bin:/bin");
-    std::string dir;
-    while (std::getline(ss, dir, ':')) {
-        const std::string p = dir + "/" + name;
-        if (::access(p.c_str(), X_OK) == 0) return p;
-    }
-    return {};
-}
 
 std::string slurp(const std::string& path) {
     std::ifstream in(path, std::ios::binary);

@@ -25,19 +25,10 @@
 namespace vmm::dump {
 namespace {
 
+using test::find_tool;
+
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
-
-std::string find_tool(const std::string& name) {
-    const char* path = std::getenv("PATH");
-    std::stringstream ss(path ? path : "/usr/bin:/bin");
-    std::string dir;
-    while (std::getline(ss, dir, ':')) {
-        const std::string p = dir + "/" + name;
-        if (::access(p.c_str(), X_OK) == 0) return p;
-    }
-    return {};
-}
 
 std::size_t count(const std::string& hay, const std::string& needle) {
     std::size_t n = 0;
