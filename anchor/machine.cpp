@@ -4,6 +4,7 @@
 #include "anchor/irq_line.h"
 #include "anchor/pc_devices.h"
 #include "anchor/pci_devices.h"
+#include "anchor/vfio_passthrough.h"
 #include "boot/kernel_loader.h"
 #include "common/error.h"
 #include "common/log.h"
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include <boost/asio.hpp>
+#include <atomic>
 #include <thread>
 
 namespace vmm::anchor {
@@ -118,8 +120,11 @@ void Machine::build_devices() {
     pci_->add_disks(manifest_.disks);
     pci_->add_nics(manifest_.nics, manifest_.name);
     virtio_console_paths_ = pci_->add_consoles(manifest_.consoles);
-    if (!manifest_.pci.empty())
-        throw Error("manifest field \"pci\": VFIO passthrough is not wired into this anchor yet");
+    if (!manifest_.pci.empty()) {
+        // Memory slots 0 and 1 are RAM (build_memory); BAR mappings start at 8.
+        passthrough_ = std::make_unique<VfioPassthrough>(*vm_, memory_, 8);
+        passthrough_->add(manifest_.pci, pci_->bus());
+    }
 }
 
 x86::acpi::AcpiConfig acpi_config_for(const DomainManifest& manifest) {
@@ -298,27 +303,46 @@ StopReason Machine::run() {
     control_.set_event_sink(emit);
 
     pci_->start();
+    if (passthrough_) passthrough_->start();
+    // The vCPU threads wait at this gate until the process is jailed, then stack their own
+    // filter (the process filter's TSYNC must come first: it fails once one thread's filters
+    // differ) and only then enter KVM_RUN, in prelaunch as in running.
+    std::atomic<bool> jailed{false};
+    jail::SeccompMode seccomp_mode = jail::SeccompMode::Off;
     std::vector<std::thread> threads;
     for (auto& v : vcpus_) {
         KvmVcpu* vcpu = v.get();
-        threads.emplace_back([this, vcpu] {
+        threads.emplace_back([this, vcpu, &jailed, &seccomp_mode] {
             set_thread_name("vcpu" + std::to_string(vcpu->index()));
             {
                 std::lock_guard lock(vcpu_tids_mutex_);
                 vcpu_tids_.push_back(static_cast<int>(::syscall(SYS_gettid)));
             }
             vcpu->bind_to_current_thread();
+            jailed.wait(false, std::memory_order_acquire);
+            if (control_.stopping()) return;
+            try {
+                jail::install_vcpu_seccomp(seccomp_mode);
+            } catch (const std::exception& e) {
+                control_.request_stop({StopKind::HostError, 0,
+                                       "jail: vcpu" + std::to_string(vcpu->index()) + ": " + e.what()});
+                return;
+            }
             run_vcpu_loop(*vcpu, *exit_handler_, control_);
         });
     }
     // Least privilege (docs/SECURITY.md): every fd and thread exists now. Capabilities first,
-    // then the syscall filter; both reach every thread of the process.
+    // then the syscall filter; both reach every thread of the process. The gate opens even
+    // when this fails (the domain is stopping then and the vCPU threads just return).
     try {
+        seccomp_mode = jail::parse_seccomp_mode(options_.seccomp);
         jail::drop_capabilities(jail::anchor_kept_capabilities(!manifest_.nics.empty(), !manifest_.pci.empty()));
-        jail::install_anchor_seccomp(jail::parse_seccomp_mode(options_.seccomp));
+        jail::install_anchor_seccomp(seccomp_mode);
     } catch (const std::exception& e) {
         control_.request_stop({StopKind::HostError, 0, std::string("jail: ") + e.what()});
     }
+    jailed.store(true, std::memory_order_release);
+    jailed.notify_all();
     if (!control_.stopping()) io.run();
     for (auto& v : vcpus_) v->kick();
     for (auto& t : threads) t.join();

@@ -40,6 +40,8 @@ class StateDir;
 
 namespace vmm::anchor {
 
+class VfioPassthrough;
+
 enum class ConsoleMode { Stdio, Pty };
 
 struct MachineOptions {
@@ -84,6 +86,9 @@ private:
     std::unique_ptr<Console> console_;
     std::shared_ptr<legacy::Serial16550> serial_;
     std::shared_ptr<legacy::AcpiPm> acpi_pm_;
+    // Declared before pci_: the root bus lets go of the passed-through functions first, then
+    // they are released (interrupts off, reset) while their KVM hooks and RAM still exist.
+    std::unique_ptr<VfioPassthrough> passthrough_;
     std::unique_ptr<PciDevices> pci_;
     std::vector<std::string> virtio_console_paths_;
     std::vector<int> vcpu_tids_;

@@ -78,7 +78,9 @@ std::string place_in_cgroup(const std::string& root, const std::string& parent, 
     for (const char* c : {"cpu", "memory"})
         if (!lists_word(controllers, c))
             throw Error(std::string("cgroup: controller \"") + c + "\" is not available in " + parent_path +
-                        " (cgroup.controllers: \"" + controllers + "\"; delegate it: Delegate=yes)");
+                        " (cgroup.controllers: \"" + controllers.substr(0, controllers.find_last_not_of(" \n") + 1) +
+                        "\"): the cgroup above it must enable it in cgroup.subtree_control, which cgroup v2 "
+                        "allows only in a cgroup without processes (docs/SECURITY.md)");
     write_file(parent_path + "/cgroup.subtree_control", "+cpu +memory");
 
     const std::string path = parent_path + "/" + name;

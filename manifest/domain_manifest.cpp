@@ -88,6 +88,15 @@ FlatBootSpec parse_flat(const std::string& field, const json& value) {
     return flat;
 }
 
+double parse_cpu_quota(const std::string& field, const json& value) {
+    // is_number() is false for booleans and strings; JSON has no NaN or infinity.
+    if (!value.is_number() || !(value.get<double>() >= kMinCpuQuota && value.get<double>() <= kMaxCpuQuota)) {
+        throw ManifestError(field, "must be a number of CPUs from 0.01 to 64 (1.5 = one and a half CPUs), got " +
+                                       describe(value));
+    }
+    return value.get<double>();
+}
+
 // The field table. Order is the order of checks and of to_json output.
 const std::vector<FieldHandler>& fields() {
     static const std::vector<FieldHandler> kFields = {
@@ -180,6 +189,13 @@ const std::vector<FieldHandler>& fields() {
              m.on_crash = expect_enum(f, v, {"exit", "pause"});
          },
          [](const DomainManifest& m, json& d) { d["on_crash"] = m.on_crash; }},
+        {"cpu_quota", false, "a number of CPUs from 0.01 to 64",
+         [](const std::string& f, const json& v, const ParseContext&, DomainManifest& m) {
+             m.cpu_quota = parse_cpu_quota(f, v);
+         },
+         [](const DomainManifest& m, json& d) {
+             if (m.cpu_quota) d["cpu_quota"] = *m.cpu_quota;
+         }},
         {"disks", false, "an array of {\"path\", \"readonly\", \"partuuid\", \"serial\"}",
          [](const std::string& f, const json& v, const ParseContext& ctx, DomainManifest& m) {
              m.disks = parse_disks(f, v, ctx.base_dir);

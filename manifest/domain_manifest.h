@@ -83,6 +83,10 @@ struct DomainManifest {
     std::string on_poweroff = "exit";  // "exit" | "pause"
     std::string on_reboot = "exit";    // "exit" | "restart"
     std::string on_crash = "exit";     // "exit" | "pause" (run-state internal-error / guest-panicked until quit)
+    // CPU time the domain may use, in CPUs' worth (1.5 = one and a half CPUs): the cpu.max of the
+    // anchor's cgroup when vmmd places anchors in cgroups (jail/cgroup.h), xl's `cap` on xen.
+    // nullopt: no limit.
+    std::optional<double> cpu_quota;
     std::vector<DiskSpec> disks;
     std::vector<NicSpec> nics;
     std::vector<ConsoleSpec> consoles;
@@ -96,6 +100,11 @@ struct DomainManifest {
 inline constexpr unsigned kMaxVcpus = 64;
 inline constexpr std::uint64_t kMinMemoryMb = 2;
 inline constexpr std::uint64_t kMaxMemoryMb = std::uint64_t{1} << 20;  // 1 TiB
+// cpu_quota: the kernel's smallest cpu.max quota is 1 ms per 100 ms period (0.01 CPUs). The
+// anchor's I/O threads share the quota with the vCPUs, so it may exceed `vcpus`, up to the
+// largest guest's vCPU count.
+inline constexpr double kMinCpuQuota = 0.01;
+inline constexpr double kMaxCpuQuota = kMaxVcpus;
 inline constexpr std::size_t kMaxNameLength = 64;
 // Linux's COMMAND_LINE_SIZE on x86 is 2048 (older kernels) or 4096 including the NUL; the
 // boot protocol's cmdline_size says what a given kernel accepts, checked at load time.

@@ -20,6 +20,7 @@
 #include <array>
 #include <chrono>
 #include <deque>
+#include <filesystem>
 #include <set>
 #include <system_error>
 #include <vector>
@@ -29,6 +30,13 @@ namespace vmm::qmp {
 namespace asio = boost::asio;
 using Protocol = asio::local::stream_protocol;
 
+namespace {
+
+// Log the 1st, 2nd, 4th, 8th... occurrence: a hostile client cannot flood the log.
+bool log_now(std::uint64_t count) { return (count & (count - 1)) == 0; }
+
+}  // namespace
+
 class Connection;
 
 class QmpServer::Impl : public std::enable_shared_from_this<QmpServer::Impl> {
@@ -37,7 +45,8 @@ public:
         : io_(io), options_(std::move(options)), dispatcher_(domain, options_), log_(logger("qmp")) {}
 
     void listen(const std::string& path);
-    void add(Protocol::socket socket);
+    // `origin` names where the client came from in logs: the socket's file name, or "fd".
+    void add(Protocol::socket socket, const std::string& origin);
     void remove(const std::shared_ptr<Connection>& c) { clients_.erase(c); }
     void broadcast(const std::string& line);
     void close();
@@ -60,6 +69,7 @@ private:
     std::set<std::shared_ptr<Connection>> clients_;
     std::unique_ptr<asio::steady_timer> close_timer_;
     bool closed_ = false;
+    std::uint64_t next_client_ = 1;
 
     friend class QmpServer;
 };
@@ -67,11 +77,13 @@ private:
 // One client: reads requests, queues replies and events, writes them in order.
 class Connection : public std::enable_shared_from_this<Connection> {
 public:
-    Connection(const std::shared_ptr<QmpServer::Impl>& server, Protocol::socket socket)
+    Connection(const std::shared_ptr<QmpServer::Impl>& server, Protocol::socket socket, std::string name)
         : server_(server),
           options_(server->options_),
           log_(server->log_),
+          name_(std::move(name)),
           socket_(std::move(socket)),
+          stall_timer_(socket_.get_executor()),
           stream_(options_.limits) {}
 
     void start(const std::string& greeting) {
@@ -80,12 +92,13 @@ public:
     }
 
     bool negotiated() const { return session_.negotiated; }
+    std::size_t buffered_bytes() const { return out_bytes_ + stream_.pending_bytes(); }
 
     void send_event(const std::string& line) {
         if (closed_ || closing_) return;
         // A client that never reads its events must not make us buffer without bound.
         if (out_bytes_ + line.size() > options_.max_output_bytes) {
-            log_->warn("client does not read its events ({} bytes queued): dropping it", out_bytes_);
+            log_->warn("QMP {}: does not read its events ({} bytes queued): disconnecting it", name_, out_bytes_);
             close_now();
             return;
         }
@@ -107,6 +120,7 @@ public:
     void close_now() {
         if (closed_) return;
         closed_ = true;
+        stall_timer_.cancel();
         boost::system::error_code ignored;
         socket_.shutdown(Protocol::socket::shutdown_both, ignored);
         socket_.close(ignored);
@@ -122,6 +136,11 @@ private:
 
     void read() {
         if (closed_ || closing_ || reading_) return;
+        if (paused_) {
+            paused_ = false;
+            stall_timer_.cancel();
+            log_->debug("QMP {}: caught up with its replies, reading again", name_);
+        }
         reading_ = true;
         socket_.async_read_some(asio::buffer(buf_), [self = shared_from_this()](
                                                         const boost::system::error_code& ec,
@@ -134,7 +153,7 @@ private:
         if (ec) {
             // EOF or reset, possibly mid-message: only this client's partial input is lost.
             if (ec != asio::error::eof && ec != asio::error::operation_aborted) {
-                log_->debug("client read: {}", ec.message());
+                log_->debug("QMP {}: read: {}", name_, ec.message());
             }
             close_now();
             return;
@@ -157,9 +176,46 @@ private:
                out_bytes_ < options_.read_pause_bytes) {
             JsonStream::Item item = std::move(pending_.front());
             pending_.pop_front();
+            // Logged at the 1st, 2nd, 4th, 8th... error: a client sending garbage at full speed
+            // cannot flood the log. The client itself gets QEMU's error reply for each.
+            if (!item.ok() && log_now(++input_errors_))
+                log_->warn("QMP {}: rejected input: {} ({} so far)", name_, item.error, input_errors_);
             queue(to_qmp_line(server->dispatcher_.handle(item, session_)));
         }
-        if (pending_.empty() && out_bytes_ < options_.read_pause_bytes) read();
+        if (closed_ || closing_) return;
+        if (pending_.empty() && out_bytes_ < options_.read_pause_bytes) {
+            read();
+        } else if (!paused_) {
+            pause_input();
+        }
+    }
+
+    // The client sends faster than it reads its replies: its input waits in the socket (and
+    // then in the client) until it reads. If it reads nothing for stall_timeout it goes.
+    void pause_input() {
+        paused_ = true;
+        if (!pause_logged_) {
+            pause_logged_ = true;
+            log_->warn("QMP {}: {} bytes of replies unread: not reading its input until it reads them", name_,
+                       out_bytes_);
+        }
+        arm_stall_timer();
+    }
+
+    void arm_stall_timer() {
+        const std::uint64_t written = bytes_written_;
+        stall_timer_.expires_after(options_.stall_timeout);
+        stall_timer_.async_wait([weak = weak_from_this(), written](const boost::system::error_code& ec) {
+            auto self = weak.lock();
+            if (ec || !self || self->closed_ || !self->paused_) return;
+            if (self->bytes_written_ != written) {
+                self->arm_stall_timer();  // it reads, slowly
+                return;
+            }
+            self->log_->warn("QMP {}: left {} bytes of replies unread for {} ms: disconnecting it", self->name_,
+                             self->out_bytes_, self->options_.stall_timeout.count());
+            self->close_now();
+        });
     }
 
     void write() {
@@ -174,11 +230,12 @@ private:
         writing_ = false;
         if (closed_) return;
         if (ec) {
-            log_->debug("client write: {}", ec.message());
+            log_->debug("QMP {}: write: {}", name_, ec.message());
             close_now();
             return;
         }
         out_bytes_ -= out_.front().size();
+        bytes_written_ += out_.front().size();
         out_.pop_front();
         if (!out_.empty()) {
             write();
@@ -192,13 +249,19 @@ private:
     std::weak_ptr<QmpServer::Impl> server_;
     const QmpServerOptions options_;
     std::shared_ptr<spdlog::logger> log_;
+    const std::string name_;  // "client 3 on qmp", for logs
     Protocol::socket socket_;
+    asio::steady_timer stall_timer_;
     JsonStream stream_;
     QmpDispatcher::Session session_;
     std::deque<JsonStream::Item> pending_;
     std::deque<std::string> out_;
     std::size_t out_bytes_ = 0;
+    std::uint64_t bytes_written_ = 0;
+    std::uint64_t input_errors_ = 0;
     bool reading_ = false;
+    bool paused_ = false;        // input not read because replies are unread
+    bool pause_logged_ = false;  // warned once per client
     bool writing_ = false;
     bool closing_ = false;
     bool closed_ = false;
@@ -234,19 +297,21 @@ void QmpServer::Impl::accept(Listener& l) {
         if (ec) {
             self->log_->warn("QMP accept on {}: {}", l.path, ec.message());
         } else {
-            self->add(std::move(socket));
+            self->add(std::move(socket), std::filesystem::path(l.path).filename().string());
         }
         self->accept(l);
     });
 }
 
-void QmpServer::Impl::add(Protocol::socket socket) {
+void QmpServer::Impl::add(Protocol::socket socket, const std::string& origin) {
     if (closed_ || clients_.size() >= options_.max_clients) {
-        log_->warn("QMP: refusing a client ({} connected{})", clients_.size(),
+        log_->warn("QMP: refusing a client on {} ({} connected{})", origin, clients_.size(),
                    closed_ ? ", server closed" : "");
         return;  // the socket closes here
     }
-    auto c = std::make_shared<Connection>(shared_from_this(), std::move(socket));
+    const std::string name = "client " + std::to_string(next_client_++) + " on " + origin;
+    log_->debug("QMP {}: connected", name);
+    auto c = std::make_shared<Connection>(shared_from_this(), std::move(socket), name);
     clients_.insert(c);
     c->start(greeting_);
 }
@@ -302,7 +367,7 @@ void QmpServer::serve(Fd connected) {
     socket.assign(Protocol(), fd, ec);
     if (ec) throw std::system_error(ec.value(), std::generic_category(), "QMP serve fd");
     connected.release();  // now owned by the socket
-    impl_->add(std::move(socket));
+    impl_->add(std::move(socket), "fd");
 }
 
 void QmpServer::emit(const std::string& name, Json data) {
@@ -321,5 +386,11 @@ void QmpServer::emit(const std::string& name, Json data) {
 void QmpServer::close() { impl_->close(); }
 
 std::size_t QmpServer::client_count() const { return impl_->clients_.size(); }
+
+std::size_t QmpServer::buffered_bytes() const {
+    std::size_t n = 0;
+    for (const auto& c : impl_->clients_) n += c->buffered_bytes();
+    return n;
+}
 
 }  // namespace vmm::qmp

@@ -10,10 +10,13 @@
 //
 // Unlike a QEMU socket chardev, one socket serves any number of clients at once (up to
 // Options::max_clients); each is independent. Hostile input is bounded: a message larger than
-// Options::limits is rejected as QEMU does, a client that sends faster than it reads its
-// replies is no longer read from until it catches up, one that does not read its events is
-// dropped past Options::max_output_bytes, and a client that disconnects mid-message only
-// loses its own partial message.
+// Options::limits is rejected as QEMU does (an endless line costs at most one message's worth
+// of buffer; the rest is skipped up to the next structural character), a client that sends
+// faster than it reads its replies is no longer read from until it catches up and is
+// disconnected if its replies stay unread for Options::stall_timeout, one that does not read
+// its events is dropped past Options::max_output_bytes, and a client that disconnects
+// mid-message only loses its own partial message. Each of these is logged with the client's
+// name ("client 3 on qmp"); repeated input errors are logged at the 1st, 2nd, 4th, 8th... one.
 //
 // Threads: everything runs on the io_context's thread (which must be a single thread);
 // emit() may be called from any thread and is posted there (run inline when already on it).
@@ -25,6 +28,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -41,6 +45,9 @@ struct QmpServerOptions {
     JsonLimits limits{};                       // per input message
     std::size_t max_output_bytes = 1u << 20;   // queued for one client before it is dropped
     std::size_t read_pause_bytes = 64u << 10;  // queued replies above which input is not read
+    // How long a client may leave its replies unread (input paused, no output written) before
+    // it is disconnected.
+    std::chrono::milliseconds stall_timeout{30000};
     std::size_t max_clients = 64;              // per server, over all its sockets
 };
 
@@ -69,6 +76,9 @@ public:
 
     // Connected clients (io_context thread only; for tests and logs).
     std::size_t client_count() const;
+    // Bytes held for all clients: queued output plus input of messages in progress
+    // (io_context thread only; for tests and logs).
+    std::size_t buffered_bytes() const;
 
     class Impl;
 

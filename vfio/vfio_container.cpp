@@ -53,7 +53,16 @@ void VfioContainer::attach(VfioGroup& group) {
     }
     if (!iommu_set_) {
         // The IOMMU model can only be chosen once a group is attached (vfio.rst).
-        if (::ioctl(fd_.get(), VFIO_SET_IOMMU, type_) < 0) throw_errno("VFIO_SET_IOMMU on " + path_);
+        if (::ioctl(fd_.get(), VFIO_SET_IOMMU, type_) < 0) {
+            const int err = errno;
+            // type1 refuses a platform without interrupt remapping: a device could then forge
+            // MSIs to any vector on the host.
+            throw_errno("VFIO_SET_IOMMU on " + path_ +
+                            (err == EPERM ? " (the IOMMU has no interrupt remapping; vfio_iommu_type1's "
+                                            "allow_unsafe_interrupts=1 accepts that risk)"
+                                          : ""),
+                        err);
+        }
         iommu_set_ = true;
     }
     logger("vfio")->info("group {} attached to the container (type1{})", group.id(),

@@ -13,6 +13,8 @@
 
 #include "common/fd.h"
 #include "common/mapping.h"
+#include "vfio/vfio_device_io.h"
+#include "vfio/vfio_region.h"
 
 #include <cstdint>
 #include <span>
@@ -20,40 +22,6 @@
 #include <vector>
 
 namespace vmm::vfio {
-
-struct VfioSparseArea {
-    std::uint64_t offset = 0;  // within the region
-    std::uint64_t size = 0;
-    bool operator==(const VfioSparseArea&) const = default;
-};
-
-struct VfioRegionInfo {
-    std::uint32_t index = 0;
-    std::uint32_t flags = 0;  // VFIO_REGION_INFO_FLAG_*
-    std::uint64_t size = 0;
-    std::uint64_t offset = 0;  // of the region in the device fd
-    // With VFIO_REGION_INFO_CAP_SPARSE_MMAP only these parts may be mmapped (the rest, e.g. the
-    // MSI-X table, must be trapped). Empty with the MMAP flag: the whole region is mappable.
-    std::vector<VfioSparseArea> sparse;
-    bool has_sparse_cap = false;
-
-    bool readable() const;
-    bool writable() const;
-    bool mappable() const;
-    // The parts that map_region() maps.
-    std::vector<VfioSparseArea> mmap_areas() const;
-};
-
-struct VfioIrqInfo {
-    std::uint32_t index = 0;
-    std::uint32_t flags = 0;  // VFIO_IRQ_INFO_*
-    std::uint32_t count = 0;  // vectors; 0: the device does not have this interrupt
-};
-
-struct VfioRegionMapping {
-    std::uint64_t offset = 0;  // within the region
-    Mapping mapping;
-};
 
 // Walks the capability chain of a VFIO_DEVICE_GET_REGION_INFO answer (`info` is the whole
 // buffer, argsz bytes, starting with struct vfio_region_info) and returns the sparse-mmap
@@ -67,42 +35,42 @@ std::vector<VfioSparseArea> parse_region_caps(std::span<const std::uint8_t> info
 std::vector<std::uint8_t> build_irq_set(std::uint32_t index, std::uint32_t flags, std::uint32_t start,
                                         std::uint32_t count, std::span<const std::int32_t> fds);
 
-class VfioDevice {
+class VfioDevice : public VfioDeviceIo {
 public:
     // Takes the fd from VFIO_GROUP_GET_DEVICE_FD; reads the device, region and irq info.
     VfioDevice(Fd fd, std::string name);
 
-    const std::string& name() const { return name_; }
+    const std::string& name() const override { return name_; }
     int fd() const { return fd_.get(); }
     std::uint32_t flags() const { return flags_; }
     bool is_pci() const;
-    bool can_reset() const;
-    const std::vector<VfioRegionInfo>& regions() const { return regions_; }
+    bool can_reset() const override;
+    const std::vector<VfioRegionInfo>& regions() const override { return regions_; }
     const VfioRegionInfo& region(std::uint32_t index) const;
-    VfioIrqInfo irq_info(std::uint32_t index) const;
+    VfioIrqInfo irq_info(std::uint32_t index) const override;
 
     // pread/pwrite within a region; throws std::system_error (with region and offset) on an
     // I/O error and vmm::Error when the access leaves the region.
-    void read_region(std::uint32_t index, std::uint64_t offset, std::span<std::uint8_t> out) const;
-    void write_region(std::uint32_t index, std::uint64_t offset, std::span<const std::uint8_t> in) const;
+    void read_region(std::uint32_t index, std::uint64_t offset, std::span<std::uint8_t> out) const override;
+    void write_region(std::uint32_t index, std::uint64_t offset, std::span<const std::uint8_t> in) const override;
     // Config space (VFIO_PCI_CONFIG_REGION_INDEX), little-endian, 1/2/4 bytes.
     std::uint32_t read_config(std::uint32_t offset, unsigned bytes) const;
     void write_config(std::uint32_t offset, std::uint32_t value, unsigned bytes) const;
 
     // mmaps every mappable area of region `index` (BARs); empty if none is mappable.
-    std::vector<VfioRegionMapping> map_region(std::uint32_t index) const;
+    std::vector<VfioRegionMapping> map_region(std::uint32_t index) const override;
 
     // MSI / MSI-X: one eventfd per vector, signalled by the device (hand them to KVM as irqfds).
-    void enable_msi(std::span<const std::int32_t> eventfds);
-    void enable_msix(std::span<const std::int32_t> eventfds);
+    void enable_msi(std::span<const std::int32_t> eventfds) override;
+    void enable_msix(std::span<const std::int32_t> eventfds) override;
     // INTx: `trigger` is signalled on assertion (the line is then masked by VFIO); signalling
     // `unmask` (KVM's irqfd resample fd, on guest EOI) unmasks it.
-    void enable_intx(std::int32_t trigger, std::int32_t unmask);
+    void enable_intx(std::int32_t trigger, std::int32_t unmask) override;
     void unmask_intx();
     // Stops delivery of interrupt `index` (VFIO_IRQ_SET_DATA_NONE | ACTION_TRIGGER, count 0).
-    void disable_irq(std::uint32_t index);
+    void disable_irq(std::uint32_t index) override;
     // VFIO_DEVICE_RESET (FLR, PM or bus reset as the kernel chooses). Throws if unsupported.
-    void reset();
+    void reset() override;
 
 private:
     void set_irqs(std::span<const std::uint8_t> irq_set, const char* what);

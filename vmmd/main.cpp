@@ -6,6 +6,7 @@
 #include "hypervisor/kvm/kvm_hypervisor.h"
 #include "hypervisor/null/null_hypervisor.h"
 #include "hypervisor/xen/xen_hypervisor.h"
+#include "vfio/pci_driver_binder.h"
 #include "vmmd/api_server.h"
 #include "vmmd/daemon.h"
 #include "vmmd/spool_watcher.h"
@@ -68,6 +69,14 @@ int main(int argc, char** argv) {
     std::vector<std::string> allow_dirs;
     app.add_option("--allow-dir", allow_dirs,
                    "a directory manifests may take kernels, initrds, disks and sockets from (repeatable; default: anywhere)");
+    std::string cgroup_root = "/sys/fs/cgroup", cgroup_parent;
+    app.add_option("--cgroup-root", cgroup_root, "the cgroup v2 mount")->capture_default_str();
+    app.add_option("--cgroup-parent", cgroup_parent,
+                   "place each kvm anchor in the cgroup <cgroup-root>/PATH/<domain> with cpu and memory limits "
+                   "(PATH: a cgroup without processes; default: off, docs/SECURITY.md)");
+    bool no_pci_bind = false;
+    app.add_flag("--no-pci-bind", no_pci_bind,
+                 "do not bind the manifests' PCI devices to vfio-pci (they must already be bound)");
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")->capture_default_str();
     try {
         app.parse(argc, argv);
@@ -99,6 +108,9 @@ int main(int argc, char** argv) {
                 k.run_dir = run_dir;
                 k.manifest_dir = run_dir + "/vmmd/manifests";
                 k.log_dir = run_dir + "/vmmd/logs";
+                k.cgroup_root = cgroup_root;
+                k.cgroup_parent = cgroup_parent;
+                if (!no_pci_bind) k.pci_binder = std::make_shared<vfio::PciDriverBinder>();
                 daemon.add_hypervisor(std::make_unique<hv::kvm::KvmHypervisor>(io, k));
             } else if (name == "xen") {
                 hv::xen::XenConfig x;

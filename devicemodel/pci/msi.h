@@ -28,4 +28,15 @@ public:
     virtual void trigger(unsigned vector) = 0;
 };
 
+// A sink whose vectors are eventfds that something else signals directly: a passed-through
+// function (VFIO writes them from the host's interrupt handler, the VMM never sees the
+// interrupt). Since the function fires whether or not the guest masked the vector, such a sink
+// must hold a masked vector's signals and deliver them when it is unmasked (the pending bit).
+// trigger() signals the eventfd like the function would.
+class MsiEventfdSink : public MsiVectorSink {
+public:
+    virtual unsigned vector_count() const = 0;
+    virtual int vector_eventfd(unsigned vector) const = 0;
+};
+
 }  // namespace vmm::pci

@@ -37,6 +37,9 @@ public:
     // pba_offset in BAR pba_bar; offsets 8-byte aligned). Returns the capability's offset.
     std::uint8_t add_capability(PciConfigSpace& config, unsigned table_bar, std::uint32_t table_offset,
                                 unsigned pba_bar, std::uint32_t pba_offset);
+    // For a function whose config space already holds the capability at `offset` (a
+    // passed-through device): config_written() reads its message control word from there.
+    void attach_capability(std::uint8_t offset) { cap_ = offset; }
     // The owning device calls this after every config write (cheap): it picks up the enable
     // and function-mask bits from the capability's message control word.
     void config_written(const PciConfigSpace& config);

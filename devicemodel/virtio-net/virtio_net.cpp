@@ -15,6 +15,7 @@
 #include <climits>
 #include <cstddef>
 #include <cstring>
+#include <utility>
 
 namespace vmm::virtio_net {
 
@@ -118,7 +119,7 @@ void VirtioNet::activate(const GuestMemory& memory, std::uint64_t features, std:
             if (features & feature_bit(kNetFGuestTso6)) offloads |= TUN_F_TSO6;
             if (features & feature_bit(kNetFGuestEcn)) offloads |= TUN_F_TSO_ECN;
         }
-        if (!backend_->set_offloads(offloads)) log_->warn("{}: offloads {:#x} refused", backend_->description(), offloads);
+        if (!backend_gone_ && !backend_->set_offloads(offloads)) log_->warn("{}: offloads {:#x} refused", backend_->description(), offloads);
         interrupt_ = std::move(interrupt);
         active_ = true;
         broken_reported_ = false;
@@ -216,6 +217,7 @@ bool VirtioNet::run_pass(int timeout_ms) {
             if ((kicks & kKickRx) || readable || rx_more_) rx_more_ = process_rx_locked(rx_used);
             s.tx = tx_used && tx_.needs_notification();
             s.rx = rx_used && rx_.needs_notification();
+            s.config = std::exchange(config_changed_, false);
             check_broken_locked(s);
             more = rx_more_ || tx_more_;
         }
@@ -243,6 +245,9 @@ bool VirtioNet::process_tx_locked(bool& used) {
             if (log_now(++stats_.tx_errors))
                 log_->warn("tx chain at head {} unusable ({}, {} readable bytes): not sent", head,
                            virtio::to_string(chain->error()), len);
+        } else if (backend_gone_) {
+            // Nowhere to send it; the guest still gets its buffer back.
+            ++stats_.tx_dropped;
         } else {
             const ssize_t n = backend_->write(*iov);
             if (n == -EAGAIN) {
@@ -250,7 +255,10 @@ bool VirtioNet::process_tx_locked(bool& used) {
                 tx_blocked_ = std::move(chain);
                 return false;
             }
-            if (n < 0) {
+            if (n == -EBADFD) {
+                backend_lost_locked("is gone (the interface was deleted)");
+                ++stats_.tx_dropped;
+            } else if (n < 0) {
                 if (log_now(++stats_.tx_errors))
                     log_->warn("tx of {} bytes to {} failed: {}", len, backend_->description(), std::strerror(static_cast<int>(-n)));
             } else {
@@ -316,10 +324,10 @@ bool VirtioNet::process_rx_locked(bool& used) {
             rx_wanted_ = true;
             return false;
         }
-        if (n == 0) {
-            log_->warn("{} closed: no more receive", backend_->description());
-            backend_gone_ = true;
-            rx_wanted_ = false;
+        // A deleted tap answers every read with EBADFD and polls EPOLLERR for ever: without
+        // this the loop would retry it at full speed.
+        if (n == 0 || n == -EBADFD) {
+            backend_lost_locked(n == 0 ? "closed" : "is gone (the interface was deleted)");
             return false;
         }
         const std::size_t len = n > 0 ? static_cast<std::size_t>(n) : 0;
@@ -407,6 +415,18 @@ void VirtioNet::drop_rx_state_locked() {
     direct_chains_ = 0;
 }
 
+void VirtioNet::backend_lost_locked(const char* why) {
+    if (backend_gone_) return;
+    backend_gone_ = true;
+    rx_wanted_ = false;
+    // §5.1.4: VIRTIO_NET_S_LINK_UP off tells the driver its carrier is lost.
+    if (config_.status & kNetSLinkUp) {
+        config_.status = static_cast<std::uint16_t>(config_.status & ~kNetSLinkUp);
+        config_changed_ = true;
+    }
+    log_->warn("{} {}: link down; no more receive, transmitted frames are dropped", backend_->description(), why);
+}
+
 void VirtioNet::update_interest_locked() {
     std::uint32_t want = 0;
     if (active_ && rx_wanted_ && !backend_gone_) want |= EPOLLIN;
@@ -434,6 +454,7 @@ void VirtioNet::check_broken_locked(Signal& s) {
 void VirtioNet::send(const Signal& s) {
     if (!s.irq) return;
     if (s.broken) s.irq->needs_reset();
+    if (s.config) s.irq->notify_config();
     if (s.rx) s.irq->notify_queue(kRxQueue);
     if (s.tx) s.irq->notify_queue(kTxQueue);
 }

@@ -21,6 +21,10 @@
 // device stops polling the backend (EPOLLIN off) and resumes on the next rx notify, so frames
 // wait in the tap's queue instead of being read and lost.
 // A broken ring (VirtQueue::broken()) sets NEEDS_RESET once; the other queue keeps working.
+// A backend that goes away (a socket peer closes; a tap whose interface is deleted, `ip link
+// del`, which the kernel reports as EBADFD and a permanent EPOLLERR) stops being polled: the
+// link goes down (config interrupt), transmit chains are still completed and counted as
+// tx_dropped, receive buffers stay with the device. Nothing spins on the dead fd.
 //
 // Threads:
 //  - read_config / write_config / activate / reset: vCPU threads (the transport).
@@ -67,6 +71,7 @@ struct VirtioNetOptions {
 struct VirtioNetStats {
     std::uint64_t tx_frames = 0, tx_bytes = 0;  // written to the backend (frame bytes, no header)
     std::uint64_t tx_errors = 0;                // chains completed without sending (bad chain, refused)
+    std::uint64_t tx_dropped = 0;               // chains completed unsent because the backend is gone
     std::uint64_t rx_frames = 0, rx_bytes = 0;  // delivered to the guest
     std::uint64_t rx_dropped = 0;               // read from the backend but not delivered
     std::uint64_t rx_bad_chains = 0;            // RX chains given back empty (bad or too small)
@@ -108,7 +113,7 @@ public:
 
 private:
     struct Signal {
-        bool rx = false, tx = false, broken = false;
+        bool rx = false, tx = false, broken = false, config = false;
         std::shared_ptr<virtio::VirtioInterrupt> irq;
     };
     bool run_pass(int timeout_ms);
@@ -126,6 +131,8 @@ private:
     // suffice. Returns whether it was delivered.
     bool deliver_pending_locked(bool& used);
     void drop_rx_state_locked();
+    // The backend has gone away for good (`why` for the log): stop polling it, link down.
+    void backend_lost_locked(const char* why);
     void update_interest_locked();
     void check_broken_locked(Signal& s);
     static void send(const Signal& s);
@@ -153,6 +160,7 @@ private:
     std::vector<std::uint8_t> bounce_;
     std::optional<virtio::DescriptorChain> tx_blocked_;  // backend was full: retry this first
     bool rx_wanted_ = false, backend_gone_ = false;
+    bool config_changed_ = false;  // a config interrupt is owed (link status changed in the loop)
     bool rx_more_ = false, tx_more_ = false;  // a budget ran out: go on without waiting
     std::uint32_t interest_ = 0;  // events registered for the backend fd (0 = not registered)
     VirtioNetStats stats_;

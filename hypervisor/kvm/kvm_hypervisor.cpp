@@ -2,10 +2,12 @@
 
 #include "anchor/stop_reason.h"
 #include "common/error.h"
+#include "vfio/pci_driver_binder.h"
 #include "common/log.h"
 #include "hypervisor/kvm/state_dir_probe.h"
-#include "run/state_dir.h"
 #include "hypervisor/proc_stats.h"
+#include "jail/cgroup.h"
+#include "run/state_dir.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -63,6 +65,12 @@ std::string describe_anchor_status(int status) {
 
 KvmHypervisor::KvmHypervisor(boost::asio::io_context& io, KvmConfig config) : io_(io), config_(std::move(config)) {
     if (config_.anchor_path.empty()) throw Error("kvm: no anchor executable configured");
+    // "/vmm/domains/" and "vmm/domains" name the same cgroup; ".." would leave the tree.
+    auto& parent = config_.cgroup_parent;
+    parent.erase(0, parent.find_first_not_of('/'));
+    while (!parent.empty() && parent.back() == '/') parent.pop_back();
+    for (const auto& part : fs::path(parent))
+        if (part == "..") throw Error("kvm: cgroup parent \"" + parent + "\" must not contain \"..\"");
     fs::create_directories(config_.manifest_dir);
     fs::create_directories(config_.log_dir);
 }
@@ -155,7 +163,9 @@ void KvmHypervisor::start(const std::string& name) {
         ::waitpid(pid, nullptr, 0);
         throw_errno("pidfd_open for anchor pid " + std::to_string(pid), err);
     }
-    a->watch = boost::asio::posix::stream_descriptor(io_, pidfd);
+    Fd pidfd_owner(pidfd);
+    place_anchor(*a, pid);
+    a->watch = boost::asio::posix::stream_descriptor(io_, pidfd_owner.release());
     a->pid = pid;
     a->child = true;
     a->running = true;
@@ -168,6 +178,42 @@ void KvmHypervisor::start(const std::string& name) {
     log()->info("{}: spawned anchor pid {} ({})", name, pid, config_.anchor_path);
     watch_exit(a);
     poll_started(a);
+}
+
+std::string KvmHypervisor::cgroup_path(const std::string& name) const {
+    return config_.cgroup_root + "/" + config_.cgroup_parent + "/" + name;
+}
+
+void KvmHypervisor::place_anchor(Anchor& a, int pid) {
+    a.cgroup.clear();
+    if (config_.cgroup_parent.empty()) return;
+    const DomainManifest& m = a.manifest;
+    jail::CgroupLimits limits;
+    limits.memory_max = jail::anchor_memory_limit(m.memory_mb, m.vcpus);
+    limits.cpus = m.cpu_quota;
+    try {
+        a.cgroup = jail::place_in_cgroup(config_.cgroup_root, config_.cgroup_parent, m.name, pid, limits);
+    } catch (const std::exception& e) {
+        // No anchor outside its limits, and none left behind: it has not done anything yet.
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+        clean_stale_state_dir(state_dir(m.name));
+        std::error_code ignored;
+        fs::remove(cgroup_path(m.name), ignored);  // only if place_in_cgroup made it and it is empty
+        throw Error("kvm: cannot place the anchor in cgroup " + cgroup_path(m.name) + ": " + e.what());
+    }
+    log()->info("{}: anchor pid {} in cgroup {} (cpu.max {}, memory.max {})", m.name, pid, a.cgroup,
+                jail::cpu_max_value(limits), *limits.memory_max);
+}
+
+void KvmHypervisor::remove_cgroup(Anchor& a) {
+    if (a.cgroup.empty()) return;
+    try {
+        jail::remove_cgroup(a.cgroup);
+    } catch (const std::exception& e) {
+        log()->warn("{}: {}", a.manifest.name, e.what());
+    }
+    a.cgroup.clear();
 }
 
 void KvmHypervisor::watch_exit(const AnchorPtr& a) {
@@ -251,6 +297,8 @@ void KvmHypervisor::on_exit(const AnchorPtr& a) {
     const bool left = probe.exists && probe.pid == a->pid;
     const ExitInfo exit = describe_exit(*a, status, left);
     if (probe.exists && !probe.live) clean_stale_state_dir(state_dir(name));
+    // The anchor has exited (pidfd readable), so its cgroup holds no process any more.
+    remove_cgroup(*a);
     a->timer.cancel();
     a->control.reset();
     boost::system::error_code ec;
@@ -422,6 +470,9 @@ std::vector<AdoptedDomain> KvmHypervisor::adopt() {
         }
         a->manifest.name = name;
         a->manifest.hypervisor = "kvm";
+        // Placed by an earlier vmmd with the same cgroup parent: removed when the anchor exits.
+        std::error_code cg_ec;
+        if (!config_.cgroup_parent.empty() && fs::is_directory(cgroup_path(name), cg_ec)) a->cgroup = cgroup_path(name);
         a->watch = boost::asio::posix::stream_descriptor(io_, pidfd_owner.release());
         a->pid = probe.pid;
         a->child = false;
@@ -435,6 +486,24 @@ std::vector<AdoptedDomain> KvmHypervisor::adopt() {
         found.push_back(std::move(d));
     }
     return found;
+}
+
+void KvmHypervisor::pci_reserve(const std::string& bdf) {
+    Hypervisor::pci_reserve(bdf);
+    if (!config_.pci_binder) return;
+    try {
+        config_.pci_binder->reserve(bdf);
+    } catch (...) {
+        Hypervisor::pci_release(bdf);
+        throw;
+    }
+}
+
+void KvmHypervisor::pci_release(const std::string& bdf) {
+    Hypervisor::pci_release(bdf);
+    // A device reserved by an earlier vmmd (an adopted domain's) has no record here: it stays
+    // on vfio-pci, which is safe; its original driver is not known any more.
+    if (config_.pci_binder && config_.pci_binder->reservations().count(bdf)) config_.pci_binder->release(bdf);
 }
 
 }  // namespace vmm::hv::kvm

@@ -5,8 +5,13 @@
 //    (so it outlives vmmd), stdout/stderr appended to <log-dir>/<name>.log, and watches it
 //    through a pidfd. The domain runs once the anchor's state directory
 //    <run-dir>/kvm/<name>/ holds its pid (written after it took the directory's lock).
+//  - With a cgroup parent configured, the anchor is moved right after its exec (before it has
+//    set anything up) into the cgroup v2 <cgroup-root>/<cgroup-parent>/<name> with cpu.max from
+//    the manifest's cpu_quota and memory.max from jail::anchor_memory_limit (jail/cgroup.h). A
+//    failure to place it is the start's error: the anchor is killed and reaped first.
 //  - An exit is reported with the status (waitid on the pidfd for children; "status unknown"
-//    for adopted anchors) and the state directory is cleaned if the anchor left it behind.
+//    for adopted anchors) and the state directory is cleaned if the anchor left it behind; the
+//    domain's cgroup is removed.
 //  - stop(): power-down through DomainControl, wait up to the timeout, quit, wait
 //    `kill_grace`, SIGKILL.
 //  - adopt(): every live anchor under <run-dir>/kvm (lock held, pid file) is watched again;
@@ -26,6 +31,10 @@
 #include <map>
 #include <memory>
 
+namespace vmm::vfio {
+class PciDriverBinder;
+}
+
 namespace vmm::hv::kvm {
 
 struct KvmConfig {
@@ -37,6 +46,16 @@ struct KvmConfig {
     std::chrono::milliseconds start_timeout{10000};  // until the pid file must appear
     std::chrono::milliseconds kill_grace{3000};      // after quit, before SIGKILL
     std::chrono::milliseconds poll_interval{20};
+    // cgroup v2 placement: each anchor in <cgroup_root>/<cgroup_parent>/<name>. cgroup_parent is
+    // relative to cgroup_root and must be a cgroup without processes (vmmd's own is not: cgroup
+    // v2 hands controllers only from cgroups without processes; docs/SECURITY.md). Empty: off,
+    // anchors stay in vmmd's cgroup.
+    std::string cgroup_root = "/sys/fs/cgroup";
+    std::string cgroup_parent;
+    // pci_reserve() binds the device to vfio-pci through this (driver_override; the host's
+    // driver is restored by pci_release()), so the anchor can open its IOMMU group. nullptr:
+    // bookkeeping only (the devices must already be on vfio-pci).
+    std::shared_ptr<vfio::PciDriverBinder> pci_binder;
 };
 
 class KvmHypervisor : public Hypervisor {
@@ -53,6 +72,8 @@ public:
     void resume(const std::string& name) override;
     void remove(const std::string& name) override;
     void cleanup(const std::string& name) override;
+    void pci_reserve(const std::string& bdf) override;
+    void pci_release(const std::string& bdf) override;
     DomainStatus info(const std::string& name) const override;
     DomainUsage usage(const std::string& name) const override;
     std::vector<AdoptedDomain> adopt() override;
@@ -65,6 +86,7 @@ private:
         explicit Anchor(boost::asio::io_context& io) : watch(io), timer(io) {}
         DomainManifest manifest;
         std::string manifest_file;
+        std::string cgroup;  // the anchor's cgroup directory; "" when it was not placed
         int pid = -1;
         bool child = false;     // spawned by us: waitid gives the status
         bool running = false;   // the process exists
@@ -86,6 +108,10 @@ private:
     void escalate(const AnchorPtr& a, const std::string& stage);
     DomainControl& control(Anchor& a);
     ExitInfo describe_exit(const Anchor& a, std::optional<int> status, bool left_state_dir) const;
+    // Moves a just-spawned anchor into its cgroup; on failure kills and reaps it and throws.
+    void place_anchor(Anchor& a, int pid);
+    void remove_cgroup(Anchor& a);
+    std::string cgroup_path(const std::string& name) const;
 
     boost::asio::io_context& io_;
     KvmConfig config_;

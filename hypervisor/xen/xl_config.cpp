@@ -1,5 +1,6 @@
 #include "hypervisor/xen/xl_config.h"
 
+#include <cmath>
 #include <sstream>
 
 namespace vmm::hv::xen {
@@ -33,6 +34,8 @@ std::string make_xl_config(const DomainManifest& m) {
     c << "memory = " << m.memory_mb << "\n";
     c << "maxmem = " << m.memory_mb << "\n";
     c << "vcpus = " << m.vcpus << "\n";
+    // The credit scheduler's cap: percent of one physical CPU, as cpu_quota's CPUs' worth.
+    if (m.cpu_quota) c << "cap = " << std::llround(*m.cpu_quota * 100) << "\n";
     c << "kernel = " << xl_quote(m.kernel) << "\n";
     if (!m.initrd.empty()) c << "ramdisk = " << xl_quote(m.initrd) << "\n";
     if (!m.cmdline.empty()) c << "cmdline = " << xl_quote(m.cmdline) << "\n";

@@ -29,6 +29,11 @@
 #   VMM_NESTED_KVM_AMD_ARGS kvm_amd module parameters (default "nested=1")
 #   VMM_NESTED_TRANSPORT    auto (default; virtio-fs if possible, else 9p), virtiofs or 9p
 #   VMM_NESTED_VERBOSE=1    same as --verbose: show the whole L1 console
+#   VMM_NESTED_IOMMU        1 (default): a q35 machine with an emulated Intel IOMMU and
+#                           two PCI functions for VFIO tests: QEMU's "edu" device (MSI, DMA)
+#                           and a modern virtio-blk-pci behind the IOMMU (iommu_platform,
+#                           MSI-X) on a scratch 1 MiB image; vfio-pci and
+#                           vfio_iommu_type1 are loaded in L1. 0: the plain i440fx machine.
 set -euo pipefail
 
 PROG=${0##*/}
@@ -66,6 +71,7 @@ MEM=${VMM_NESTED_MEM:-2048}
 SMP=${VMM_NESTED_SMP:-1}
 KVM_AMD_ARGS=${VMM_NESTED_KVM_AMD_ARGS:-nested=1}
 KPKG=${VMM_NESTED_KERNEL_PKG:-linux-image-cloud-amd64}
+IOMMU=${VMM_NESTED_IOMMU:-1}
 
 QEMU=$(command -v qemu-system-x86_64) || skip "qemu-system-x86_64 not found (apt-get install qemu-system-x86)"
 BUSYBOX=$(command -v busybox || true)
@@ -104,8 +110,8 @@ find_deb() {
 
 DEB=$(find_deb) || exit $?
 KDIR="$CACHE/$(basename "$DEB" .deb)"
-# Modules loaded in L1 besides kvm_amd: the shares, and tun for the virtio-net tap tests.
-EXTRA_MODS="virtio_pci virtiofs overlay 9pnet_virtio 9p tun"
+# Modules loaded in L1 besides kvm_amd: the shares, tun for the virtio-net tap tests, VFIO.
+EXTRA_MODS="virtio_pci virtiofs overlay 9pnet_virtio 9p tun vfio_iommu_type1 vfio_pci"
 if [[ ! -f $KDIR/vmlinuz || "$(cat "$KDIR/modules/.done" 2>/dev/null)" != "$EXTRA_MODS" ]]; then
     log "extracting $DEB"
     rm -rf "$KDIR"; mkdir -p "$KDIR/modules"
@@ -276,6 +282,16 @@ QEMU_ARGS=(
     -append "console=ttyS0 loglevel=1 panic=-1 oops=panic"
     -device virtio-rng-pci
 )
+if [[ $IOMMU == 1 ]]; then
+    # The IOMMU comes before any PCI device. The VFIO test devices sit at fixed addresses
+    # (00:10.0 edu, 00:11.0 virtio-blk) that tests/integration/vfio_*.sh look for.
+    head -c 1M /dev/zero > "$RUN/vfio-blk.img"
+    QEMU_ARGS=(-machine q35 -machine kernel-irqchip=split -device intel-iommu,intremap=on "${QEMU_ARGS[@]}"
+        -device edu,addr=10.0
+        -drive "file=$RUN/vfio-blk.img,if=none,id=vfioblk,format=raw"
+        -device virtio-blk-pci,drive=vfioblk,addr=11.0,serial=vmm-vfio-blk,disable-legacy=on,iommu_platform=on)
+    QEMU_ARGS=("${QEMU_ARGS[@]/console=ttyS0 loglevel=1/console=ttyS0 intel_iommu=on loglevel=1}")
+fi
 
 start_virtiofsd() {  # start_virtiofsd SOCKET DIR
     local sock=$1 dir=$2 i

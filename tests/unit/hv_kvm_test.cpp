@@ -1,11 +1,15 @@
 // The kvm hypervisor's supervision with tests/tools/fake_anchor standing in for vmm-anchor (no
 // /dev/kvm needed): spawn and the pid file, graceful stop through QMP, a crash with its exit
 // status and a cleaned state directory, the escalation to SIGKILL, adoption by a new
-// KvmHypervisor (as after a vmmd restart) and stale directories.
+// KvmHypervisor (as after a vmmd restart) and stale directories; cgroup placement of the anchors
+// on a fake cgroupfs tree (plain directories and files, as jail_cgroup_test).
 #include "hypervisor/kvm/kvm_hypervisor.h"
 #include "hypervisor/kvm/state_dir_probe.h"
+#include "jail/cgroup.h"
 #include "run/state_dir.h"
+#include "tests/support/fake_sysfs.h"
 #include "tests/support/test_paths.h"
+#include "vfio/pci_driver_binder.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -43,6 +47,8 @@ protected:
         c.manifest_dir = root_ + "/run/vmmd/manifests";
         c.log_dir = root_ + "/run/vmmd/logs";
         c.kill_grace = std::chrono::milliseconds(300);
+        c.cgroup_root = root_ + "/cgroup";
+        c.cgroup_parent = cgroup_parent_;
         return c;
     }
     DomainManifest manifest(const std::string& name, const std::string& script = "") {
@@ -82,6 +88,7 @@ protected:
     boost::asio::io_context io_;
     std::vector<DomainEvent> events_;
     std::vector<int> leftover_;
+    std::string cgroup_parent_;  // "": no cgroup placement
 };
 
 TEST_F(KvmHvTest, SpawnsAnAnchorThatRunsWithItsStateDirectory) {
@@ -213,6 +220,144 @@ TEST_F(KvmHvTest, AdoptedAnchorThatDiesUncleanlyIsACrash) {
     const ExitInfo& e = last(DomainEvent::Kind::Exited)->exit;
     EXPECT_TRUE(e.crashed) << e.detail;
     EXPECT_FALSE(fs::exists(second->state_dir("doomed")));
+}
+
+// cgroup placement. The fake tree has what place_in_cgroup reads (cgroup.controllers) and takes
+// what it writes as plain files; the test removes those files itself where cgroupfs would drop
+// them with the directory.
+class KvmHvCgroupTest : public KvmHvTest {
+protected:
+    void SetUp() override {
+        KvmHvTest::SetUp();
+        cgroup_parent_ = "vmmd/domains";
+        fs::create_directories(parent_);
+        std::ofstream(parent_ + "/cgroup.controllers") << "cpuset cpu io memory pids\n";
+    }
+    static std::string slurp(const std::string& path) {
+        std::ifstream f(path);
+        return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    }
+    // What cgroupfs does by itself on rmdir: the interface files go with the directory.
+    void drop_interface_files(const std::string& dir) {
+        for (const char* f : {"cpu.max", "memory.max", "cgroup.procs"}) fs::remove(dir + "/" + f);
+    }
+    // Processes whose command line names this test's directory (a fake anchor of ours).
+    std::vector<int> our_processes() {
+        std::vector<int> pids;
+        for (const auto& e : fs::directory_iterator("/proc")) {
+            const std::string n = e.path().filename().string();
+            if (n.find_first_not_of("0123456789") != std::string::npos) continue;
+            std::ifstream cmd(e.path() / "cmdline");
+            const std::string text((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
+            if (text.find(root_ + "/run/vmmd/manifests/") != std::string::npos) pids.push_back(std::stoi(n));
+        }
+        return pids;
+    }
+    DomainManifest limited(const std::string& name) {
+        return parse_manifest({{"name", name}, {"vcpus", 2}, {"memory_mb", 64}, {"kernel", kernel_}, {"cpu_quota", 1.5}},
+                              root_);
+    }
+    std::string parent_ = root_ + "/cgroup/vmmd/domains";
+};
+
+TEST_F(KvmHvCgroupTest, TheAnchorRunsInItsCgroupWithTheLimitsWhichGoesWithIt) {
+    auto h = make();
+    const int pid = start(*h, limited("one"));
+    const std::string cg = parent_ + "/one";
+    EXPECT_EQ(slurp(cg + "/cgroup.procs"), std::to_string(pid));
+    EXPECT_EQ(slurp(cg + "/cpu.max"), "150000 100000") << "cpu_quota 1.5";
+    EXPECT_EQ(slurp(cg + "/memory.max"), std::to_string(jail::anchor_memory_limit(64, 2)));
+    EXPECT_EQ(slurp(parent_ + "/cgroup.subtree_control"), "+cpu +memory");
+
+    drop_interface_files(cg);
+    h->stop("one", {false, std::chrono::milliseconds(5000)});
+    ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Exited) != nullptr; }));
+    EXPECT_FALSE(last(DomainEvent::Kind::Exited)->exit.crashed);
+    EXPECT_FALSE(fs::exists(cg)) << "the domain's cgroup is removed once its anchor has exited";
+    EXPECT_TRUE(fs::exists(parent_)) << "the parent stays";
+
+    // Without cpu_quota: no cpu limit, memory still bounded.
+    events_.clear();
+    start(*h, manifest("two"));
+    EXPECT_EQ(slurp(parent_ + "/two/cpu.max"), "max 100000");
+    EXPECT_EQ(slurp(parent_ + "/two/memory.max"), std::to_string(jail::anchor_memory_limit(64, 2)));
+}
+
+TEST_F(KvmHvCgroupTest, AFailureToPlaceIsTheStartErrorAndLeavesNoAnchor) {
+    std::ofstream(parent_ + "/cgroup.controllers") << "cpu pids\n";  // memory not handed down
+    auto h = make();
+    h->setup(limited("one"));
+    try {
+        h->start("one");
+        FAIL() << "started without its cgroup";
+    } catch (const Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("kvm: cannot place the anchor in cgroup " + parent_ + "/one"));
+        EXPECT_THAT(e.what(), HasSubstr("\"memory\" is not available"));
+    }
+    EXPECT_TRUE(our_processes().empty()) << "the spawned anchor was killed and reaped";
+    run_until([] { return false; }, 300);
+    EXPECT_TRUE(events_.empty()) << "no Running or Exited event for a start that failed";
+    EXPECT_FALSE(probe_state_dir(h->state_dir("one")).live);
+    EXPECT_EQ(h->info("one").pid, -1);
+    EXPECT_FALSE(fs::exists(parent_ + "/one"));
+
+    // Once the cgroup tree is right the same domain starts.
+    std::ofstream(parent_ + "/cgroup.controllers") << "cpu memory pids\n";
+    const int pid = start(*h, limited("one"));
+    EXPECT_EQ(slurp(parent_ + "/one/cgroup.procs"), std::to_string(pid));
+}
+
+TEST_F(KvmHvCgroupTest, AnAdoptedAnchorsCgroupIsRemovedAtItsExit) {
+    int pid = -1;
+    {
+        auto first = make();
+        pid = start(*first, limited("survivor"));
+    }
+    const std::string cg = parent_ + "/survivor";
+    ASSERT_TRUE(fs::is_directory(cg));
+    events_.clear();
+    auto second = make();
+    ASSERT_EQ(second->adopt().size(), 1u);
+    drop_interface_files(cg);
+    ::kill(pid, SIGKILL);
+    ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Exited) != nullptr; }));
+    EXPECT_FALSE(fs::exists(cg));
+}
+
+TEST_F(KvmHvCgroupTest, TheParentCannotLeaveTheCgroupTree) {
+    KvmConfig c = config();
+    c.cgroup_parent = "vmmd/../../etc";
+    EXPECT_THROW(KvmHypervisor(io_, c), Error);
+    c.cgroup_parent = "/vmmd/domains/";
+    EXPECT_NO_THROW(KvmHypervisor(io_, c)) << "leading and trailing slashes are fine";
+}
+
+// pci_reserve binds the device to vfio-pci through the configured binder (on a fake sysfs whose
+// writer plays the kernel's driver core) and pci_release gives it back to its host driver; a
+// refused device leaves no reservation behind.
+TEST_F(KvmHvTest, PciReserveBindsToVfioPciAndReleaseRestoresTheDriver) {
+    test::FakeSysfs fake;
+    test::populate_example_host(fake);
+    KvmConfig c = config();
+    c.pci_binder = std::make_shared<vfio::PciDriverBinder>(vfio::HostPaths::under(fake.sys(), fake.proc()), fake.kernel());
+    KvmHypervisor h(io_, c);
+    h.pci_reserve("0000:08:00.1");
+    EXPECT_EQ(fake.driver_of("0000:08:00.1"), "vfio-pci");
+    EXPECT_EQ(h.pci_reserved().count("0000:08:00.1"), 1u);
+    EXPECT_THROW(h.pci_reserve("0000:08:00.1"), Error) << "one domain at a time";
+    EXPECT_EQ(fake.driver_of("0000:08:00.1"), "vfio-pci");
+    h.pci_release("0000:08:00.1");
+    EXPECT_EQ(fake.driver_of("0000:08:00.1"), "snd_hda_intel");
+    EXPECT_TRUE(h.pci_reserved().empty());
+
+    try {
+        h.pci_reserve("0000:00:02.0");
+        FAIL() << "the boot VGA is the host's";
+    } catch (const Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("boot VGA"));
+    }
+    EXPECT_TRUE(h.pci_reserved().empty());
+    EXPECT_NE(fake.driver_of("0000:00:02.0"), "vfio-pci");
 }
 
 }  // namespace

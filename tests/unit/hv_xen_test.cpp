@@ -138,6 +138,8 @@ TEST_F(XenTest, DefaultsDestroyOnPowerOffAndRebootAndLeaveOutOptionalFields) {
     EXPECT_EQ(cfg.at("on_reboot"), "\"destroy\"");
     EXPECT_EQ(cfg.count("ramdisk"), 0u);
     EXPECT_EQ(cfg.count("cmdline"), 0u);
+    EXPECT_EQ(cfg.count("cap"), 0u) << "no cpu_quota: no cap";
+    EXPECT_EQ(parse_cfg(make_xl_config(manifest({{"cpu_quota", 1.5}}))).at("cap"), "150") << "percent of one CPU";
 }
 
 TEST_F(XenTest, WhatXenCannotDoNamesTheField) {

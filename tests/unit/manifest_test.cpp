@@ -91,6 +91,7 @@ json full_doc() {
             {"on_poweroff", "pause"},
             {"on_reboot", "restart"},
             {"on_crash", "pause"},
+            {"cpu_quota", 1.5},
             {"disks", {{{"path", "initrd.img"}, {"readonly", true}},
                        {{"path", "vmlinuz"}, {"partuuid", "0FC63DAF-8483-4772-8E79-3D69D8477DE4"}, {"serial", "disk-1"}}}},
             {"nics", {{{"tap", "tap0"}, {"mac", "52:54:00:AB:cd:01"}}, {{"tap", "vif1.0"}}}},
@@ -113,6 +114,7 @@ TEST_F(ManifestTest, FullManifest) {
     EXPECT_EQ(m.on_poweroff, "pause");
     EXPECT_EQ(m.on_reboot, "restart");
     EXPECT_EQ(m.on_crash, "pause");
+    EXPECT_EQ(m.cpu_quota, 1.5);
     ASSERT_EQ(m.disks.size(), 2u);
     EXPECT_EQ(m.disks[0], (DiskSpec{path("initrd.img"), true, "", ""}));
     EXPECT_EQ(m.disks[1], (DiskSpec{path("vmlinuz"), false, "0fc63daf-8483-4772-8e79-3d69d8477de4", "disk-1"}));
@@ -233,6 +235,23 @@ TEST_F(ManifestTest, MemoryMb) {
                     HasSubstr("must be an integer from 2 to 1048576 (MiB), got "));
     }
     EXPECT_EQ(parse_manifest(with("memory_mb", 2), dir_.string()).memory_mb, 2u);
+}
+
+TEST_F(ManifestTest, CpuQuota) {
+    EXPECT_FALSE(parse_manifest(minimal(), dir_.string()).cpu_quota.has_value()) << "no limit by default";
+    EXPECT_EQ(parse_manifest(with("cpu_quota", 0.01), dir_.string()).cpu_quota, 0.01);
+    EXPECT_EQ(parse_manifest(with("cpu_quota", 2), dir_.string()).cpu_quota, 2.0) << "an integer is a number";
+    EXPECT_EQ(parse_manifest(with("cpu_quota", 64), dir_.string()).cpu_quota, 64.0)
+        << "more than vcpus: the anchor's I/O threads share the quota";
+    EXPECT_EQ(error_of(with("cpu_quota", "1.5"), "cpu_quota"),
+              "manifest field \"cpu_quota\": must be a number of CPUs from 0.01 to 64 (1.5 = one and a half "
+              "CPUs), got \"1.5\"");
+    for (const json& bad : {json(0), json(0.009), json(-1), json(64.5), json(1e9), json(true), json(nullptr),
+                            json::array({1})}) {
+        EXPECT_THAT(error_of(with("cpu_quota", bad), "cpu_quota"),
+                    HasSubstr("must be a number of CPUs from 0.01 to 64"))
+            << bad.dump();
+    }
 }
 
 TEST_F(ManifestTest, KernelAndInitrdMustExist) {
@@ -425,9 +444,11 @@ TEST_F(ManifestTest, ToJsonRoundTrips) {
         EXPECT_EQ(again.nics, m.nics);
         EXPECT_EQ(again.consoles, m.consoles);
         EXPECT_EQ(again.pci, m.pci);
+        EXPECT_EQ(again.cpu_quota, m.cpu_quota);
     }
     const json out = to_json(parse_manifest(minimal(), dir_.string()));
-    EXPECT_FALSE(out.contains("initrd") || out.contains("cmdline") || out.contains("flat"));
+    EXPECT_FALSE(out.contains("initrd") || out.contains("cmdline") || out.contains("flat") ||
+                 out.contains("cpu_quota"));
     EXPECT_EQ(out["vcpus"], 1);
 }
 

@@ -1,7 +1,10 @@
 // QmpServer over real sockets (socketpairs and unix sockets) with a FakeDomain: greeting,
 // negotiation, ids, every error shape, split/coalesced input, events, several clients,
-// flood, oversize input, disconnects. Single-threaded: the test steps the io_context with
-// poll(); only the QmpClient tests run it on a thread (the client blocks).
+// flood, oversize input, disconnects; the fault tests of a flooding client (an endless line, replies
+// never read, garbage at full speed: bounded buffers, a log line, the others served).
+// Single-threaded: the test steps the io_context with poll() (run_for() where a timeout is under
+// test); only the QmpClient tests run it on a thread (the client blocks).
+#include "common/log.h"
 #include "qmp/fake_domain.h"
 #include "qmp/json_writer.h"
 #include "qmp/qmp_client.h"
@@ -12,13 +15,16 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <spdlog/sinks/ostream_sink.h>
 
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -109,6 +115,27 @@ private:
     JsonStream stream_;
     std::vector<Json> messages_;
     bool eof_ = false;
+};
+
+// Collects what the "qmp" logger writes while it lives.
+class LogCapture {
+public:
+    LogCapture() { logger("qmp")->sinks().push_back(sink_); }
+    ~LogCapture() {
+        auto& sinks = logger("qmp")->sinks();
+        sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+    }
+    std::size_t count(const std::string& needle) const {
+        const std::string text = out_.str();
+        std::size_t n = 0;
+        for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+        return n;
+    }
+    std::string text() const { return out_.str(); }
+
+private:
+    std::ostringstream out_;
+    std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_ = std::make_shared<spdlog::sinks::ostream_sink_mt>(out_);
 };
 
 std::vector<std::string> keys(const Json& object) {
@@ -537,6 +564,125 @@ TEST_F(QmpServerSocketTest, ListenTwoSocketsMode0600AndCloseRemovesThem) {
     t.join();
     EXPECT_FALSE(std::filesystem::exists(qmp));
     EXPECT_FALSE(std::filesystem::exists(listener));
+}
+
+// Fault tests: a client that floods. Each keeps the flooder's memory bounded, logs it, and
+// serves another client meanwhile.
+
+TEST_F(QmpServerTest, AnEndlessLineCostsOneMessageOfBufferAndOneError) {
+    LogCapture log;
+    Peer flood(io_, server_), other(io_, server_);
+    flood.greet_and_negotiate();
+    other.greet_and_negotiate();
+    // A string that never ends, no newline: 16 MiB against a 64 KiB message limit.
+    ASSERT_TRUE(flood.send(R"({"execute": "query-name", "id": ")"));
+    const std::string chunk(64 << 10, 'x');
+    std::size_t most = 0;
+    for (int i = 0; i < 256; ++i) {
+        ASSERT_TRUE(flood.send(chunk)) << "the server stopped reading after " << i << " chunks";
+        most = std::max(most, server_.buffered_bytes());
+        if (i % 64 == 0) {
+            EXPECT_EQ(other.ask(R"({"execute": "query-name", "id": )" + std::to_string(i) + "}")["id"], i);
+        }
+    }
+    EXPECT_LE(most, std::size_t{64 << 10}) << "held more than one message's worth";
+    const auto replies = flood.read(10);
+    ASSERT_EQ(replies.size(), 1u) << "one error for the whole line, not one per chunk";
+    EXPECT_EQ(replies[0]["error"]["class"], "GenericError");
+    EXPECT_EQ(replies[0]["error"]["desc"], "JSON token size limit exceeded");
+    EXPECT_EQ(log.count("QMP client 1 on fd: rejected input: JSON token size limit exceeded (1 so far)"), 1u)
+        << log.text();
+    // A newline resynchronises the lexer (qmp-spec): the client is usable again.
+    EXPECT_EQ(flood.ask("\n" R"({"execute": "query-name", "id": "back"})")["id"], "back");
+    EXPECT_EQ(server_.client_count(), 2u);
+}
+
+TEST_F(QmpServerTest, GarbageAtFullSpeedIsAnsweredAndLoggedSparingly) {
+    LogCapture log;
+    Peer flood(io_, server_), other(io_, server_);
+    flood.greet_and_negotiate();
+    other.greet_and_negotiate();
+    // 5000 stray '}' (each a parse error) in 1000-byte bursts, replies read as they come.
+    std::size_t errors = 0;
+    for (int burst = 0; burst < 5; ++burst) {
+        ASSERT_TRUE(flood.send(std::string(1000, '}')));
+        for (const auto& m : flood.read(1000)) errors += m["error"]["desc"] == "JSON parse error, expecting value";
+        EXPECT_EQ(other.ask(R"({"execute": "query-status", "id": "ok"})")["id"], "ok");
+    }
+    EXPECT_EQ(errors, 5000u) << "QEMU answers every stray token";
+    // Logged at the 1st, 2nd, 4th ... 4096th: 13 lines for 5000 errors.
+    EXPECT_EQ(log.count("QMP client 1 on fd: rejected input: JSON parse error, expecting value"), 13u);
+    EXPECT_EQ(log.count("(4096 so far)"), 1u);
+    EXPECT_EQ(log.count("client 2"), 0u);
+}
+
+class QmpServerStallTest : public ::testing::Test {
+protected:
+    QmpServerStallTest() : server_(io_, domain_, options()) { domain_.attach(server_); }
+    static QmpServerOptions options() {
+        QmpServerOptions o;
+        o.stall_timeout = 1000ms;
+        return o;
+    }
+    // Fills the flooder's socket with commands without reading a reply, until the server stops
+    // reading it; checks the server's buffer on the way.
+    void flood_until_blocked(Peer& flood) {
+        std::string chunk;
+        for (int i = 0; i < 100; ++i) chunk += R"({"execute": "query-status", "id": 123456})";
+        bool blocked = false;
+        for (int i = 0; i < 20000 && !blocked; ++i) {
+            const ssize_t n = ::send(flood.fd(), chunk.data(), chunk.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            io_.poll();
+            blocked = n < 0 && errno == EAGAIN;
+            most_ = std::max(most_, server_.buffered_bytes());
+        }
+        ASSERT_TRUE(blocked) << "the server kept reading a client that does not read its replies";
+    }
+    template <typename Pred> bool run_until(Pred pred, std::chrono::milliseconds limit) {
+        const auto end = std::chrono::steady_clock::now() + limit;
+        while (!pred() && std::chrono::steady_clock::now() < end) io_.run_for(20ms);
+        return pred();
+    }
+
+    boost::asio::io_context io_;
+    FakeDomain domain_{"dom1", "running"};
+    QmpServer server_;
+    std::size_t most_ = 0;
+};
+
+TEST_F(QmpServerStallTest, AClientThatNeverReadsItsRepliesIsBoundedThenDisconnected) {
+    LogCapture log;
+    Peer flood(io_, server_), other(io_, server_);
+    flood.greet_and_negotiate();
+    other.greet_and_negotiate();
+    flood_until_blocked(flood);
+    // Replies queued past read_pause_bytes (64 KiB) stop the reading; one batch may overshoot.
+    EXPECT_LE(most_, std::size_t{(64 << 10) + (8 << 10)}) << "the write queue is not bounded";
+    EXPECT_EQ(log.count("QMP client 1 on fd: "), 1u) << log.text();
+    EXPECT_EQ(log.count("bytes of replies unread: not reading its input until it reads them"), 1u);
+    EXPECT_EQ(other.ask(R"({"execute": "query-status", "id": "meanwhile"})")["id"], "meanwhile");
+
+    // Nothing read for stall_timeout: it goes, and its buffers with it.
+    ASSERT_TRUE(run_until([&] { return server_.client_count() == 1; }, 10s)) << "never disconnected";
+    EXPECT_EQ(log.count("bytes of replies unread for 1000 ms: disconnecting it"), 1u) << log.text();
+    EXPECT_EQ(server_.buffered_bytes(), 0u);
+    EXPECT_EQ(other.ask(R"({"execute": "query-name", "id": "after"})")["id"], "after");
+}
+
+TEST_F(QmpServerStallTest, AClientThatReadsSlowlyIsKept) {
+    Peer slow(io_, server_);
+    slow.greet_and_negotiate();
+    flood_until_blocked(slow);
+    // It reads everything it has every ~200 ms: the server's writes make progress within every
+    // stall_timeout, so it stays, for three timeouts.
+    std::size_t replies = 0;
+    const auto end = std::chrono::steady_clock::now() + 3s;
+    while (std::chrono::steady_clock::now() < end) {
+        io_.run_for(200ms);
+        replies += slow.read(100000).size();
+        ASSERT_EQ(server_.client_count(), 1u) << "a client that reads was disconnected";
+    }
+    EXPECT_GT(replies, 2000u);
 }
 
 }  // namespace

@@ -5,7 +5,10 @@
 //  - with VIRTIO_NET_F_CSUM a UDP datagram sent with NEEDS_CSUM and no valid checksum is
 //    accepted by the host stack (the vnet header reached the kernel), and refused without it;
 //  - a frame injected with AF_PACKET out of the tap lands in the guest's RX buffers;
-//  - errors name the tap (busy, bad name); the tap disappears with the device.
+//  - errors name the tap (busy, bad name); the tap disappears with the device;
+//  - the tap deleted under an active device (`ip link del`): no busy loop on the dead fd, transmit
+//    chains still completed (counted as dropped), link down, and the device still resets and
+//    re-activates.
 #include "devicemodel/virtio-net/tap.h"
 #include "devicemodel/virtio-net/virtio_net.h"
 
@@ -17,11 +20,14 @@
 #include <gtest/gtest.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -49,6 +55,35 @@ std::uint64_t read_counter(const std::string& tap, const char* which) {
     return v;
 }
 
+// `ip link del`: RTM_DELLINK for `ifindex` over rtnetlink. Returns 0 or the kernel's -errno.
+int delete_link(int ifindex) {
+    Fd nl(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+    if (!nl.valid()) return -errno;
+    struct {
+        nlmsghdr h;
+        ifinfomsg i;
+    } req{};
+    req.h.nlmsg_len = sizeof req;
+    req.h.nlmsg_type = RTM_DELLINK;
+    req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+    req.h.nlmsg_seq = 1;
+    req.i.ifi_family = AF_UNSPEC;
+    req.i.ifi_index = ifindex;
+    if (::send(nl.get(), &req, sizeof req, 0) != static_cast<ssize_t>(sizeof req)) return -errno;
+    alignas(nlmsghdr) char buf[512];
+    const ssize_t n = ::recv(nl.get(), buf, sizeof buf, 0);
+    if (n < static_cast<ssize_t>(NLMSG_LENGTH(sizeof(nlmsgerr)))) return -EPROTO;
+    const auto* h = reinterpret_cast<const nlmsghdr*>(buf);  // the ack starts the datagram
+    if (h->nlmsg_type != NLMSG_ERROR) return -EPROTO;
+    return static_cast<const nlmsgerr*>(NLMSG_DATA(h))->error;
+}
+
+double thread_cpu_ms() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
 std::uint16_t ip_checksum(const std::uint8_t* p, std::size_t n) {
     std::uint32_t sum = 0;
     for (std::size_t i = 0; i + 1 < n; i += 2) sum += static_cast<std::uint32_t>(p[i] << 8 | p[i + 1]);
@@ -70,6 +105,7 @@ struct TapFixture : ::testing::Test {
     Fd packet;
     MacAddress tap_mac{};
     int ifindex = 0;
+    bool own_thread = true;  // false: the test runs the device's loop with poll()
 
     void SetUp() override {
         if (::geteuid() != 0) GTEST_SKIP() << "needs root (CAP_NET_ADMIN) to create a tap";
@@ -86,6 +122,7 @@ struct TapFixture : ::testing::Test {
         o.name = "taptest";
         o.mac = kGuestMac;
         o.queue_size = 64;
+        o.own_thread = own_thread;
         net = std::make_unique<VirtioNet>(std::move(t), o);
 
         // No IPv6 on it: no router solicitations or MLD reports in the guest's RX queue.
@@ -277,6 +314,80 @@ TEST_F(TapFixture, ErrorsNameTheTap) {
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("a-name-far-too-long-for-ifnamsiz"), std::string::npos);
     }
+}
+
+// The device's loop is run by the test (poll), so "does not spin" is exact: a pass with nothing
+// to do blocks for its whole timeout and uses no CPU.
+struct TapGoneFixture : TapFixture {
+    TapGoneFixture() { own_thread = false; }
+    // Runs the loop until `pred` holds (at most ~2 s).
+    template <typename Pred> bool pump(Pred pred) {
+        for (int i = 0; i < 200 && !pred(); ++i) net->poll(10);
+        return pred();
+    }
+};
+
+TEST_F(TapGoneFixture, ATapDeletedUnderTheDeviceIsNotSpunOnAndTransmitStillCompletes) {
+    net->activate(mem, feature_bit(virtio::kFeatureVersion1) | feature_bit(kNetFStatus), {rxq.config(), txq.config()},
+                  irq);
+    for (int i = 0; i < 4; ++i) rxq.add_chain({Drv::wr(arena.alloc(1526), 1526)});
+    net->queue_notify(VirtioNet::kRxQueue);
+    const MacAddress bcast{0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    transmit(ether(bcast, kGuestMac, kEtherType, "before the tap goes"));
+    ASSERT_TRUE(pump([&] { return txq.used_idx() == 1; }));
+    ASSERT_EQ(net->stats().tx_frames, 1u);
+    // The device now polls the tap for frames (EPOLLIN registered, RX buffers posted).
+
+    ASSERT_EQ(delete_link(ifindex), 0) << "RTM_DELLINK " << name;
+    ASSERT_FALSE(std::filesystem::exists("/sys/class/net/" + name));
+    // The deleted tap reports EPOLLERR for ever and EBADFD on every read: the loop notices once,
+    // then stops polling it. Ten passes of 20 ms must block, not return at once with work left.
+    for (int i = 0; i < 3; ++i) net->poll(0);
+    const auto wall = std::chrono::steady_clock::now();
+    const double cpu = thread_cpu_ms();
+    bool more = false;
+    for (int i = 0; i < 10; ++i) more |= net->poll(20);
+    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - wall);
+    EXPECT_FALSE(more) << "the loop has work left over on a dead tap";
+    EXPECT_GE(waited.count(), 180) << "epoll_wait returned early: the dead fd is still polled";
+    EXPECT_LT(thread_cpu_ms() - cpu, 50.0) << "CPU used while idle";
+
+    std::uint8_t status[2] = {0xff, 0xff};
+    net->read_config(offsetof(VirtioNetConfig, status), status);
+    EXPECT_EQ(status[0] & kNetSLinkUp, 0) << "VIRTIO_NET_S_LINK_UP cleared";
+    EXPECT_EQ(irq->config_notifies.load(), 1);
+
+    // Transmit chains are still given back (used length 0) and counted as dropped.
+    for (int i = 0; i < 3; ++i) transmit(ether(bcast, kGuestMac, kEtherType, "after the tap went"));
+    ASSERT_TRUE(pump([&] { return txq.used_idx() == 4; })) << "used ring advanced";
+    for (std::uint16_t i = 1; i < 4; ++i) EXPECT_EQ(txq.used(i).len, 0u);
+    const VirtioNetStats st = net->stats();
+    EXPECT_EQ(st.tx_dropped, 3u);
+    EXPECT_EQ(st.tx_frames, 1u);
+    EXPECT_EQ(st.tx_errors, 0u) << "not the guest's fault";
+    EXPECT_EQ(irq->resets_needed.load(), 0) << "the rings are fine: no NEEDS_RESET";
+
+    // The driver resets and brings the device up again (as after a link-down): it works, idle.
+    net->reset();
+    Drv rx2{mem, 0x5000, 64}, tx2{mem, 0x7000, 64};
+    net->activate(mem, feature_bit(virtio::kFeatureVersion1) | feature_bit(kNetFStatus), {rx2.config(), tx2.config()},
+                  irq);
+    rx2.add_chain({Drv::wr(arena.alloc(1526), 1526)});
+    net->queue_notify(VirtioNet::kRxQueue);
+    const Bytes f = ether(bcast, kGuestMac, kEtherType, "after reset");
+    const std::uint64_t hg = arena.alloc(12), fg = arena.alloc(f.size());
+    mem.write(hg, std::array<std::uint8_t, 12>{}.data(), 12);
+    mem.write(fg, f.data(), f.size());
+    tx2.add_chain({Drv::rd(hg, 12), Drv::rd(fg, static_cast<std::uint32_t>(f.size()))});
+    net->queue_notify(VirtioNet::kTxQueue);
+    ASSERT_TRUE(pump([&] { return tx2.used_idx() == 1; }));
+    EXPECT_EQ(net->stats().tx_dropped, 4u);
+    EXPECT_EQ(rx2.used_idx(), 0) << "no frame can arrive; the buffer stays posted";
+    const auto wall2 = std::chrono::steady_clock::now();
+    more = false;
+    for (int i = 0; i < 5; ++i) more |= net->poll(20);
+    EXPECT_FALSE(more);
+    EXPECT_GE(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - wall2).count(), 90);
 }
 
 }  // namespace

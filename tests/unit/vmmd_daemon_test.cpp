@@ -46,7 +46,9 @@ protected:
         in >> pid;
         return pid;
     }
-    std::unique_ptr<Daemon> make_daemon(DaemonConfig cfg = {}, bool with_kvm = false) {
+    // cgroup_parent: the kvm hypervisor places anchors under <root>/cgroup/<cgroup_parent>.
+    std::unique_ptr<Daemon> make_daemon(DaemonConfig cfg = {}, bool with_kvm = false,
+                                        const std::string& cgroup_parent = "") {
         auto d = std::make_unique<Daemon>(io_, cfg);
         d->add_hypervisor(std::make_unique<hv::NullHypervisor>(io_, root_ + "/run"));
         if (with_kvm) {
@@ -55,6 +57,8 @@ protected:
             k.run_dir = root_ + "/run";
             k.manifest_dir = root_ + "/run/vmmd/manifests";
             k.log_dir = root_ + "/run/vmmd/logs";
+            k.cgroup_root = root_ + "/cgroup";
+            k.cgroup_parent = cgroup_parent;
             d->add_hypervisor(std::make_unique<hv::kvm::KvmHypervisor>(io_, k));
         }
         return d;
@@ -155,6 +159,34 @@ TEST_F(DaemonTest, ErrorsNameTheFieldOrTheDomain) {
         EXPECT_EQ(e.domain, "nope");
     }
     EXPECT_THROW(d->remove("a"), ApiError) << "a running domain is not forgotten";
+}
+
+// A kvm domain whose anchor cannot be placed in its cgroup (fake cgroupfs tree without the
+// memory controller) is a start error naming the domain and the cgroup; nothing is left running
+// and no record stays behind.
+TEST_F(DaemonTest, ACgroupPlacementFailureIsTheDomainsStartError) {
+    fs::create_directories(root_ + "/cgroup/vmm");
+    std::ofstream(root_ + "/cgroup/vmm/cgroup.controllers") << "cpu pids\n";
+    auto d = make_daemon({}, true, "vmm");
+    try {
+        d->start(manifest("capped", "kvm"), std::nullopt, [](const json&) {});
+        FAIL() << "started outside its cgroup";
+    } catch (const ApiError& e) {
+        EXPECT_EQ(e.domain, "capped");
+        EXPECT_THAT(e.what(), HasSubstr("domain 'capped': kvm: cannot place the anchor in cgroup " + root_ +
+                                        "/cgroup/vmm/capped"));
+        EXPECT_THAT(e.what(), HasSubstr("\"memory\" is not available"));
+    }
+    EXPECT_EQ(d->state("capped"), std::nullopt);
+    EXPECT_EQ(run_pid(root_ + "/run/kvm/capped"), -1) << "no anchor came up";
+
+    std::ofstream(root_ + "/cgroup/vmm/cgroup.controllers") << "cpu memory pids\n";
+    const json r = start(*d, manifest("capped", "kvm"));
+    ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+    std::ifstream procs(root_ + "/cgroup/vmm/capped/cgroup.procs");
+    int placed = -1;
+    procs >> placed;
+    EXPECT_EQ(placed, r["domain"]["pid"].get<int>());
 }
 
 TEST_F(DaemonTest, ANewDaemonAdoptsRunningDomainsAndForgetsNothing) {

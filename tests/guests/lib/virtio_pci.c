@@ -156,7 +156,10 @@ enum virtio_error virtio_pci_negotiate(struct virtio_dev* d, uint64_t wanted) {
         return kVirtioErrNoVersion1;
     }
 
-    d->features = (d->device_features & wanted) | VIRTIO_F_VERSION_1;
+    // §6.1: a driver should accept ACCESS_PLATFORM when offered. These guests' DMA addresses are
+    // guest-physical, which is what a device behind a platform IOMMU sees when the VMM maps
+    // guest RAM at IOVA = GPA (a passed-through virtio function, tests/unit/anchor_vfio_kvm_test).
+    d->features = (d->device_features & (wanted | VIRTIO_F_ACCESS_PLATFORM)) | VIRTIO_F_VERSION_1;
     region_write32(&d->common, kCommonDriverFeatureSelect, 0);
     region_write32(&d->common, kCommonDriverFeature, (uint32_t)d->features);
     region_write32(&d->common, kCommonDriverFeatureSelect, 1);

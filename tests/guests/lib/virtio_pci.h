@@ -44,6 +44,7 @@ enum {
     kVirtqMaxSize = 8,
 };
 #define VIRTIO_F_VERSION_1 (1ull << 32)
+#define VIRTIO_F_ACCESS_PLATFORM (1ull << 33)
 
 enum virtio_error {
     kVirtioOk = 0,
