@@ -18,58 +18,13 @@
 # Exit status: 0 all passed, 1 some check failed, 77 skipped.
 set -uo pipefail
 
-PROG=${0##*/}
-QEMU=${QEMU:-qemu-system-x86_64}
-skip() { echo "$PROG: SKIP: $*"; exit 77; }
-
-command -v "$QEMU" >/dev/null 2>&1 || skip "$QEMU not found (apt-get install qemu-system-x86)"
-for tool in timeout grep dd cut head; do
-  command -v $tool >/dev/null 2>&1 || skip "$tool not found"
-done
+. "$(dirname "$0")/lib/qemu_guest.sh"
+qg_init guests_vfio_edu_qemu
 "$QEMU" -device help 2>/dev/null | grep -q '^name "edu"' || skip "$QEMU has no edu device"
-build=${VMM_BUILD_DIR:-}
-[[ -n $build ]] || { echo "$PROG: VMM_BUILD_DIR is not set (run through ctest)"; exit 1; }
 guest=$build/tests/guests/vfio_edu.bin
-[[ -f $guest ]] || skip "$guest missing: build the test_guests target (needs nasm, gcc -m32)"
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/guests_vfio_edu_qemu.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-passes=0
-pass() { echo "PASS $*"; passes=$((passes + 1)); }
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
-
-# run <label> <guest image> <qemu args...>: boots the image, leaves the COM1 output in $got, the
-# exit status in $status, the wall time in $ms, QEMU's stderr in $tmp/<label>.log.
-run() {
-  local label=$1 image=$2
-  shift 2
-  local out=$tmp/$label.out
-  : >"$out"
-  local start=$(date +%s%N)
-  timeout 60 "$QEMU" -accel tcg -display none -no-reboot -monitor none -nodefaults \
-    -serial "file:$out" -device isa-debug-exit,iobase=0xf4,iosize=0x04 -m 64 -kernel "$image" "$@" \
-    </dev/null >"$tmp/$label.log" 2>&1
-  status=$?
-  ms=$((($(date +%s%N) - start) / 1000000))
-  got=$(cat "$out"; echo .)
-  got=${got%.}
-  [[ $status == 124 ]] && echo "  $label: timed out after 60 s"
-}
-
-# expect <label> <debug-exit value> <regex>: the run's status ((value << 1) | 1) and its whole
-# output (ERE, anchored; the output's final newline is part of it).
-expect() {
-  local label=$1 want_status=$((($2 << 1) | 1)) want=$3
-  if [[ $status == "$want_status" && $got =~ ^${want}$ ]]; then
-    pass "$label (status $status, ${ms} ms)"
-  else
-    fail "$label: status $status (want $want_status), ${ms} ms"
-    echo "  want output (regex): $(printf '%q' "$want")"
-    echo "  got output:          $(printf '%q' "$got")"
-    sed 's/^/  qemu: /' "$tmp/$label.log"
-  fi
-}
+qg_need "$guest"
+# Exit status of a debug-exit value.
+st() { echo $((($1 << 1) | 1)); }
 
 # The guest's whole output with edu at 00:04.0. <bar0 regex> [first-line suffix]. The firmware
 # (SeaBIOS) routes the four PIRQ links to ISA IRQs 10, 10, 11, 11.
@@ -85,7 +40,7 @@ edu_out() {
     'vfio_edu: intx ok 2' \
     'vfio_edu: PASS'
 }
-ok=0x5e
+ok=$(st 0x5e)
 edu=(-device edu,addr=0x4)
 # A firmware-assigned BAR0: 1 MiB aligned, in the 32-bit PCI hole above the 64 MiB of RAM.
 fw_bar='[4-9a-f][0-9a-f]{2}00000'
@@ -98,19 +53,13 @@ done
 # BAR0 cleared first: the guest assigns it from its window at 0xc0000000 (lib/pci.h), and the
 # device answers there.
 clear=$tmp/vfio_edu-clearbar.bin
-cp "$guest" "$clear"
-off=$(grep -obUaF -- VMM-EDU-CLEARBAR "$clear" | head -1 | cut -d: -f1)
-if [[ -z $off ]]; then
-  fail "vfio_edu-clearbar: tag VMM-EDU-CLEARBAR not found in the image"
-else
-  printf '\x01' | dd of="$clear" bs=1 seek=$((off + 16)) conv=notrunc status=none
+if patch_flag "$guest" VMM-EDU-CLEARBAR "$clear"; then
   run vfio_edu-clearbar "$clear" -M q35 "${edu[@]}"
   expect vfio_edu-clearbar $ok "$(edu_out c0000000 ', assigned by the guest')"$'\n'
 fi
 
 # No edu: the probe step fails by name.
 run vfio_edu-nodevice "$guest" -M q35
-expect vfio_edu-nodevice 0x70 $'vfio_edu: FAIL no edu device \\(1234:11e8\\) \\(exit 70\\)\n'
+expect vfio_edu-nodevice $(st 0x70) $'vfio_edu: FAIL no edu device \\(1234:11e8\\) \\(exit 70\\)\n'
 
-echo "$PROG: $passes passed, $failures failed"
-((failures == 0))
+qg_finish

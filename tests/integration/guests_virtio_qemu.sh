@@ -13,74 +13,11 @@
 # Exit status: 0 all passed, 1 some check failed, 77 skipped.
 set -uo pipefail
 
-PROG=${0##*/}
-QEMU=${QEMU:-qemu-system-x86_64}
-skip() { echo "$PROG: SKIP: $*"; exit 77; }
-
-command -v "$QEMU" >/dev/null 2>&1 || skip "$QEMU not found (apt-get install qemu-system-x86)"
-for tool in timeout od grep awk dd; do
-  command -v $tool >/dev/null 2>&1 || skip "$tool not found"
-done
-build=${VMM_BUILD_DIR:-}
-[[ -n $build ]] || { echo "$PROG: VMM_BUILD_DIR is not set (run through ctest)"; exit 1; }
+. "$(dirname "$0")/lib/qemu_guest.sh"
+qg_init guests_virtio_qemu od awk
 guests=$build/tests/guests
-for g in pci_probe virtio_blk virtio_net virtio_console; do
-  [[ -f $guests/$g.bin ]] || skip "$guests/$g.bin missing: build the test_guests target (needs nasm, gcc -m32)"
-done
+for g in pci_probe virtio_blk virtio_net virtio_console; do qg_need "$guests/$g.bin"; done
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/guests_virtio_qemu.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-passes=0
-pass() { echo "PASS $*"; passes=$((passes + 1)); }
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
-
-# run <label> <guest image> <qemu args...>: boots the image on q35 (unless the args say -M),
-# leaves the COM1 output in $got, the exit status in $status, QEMU's stderr in $tmp/<label>.log.
-run() {
-  local label=$1 image=$2
-  shift 2
-  local out=$tmp/$label.out
-  : >"$out"
-  local machine=(-M q35)
-  [[ " $* " == *" -M "* ]] && machine=()
-  local start=$(date +%s%N)
-  timeout 60 "$QEMU" "${machine[@]}" -accel tcg -display none -no-reboot -monitor none -nodefaults \
-    -serial "file:$out" -device isa-debug-exit,iobase=0xf4,iosize=0x04 -m 64 -kernel "$image" "$@" \
-    </dev/null >"$tmp/$label.log" 2>&1
-  status=$?
-  ms=$((($(date +%s%N) - start) / 1000000))
-  got=$(cat "$out"; echo .)
-  got=${got%.}
-  [[ $status == 124 ]] && echo "  $label: timed out after 60 s"
-}
-
-# expect <label> <status> <regex>: the run's status and its whole output (ERE, anchored; the
-# output's final newline is part of it).
-expect() {
-  local label=$1 want_status=$2 want=$3
-  if [[ $status == "$want_status" && $got =~ ^${want}$ ]]; then
-    pass "$label (status $status, ${ms} ms)"
-  else
-    fail "$label: status $status (want $want_status), ${ms} ms"
-    echo "  want output (regex): $(printf '%q' "$want")"
-    echo "  got output:          $(printf '%q' "$got")"
-    sed 's/^/  qemu: /' "$tmp/$label.log"
-  fi
-}
-
-# patch_flag <image> <16-byte tag> <out>: a copy of image with the u32 after the tag set to 1.
-patch_flag() {
-  local image=$1 tag=$2 copy=$3
-  [[ $image == "$copy" ]] || cp "$image" "$copy"
-  local off
-  off=$(grep -obUaF -- "$tag" "$copy" | head -1 | cut -d: -f1)
-  if [[ -z $off ]]; then
-    fail "$(basename "$image"): tag $tag not found in the image"
-    return 1
-  fi
-  printf '\x01' | dd of="$copy" bs=1 seek=$((off + 16)) conv=notrunc status=none
-}
 
 hex() { od -An -v -tx1 "$@" | tr -d ' \n'; }
 
@@ -311,5 +248,4 @@ run virtio_console-clearbar "$tmp/virtio_console-clearbar.bin" $(console_dev "$t
 expect virtio_console-clearbar $(((0x43 << 1) | 1)) "$(console_out "$guest_assigned")"$'\n'
 check_console_file virtio_console-clearbar "$tmp/console2.out"
 
-echo "$PROG: $passes passed, $failures failed"
-((failures == 0))
+qg_finish
