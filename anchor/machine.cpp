@@ -28,7 +28,8 @@
 #include <unistd.h>
 
 #include <boost/asio.hpp>
-#include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 namespace vmm::anchor {
@@ -40,6 +41,28 @@ boot::EntryMode entry_mode(const std::string& mode) {
     if (mode == "protected32") return boot::EntryMode::Protected32;
     return boot::EntryMode::Long64;
 }
+
+// Closed until the main thread has jailed the process; the vCPU threads wait here before
+// they touch the guest (Machine::run).
+class JailGate {
+public:
+    void open() {
+        {
+            std::lock_guard lock(mutex_);
+            open_ = true;
+        }
+        cv_.notify_all();
+    }
+    void wait() {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [this] { return open_; });
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool open_ = false;
+};
 
 void install_kick_handler() {
     struct sigaction sa{};
@@ -306,8 +329,9 @@ StopReason Machine::run() {
     if (passthrough_) passthrough_->start();
     // The vCPU threads wait at this gate until the process is jailed, then stack their own
     // filter (the process filter's TSYNC must come first: it fails once one thread's filters
-    // differ) and only then enter KVM_RUN, in prelaunch as in running.
-    std::atomic<bool> jailed{false};
+    // differ) and only then enter KVM_RUN, in prelaunch as in running. seccomp_mode is written
+    // before the gate opens and read after it (the gate's mutex orders them).
+    JailGate jailed;
     jail::SeccompMode seccomp_mode = jail::SeccompMode::Off;
     std::vector<std::thread> threads;
     for (auto& v : vcpus_) {
@@ -319,7 +343,7 @@ StopReason Machine::run() {
                 vcpu_tids_.push_back(static_cast<int>(::syscall(SYS_gettid)));
             }
             vcpu->bind_to_current_thread();
-            jailed.wait(false, std::memory_order_acquire);
+            jailed.wait();
             if (control_.stopping()) return;
             try {
                 jail::install_vcpu_seccomp(seccomp_mode);
@@ -341,8 +365,7 @@ StopReason Machine::run() {
     } catch (const std::exception& e) {
         control_.request_stop({StopKind::HostError, 0, std::string("jail: ") + e.what()});
     }
-    jailed.store(true, std::memory_order_release);
-    jailed.notify_all();
+    jailed.open();
     if (!control_.stopping()) io.run();
     for (auto& v : vcpus_) v->kick();
     for (auto& t : threads) t.join();

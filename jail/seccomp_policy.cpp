@@ -18,6 +18,7 @@
 #include <array>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <memory>
 
@@ -167,6 +168,72 @@ void add_policy(scmp_filter_ctx ctx, const SeccompOptions& options) {
         add_if(ctx, "prctl", SCMP_A0_32(SCMP_CMP_EQ, static_cast<std::uint32_t>(option)));
 }
 
+// ---- the vCPU threads' filter ---------------------------------------------------------------
+// Stacked by each vCPU thread on itself, under the process filter: the kernel runs both and the
+// strictest verdict wins, so this only narrows. It lists what run_vcpu_loop and the exit
+// handlers reached from it do (port/MMIO devices, PCI config space, virtio transports, VFIO
+// BAR traps, MSI/MSI-X/INTx routing, guest stops, logging).
+constexpr const char* kVcpuSyscalls[] = {
+    // device I/O: consoles and their log, eventfds, the device models' region pread/pwrite
+    // (VFIO BAR and config-space traps), eventfds closed when interrupts are torn down
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "close",
+    "eventfd2",  // INTx enabled through config space (VFIO)
+    // console.log rotation (openat itself is argument-checked below)
+    "rename", "renameat", "renameat2",
+    // memory: malloc's per-thread arena, the thread's stack at exit
+    "mmap", "munmap", "mprotect", "madvise", "mremap", "brk",
+    // synchronisation, time, guest stops (kick the other vCPUs: tgkill; wake the main loop:
+    // Asio's reactor interrupt is an epoll_ctl), thread exit, the kick signal's return
+    "futex", "sched_yield", "nanosleep", "clock_nanosleep", "clock_gettime", "clock_getres", "gettimeofday",
+    "getpid", "gettid", "getrandom", "rt_sigreturn", "rt_sigprocmask", "tgkill", "tkill",
+    "epoll_ctl", "exit", "exit_group",
+};
+
+// KVM requests by (type, number): the direction and size bits are fixed per number, and
+// jail/ does not include linux/kvm.h (only kvm/ does).
+constexpr unsigned kVcpuKvmIoctls[] = {
+    0x80,  // KVM_RUN
+    0x81,  // KVM_GET_REGS       (the state logged with a guest crash)
+    0x83,  // KVM_GET_SREGS
+    0x46,  // KVM_SET_USER_MEMORY_REGION (a passed-through BAR moved)
+    0x61,  // KVM_IRQ_LINE       (legacy device interrupts)
+    0x67,  // KVM_IRQ_LINE_STATUS
+    0x6a,  // KVM_SET_GSI_ROUTING (MSI/MSI-X programmed)
+    0x76,  // KVM_IRQFD
+    0x79,  // KVM_IOEVENTFD      (virtio notify regions follow their BAR)
+    0xa5,  // KVM_SIGNAL_MSI
+};
+
+void add_vcpu_policy(scmp_filter_ctx ctx) {
+    for (const char* name : kVcpuSyscalls) add(ctx, name);
+    for (unsigned nr : kVcpuKvmIoctls)
+        add_if(ctx, "ioctl", SCMP_A1_32(SCMP_CMP_MASKED_EQ, 0xffffu, (kKvmIoctlType << 8) | nr));
+    // VFIO device requests a config-space write leads to (interrupt setup, function reset);
+    // not the container/group/IOMMU ones.
+    for (unsigned long req : {static_cast<unsigned long>(VFIO_DEVICE_SET_IRQS),
+                              static_cast<unsigned long>(VFIO_DEVICE_RESET),
+                              static_cast<unsigned long>(VFIO_DEVICE_GET_IRQ_INFO),
+                              static_cast<unsigned long>(VFIO_DEVICE_GET_REGION_INFO),
+                              // virtio-net: the guest's offload features reach the tap
+                              static_cast<unsigned long>(TUNSETOFFLOAD)})
+        add_if(ctx, "ioctl", SCMP_A1_32(SCMP_CMP_EQ, static_cast<std::uint32_t>(req)));
+    // No new threads (clone is not listed); clone3 answers ENOSYS as in the process filter.
+    add(ctx, "clone3", 0, nullptr, SCMP_ACT_ERRNO(ENOSYS));
+    // openat only to create/append a write-only file (console.log rotation): never to read.
+    constexpr std::uint32_t mask = O_ACCMODE | O_CREAT | O_APPEND;
+    add_if(ctx, "openat", SCMP_A2_32(SCMP_CMP_MASKED_EQ, mask, O_WRONLY | O_CREAT | O_APPEND));
+}
+
+void load(scmp_filter_ctx ctx, bool tsync) {
+    if (tsync) {
+        if (int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1); rc < 0)
+            throw_errno("seccomp: TSYNC attribute", -rc);
+    }
+    // libseccomp sets PR_SET_NO_NEW_PRIVS itself (SCMP_FLTATR_CTL_NNP defaults to on).
+    if (int rc = seccomp_load(ctx); rc != 0)
+        throw_errno("seccomp_load", rc < 0 ? -rc : ESRCH);  // > 0: a thread TSYNC could not sync
+}
+
 bool inherited_anchor_filter() {
     if (std::getenv(kSeccompEnvMarker) == nullptr) return false;
     std::ifstream status("/proc/self/status");
@@ -223,13 +290,27 @@ bool install_anchor_seccomp(SeccompMode mode, const SeccompOptions& options) {
     if (!ctx) throw Error("seccomp_init failed");
     add_policy(ctx.get(), options);
     // Every thread that exists now gets the filter too (vCPUs, notify, block I/O).
-    if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_TSYNC, 1); rc < 0)
-        throw_errno("seccomp: TSYNC attribute", -rc);
-    // libseccomp sets PR_SET_NO_NEW_PRIVS itself (SCMP_FLTATR_CTL_NNP defaults to on).
-    if (int rc = seccomp_load(ctx.get()); rc != 0)
-        throw_errno("seccomp_load", rc < 0 ? -rc : ESRCH);  // > 0: a thread TSYNC could not sync
+    load(ctx.get(), true);
     ::setenv(kSeccompEnvMarker, to_string(mode), 1);
     return true;
+}
+
+void install_vcpu_seccomp(SeccompMode mode) {
+    if (mode == SeccompMode::Off) return;
+    // glibc reads /etc/localtime (openat, newfstatat, lseek) on the process's first localtime,
+    // which spdlog's timestamp makes; when a guest crash makes a vCPU thread log first, that
+    // would be under this filter. Done now, before it.
+    ::tzset();
+    Ctx ctx(seccomp_init(mode == SeccompMode::Enforce ? SCMP_ACT_TRAP : SCMP_ACT_LOG));
+    if (!ctx) throw Error("seccomp_init failed");
+    add_vcpu_policy(ctx.get());
+    load(ctx.get(), false);  // this thread only
+}
+
+std::vector<std::string> vcpu_seccomp_syscalls() {
+    std::vector<std::string> names(std::begin(kVcpuSyscalls), std::end(kVcpuSyscalls));
+    for (const char* n : {"ioctl", "openat"}) names.emplace_back(n);
+    return names;
 }
 
 std::vector<std::string> anchor_seccomp_syscalls(const SeccompOptions& options) {

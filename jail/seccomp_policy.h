@@ -2,7 +2,8 @@
 //
 // Who calls it: vmm-anchor's Machine::run() on the main thread, after every device, fd and
 // thread exists and before the event loop runs. The filter is installed with TSYNC, so every
-// thread of the process (vCPUs, notify, blkN-q/-io, and any later one) gets it. A syscall that
+// thread of the process (vCPUs, notify, blkN-q/-io, and any later one) gets it. Each vCPU
+// thread then stacks a narrower filter of its own (install_vcpu_seccomp). A syscall that
 // is not listed raises SIGSYS (SCMP_ACT_TRAP); the handler installed here writes
 // "vmm-anchor: seccomp: denied syscall N (name)" to stderr and _exit()s with
 // kExitSeccompDenied. docs/SECURITY.md says what is allowed and why.
@@ -48,6 +49,17 @@ struct SeccompOptions {
 // Does nothing for Off. Throws vmm::Error / std::system_error when the kernel refuses.
 // Returns false when an inherited anchor filter was found and nothing new was loaded.
 bool install_anchor_seccomp(SeccompMode mode, const SeccompOptions& options = {});
+
+// The vCPU threads' own filter, narrower than the process one: the calling thread stacks it
+// on itself (no TSYNC; it must come after install_anchor_seccomp, whose TSYNC fails once a
+// thread's filter differs from the rest of the process). Both filters run on that thread and
+// the strictest verdict wins. Same actions as the process filter (SIGSYS reporter for Enforce,
+// the kernel log for Log); nothing for Off. The anchor's vCPU threads call it once, before
+// their first KVM_RUN. Throws like install_anchor_seccomp.
+void install_vcpu_seccomp(SeccompMode mode);
+
+// The syscalls the vCPU filter allows (ioctl and openat only with argument checks).
+std::vector<std::string> vcpu_seccomp_syscalls();
 
 // The names of the syscalls the policy allows (some only with argument checks), for tests
 // and docs.
