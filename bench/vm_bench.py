@@ -30,7 +30,7 @@ import tempfile
 import time
 
 BUILD = os.path.abspath(os.environ.get("VMM_BUILD_DIR", "build"))
-ANCHOR = os.path.join(BUILD, "anchor", "vmm-anchor")
+ANCHOR = os.environ.get("VMM_ANCHOR") or os.path.join(BUILD, "anchor", "vmm-anchor")
 VMMD = os.path.join(BUILD, "vmmd", "vmmd")
 VMCTL = os.path.join(BUILD, "vmctl", "vmctl")
 GUESTS = os.path.join(BUILD, "tests", "guests")
