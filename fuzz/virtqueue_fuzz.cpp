@@ -6,7 +6,8 @@
 // Input: a 16-byte header, then the guest RAM image.
 //   [0]      queue size: 1 << (b % 10) (1..512), sometimes a non-power of two (b & 0x80)
 //   [1]      features: bit 0 INDIRECT_DESC, bit 1 EVENT_IDX; bit 2: addresses from [4..15]
-//            instead of the packed layout; bit 3: RAM is split into two regions with a hole
+//            instead of the packed layout; bit 3: RAM is split into two regions with a hole;
+//            bit 4: toggle notification suppression while popping
 //   [2..3]   where the second region starts in the image (with bit 3)
 //   [4..15]  desc, avail, used offsets (u32 each, with bit 2)
 // The RAM image is copied into buffers of exactly its size, so ASan catches any access past it.
@@ -112,8 +113,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     vmm::virtio::VirtQueue queue(memory, config, /*max_size=*/256, features);
     // Every pop advances next_avail and the avail index may be at most `size` ahead, but the
     // guest's ring may overlap the used ring we write: bound the loop anyway.
+    // Notification suppression (a polling device) toggles on and off along the way: both write
+    // into the used ring, and the poll loop's lock-free reader reads the avail idx.
+    const vmm::virtio::AvailIdxReader reader = queue.avail_idx_reader();
     for (unsigned i = 0; i < 4u * queue_size + 8; ++i) {
         (void)queue.has_available();
+        (void)reader();
+        if (h[1] & 16) {
+            if (i % 3 == 0) queue.disable_notifications();
+            if (i % 3 == 2) (void)queue.enable_notifications();
+        }
         auto chain = queue.pop();
         if (!chain) break;
         std::uint32_t used_len = 0;

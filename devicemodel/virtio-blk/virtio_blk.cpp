@@ -4,8 +4,12 @@
 #include "common/log.h"
 #include "common/thread_name.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cstring>
+#include <optional>
+#include <utility>
 
 namespace vmm::virtio_blk {
 
@@ -14,11 +18,24 @@ namespace {
 constexpr std::uint32_t kMaxDiscardSectors = 0x3fffff;  // 2 GiB - 512 per segment
 constexpr std::uint32_t kMaxDiscardSegments = 32;
 
+using Clock = std::chrono::steady_clock;
+
+// One spin-wait step: lets the sibling hyper-thread run and saves power while polling.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 }  // namespace
 
 VirtioBlk::VirtioBlk(DiskImage disk, VirtioBlkOptions options)
-    : disk_(std::move(disk)), options_(std::move(options)), log_(logger(options_.name)) {
+    : disk_(std::move(disk)),
+      options_(std::move(options)),
+      log_(logger(options_.name)),
+      poll_(options_.poll_max, options_.poll_adaptive) {
     if (options_.serial.empty()) options_.serial = options_.name;
+    poll_stats_.window = poll_.window();
     if (options_.queue_size < 4) options_.queue_size = 4;
     limits_.capacity_sectors = disk_.capacity_sectors();
     limits_.read_only = disk_.read_only();
@@ -108,11 +125,19 @@ void VirtioBlk::activate(const GuestMemory& memory, std::uint64_t features, std:
 
 void VirtioBlk::queue_notify(std::uint16_t queue) {
     if (queue != 0) return;
-    {
-        std::lock_guard lock(mu_);
-        kicked_ = true;
+    // No lock unless the dispatcher sleeps: while it polls, a kick (one that raced with
+    // suppression) is only a flag. See sleeping_.
+    kicked_.store(true);
+    if (sleeping_.load()) {
+        // sched_getcpu() reads the rseq area or the vDSO: no system call (none to allow in the jail).
+        kicked_cpu_.store(::sched_getcpu(), std::memory_order_relaxed);
+        kicked_at_ns_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+        // Taking mu_ once orders this kick against the dispatcher's check-then-wait (it holds mu_
+        // from setting sleeping_ until wait() releases it): either it is waiting now, or it will
+        // see kicked_. Notify after unlocking, or the woken thread blocks on mu_ straight away.
+        { std::lock_guard lock(mu_); }
+        kick_cv_.notify_one();
     }
-    kick_cv_.notify_one();
 }
 
 void VirtioBlk::reset() {
@@ -123,6 +148,10 @@ void VirtioBlk::reset() {
 void VirtioBlk::reset_locked(std::unique_lock<std::mutex>& lock) {
     active_ = false;
     ++generation_;
+    // A lock-free ring read of the poll loop may be under way: let it finish; later ones see the
+    // new epoch and read nothing (peek_avail()). Takes at most one guest-memory read.
+    poll_epoch_.fetch_add(1);
+    while (in_peek_.load()) cpu_relax();
     idle_cv_.wait(lock, [&] { return in_flight_ == 0; });
     queue_ = virtio::VirtQueue{};
     memory_ = nullptr;
@@ -135,29 +164,156 @@ unsigned VirtioBlk::in_flight() const {
     return in_flight_;
 }
 
+PollStats VirtioBlk::poll_stats() const {
+    std::lock_guard lock(mu_);
+    return poll_stats_;
+}
+
+void VirtioBlk::hook(PollStep step, std::unique_lock<std::mutex>& lock) {
+    if (!options_.poll_hook) return;
+    lock.unlock();
+    options_.poll_hook(step);
+    lock.lock();
+}
+
 void VirtioBlk::dispatcher() {
     std::unique_lock lock(mu_);
+    // When the queue went quiet (the start of the last poll window), and in which activation.
+    bool quiet = false;
+    Clock::time_point quiet_since{};
+    std::uint64_t quiet_generation = 0;
     for (;;) {
-        kick_cv_.wait(lock, [&] { return kicked_ || stop_; });
+        // Kicks are enabled here: either polling is off or poll_queue() re-enabled them.
+        if (!kicked_ && !stop_) {
+            hook(PollStep::Sleep, lock);
+            if (!kicked_ && !stop_) {
+                ++poll_stats_.sleeps;
+                kicked_at_ns_.store(0, std::memory_order_relaxed);
+                kicked_cpu_.store(-1, std::memory_order_relaxed);
+                sleeping_.store(true);
+                kick_cv_.wait(lock, [&] { return kicked_.load() || stop_; });
+                sleeping_.store(false);
+                if (quiet && quiet_generation == generation_) {
+                    // The kicker's timestamp and CPU when there are some (written before the
+                    // kicker takes mu_ to notify, so the wait's return orders them before this).
+                    const std::int64_t at = kicked_at_ns_.load(std::memory_order_relaxed);
+                    const int cpu = kicked_cpu_.load(std::memory_order_relaxed);
+                    if (at && cpu >= 0 && cpu == polled_cpu_) {
+                        poll_.kicked_from_polling_cpu();
+                    } else {
+                        const Clock::time_point kicked = at ? Clock::time_point(Clock::duration(at)) : Clock::now();
+                        poll_.woke_after(kicked - quiet_since);
+                    }
+                    poll_stats_.window = poll_.window();
+                }
+            }
+        }
+        quiet = false;
         if (stop_) return;
         kicked_ = false;
         if (!active_) continue;
-        bool notify = false, broken = false;
-        std::vector<IoOp> ops = drain_queue(lock, notify, broken);
-        // Only these ops are in flight: a lone small read/write is served right here (no
-        // ordering question arises with nothing else outstanding).
-        const bool alone = ops.size() == 1 && in_flight_ == 1;
-        auto irq = interrupt_;
-        lock.unlock();
-        signal(notify, broken, irq);
-        if (alone && inline_ok(ops.front())) {
-            IoOp& op = ops.front();
-            op.done(run_io_sync(disk_.fd(), op));
-        } else if (!ops.empty()) {
-            engine_->submit(std::move(ops));
-        }
-        lock.lock();
+        serve(lock);
+        quiet_generation = generation_;
+        quiet_since = poll_queue(lock);
+        quiet = true;
     }
+}
+
+void VirtioBlk::serve(std::unique_lock<std::mutex>& lock) {
+    bool notify = false, broken = false;
+    std::vector<IoOp> ops = drain_queue(lock, notify, broken);
+    // Only these ops are in flight: a lone small read/write is served right here (no
+    // ordering question arises with nothing else outstanding).
+    const bool alone = ops.size() == 1 && in_flight_ == 1;
+    auto irq = interrupt_;
+    lock.unlock();
+    signal(notify, broken, irq);
+    if (alone && inline_ok(ops.front())) {
+        IoOp& op = ops.front();
+        op.done(run_io_sync(disk_.fd(), op));
+    } else if (!ops.empty()) {
+        engine_->submit(std::move(ops));
+    }
+    lock.lock();
+}
+
+std::optional<std::uint16_t> VirtioBlk::peek_avail(const virtio::AvailIdxReader& reader, std::uint64_t epoch) {
+    // Store in_peek_, then load the epoch; reset_locked() bumps the epoch, then loads in_peek_
+    // (all seq_cst). Either this sees the new epoch and reads nothing, or reset sees in_peek_
+    // and waits until the read below is over: no guest access after reset() returns.
+    in_peek_.store(true);
+    std::optional<std::uint16_t> idx;
+    if (poll_epoch_.load() == epoch) idx = reader();  // bounds-checked guest read
+    in_peek_.store(false, std::memory_order_release);
+    return idx;
+}
+
+Clock::time_point VirtioBlk::poll_queue(std::unique_lock<std::mutex>& lock) {
+    const std::uint64_t generation = generation_;
+    // A reset (new generation), a broken queue or shutdown ends polling at once. The rings of a
+    // reset activation are never touched again, suppressed or not; a broken queue serves
+    // nothing until the driver resets the device.
+    auto live = [&] { return !stop_ && active_ && generation_ == generation && !queue_.broken(); };
+    Clock::time_point start = Clock::now();
+    polled_cpu_ = -1;
+    if (poll_.window() == Clock::duration::zero() || !live() || !queue_.enabled()) return start;
+    queue_.disable_notifications();
+    const std::uint64_t epoch = poll_epoch_.load();
+    std::uint64_t preempted = 0;
+    // mu_ is held whenever this returns; the stats are updated on the way out.
+    auto done = [&] {
+        polled_cpu_ = ::sched_getcpu();
+        poll_stats_.preempted += preempted;
+        poll_stats_.window = poll_.window();
+        return start;
+    };
+    for (;;) {
+        // Polled without mu_: only the avail idx, against the next index we would pop (only
+        // this thread pops). Anything else, and every real pop, happens under mu_ as before.
+        const virtio::AvailIdxReader reader = queue_.avail_idx_reader();
+        const std::uint16_t next = queue_.next_avail();
+        bool found = false;
+        lock.unlock();
+        for (auto last = start;;) {
+            if (options_.poll_hook) options_.poll_hook(PollStep::Check);
+            const auto idx = peek_avail(reader, epoch);
+            if (kicked_.load(std::memory_order_relaxed) || !idx || *idx != next) {
+                lock.lock();
+                if (!live()) return done();
+                // The checked read: an avail idx that jumps too far marks the queue broken, and
+                // serve() reports it as it would have anyway.
+                if (kicked_ || queue_.has_available() || queue_.broken()) {
+                    found = true;
+                    break;
+                }
+                lock.unlock();
+            }
+            const auto now = Clock::now();
+            if (poll_.check_gap(now - std::exchange(last, now))) ++preempted;
+            if (now - start >= poll_.window()) {
+                lock.lock();
+                break;
+            }
+            cpu_relax();
+        }
+        if (!found) break;
+        kicked_ = false;
+        poll_.found_while_polling(Clock::now() - start);
+        ++poll_stats_.found_polling;
+        serve(lock);
+        if (!live()) return done();
+        start = Clock::now();
+    }
+    hook(PollStep::BeforeReenable, lock);
+    if (!live()) return done();
+    // The classic race: a buffer published after the last check above, while kicks were still
+    // off, comes with no kick. enable_notifications() re-reads the ring after re-enabling.
+    if (queue_.enable_notifications()) {
+        ++poll_stats_.found_at_reenable;
+        poll_.woke_after(Clock::now() - start);  // just missed: the window may grow
+        kicked_ = true;
+    }
+    return done();
 }
 
 bool VirtioBlk::inline_ok(const IoOp& op) const {

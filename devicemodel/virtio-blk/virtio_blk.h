@@ -8,7 +8,15 @@
 //  - queue_notify: a vCPU or the I/O thread; it only wakes the device's dispatcher thread
 //    ("<name>-q"), which pops and parses chains and hands them to the IoEngine (io_uring ring
 //    thread "<name>-io", or the "<name>-ioN" pool). Completions write the status byte, add the
-//    chain to the used ring and call VirtioInterrupt::notify_queue() from an engine thread.
+//    chain to the used ring and call VirtioInterrupt::notify_queue() from an engine thread (or
+//    from the dispatcher, for a request it ran inline).
+//  - After serving the queue the dispatcher polls the avail ring for an adaptive window of up
+//    to `poll_max` with the driver's kicks suppressed (VIRTQ_USED_F_NO_NOTIFY / avail_event,
+//    virtio 1.2 §2.7.10), then re-enables kicks, re-checks the ring and only then sleeps.
+//    Polling and kicking take no lock: the poll loop reads the avail idx through an
+//    AvailIdxReader (reset() waits for a read in progress, see peek_avail()), and queue_notify
+//    takes the mutex only to wake a sleeping dispatcher. A mutex held in a tight poll loop would
+//    put every kicker and every completing engine thread to sleep in the kernel.
 //  - reset() waits until no request is in flight, so the device never touches guest memory
 //    after it returns. A completion racing with reset() may still call notify_queue() once for the
 //    old activation; the transport ignores interrupts of a device that is not DRIVER_OK.
@@ -18,14 +26,19 @@
 #include "devicemodel/virtio-blk/block_request.h"
 #include "devicemodel/virtio-blk/disk_image.h"
 #include "devicemodel/virtio-blk/io_engine.h"
+#include "devicemodel/virtio/adaptive_poll.h"
 #include "devicemodel/virtio/virtio_device.h"
 #include "devicemodel/virtio/virtqueue.h"
 
 #include <linux/virtio_blk.h>
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -34,6 +47,13 @@ class logger;
 }
 
 namespace vmm::virtio_blk {
+
+// The dispatcher's poll loop, for VirtioBlkOptions::poll_hook.
+enum class PollStep {
+    Check,           // polling, kicks suppressed: about to look at the avail ring once more
+    BeforeReenable,  // the poll window ran out with nothing found; kicks are still suppressed
+    Sleep,           // about to sleep until a kick; kicks are enabled
+};
 
 struct VirtioBlkOptions {
     std::string name = "blk0";  // logger and thread names
@@ -48,6 +68,25 @@ struct VirtioBlkOptions {
     // the dispatcher thread itself instead of being handed to the engine: at queue depth 1 that
     // saves a thread hand-off per request. 0 turns it off.
     std::size_t inline_max_bytes = 64 * 1024;
+    // Adaptive polling (devicemodel/virtio/adaptive_poll.h): after serving the queue the
+    // dispatcher keeps polling the avail ring for up to this long, with the driver's kicks
+    // suppressed, so a driver that submits again soon after a completion costs neither a kick
+    // nor a wake-up. The window adapts between 0 and this. 0 turns polling off (the dispatcher
+    // sleeps right after serving, kicks always on). Default: QEMU's iothread poll-max-ns.
+    std::chrono::nanoseconds poll_max{32768};
+    // false: always poll for poll_max (tests and benchmarks that want a fixed window).
+    bool poll_adaptive = true;
+    // Test seam: called on the dispatcher thread, without the device mutex, at each PollStep.
+    std::function<void(PollStep)> poll_hook;
+};
+
+// What the dispatcher's polling did, for tests and benchmarks.
+struct PollStats {
+    std::uint64_t found_polling = 0;      // polls that found requests: served without a kick
+    std::uint64_t found_at_reenable = 0;  // requests found by the re-check after re-enabling kicks
+    std::uint64_t sleeps = 0;             // times the dispatcher slept waiting for a kick
+    std::uint64_t preempted = 0;          // polls interrupted by the scheduler (window halved)
+    std::chrono::nanoseconds window{0};   // the adaptive window after the last poll
 };
 
 class VirtioBlk final : public virtio::VirtioDevice {
@@ -72,9 +111,20 @@ public:
     const char* io_engine_name() const noexcept { return engine_->name(); }
     // Requests handed to the engine and not completed yet (for tests).
     unsigned in_flight() const;
+    PollStats poll_stats() const;
 
 private:
     void dispatcher();
+    // Pops, parses and starts every available request (inline or on the engine). mu_ held on
+    // entry and on return; released while signalling and doing I/O.
+    void serve(std::unique_lock<std::mutex>& lock);
+    // The poll loop after serve(): polls while the adaptive window allows, then re-enables kicks
+    // and sets kicked_ if the re-check finds requests. mu_ held on entry and on return. Returns
+    // the start of the last (unsuccessful) poll window: when the queue went quiet.
+    std::chrono::steady_clock::time_point poll_queue(std::unique_lock<std::mutex>& lock);
+    void hook(PollStep step, std::unique_lock<std::mutex>& lock);
+    // The avail idx read without mu_, or nullopt once a reset began (poll_epoch_ != epoch).
+    std::optional<std::uint16_t> peek_avail(const virtio::AvailIdxReader& reader, std::uint64_t epoch);
     void reset_locked(std::unique_lock<std::mutex>& lock);
     // Pops and parses every available chain; returns the I/O to submit. Called with mu_ held.
     std::vector<IoOp> drain_queue(std::unique_lock<std::mutex>& lock, bool& notify, bool& broken);
@@ -97,11 +147,30 @@ private:
     mutable std::mutex mu_;
     std::condition_variable idle_cv_;  // in_flight_ dropped to 0
     std::condition_variable kick_cv_;  // work for the dispatcher
-    bool kicked_ = false, stop_ = false;
+    // Kicks pending for the dispatcher; written without mu_ by queue_notify.
+    std::atomic<bool> kicked_{false};
+    // The dispatcher is (about to be) blocked on kick_cv_. With kicked_, a store-then-load pair
+    // on each side (seq_cst): either queue_notify sees sleeping_ and notifies under mu_, or the
+    // dispatcher's wait predicate sees kicked_.
+    std::atomic<bool> sleeping_{false};
+    // When the kick that woke the sleeping dispatcher was made (steady_clock ns; 0 = none): the
+    // adaptive window is fed the driver's real turnaround, not that plus our own wake-up latency
+    // (which on a busy host alone exceeds poll_max and would keep polling off for good).
+    std::atomic<std::int64_t> kicked_at_ns_{0};
+    // ... and on which CPU (-1 = unknown), against the CPU the dispatcher last polled on.
+    std::atomic<int> kicked_cpu_{-1};
+    int polled_cpu_ = -1;  // the dispatcher thread's
+    // Bumped by reset_locked() before it drops the queue; the poll loop sets in_peek_ around its
+    // lock-free ring read, and reset_locked() waits for in_peek_ to clear (same handshake).
+    std::atomic<std::uint64_t> poll_epoch_{0};
+    std::atomic<bool> in_peek_{false};
+    bool stop_ = false;
     bool active_ = false, broken_reported_ = false;
     std::uint64_t generation_ = 0;
     unsigned in_flight_ = 0;
     std::uint64_t bad_requests_ = 0, io_errors_ = 0;  // for rate-limited logging
+    virtio::AdaptivePoll poll_;  // the dispatcher thread's alone
+    PollStats poll_stats_;       // guarded by mu_
     const GuestMemory* memory_ = nullptr;
     virtio::VirtQueue queue_;
     std::shared_ptr<virtio::VirtioInterrupt> interrupt_;

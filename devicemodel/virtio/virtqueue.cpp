@@ -135,7 +135,7 @@ bool VirtQueue::has_available() {
 
 std::optional<DescriptorChain> VirtQueue::pop() {
     if (!enabled_ || broken()) return std::nullopt;
-    if (event_idx_) {
+    if (event_idx_ && notify_enabled_) {
         // §2.7.10: ask for a kick when the driver makes entry next_avail_ available. Written
         // before idx is read (full fence) so a buffer added in between is never missed.
         memory_->write_obj<std::uint16_t>(used_ + 4 + 8 * std::uint64_t{size_}, next_avail_);
@@ -243,6 +243,41 @@ bool VirtQueue::add_used(std::uint16_t head, std::uint32_t len) {
     std::atomic_thread_fence(std::memory_order_release);
     memory_->write_obj<std::uint16_t>(used_ + 2, next_used_);
     return true;
+}
+
+void VirtQueue::disable_notifications() {
+    if (!enabled_ || broken() || !notify_enabled_) return;
+    notify_enabled_ = false;
+    // Layout checked at construction: both fields are inside the used ring.
+    if (event_idx_)
+        memory_->write_obj<std::uint16_t>(used_ + 4 + 8 * std::uint64_t{size_}, static_cast<std::uint16_t>(next_avail_ - 1));
+    else
+        memory_->write_obj<std::uint16_t>(used_, kUsedFNoNotify);
+}
+
+bool VirtQueue::enable_notifications() {
+    if (!enabled_ || broken()) return false;
+    if (!notify_enabled_) {
+        notify_enabled_ = true;
+        if (event_idx_)
+            memory_->write_obj<std::uint16_t>(used_ + 4 + 8 * std::uint64_t{size_}, next_avail_);
+        else
+            memory_->write_obj<std::uint16_t>(used_, 0);
+    }
+    // The store above must be visible before avail idx is read again; the driver orders its idx
+    // store before reading our flags / avail_event the same way (§2.7.13.4, virtio_mb in Linux's
+    // virtqueue_kick_prepare). Either it sees kicks enabled and kicks, or we see its buffer here.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    return has_available();
+}
+
+AvailIdxReader VirtQueue::avail_idx_reader() const noexcept {
+    AvailIdxReader r;
+    if (enabled_ && !broken()) {
+        r.memory_ = memory_;
+        r.gpa_ = avail_ + 2;
+    }
+    return r;
 }
 
 bool VirtQueue::needs_notification() {

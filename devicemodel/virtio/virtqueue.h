@@ -12,6 +12,11 @@
 //    device can give the head back with add_used(head, 0) and carry on.
 // A device calls VirtioInterrupt::needs_reset() when broken() turns true.
 //
+// Available-buffer notifications (the driver's kicks) can be suppressed while a device polls the
+// ring (§2.7.10): disable_notifications() sets VIRTQ_USED_F_NO_NOTIFY, or with EVENT_IDX moves
+// avail_event behind the driver; enable_notifications() undoes it and re-checks the ring, since a
+// buffer published while kicks were off comes with no kick.
+//
 // Threads: a VirtQueue is not thread-safe; the device serialises pop/add_used/needs_notification
 // (a device mutex). The guest's concurrent ring updates are ordered with fences as in §2.7.13.
 // DescriptorChain is a value: its buffers stay valid as long as the GuestMemory does.
@@ -35,6 +40,7 @@ inline constexpr std::uint16_t kDescFNext = 1;      // VRING_DESC_F_NEXT
 inline constexpr std::uint16_t kDescFWrite = 2;     // VRING_DESC_F_WRITE
 inline constexpr std::uint16_t kDescFIndirect = 4;  // VRING_DESC_F_INDIRECT
 inline constexpr std::uint16_t kAvailFNoInterrupt = 1;  // VRING_AVAIL_F_NO_INTERRUPT
+inline constexpr std::uint16_t kUsedFNoNotify = 1;      // VRING_USED_F_NO_NOTIFY
 inline constexpr std::uint16_t kMaxSplitQueueSize = 32768;  // §2.7: Queue Size max for split rings
 // An indirect table may hold at most this many descriptors (Linux never builds bigger ones).
 inline constexpr std::uint32_t kMaxIndirectDescriptors = 1024;
@@ -105,6 +111,23 @@ private:
     std::uint64_t readable_bytes_ = 0, writable_bytes_ = 0;
 };
 
+// Reads the driver's avail idx of one queue without the VirtQueue: for a device thread that polls
+// the ring without holding the device mutex (VirtioBlk's poll loop). The read is bounds-checked;
+// it is the device's job to stop reading before its reset() returns. Empty (reads nullopt) for a
+// disabled or broken queue.
+class AvailIdxReader {
+public:
+    std::optional<std::uint16_t> operator()() const noexcept {
+        if (!memory_) return std::nullopt;
+        return memory_->read_obj<std::uint16_t>(gpa_);
+    }
+
+private:
+    friend class VirtQueue;
+    const GuestMemory* memory_ = nullptr;
+    std::uint64_t gpa_ = 0;
+};
+
 class VirtQueue {
 public:
     // An unconfigured queue (disabled: pops nothing, not broken).
@@ -120,8 +143,9 @@ public:
 
     // The next available chain, or nullopt when there is none (or the queue is disabled or
     // broken: check broken()). A chain with error() != None must still be given back with
-    // add_used(head, 0). With EVENT_IDX, each pop first publishes avail_event = the next index
-    // it wants (so the driver kicks for the next buffer after the ones we have seen).
+    // add_used(head, 0). With EVENT_IDX and notifications enabled, each pop first publishes
+    // avail_event = the next index it wants (so the driver kicks for the next buffer after the
+    // ones we have seen).
     std::optional<DescriptorChain> pop();
     // True when pop() would return something right now (without consuming it).
     bool has_available();
@@ -133,6 +157,19 @@ public:
     // Whether the driver wants an interrupt for the buffers added since the last call (§2.7.7.2:
     // VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX). Resets that count.
     bool needs_notification();
+
+    // §2.7.10 available buffer notification suppression, for a device that polls the ring.
+    // Without EVENT_IDX: used->flags = VIRTQ_USED_F_NO_NOTIFY. With EVENT_IDX (where the driver
+    // ignores that flag): avail_event = next_avail - 1, an index the driver has already passed,
+    // and pop() stops moving it; the driver kicks again only after 2^16 more buffers, which is
+    // merely a spurious kick. A kick already under way may still arrive.
+    void disable_notifications();
+    // Asks for kicks again (flags 0, or avail_event = next_avail), then re-reads avail idx after
+    // a full fence: true when buffers are available. The caller must serve those before it
+    // sleeps: the driver published them while kicks were off, so no kick announces them.
+    bool enable_notifications();
+    bool notifications_enabled() const noexcept { return notify_enabled_; }
+    AvailIdxReader avail_idx_reader() const noexcept;
 
     std::uint16_t next_avail() const noexcept { return next_avail_; }
     std::uint16_t next_used() const noexcept { return next_used_; }
@@ -150,6 +187,7 @@ private:
     std::uint16_t size_ = 0;
     std::uint64_t desc_ = 0, avail_ = 0, used_ = 0;
     bool indirect_ = false, event_idx_ = false;
+    bool notify_enabled_ = true;
     std::uint16_t next_avail_ = 0, next_used_ = 0;
     std::uint16_t added_since_notify_ = 0;
     std::uint64_t bad_chains_ = 0;

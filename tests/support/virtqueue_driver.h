@@ -22,6 +22,7 @@
 #include <map>
 #include <mutex>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 namespace vmm::test {
@@ -144,6 +145,9 @@ public:
     void publish(std::uint16_t head) {
         put(avail_ + 4 + 2ull * (avail_idx_ % size_), head);
         ++avail_idx_;
+        // §2.7.13: descriptors and the ring entry are visible before the idx that publishes them
+        // (the benchmark's device runs on another thread).
+        std::atomic_thread_fence(std::memory_order_release);
         put(avail_ + 2, avail_idx_);
     }
 
@@ -155,6 +159,18 @@ public:
     void set_avail_flags(std::uint16_t v) const { put(avail_, v); }
     void set_used_event(std::uint16_t v) const { put(avail_ + 4 + 2ull * size_, v); }
     std::uint16_t avail_event() const { return get<std::uint16_t>(used_ + 4 + 8ull * size_); }
+    std::uint16_t used_flags() const { return get<std::uint16_t>(used_); }
+
+    // Whether the buffers published since the last call need a kick, as Linux's
+    // virtqueue_kick_prepare decides (§2.7.10): a full fence after the avail idx store, then
+    // avail_event with EVENT_IDX (vring_need_event), else VIRTQ_USED_F_NO_NOTIFY.
+    bool needs_kick(bool event_idx) {
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        const std::uint16_t old_idx = std::exchange(kick_checked_idx_, avail_idx_);
+        if (event_idx)
+            return static_cast<std::uint16_t>(avail_idx_ - avail_event() - 1) < static_cast<std::uint16_t>(avail_idx_ - old_idx);
+        return !(used_flags() & virtio::kUsedFNoNotify);
+    }
     std::uint16_t used_idx() const { return get<std::uint16_t>(used_ + 2); }
     virtio::VirtqUsedElem used(std::uint16_t i) const {
         return get<virtio::VirtqUsedElem>(used_ + 4 + 8ull * (i % size_));
@@ -164,6 +180,7 @@ public:
     std::vector<virtio::VirtqUsedElem> reclaim() {
         std::vector<virtio::VirtqUsedElem> out;
         const std::uint16_t idx = used_idx();
+        std::atomic_thread_fence(std::memory_order_acquire);
         while (last_used_ != idx) {
             auto e = used(last_used_++);
             out.push_back(e);
@@ -214,7 +231,7 @@ private:
     const GuestMemory& mem_;
     std::uint16_t size_;
     std::uint64_t desc_, avail_, used_, end_;
-    std::uint16_t avail_idx_ = 0, last_used_ = 0;
+    std::uint16_t avail_idx_ = 0, last_used_ = 0, kick_checked_idx_ = 0;
     std::vector<std::uint16_t> free_;
     std::map<std::uint16_t, std::vector<std::uint16_t>> chains_;
 };

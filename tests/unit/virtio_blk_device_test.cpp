@@ -19,6 +19,7 @@
 #include <cstring>
 #include <fstream>
 #include <numeric>
+#include <tuple>
 
 namespace vmm::virtio_blk {
 namespace {
@@ -58,8 +59,13 @@ struct TempDisk {
     }
 };
 
-class VirtioBlkDeviceTest : public ::testing::TestWithParam<bool> {
+// Parameters: the io_uring engine (else the thread pool); adaptive polling on (the default,
+// 32 µs) or off (poll_max 0). Every behaviour below must hold either way.
+class VirtioBlkDeviceTest : public ::testing::TestWithParam<std::tuple<bool, bool>> {
 protected:
+    bool io_uring() const { return std::get<0>(GetParam()); }
+    bool polling() const { return std::get<1>(GetParam()); }
+
     void SetUp() override { open_device(false); }
 
     void open_device(bool read_only, std::uint64_t features = 0, const std::string& path = {}) {
@@ -68,8 +74,9 @@ protected:
         opts.name = "blktest";
         opts.serial = "serial-0123456789abcdef";  // longer than 20 bytes: truncated
         opts.queue_size = 64;
-        opts.use_io_uring = GetParam();
+        opts.use_io_uring = io_uring();
         opts.io_threads = 2;
+        if (!polling()) opts.poll_max = std::chrono::nanoseconds{0};
         blk = std::make_unique<VirtioBlk>(DiskImage::open({path.empty() ? disk.path : path, std::nullopt, read_only}), opts);
         irq = std::make_shared<test::FakeVirtioInterrupt>();
         drv = std::make_unique<Drv>(fake.memory(), 0x1000, 64);
@@ -120,7 +127,7 @@ protected:
 };
 
 TEST_P(VirtioBlkDeviceTest, ConfigSpaceAndFeatures) {
-    if (!GetParam()) {
+    if (!io_uring()) {
         EXPECT_STREQ(blk->io_engine_name(), "threads");
     }
     virtio_blk_config cfg{};
@@ -460,8 +467,11 @@ TEST_P(VirtioBlkDeviceTest, ResetWaitsForInFlightRequestsAndTheDeviceCanRestart)
     EXPECT_EQ(now, old_status);
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, VirtioBlkDeviceTest, ::testing::Values(true, false),
-                         [](const auto& info) { return info.param ? "io_uring" : "thread_pool"; });
+INSTANTIATE_TEST_SUITE_P(EnginesAndPolling, VirtioBlkDeviceTest, ::testing::Combine(::testing::Bool(), ::testing::Bool()),
+                         [](const auto& info) {
+                             return std::string(std::get<0>(info.param) ? "io_uring" : "thread_pool") +
+                                    (std::get<1>(info.param) ? "_polling" : "_no_polling");
+                         });
 
 }  // namespace
 }  // namespace vmm::virtio_blk

@@ -417,6 +417,82 @@ TEST(VirtioQueueTest, EventIdxPublishesAvailEvent) {
     EXPECT_EQ(g.drv.avail_event(), 0);
 }
 
+TEST(VirtioQueueTest, DisabledNotificationsSetNoNotifyWithoutEventIdx) {
+    Fixture f;
+    auto vq = f.q(feature_bit(kFeatureVersion1));
+    EXPECT_TRUE(vq.notifications_enabled());
+    f.drv.add_chain({Drv::wr(0x8000, 4)});
+    EXPECT_TRUE(f.drv.needs_kick(false)) << "kicks are on by default";
+    ASSERT_TRUE(vq.pop());
+    vq.disable_notifications();
+    EXPECT_FALSE(vq.notifications_enabled());
+    EXPECT_EQ(f.drv.used_flags(), kUsedFNoNotify);
+    f.drv.add_chain({Drv::wr(0x8000, 4)});
+    EXPECT_FALSE(f.drv.needs_kick(false));
+    ASSERT_TRUE(vq.pop()) << "a device that polls still sees the buffer";
+    EXPECT_FALSE(vq.enable_notifications()) << "nothing new since the pop";
+    EXPECT_EQ(f.drv.used_flags(), 0);
+    f.drv.add_chain({Drv::wr(0x8000, 4)});
+    EXPECT_TRUE(f.drv.needs_kick(false));
+    EXPECT_EQ(f.drv.avail_event(), 0) << "avail_event is not used without EVENT_IDX";
+}
+
+TEST(VirtioQueueTest, DisabledNotificationsMoveAvailEventBehindWithEventIdx) {
+    Fixture f;
+    auto vq = f.q();
+    EXPECT_FALSE(vq.pop());
+    EXPECT_EQ(f.drv.avail_event(), 0);
+    vq.disable_notifications();
+    EXPECT_EQ(f.drv.used_flags(), 0) << "with EVENT_IDX the flag is not the mechanism";
+    EXPECT_EQ(f.drv.avail_event(), 0xffff) << "an index the driver has already passed";
+    for (int i = 0; i < 3; ++i) {
+        f.drv.add_chain({Drv::wr(0x8000, 4)});
+        EXPECT_FALSE(f.drv.needs_kick(true)) << i;
+        ASSERT_TRUE(vq.pop());
+        EXPECT_EQ(f.drv.avail_event(), 0xffff) << "pop does not re-arm kicks while they are off";
+    }
+    EXPECT_FALSE(vq.enable_notifications());
+    EXPECT_EQ(f.drv.avail_event(), 3) << "kick me for entry 3";
+    f.drv.add_chain({Drv::wr(0x8000, 4)});
+    EXPECT_TRUE(f.drv.needs_kick(true));
+}
+
+TEST(VirtioQueueTest, EnableNotificationsReportsBuffersPublishedWhileKicksWereOff) {
+    for (const std::uint64_t features : {feature_bit(kFeatureVersion1), kAll}) {
+        Fixture f;
+        auto vq = f.q(features);
+        const bool event_idx = features & feature_bit(kFeatureEventIdx);
+        vq.disable_notifications();
+        // The driver publishes after the device's last look and sees kicks off: no kick.
+        f.drv.add_chain({Drv::wr(0x8000, 4)});
+        EXPECT_FALSE(f.drv.needs_kick(event_idx));
+        EXPECT_TRUE(vq.enable_notifications()) << "the re-check must find it: nobody will kick";
+        EXPECT_TRUE(vq.pop());
+        EXPECT_FALSE(vq.enable_notifications()) << "idempotent, and now nothing is pending";
+    }
+}
+
+TEST(VirtioQueueTest, SuppressionOnABrokenOrDisabledQueueTouchesNothing) {
+    Fixture f;
+    VirtQueue off;
+    off.disable_notifications();
+    EXPECT_FALSE(off.enable_notifications());
+    auto vq = f.q(feature_bit(kFeatureVersion1));
+    f.drv.set_avail_idx(100);  // more than the queue size ahead
+    EXPECT_FALSE(vq.pop());
+    ASSERT_TRUE(vq.broken());
+    vq.disable_notifications();
+    EXPECT_EQ(f.drv.used_flags(), 0);
+    EXPECT_FALSE(vq.enable_notifications());
+    // Broken while kicks are off: the re-check says nothing is available.
+    Fixture g;
+    auto vq2 = g.q(feature_bit(kFeatureVersion1));
+    vq2.disable_notifications();
+    g.drv.set_avail_idx(100);
+    EXPECT_FALSE(vq2.enable_notifications());
+    EXPECT_TRUE(vq2.broken());
+}
+
 TEST(VirtioQueueTest, ZeroLengthDescriptorsAreSkippedWherever) {
     Fixture f;
     auto vq = f.q();
