@@ -118,10 +118,9 @@ void VfioPassthrough::add(const std::vector<PciSpec>& specs, pci::PciRootBus& bu
                 sel = {std::nullopt, specs[i].vendor, specs[i].device, specs[i].index};
             const std::string bdf = vfio::resolve_pci_selector(topology, sel);
             const auto report = vfio::check_assignable(topology, bdf);
-            const vfio::PciDeviceInfo* info = topology.find(bdf);
             if (report.bridge) throw Error(bdf + " is a bridge: only endpoints can be passed through");
-            if (!info || info->driver != "vfio-pci")
-                throw Error(bdf + " is bound to " + (info && !info->driver.empty() ? info->driver : "no driver") +
+            if (report.driver != "vfio-pci")
+                throw Error(bdf + " is bound to " + (report.driver.empty() ? std::string("no driver") : report.driver) +
                             ", not vfio-pci (vmmd binds it when it reserves the device; by hand: "
                             "echo vfio-pci > " + sysfs_root_ + "/bus/pci/devices/" + bdf +
                             "/driver_override, unbind, then echo " + bdf + " > " + sysfs_root_ +

@@ -201,9 +201,9 @@ void VfioPciDevice::setup_msi_shadow() {
     msi_maskable_ = control & PCI_MSI_FLAGS_MASKBIT;
     msi_max_vectors_ = 1u << std::min<unsigned>((control & PCI_MSI_FLAGS_QMASK) >> 1, 5);
     const std::uint32_t data = c + (msi_64bit_ ? PCI_MSI_DATA_64 : PCI_MSI_DATA_32);
-    const std::uint32_t end = msi_maskable_ ? data + 12 : data + 2;
-    if (end > 0x100) throw Error(name_ + ": MSI capability overruns the config header");
-    for (std::uint32_t o = c + PCI_MSI_FLAGS; o < end; ++o) {
+    msi_end_ = msi_maskable_ ? data + 12 : data + 2;
+    if (msi_end_ > 0x100) throw Error(name_ + ": MSI capability overruns the config header");
+    for (std::uint32_t o = c + PCI_MSI_FLAGS; o < msi_end_; ++o) {
         emulated_.set(o);
         shadow_.store8(o, 0);
     }
@@ -378,7 +378,7 @@ void VfioPciDevice::config_write(std::uint32_t offset, std::span<const std::uint
     const auto touches = [&](std::uint32_t start, std::uint32_t len) {
         return len && overlaps(offset, data.size(), start, len);
     };
-    if (msi_cap_ && touches(msi_cap_ + PCI_MSI_FLAGS, 0x16)) after_msi_write();
+    if (msi_cap_ && touches(msi_cap_ + PCI_MSI_FLAGS, msi_end_ - (msi_cap_ + PCI_MSI_FLAGS))) after_msi_write();
     if (msix_cap_ && touches(msix_cap_ + PCI_MSIX_FLAGS, 2)) after_msix_write();
 }
 

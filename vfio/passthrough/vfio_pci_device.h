@@ -109,6 +109,7 @@ private:
     std::uint8_t pin_ = 0;
 
     std::uint8_t msi_cap_ = 0;
+    std::uint32_t msi_end_ = 0;  // past the capability's last emulated byte
     bool msi_64bit_ = false, msi_maskable_ = false;
     unsigned msi_max_vectors_ = 0;
     std::shared_ptr<pci::MsiEventfdSink> msi_sink_;
