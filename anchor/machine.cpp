@@ -28,7 +28,6 @@
 #include <unistd.h>
 
 #include <boost/asio.hpp>
-#include <condition_variable>
 #include <mutex>
 #include <thread>
 
@@ -41,28 +40,6 @@ boot::EntryMode entry_mode(const std::string& mode) {
     if (mode == "protected32") return boot::EntryMode::Protected32;
     return boot::EntryMode::Long64;
 }
-
-// Closed until the main thread has jailed the process; the vCPU threads wait here before
-// they touch the guest (Machine::run).
-class JailGate {
-public:
-    void open() {
-        {
-            std::lock_guard lock(mutex_);
-            open_ = true;
-        }
-        cv_.notify_all();
-    }
-    void wait() {
-        std::unique_lock lock(mutex_);
-        cv_.wait(lock, [this] { return open_; });
-    }
-
-private:
-    std::mutex mutex_;
-    std::condition_variable cv_;
-    bool open_ = false;
-};
 
 void install_kick_handler() {
     struct sigaction sa{};
@@ -79,6 +56,8 @@ Machine::Machine(const DomainManifest& manifest, const MachineOptions& options)
     // touches KVM.
     state_dir_ = std::make_unique<run::StateDir>(options_.run_dir, "kvm", manifest_.name);
     state_dir_->write_pid(static_cast<int>(::getpid()));
+    auto log = logger("anchor");
+    log->debug("startup: state directory");
     kvm_ = std::make_unique<KvmSystem>();
     kvm_->require_anchor_capabilities();
     if (manifest_.vcpus > kvm_->max_vcpus())
@@ -90,6 +69,7 @@ Machine::Machine(const DomainManifest& manifest, const MachineOptions& options)
     vm_->set_identity_map_addr(x86::kKvmIdentityMapAddr);
     vm_->create_irqchip();
     vm_->create_pit();
+    log->debug("startup: VM, irqchip and PIT created");
 
     build_memory();
     exit_handler_ = std::make_unique<ExitHandler>(pio_, mmio_, control_);
@@ -98,8 +78,10 @@ Machine::Machine(const DomainManifest& manifest, const MachineOptions& options)
     state_dir_->adopt("console.log");
     state_dir_->adopt("console.log.0");
     build_devices();
+    log->debug("startup: devices built");
     load_guest();
     build_vcpus();
+    log->debug("startup: guest loaded, {} vCPU(s) created", vcpus_.size());
 
     if (!console_->pty_path().empty()) state_dir_->link_console(console_->pty_path());
 }
@@ -139,7 +121,9 @@ void Machine::build_devices() {
 
     // The PCI bus replaces the "no PCI" answer of the legacy config ports.
     pio_.remove(0xcf8);
-    pci_ = std::make_unique<PciDevices>(*vm_, pio_, mmio_, memory_, layout);
+    // Every device I/O thread waits at the jail gate first, then narrows itself (jail_io_thread).
+    pci_ = std::make_unique<PciDevices>(*vm_, pio_, mmio_, memory_, layout,
+                                        [this](jail::IoThreadKind kind) { jail_io_thread(kind); });
     pci_->add_disks(manifest_.disks);
     pci_->add_nics(manifest_.nics, manifest_.name);
     virtio_console_paths_ = pci_->add_consoles(manifest_.consoles);
@@ -196,6 +180,20 @@ void Machine::build_vcpus() {
         // The BSP starts at the kernel's entry; APs wait in KVM for INIT-SIPI as on hardware.
         if (i == 0) vcpu->set_boot_state(boot_cpu_);
         vcpus_.push_back(std::move(vcpu));
+    }
+}
+
+void Machine::jail_io_thread(jail::IoThreadKind kind) {
+    // Abandoned: the jail step failed (the domain is stopping) or never came (teardown).
+    const auto mode = jail_gate_.wait();
+    if (!mode) return;
+    try {
+        jail::install_io_thread_seccomp(*mode, kind);
+    } catch (const std::exception& e) {
+        // The thread carries on under the process filter alone; the domain stops.
+        char name[16] = "?";
+        ::pthread_getname_np(::pthread_self(), name, sizeof name);
+        control_.request_stop({StopKind::HostError, 0, std::string("jail: ") + name + ": " + e.what()});
     }
 }
 
@@ -325,57 +323,81 @@ StopReason Machine::run() {
     }
     control_.set_event_sink(emit);
 
+    logger("anchor")->debug("startup: QMP listening");
     pci_->start();
     if (passthrough_) passthrough_->start();
-    // The vCPU threads wait at this gate until the process is jailed, then stack their own
+    // The vCPU threads wait at the jail gate until the process is jailed, then stack their own
     // filter (the process filter's TSYNC must come first: it fails once one thread's filters
-    // differ) and only then enter KVM_RUN, in prelaunch as in running. seccomp_mode is written
-    // before the gate opens and read after it (the gate's mutex orders them).
-    JailGate jailed;
+    // differ) and only then enter KVM_RUN, in prelaunch as in running. The device I/O threads
+    // (made with the devices, and the notify thread just started) wait there too and stack
+    // theirs (jail_io_thread).
     jail::SeccompMode seccomp_mode = jail::SeccompMode::Off;
     std::vector<std::thread> threads;
     for (auto& v : vcpus_) {
         KvmVcpu* vcpu = v.get();
-        threads.emplace_back([this, vcpu, &jailed, &seccomp_mode] {
+        threads.emplace_back([this, vcpu] {
             set_thread_name("vcpu" + std::to_string(vcpu->index()));
             {
                 std::lock_guard lock(vcpu_tids_mutex_);
                 vcpu_tids_.push_back(static_cast<int>(::syscall(SYS_gettid)));
             }
             vcpu->bind_to_current_thread();
-            jailed.wait();
-            if (control_.stopping()) return;
+            const auto mode = jail_gate_.wait();
+            if (!mode || control_.stopping()) return;
             try {
-                jail::install_vcpu_seccomp(seccomp_mode);
+                jail::install_vcpu_seccomp(*mode);
             } catch (const std::exception& e) {
                 control_.request_stop({StopKind::HostError, 0,
                                        "jail: vcpu" + std::to_string(vcpu->index()) + ": " + e.what()});
                 return;
             }
+            if (vcpu->index() == 0) logger("anchor")->debug("startup: vcpu0 enters KVM_RUN");
             run_vcpu_loop(*vcpu, *exit_handler_, control_);
         });
     }
     // Least privilege (docs/SECURITY.md): every fd and thread exists now. Capabilities first,
     // then the syscall filter; both reach every thread of the process. The gate opens even
-    // when this fails (the domain is stopping then and the vCPU threads just return).
+    // when this fails (abandoned: the domain is stopping then, the vCPU threads just return
+    // and the device threads go on without a filter of their own until they are stopped).
+    bool jailed = false;
     try {
         seccomp_mode = jail::parse_seccomp_mode(options_.seccomp);
+        logger("anchor")->debug("startup: threads started; jail step");
         jail::drop_capabilities(jail::anchor_kept_capabilities(!manifest_.nics.empty(), !manifest_.pci.empty()));
+        logger("anchor")->debug("startup: capabilities dropped");
         jail::install_anchor_seccomp(seccomp_mode);
+        logger("anchor")->debug("startup: seccomp filter installed");
+        jailed = true;
     } catch (const std::exception& e) {
         control_.request_stop({StopKind::HostError, 0, std::string("jail: ") + e.what()});
     }
-    jailed.open();
+    if (jailed)
+        jail_gate_.open(seccomp_mode);
+    else
+        jail_gate_.abandon();
     if (!control_.stopping()) io.run();
     for (auto& v : vcpus_) v->kick();
     for (auto& t : threads) t.join();
+    logger("anchor")->debug("teardown: vCPU threads joined");
+    // The loop's own periodic work ends here (the flushers re-arm forever, the input reads and
+    // the signal wait never finish): what still runs below is QMP's flush, and the loop
+    // returns as soon as that is done instead of always waiting out the deadline.
+    boost::system::error_code ignored;
+    flusher.cancel();
+    vc_flusher.cancel();
+    retry.cancel();
+    signals.cancel(ignored);
+    if (input) input->cancel(ignored);
+    for (auto& in : vc_inputs) in->stream->cancel(ignored);
     console_->flush();
+    pci_->flush_consoles();
     // Let QMP clients read what is queued for them (the quit reply, SHUTDOWN) before exiting.
     control_.set_event_sink(nullptr);
     qmp_server->close();
     io.restart();
     io.run_for(std::chrono::milliseconds(500));
     qmp_server.reset();
+    logger("anchor")->debug("teardown: QMP clients flushed");
     return control_.reason().value_or(StopReason{StopKind::HostError, 0, "event loop ended without a stop reason"});
 }
 

@@ -3,11 +3,14 @@
 // per-vCPU CPUID and boot state, one thread per vCPU, and the console.
 //
 // Threads: the caller's (main) thread runs the event loop in run(): console input, signals,
-// and the stop notification; vcpuN threads run KVM_RUN and the exit handler.
+// and the stop notification; vcpuN threads run KVM_RUN and the exit handler; the device I/O
+// threads (anchor/pci_devices.h) serve the virtio devices. The vCPU and device I/O threads
+// wait at the jail gate (anchor/jail_gate.h) until run() has jailed the process.
 #pragma once
 
 #include "anchor/console.h"
 #include "anchor/exit_handler.h"
+#include "anchor/jail_gate.h"
 #include "anchor/stop_reason.h"
 #include "anchor/vm_control.h"
 #include "devicemodel/bus/guest_memory.h"
@@ -71,6 +74,9 @@ private:
     void build_devices();
     void load_guest();
     void build_vcpus();
+    // The device I/O threads' first act (PciDevices' hook): wait at the jail gate, then stack
+    // the filter of the thread's kind. A failure stops the domain (HostError).
+    void jail_io_thread(jail::IoThreadKind kind);
 
     DomainManifest manifest_;
     MachineOptions options_;
@@ -82,6 +88,8 @@ private:
     IoBus pio_{"pio"};
     IoBus mmio_{"mmio"};
     VmControl control_;
+    // Before pci_: the device threads wait on it until they are joined in pci_'s destruction.
+    JailGate jail_gate_;
     std::unique_ptr<ExitHandler> exit_handler_;
     std::unique_ptr<Console> console_;
     std::shared_ptr<legacy::Serial16550> serial_;
@@ -90,6 +98,13 @@ private:
     // they are released (interrupts off, reset) while their KVM hooks and RAM still exist.
     std::unique_ptr<VfioPassthrough> passthrough_;
     std::unique_ptr<PciDevices> pci_;
+    // After pci_, so destroyed first (also when the constructor throws): abandons the gate, so a
+    // device thread still waiting there (run() never got to the jail step) lets pci_ join it.
+    struct GateRelease {
+        JailGate& gate;
+        ~GateRelease() { gate.abandon(); }
+    };
+    GateRelease gate_release_{jail_gate_};
     std::vector<std::string> virtio_console_paths_;
     std::vector<int> vcpu_tids_;
     std::mutex vcpu_tids_mutex_;

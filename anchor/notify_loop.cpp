@@ -47,17 +47,36 @@ void NotifyLoop::arm(const std::shared_ptr<Watch>& w) {
                               });
 }
 
-void NotifyLoop::start() {
+void NotifyLoop::start(std::function<void()> on_thread_start) {
     if (thread_.joinable()) return;
-    thread_ = std::thread([this] {
+    std::promise<void> done;
+    finished_ = done.get_future();
+    thread_ = std::thread([this, start = std::move(on_thread_start), done = std::move(done)]() mutable {
         set_thread_name("notify");
+        if (start) start();
         io_.run();
+        done.set_value();
     });
 }
 
 void NotifyLoop::stop() {
-    work_.reset();
-    io_.stop();
+    if (thread_.joinable() && !stopping_) {
+        stopping_ = true;
+        // What is queued runs first (a socket console's last output and its close); then the
+        // watches end and the loop returns once it has no work left. Whatever still holds it
+        // after a second (a backend op that never completes) is cut off.
+        boost::asio::post(io_, [this] {
+            for (auto& w : watches_) {
+                boost::system::error_code ignored;
+                w->stream.close(ignored);
+            }
+            work_.reset();
+        });
+        if (finished_.wait_for(std::chrono::seconds(1)) != std::future_status::ready) io_.stop();
+    } else {
+        work_.reset();
+        io_.stop();
+    }
     if (thread_.joinable()) thread_.join();
     watches_.clear();
 }

@@ -13,6 +13,7 @@
 #include <boost/asio.hpp>
 
 #include <functional>
+#include <future>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -33,7 +34,9 @@ public:
     void post(std::function<void()> work) { boost::asio::post(io_, std::move(work)); }
     // The loop's io_context, for device backends that do their socket work on this thread.
     boost::asio::io_context& io() noexcept { return io_; }
-    void start();
+    // Starts the thread; it calls `on_thread_start` (when set) first thing, before it serves
+    // anything (it may block: stop() joins the thread, so whoever blocks it must let it go).
+    void start(std::function<void()> on_thread_start = {});
     void stop();
 
 private:
@@ -44,6 +47,8 @@ private:
     boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
     std::vector<std::shared_ptr<Watch>> watches_;
     std::thread thread_;
+    std::future<void> finished_;  // ready when the thread's io_.run() returned
+    bool stopping_ = false;
 };
 
 }  // namespace vmm::anchor

@@ -23,8 +23,9 @@ struct PciDevices::Transport {
     std::vector<virtio::NotifyAddress> registered;  // ioeventfds currently in KVM
 };
 
-PciDevices::PciDevices(KvmVm& vm, IoBus& pio, IoBus& mmio, const GuestMemory& memory, const x86::RamLayout& ram)
-    : vm_(vm), memory_(memory) {
+PciDevices::PciDevices(KvmVm& vm, IoBus& pio, IoBus& mmio, const GuestMemory& memory, const x86::RamLayout& ram,
+                       ThreadStartHook on_thread_start)
+    : vm_(vm), memory_(memory), on_thread_start_(std::move(on_thread_start)) {
     bus_ = std::make_unique<pci::PciRootBus>(pio, mmio, pci::pc_pci_windows(ram), [&vm](std::uint32_t gsi) {
         return std::make_shared<KvmIrqLine>(vm, gsi);
     });
@@ -43,6 +44,11 @@ PciDevices::~PciDevices() {
             }
         }
     }
+}
+
+std::function<void()> PciDevices::thread_start(jail::IoThreadKind kind) const {
+    if (!on_thread_start_) return {};
+    return [hook = on_thread_start_, kind] { hook(kind); };
 }
 
 void PciDevices::add_transport(const std::string& name, std::shared_ptr<virtio::VirtioDevice> device) {
@@ -101,6 +107,7 @@ void PciDevices::add_disks(const std::vector<DiskSpec>& disks) {
         // dispatcher no wake-up; an idle guest or a busy host shrinks the window to 0 (see
         // devicemodel/virtio/adaptive_poll.h). No manifest field yet; 0 would turn it off.
         options.poll_max = std::chrono::nanoseconds{32768};
+        options.on_thread_start = thread_start(jail::IoThreadKind::Block);
         auto device = std::make_shared<virtio_blk::VirtioBlk>(virtio_blk::DiskImage::open(spec), options);
         add_transport("virtio-" + options.name, std::move(device));
     }
@@ -111,6 +118,7 @@ void PciDevices::add_nics(const std::vector<NicSpec>& nics, const std::string& d
         const std::string field = "nics[" + std::to_string(i) + "]";
         virtio_net::VirtioNetOptions options;
         options.name = "net" + std::to_string(i);
+        options.on_thread_start = thread_start(jail::IoThreadKind::Net);
         std::unique_ptr<virtio_net::Tap> tap;
         try {
             options.mac = virtio_net::mac_for_nic(nics[i].mac, domain_name, static_cast<unsigned>(i));
@@ -180,6 +188,6 @@ void PciDevices::flush_consoles() {
     for (auto& s : socket_consoles_) s->flush();
 }
 
-void PciDevices::start() { notify_.start(); }
+void PciDevices::start() { notify_.start(thread_start(jail::IoThreadKind::Notify)); }
 
 }  // namespace vmm::anchor

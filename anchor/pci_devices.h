@@ -5,7 +5,9 @@
 // knows both.
 //
 // Threads: built on the main thread before the vCPUs start; ioeventfd (re)registration runs
-// on vCPU threads when the guest maps or moves a BAR (under the root bus's lock).
+// on vCPU threads when the guest maps or moves a BAR (under the root bus's lock). Every device
+// I/O thread (each disk's "blkN-q" and "blkN-io...", each NIC's "netN-io", and "notify") calls
+// the constructor's `on_thread_start` with its kind first thing, before it does any I/O.
 #pragma once
 
 #include "anchor/notify_loop.h"
@@ -14,6 +16,7 @@
 #include "devicemodel/bus/io_bus.h"
 #include "devicemodel/pci/pci_bus.h"
 #include "devicemodel/virtio/pci_transport.h"
+#include "jail/seccomp_policy.h"
 #include "manifest/domain_manifest.h"
 #include "x86/memory_layout.h"
 
@@ -38,7 +41,13 @@ class SocketConsole;
 
 class PciDevices {
 public:
-    PciDevices(KvmVm& vm, IoBus& pio, IoBus& mmio, const GuestMemory& memory, const x86::RamLayout& ram);
+    // Runs first thing on each device I/O thread, with the thread's kind; it may block (the
+    // threads are joined at destruction: it must let them go by then) and must not throw. The
+    // Machine holds the threads at its jail gate and stacks each kind's filter there.
+    using ThreadStartHook = std::function<void(jail::IoThreadKind)>;
+
+    PciDevices(KvmVm& vm, IoBus& pio, IoBus& mmio, const GuestMemory& memory, const x86::RamLayout& ram,
+               ThreadStartHook on_thread_start = {});
     ~PciDevices();
 
     void add_disks(const std::vector<DiskSpec>& disks);
@@ -64,9 +73,12 @@ public:
 private:
     struct Transport;
     void add_transport(const std::string& name, std::shared_ptr<virtio::VirtioDevice> device);
+    // on_thread_start_ bound to `kind` (empty without a hook), for a device's options.
+    std::function<void()> thread_start(jail::IoThreadKind kind) const;
 
     KvmVm& vm_;
     const GuestMemory& memory_;
+    ThreadStartHook on_thread_start_;
     std::unique_ptr<pci::PciRootBus> bus_;
     NotifyLoop notify_;
     std::vector<std::unique_ptr<Transport>> transports_;

@@ -7,7 +7,10 @@
 #include <boost/asio/write.hpp>
 
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <vector>
 
 namespace vmm::anchor {
 
@@ -112,10 +115,25 @@ void SocketConsole::flush() {
 }
 
 void SocketConsole::close() {
+    // Queued after the sends that write() posted: a connected client gets what the guest wrote up
+    // to now (the guest's last words before it exits) as far as its socket buffer takes it
+    // without blocking; the rest is lost with the domain, as on a pty.
     asio::post(io_, [self = shared_from_this()] {
         boost::system::error_code ignore;
         self->acceptor_.close(ignore);
-        if (self->client_) self->client_->close(ignore);
+        if (self->client_ && self->client_->is_open()) {
+            std::vector<std::uint8_t> rest;
+            {
+                std::lock_guard lock(self->mutex_);
+                rest.assign(self->pending_.begin(), self->pending_.end());
+                self->pending_.clear();
+            }
+            // An async_write in flight has written its bytes already (asio tries the write at
+            // once); these come after them.
+            if (!rest.empty())
+                (void)::send(self->client_->native_handle(), rest.data(), rest.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+            self->client_->close(ignore);
+        }
         ++self->generation_;
     });
     ::unlink(path_.c_str());

@@ -101,23 +101,30 @@ def bench_startup(tmp, rounds):
     return {k: median_ms(v) for k, v in res.items()}
 
 
-def smaps_overhead(pid, guest_bytes):
+def smaps_overhead(pid, guest_bytes, breakdown=None):
     """(rss_kib, pss_kib, guest_rss_kib, anon_kib) of the process, the first two and the last
     without its guest RAM mappings (those of at least guest_bytes). anon is the private
-    anonymous memory: what one more domain costs when the code pages are shared."""
+    anonymous memory: what one more domain costs when the code pages are shared. With a dict
+    as breakdown, also fills it with {mapping name: [rss, pss, private_dirty]} (KiB; the
+    anonymous mappings, thread stacks among them, summed as "[anon]")."""
     tot = {"Rss:": 0, "Pss:": 0, "Anonymous:": 0}
     guest = dict(tot)
     in_guest = False
+    name = ""
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
             parts = line.split()
             if "-" in parts[0] and not parts[0].endswith(":"):
                 lo, hi = (int(x, 16) for x in parts[0].split("-"))
                 in_guest = hi - lo >= guest_bytes
+                name = parts[5] if len(parts) > 5 else "[anon]"
             elif parts[0] in tot:
                 tot[parts[0]] += int(parts[1])
                 if in_guest:
                     guest[parts[0]] += int(parts[1])
+            if breakdown is not None and not in_guest and parts[0] in ("Rss:", "Pss:", "Private_Dirty:"):
+                row = breakdown.setdefault(name, [0, 0, 0])
+                row[("Rss:", "Pss:", "Private_Dirty:").index(parts[0])] += int(parts[1])
     return (tot["Rss:"] - guest["Rss:"], tot["Pss:"] - guest["Pss:"], guest["Rss:"],
             tot["Anonymous:"] - guest["Anonymous:"])
 
@@ -151,8 +158,12 @@ def bench_memory(tmp):
                              stderr=subprocess.PIPE)
         try:
             settle(p)
+            rows = {}
             (out["anchor_rss_kib"], out["anchor_pss_kib"], out["anchor_guest_rss_kib"],
-             out["anchor_anon_kib"]) = smaps_overhead(p.pid, 100 << 20)
+             out["anchor_anon_kib"]) = smaps_overhead(p.pid, 100 << 20, rows)
+            out["anchor_threads"] = len(os.listdir(f"/proc/{p.pid}/task"))
+            out["anchor_mappings_rss_pss_dirty_kib"] = {
+                os.path.basename(k): v for k, v in sorted(rows.items(), key=lambda kv: -kv[1][1]) if v[0]}
         finally:
             p.terminate()
             p.wait(timeout=30)

@@ -3,7 +3,8 @@
 // Who calls it: vmm-anchor's Machine::run() on the main thread, after every device, fd and
 // thread exists and before the event loop runs. The filter is installed with TSYNC, so every
 // thread of the process (vCPUs, notify, blkN-q/-io, and any later one) gets it. Each vCPU
-// thread then stacks a narrower filter of its own (install_vcpu_seccomp). A syscall that
+// thread then stacks a narrower filter of its own (install_vcpu_seccomp), and so does each
+// device I/O thread (install_io_thread_seccomp, one list per IoThreadKind). A syscall that
 // is not listed raises SIGSYS (SCMP_ACT_TRAP); the handler installed here writes
 // "vmm-anchor: seccomp: denied syscall N (name)" to stderr and _exit()s with
 // kExitSeccompDenied. docs/SECURITY.md says what is allowed and why.
@@ -60,6 +61,22 @@ void install_vcpu_seccomp(SeccompMode mode);
 
 // The syscalls the vCPU filter allows (ioctl and openat only with argument checks).
 std::vector<std::string> vcpu_seccomp_syscalls();
+
+// The anchor's device I/O threads, each kind with its own filter (docs/SECURITY.md).
+enum class IoThreadKind {
+    Block,   // a virtio-blk disk's dispatcher "<name>-q" and its engine threads "<name>-io..."
+    Net,     // a virtio-net NIC's event loop "<name>-io"
+    Notify,  // the anchor's "notify" thread: ioeventfds, virtio-console queues, socket consoles
+};
+const char* to_string(IoThreadKind kind);
+
+// A device I/O thread's own filter, stacked like the vCPU one: the calling thread only, after
+// install_anchor_seccomp, narrower than the process filter. Nothing for Off. Throws like
+// install_anchor_seccomp.
+void install_io_thread_seccomp(SeccompMode mode, IoThreadKind kind);
+
+// The syscalls a kind's filter allows (ioctl only with argument checks).
+std::vector<std::string> io_thread_seccomp_syscalls(IoThreadKind kind);
 
 // The names of the syscalls the policy allows (some only with argument checks), for tests
 // and docs.

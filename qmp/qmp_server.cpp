@@ -47,7 +47,12 @@ public:
     void listen(const std::string& path);
     // `origin` names where the client came from in logs: the socket's file name, or "fd".
     void add(Protocol::socket socket, const std::string& origin);
-    void remove(const std::shared_ptr<Connection>& c) { clients_.erase(c); }
+    void remove(const std::shared_ptr<Connection>& c) {
+        clients_.erase(c);
+        // Closing and every client gone: nothing left for the deadline to cut short, and a
+        // pending timer would keep the io_context running (the anchor's exit waits on it).
+        if (closed_ && clients_.empty() && close_timer_) close_timer_->cancel();
+    }
     void broadcast(const std::string& line);
     void close();
     void shutdown_now();

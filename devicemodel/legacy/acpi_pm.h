@@ -28,10 +28,10 @@
 // lock held, from any of those threads.
 #pragma once
 
+#include "common/log.h"
 #include "devicemodel/bus/bus_device.h"
 #include "devicemodel/bus/interrupt_line.h"
 
-#include <spdlog/logger.h>
 
 #include <atomic>
 #include <cstdint>

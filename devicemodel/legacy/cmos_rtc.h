@@ -12,9 +12,9 @@
 // runs on as an offset from the host clock.
 #pragma once
 
+#include "common/log.h"
 #include "devicemodel/bus/bus_device.h"
 
-#include <spdlog/logger.h>
 
 #include <array>
 #include <cstdint>

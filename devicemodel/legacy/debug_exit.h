@@ -6,9 +6,9 @@
 // exit status keeps its low 8 bits, as QEMU's does.
 #pragma once
 
+#include "common/log.h"
 #include "devicemodel/bus/bus_device.h"
 
-#include <spdlog/logger.h>
 
 #include <cstdint>
 #include <functional>

@@ -13,9 +13,9 @@
 // keyboard or mouse time out; Linux wants i8042.noaux (and i8042.dumbkbd) to skip that.
 #pragma once
 
+#include "common/log.h"
 #include "devicemodel/bus/bus_device.h"
 
-#include <spdlog/logger.h>
 
 #include <cstdint>
 #include <functional>

@@ -7,9 +7,9 @@
 // Called on vCPU threads.
 #pragma once
 
+#include "common/log.h"
 #include "devicemodel/bus/bus_device.h"
 
-#include <spdlog/logger.h>
 
 #include <atomic>
 #include <cstdint>

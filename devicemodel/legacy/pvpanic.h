@@ -6,9 +6,9 @@
 // and must not block.
 #pragma once
 
+#include "common/log.h"
 #include "devicemodel/bus/bus_device.h"
 
-#include <spdlog/logger.h>
 
 #include <atomic>
 #include <cstdint>

@@ -18,10 +18,10 @@
 //     instead of after four character times.
 #pragma once
 
+#include "common/log.h"
 #include "devicemodel/bus/bus_device.h"
 #include "devicemodel/bus/interrupt_line.h"
 
-#include <spdlog/logger.h>
 
 #include <cstddef>
 #include <cstdint>

@@ -26,12 +26,12 @@
 // (un)mapping and bar_mapped() notifications run under it. add_device runs at setup.
 #pragma once
 
+#include "common/log.h"
 #include "devicemodel/bus/io_bus.h"
 #include "devicemodel/pci/pci_device.h"
 #include "devicemodel/pci/pci_intx_router.h"
 #include "x86/memory_layout.h"
 
-#include <spdlog/logger.h>
 
 #include <array>
 #include <cstdint>

@@ -41,7 +41,7 @@ struct BlockRequest {
     // Set when the request is rejected without I/O: VIRTIO_BLK_S_IOERR or VIRTIO_BLK_S_UNSUPP.
     std::optional<std::uint8_t> reject;
     // IN / OUT: the guest data buffers (host views) and their length; GET_ID: the ID buffer.
-    std::vector<iovec> data;
+    virtio::IoVecs data;
     std::uint64_t data_len = 0;
     // DISCARD / WRITE_ZEROES: (first sector, sectors) of each segment; unmap flag of WRITE_ZEROES.
     std::vector<std::pair<std::uint64_t, std::uint64_t>> segments;

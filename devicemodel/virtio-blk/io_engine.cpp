@@ -26,7 +26,7 @@ namespace vmm::virtio_blk {
 namespace {
 
 // Drops the first `n` bytes from an iovec list.
-void advance(std::vector<iovec>& iov, std::size_t n) {
+void advance(virtio::IoVecs& iov, std::size_t n) {
     std::size_t i = 0;
     while (i < iov.size() && n >= iov[i].iov_len) n -= iov[i++].iov_len;
     iov.erase(iov.begin(), iov.begin() + static_cast<std::ptrdiff_t>(i));
@@ -36,7 +36,7 @@ void advance(std::vector<iovec>& iov, std::size_t n) {
     }
 }
 
-std::uint64_t total(const std::vector<iovec>& iov) {
+std::uint64_t total(const virtio::IoVecs& iov) {
     std::uint64_t t = 0;
     for (const auto& v : iov) t += v.iov_len;
     return t;
@@ -106,10 +106,12 @@ namespace {
 
 class ThreadPoolEngine final : public IoEngine {
 public:
-    ThreadPoolEngine(int fd, unsigned threads, const std::string& thread_name) : fd_(fd) {
+    ThreadPoolEngine(int fd, unsigned threads, const std::string& thread_name, std::function<void()> on_thread_start)
+        : fd_(fd), on_thread_start_(std::move(on_thread_start)) {
         for (unsigned i = 0; i < std::max(1u, threads); ++i)
             workers_.emplace_back([this, name = thread_name + std::to_string(i)] {
                 set_thread_name(name);
+                if (on_thread_start_) on_thread_start_();
                 work();
             });
     }
@@ -150,6 +152,7 @@ private:
     }
 
     const int fd_;
+    const std::function<void()> on_thread_start_;
     std::mutex mu_;
     std::condition_variable cv_;
     std::deque<IoOp> queue_;
@@ -164,7 +167,8 @@ private:
 // run synchronously on the ring thread.
 class UringEngine final : public IoEngine {
 public:
-    static std::unique_ptr<IoEngine> create(int fd, unsigned depth, const std::string& thread_name) {
+    static std::unique_ptr<IoEngine> create(int fd, unsigned depth, const std::string& thread_name,
+                                            std::function<void()> on_thread_start) {
         auto e = std::unique_ptr<UringEngine>(new UringEngine(fd));
         // io_uring_queue_init returns -errno: ENOSYS/EPERM where the kernel or a seccomp policy forbids it.
         if (int r = io_uring_queue_init(depth, &e->ring_, 0); r < 0) {
@@ -173,8 +177,9 @@ public:
         }
         e->ring_ok_ = true;
         e->kick_ = make_eventfd();
-        e->thread_ = std::thread([p = e.get(), thread_name] {
+        e->thread_ = std::thread([p = e.get(), thread_name, start = std::move(on_thread_start)] {
             set_thread_name(thread_name);
+            if (start) start();
             p->run();
         });
         return e;
@@ -325,16 +330,18 @@ private:
 }  // namespace
 
 std::unique_ptr<IoEngine> make_uring_engine([[maybe_unused]] int fd, [[maybe_unused]] unsigned depth,
-                                            [[maybe_unused]] const std::string& thread_name) {
+                                            [[maybe_unused]] const std::string& thread_name,
+                                            [[maybe_unused]] std::function<void()> on_thread_start) {
 #ifdef VMM_HAVE_LIBURING
-    return UringEngine::create(fd, depth, thread_name);
+    return UringEngine::create(fd, depth, thread_name, std::move(on_thread_start));
 #else
     return nullptr;
 #endif
 }
 
-std::unique_ptr<IoEngine> make_thread_pool_engine(int fd, unsigned threads, const std::string& thread_name) {
-    return std::make_unique<ThreadPoolEngine>(fd, threads, thread_name);
+std::unique_ptr<IoEngine> make_thread_pool_engine(int fd, unsigned threads, const std::string& thread_name,
+                                                  std::function<void()> on_thread_start) {
+    return std::make_unique<ThreadPoolEngine>(fd, threads, thread_name, std::move(on_thread_start));
 }
 
 }  // namespace vmm::virtio_blk

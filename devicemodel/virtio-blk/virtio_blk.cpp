@@ -37,6 +37,7 @@ VirtioBlk::VirtioBlk(DiskImage disk, VirtioBlkOptions options)
     if (options_.serial.empty()) options_.serial = options_.name;
     poll_stats_.window = poll_.window();
     if (options_.queue_size < 4) options_.queue_size = 4;
+    pending_.resize(options_.queue_size);  // heads are < the queue size, at most this
     limits_.capacity_sectors = disk_.capacity_sectors();
     limits_.read_only = disk_.read_only();
     if (!disk_.read_only()) {
@@ -54,12 +55,15 @@ VirtioBlk::VirtioBlk(DiskImage disk, VirtioBlkOptions options)
     config_.max_write_zeroes_seg = limits_.max_write_zeroes_seg;
     config_.write_zeroes_may_unmap = 1;
 
-    if (options_.use_io_uring) engine_ = make_uring_engine(disk_.fd(), options_.queue_size, options_.name + "-io");
-    if (!engine_) engine_ = make_thread_pool_engine(disk_.fd(), options_.io_threads, options_.name + "-io");
+    if (options_.use_io_uring)
+        engine_ = make_uring_engine(disk_.fd(), options_.queue_size, options_.name + "-io", options_.on_thread_start);
+    if (!engine_)
+        engine_ = make_thread_pool_engine(disk_.fd(), options_.io_threads, options_.name + "-io", options_.on_thread_start);
     log_->info("{}{}: {} sectors at offset {}, {} I/O", disk_.path(), disk_.read_only() ? " (read-only)" : "",
                limits_.capacity_sectors, disk_.offset(), engine_->name());
     dispatcher_ = std::thread([this] {
         set_thread_name(options_.name + "-q");
+        if (options_.on_thread_start) options_.on_thread_start();
         dispatcher();
     });
 }
@@ -221,18 +225,19 @@ void VirtioBlk::dispatcher() {
 
 void VirtioBlk::serve(std::unique_lock<std::mutex>& lock) {
     bool notify = false, broken = false;
-    std::vector<IoOp> ops = drain_queue(lock, notify, broken);
+    drain_queue(lock, notify, broken);
     // Only these ops are in flight: a lone small read/write is served right here (no
     // ordering question arises with nothing else outstanding).
-    const bool alone = ops.size() == 1 && in_flight_ == 1;
+    const bool alone = ops_.size() == 1 && in_flight_ == 1;
     auto irq = interrupt_;
     lock.unlock();
     signal(notify, broken, irq);
-    if (alone && inline_ok(ops.front())) {
-        IoOp& op = ops.front();
+    if (alone && inline_ok(ops_.front())) {
+        IoOp& op = ops_.front();
         op.done(run_io_sync(disk_.fd(), op));
-    } else if (!ops.empty()) {
-        engine_->submit(std::move(ops));
+        ops_.clear();  // keeps its capacity for the next request
+    } else if (!ops_.empty()) {
+        engine_->submit(std::exchange(ops_, {}));
     }
     lock.lock();
 }
@@ -330,16 +335,13 @@ void VirtioBlk::finish_locked(std::uint16_t head, std::span<std::uint8_t> status
     notify = queue_.needs_notification() || notify;
 }
 
-std::vector<IoOp> VirtioBlk::drain_queue(std::unique_lock<std::mutex>&, bool& notify, bool& broken) {
-    std::vector<IoOp> ops;
+void VirtioBlk::drain_queue(std::unique_lock<std::mutex>&, bool& notify, bool& broken) {
+    ops_.clear();
     while (auto chain = queue_.pop()) {
         const std::uint16_t head = chain->head();
         BlockRequest req = parse_block_request(*chain, limits_);
         std::span<std::uint8_t> status;
-        if (req.has_status) {
-            auto iov = chain->writable_iov(chain->writable_bytes() - 1, 1);
-            status = {static_cast<std::uint8_t*>((*iov)[0].iov_base), 1};
-        }
+        if (req.has_status) status = {chain->writable_byte(chain->writable_bytes() - 1), 1};
         if (!req.has_status) {
             // No byte to put a status in (a bad chain, or the status in a device-readable
             // buffer): hand the chain back untouched.
@@ -392,28 +394,32 @@ std::vector<IoOp> VirtioBlk::drain_queue(std::unique_lock<std::mutex>&, bool& no
                 finish_locked(head, status, VIRTIO_BLK_S_UNSUPP, 1, notify);
                 continue;
         }
-        const std::uint32_t used_len = req.used_len_ok();
-        op.done = [this, gen = generation_, head, status, used_len](int r) {
-            complete(gen, head, status, r == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, r == 0 ? used_len : 1);
-        };
+        if (head >= pending_.size()) {  // cannot happen: the queue checks heads against its size
+            finish_locked(head, status, VIRTIO_BLK_S_IOERR, 1, notify);
+            continue;
+        }
+        pending_[head] = {status, req.used_len_ok()};
+        op.done = [this, gen = static_cast<std::uint32_t>(generation_), head](int r) { complete(gen, head, r); };
         ++in_flight_;
-        ops.push_back(std::move(op));
+        ops_.push_back(std::move(op));
     }
     if (queue_.broken() && !broken_reported_) {
         broken_reported_ = broken = true;
         log_->warn("queue broken: {}", queue_.broken_reason());
     }
-    return ops;
 }
 
-void VirtioBlk::complete(std::uint64_t generation, std::uint16_t head, std::span<std::uint8_t> status,
-                         std::uint8_t value, std::uint32_t used_len) {
+void VirtioBlk::complete(std::uint32_t generation, std::uint16_t head, int result) {
     bool notify = false, broken = false;
     std::shared_ptr<virtio::VirtioInterrupt> irq;
     {
         std::lock_guard lock(mu_);
         // A completion from before a reset must not touch the (new) rings.
-        if (generation == generation_ && active_) {
+        if (generation == static_cast<std::uint32_t>(generation_) && active_) {
+            const std::uint8_t value = result == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+            const PendingRequest& p = pending_[head];
+            const std::span<std::uint8_t> status = p.status;
+            const std::uint32_t used_len = result == 0 ? p.used_len : 1;
             if (value != VIRTIO_BLK_S_OK && (++io_errors_ <= 10 || io_errors_ % 1000 == 0))
                 log_->warn("I/O error on request at head {} ({} so far)", head, io_errors_);
             finish_locked(head, status, value, used_len, notify);

@@ -17,6 +17,7 @@
 //    AvailIdxReader (reset() waits for a read in progress, see peek_avail()), and queue_notify
 //    takes the mutex only to wake a sleeping dispatcher. A mutex held in a tight poll loop would
 //    put every kicker and every completing engine thread to sleep in the kernel.
+//  - Each of those threads first calls options.on_thread_start (when set).
 //  - reset() waits until no request is in flight, so the device never touches guest memory
 //    after it returns. A completion racing with reset() may still call notify_queue() once for the
 //    old activation; the transport ignores interrupts of a device that is not DRIVER_OK.
@@ -78,6 +79,12 @@ struct VirtioBlkOptions {
     bool poll_adaptive = true;
     // Test seam: called on the dispatcher thread, without the device mutex, at each PollStep.
     std::function<void(PollStep)> poll_hook;
+    // Called first thing on every thread the device starts (the dispatcher "<name>-q" and the
+    // engine's "<name>-io..."), before the thread touches the disk or guest memory. It may block
+    // (the destructor joins the threads, so whoever blocks them must let them go first) and
+    // must not throw. The anchor holds its threads there until the process is jailed and lets
+    // each narrow what it may do (anchor/pci_devices.h); the device knows nothing of that.
+    std::function<void()> on_thread_start;
 };
 
 // What the dispatcher's polling did, for tests and benchmarks.
@@ -126,10 +133,11 @@ private:
     // The avail idx read without mu_, or nullopt once a reset began (poll_epoch_ != epoch).
     std::optional<std::uint16_t> peek_avail(const virtio::AvailIdxReader& reader, std::uint64_t epoch);
     void reset_locked(std::unique_lock<std::mutex>& lock);
-    // Pops and parses every available chain; returns the I/O to submit. Called with mu_ held.
-    std::vector<IoOp> drain_queue(std::unique_lock<std::mutex>& lock, bool& notify, bool& broken);
-    void complete(std::uint64_t generation, std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value,
-                  std::uint32_t used_len);
+    // Pops and parses every available chain into ops_ (the I/O to submit). Called with mu_ held.
+    void drain_queue(std::unique_lock<std::mutex>& lock, bool& notify, bool& broken);
+    // An op's end: `result` 0 or -errno, for the request at `head` of activation `generation`
+    // (its low 32 bits: the op's callback stays small enough to need no allocation).
+    void complete(std::uint32_t generation, std::uint16_t head, int result);
     // A read or write small enough to run on the dispatcher (options_.inline_max_bytes).
     bool inline_ok(const IoOp& op) const;
     // Writes status and returns the chain; decides on notification. mu_ held.
@@ -168,6 +176,15 @@ private:
     bool active_ = false, broken_reported_ = false;
     std::uint64_t generation_ = 0;
     unsigned in_flight_ = 0;
+    // Where each in-flight request (by head) gets its status byte and its used length; guarded
+    // by mu_. A driver that makes a head available again while it is in flight (§2.7.13.3 forbids
+    // it) gets the later request's status for both: guest memory it gave us either way.
+    struct PendingRequest {
+        std::span<std::uint8_t> status;
+        std::uint32_t used_len = 0;
+    };
+    std::vector<PendingRequest> pending_;
+    std::vector<IoOp> ops_;  // the dispatcher's, reused: serving a request allocates nothing
     std::uint64_t bad_requests_ = 0, io_errors_ = 0;  // for rate-limited logging
     virtio::AdaptivePoll poll_;  // the dispatcher thread's alone
     PollStats poll_stats_;       // guarded by mu_

@@ -70,6 +70,7 @@ VirtioNet::VirtioNet(std::unique_ptr<NetBackend> backend, VirtioNetOptions optio
     if (options_.own_thread)
         thread_ = std::thread([this] {
             set_thread_name(options_.name + "-io");
+            if (options_.on_thread_start) options_.on_thread_start();
             loop();
         });
 }
@@ -237,7 +238,7 @@ bool VirtioNet::process_tx_locked(bool& used) {
         if (!chain) return false;
         const std::uint16_t head = chain->head();
         const std::uint64_t len = chain->readable_bytes();
-        std::optional<std::vector<iovec>> iov;
+        std::optional<virtio::IoVecs> iov;
         if (chain->ok() && len >= kVnetHeaderSize + kEthHeader && len <= kMaxFrame) iov = chain->readable_iov(0, len);
         if (!iov || iov->size() > IOV_MAX) {
             // §5.1.6.2: a transmit chain is the header and the frame; anything else is the
@@ -249,7 +250,7 @@ bool VirtioNet::process_tx_locked(bool& used) {
             // Nowhere to send it; the guest still gets its buffer back.
             ++stats_.tx_dropped;
         } else {
-            const ssize_t n = backend_->write(*iov);
+            const ssize_t n = backend_->write(std::span<const iovec>(iov->data(), iov->size()));
             if (n == -EAGAIN) {
                 // The backend is full: keep the chain, retry when it is writable (EPOLLOUT).
                 tx_blocked_ = std::move(chain);

@@ -30,7 +30,8 @@
 //  - read_config / write_config / activate / reset: vCPU threads (the transport).
 //  - queue_notify: a vCPU or the anchor's I/O thread; it only writes an eventfd.
 //  - all queue and backend work: the event loop, an epoll loop on the thread "<name>-io"
-//    (options.own_thread), or whoever calls poll() (tests, benchmarks).
+//    (options.own_thread; it first calls options.on_thread_start), or whoever calls poll()
+//    (tests, benchmarks).
 //  One mutex guards the queues; guest memory and the backend are touched only under it, so
 //  once reset() returns the device no longer touches guest memory. VirtioInterrupt is called
 //  without it.
@@ -46,6 +47,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -66,6 +68,11 @@ struct VirtioNetOptions {
     bool mergeable_rx_buffers = true;  // offer VIRTIO_NET_F_MRG_RXBUF
     bool offloads = true;              // offer checksum/TSO where the backend supports them
     bool own_thread = true;            // run the event loop on "<name>-io"; false: call poll()
+    // Called first thing on "<name>-io" (own_thread), before the loop touches the backend or
+    // guest memory. It may block (the destructor joins the thread, so whoever blocks it must
+    // let it go first) and must not throw. The anchor holds the thread there until the process
+    // is jailed and lets it narrow what it may do (anchor/pci_devices.h).
+    std::function<void()> on_thread_start;
 };
 
 struct VirtioNetStats {

@@ -42,13 +42,13 @@
 // the VIRTIO_PCI_CAP_PCI_CFG window runs activate/reset under PciRootBus's config lock.
 #pragma once
 
+#include "common/log.h"
 #include "devicemodel/bus/guest_memory.h"
 #include "devicemodel/pci/msix.h"
 #include "devicemodel/pci/pci_config_space.h"
 #include "devicemodel/pci/pci_device.h"
 #include "devicemodel/virtio/virtio_device.h"
 
-#include <spdlog/logger.h>
 
 #include <cstdint>
 #include <functional>

@@ -32,7 +32,7 @@ namespace {
 // Walks `bufs` from byte `offset` for `len` bytes, calling fn(host_ptr, n) per piece. Returns
 // the number of bytes visited (short when the buffers end first).
 template <typename Fn>
-std::uint64_t for_range(const std::vector<GuestBuffer>& bufs, std::uint64_t offset, std::uint64_t len, Fn&& fn) {
+std::uint64_t for_range(const GuestBuffers& bufs, std::uint64_t offset, std::uint64_t len, Fn&& fn) {
     std::uint64_t done = 0;
     for (const auto& b : bufs) {
         if (done == len) break;
@@ -49,10 +49,10 @@ std::uint64_t for_range(const std::vector<GuestBuffer>& bufs, std::uint64_t offs
     return done;
 }
 
-std::optional<std::vector<iovec>> make_iov(const std::vector<GuestBuffer>& bufs, std::uint64_t total,
-                                           std::uint64_t offset, std::uint64_t len) {
+std::optional<IoVecs> make_iov(const GuestBuffers& bufs, std::uint64_t total, std::uint64_t offset,
+                               std::uint64_t len) {
     if (offset > total || len > total - offset) return std::nullopt;
-    std::vector<iovec> iov;
+    IoVecs iov;
     for_range(bufs, offset, len, [&](std::uint8_t* p, std::uint64_t n) {
         if (n) iov.push_back({p, static_cast<std::size_t>(n)});
     });
@@ -77,12 +77,18 @@ std::size_t DescriptorChain::write(std::uint64_t offset, std::span<const std::ui
     });
 }
 
-std::optional<std::vector<iovec>> DescriptorChain::readable_iov(std::uint64_t offset, std::uint64_t len) const {
+std::optional<IoVecs> DescriptorChain::readable_iov(std::uint64_t offset, std::uint64_t len) const {
     return make_iov(readable_, readable_bytes_, offset, len);
 }
 
-std::optional<std::vector<iovec>> DescriptorChain::writable_iov(std::uint64_t offset, std::uint64_t len) const {
+std::optional<IoVecs> DescriptorChain::writable_iov(std::uint64_t offset, std::uint64_t len) const {
     return make_iov(writable_, writable_bytes_, offset, len);
+}
+
+std::uint8_t* DescriptorChain::writable_byte(std::uint64_t offset) const noexcept {
+    std::uint8_t* at = nullptr;
+    if (offset < writable_bytes_) for_range(writable_, offset, 1, [&](std::uint8_t* p, std::uint64_t) { at = p; });
+    return at;
 }
 
 VirtQueue::VirtQueue(const GuestMemory& memory, const QueueConfig& config, std::uint16_t max_size,

@@ -450,6 +450,20 @@ TEST(QmpServerQuit, ReplyIsFlushedWhenQuitClosesTheServerAtOnce) {
     EXPECT_EQ(domain.quits, 1);
 }
 
+// After close(), once every client has its output and is gone, the server holds no work on the
+// io_context: an owner that drains the loop (the anchor's exit) is not kept waiting for the
+// deadline meant for clients that never read.
+TEST_F(QmpServerTest, CloseLeavesNoWorkOnceClientsAreFlushed) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    server_.close();
+    EXPECT_TRUE(p.eof());
+    EXPECT_EQ(server_.client_count(), 0u);
+    io_.restart();
+    EXPECT_EQ(io_.poll(), 0u);  // handlers still queued would run here
+    EXPECT_TRUE(io_.stopped()) << "work left on the io_context after every client closed";
+}
+
 TEST_F(QmpServerTest, DisconnectMidMessageHurtsNobodyElse) {
     Peer a(io_, server_), b(io_, server_);
     a.greet_and_negotiate();

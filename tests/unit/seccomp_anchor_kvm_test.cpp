@@ -1,8 +1,9 @@
 // vmm-anchor under its own seccomp filter and capability drop (jail/): the filter is in place
 // while the guest runs, the anchor still serves QMP and quits cleanly, and the restart on
 // system_reset (execv of the anchor under the inherited filter) works, twice, without stacking
-// a second filter; each vCPU thread stacks its own narrower filter on the process one (two
-// filters there, one elsewhere). Needs /dev/kvm.
+// a second filter; each vCPU thread and each device I/O thread (blkN-q, blkN-ioK, netN-io,
+// notify) stacks its own narrower filter on the process one (two filters there, one on the
+// main thread). Needs /dev/kvm.
 #include "qmp/qmp_client.h"
 #include "tests/support/process.h"
 #include "tests/support/test_paths.h"
@@ -13,7 +14,14 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <thread>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
 
 namespace vmm::test {
 namespace {
@@ -34,12 +42,29 @@ protected:
         if (anchor_.joinable()) anchor_.join();
         if (!dir_.empty()) fs::remove_all(dir_);
     }
-    std::string manifest(const std::string& name) {
+    std::string manifest(const std::string& name, const std::string& extra = "") {
         const std::string path = dir_ + "/" + name + ".json";
         std::ofstream(path) << "{\"name\": \"" << name << "\", \"kernel\": \"" << guest_path("idle.bin")
                             << R"(", "memory_mb": 16, "start_paused": true, )"
-                            << R"("flat": {"load_address": "0x100000", "entry": "0x100000", "mode": "protected32"}})";
+                            << R"("flat": {"load_address": "0x100000", "entry": "0x100000", "mode": "protected32"})"
+                            << (extra.empty() ? "" : ", ") << extra << "}";
         return path;
+    }
+    // A disk, a socket console and, where a tap can be made (the anchor creates it: root,
+    // /dev/net/tun), a NIC: every kind of device I/O thread.
+    std::string devices(const std::string& tap) {
+        const std::string disk = dir_ + "/disk.img";
+        std::ofstream(disk) << std::string(64 * 1024, 'z');
+        std::string extra = R"("disks": [{"path": ")" + disk + R"("}], "consoles": [{"kind": "socket", "path": ")" + dir_ +
+                            "/" + tap + R"(.sock"}])";
+        if (::access("/dev/net/tun", R_OK | W_OK) == 0 && ::geteuid() == 0)
+            extra += R"(, "nics": [{"tap": ")" + tap + R"("}])";
+        return extra;
+    }
+    void start_with_devices(const std::string& name, const std::string& tap, const std::vector<std::string>& extra = {}) {
+        std::vector<std::string> argv{anchor_path(), "--manifest", manifest(name, devices(tap)), "--run-dir", dir_ + "/run"};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        anchor_ = std::thread([this, argv] { result_ = run_process(argv, 120s); });
     }
     void start(const std::string& name, const std::vector<std::string>& extra = {}) {
         std::vector<std::string> argv{anchor_path(), "--manifest", manifest(name), "--run-dir", dir_ + "/run"};
@@ -124,6 +149,46 @@ protected:
         return all ? vcpus : 0;
     }
 
+    // The threads that stack their own filter: vCPUs and device I/O threads.
+    static bool stacks_own_filter(const std::string& name) {
+        return name.rfind("vcpu", 0) == 0 || name == "notify" || name.rfind("blk", 0) == 0 || name.rfind("net", 0) == 0;
+    }
+    // The names a domain from devices() runs with one vCPU (with a NIC: "net0-io").
+    static std::set<std::string> device_domain_threads(bool nic) {
+        std::set<std::string> names{"vcpu0", "notify", "blk0-q", "blk0-io0", "blk0-io1", "blk0-io2", "blk0-io3"};
+        if (nic) names.insert("net0-io");
+        return names;
+    }
+    // Waits (bounded) until each thread in `names` exists and every thread that stacks its own
+    // filter shows `want` filters, every other one `others`; returns the names of the threads
+    // with a filter of their own that showed `want`, and
+    // fills `seen` with every thread's line ("name/tid" -> line).
+    static std::set<std::string> wait_thread_filters(int pid, const std::set<std::string>& names, const std::string& want,
+                                                     const std::string& others,
+                                                     std::map<std::string, std::string>& seen) {
+        std::set<std::string> good;
+        for (int i = 0; i < 100; ++i) {
+            seen.clear();
+            good.clear();
+            bool all = true;
+            for (const auto& [tid, name] : threads(pid)) {
+                const std::string line = task_status_line(pid, tid, "Seccomp_filters");
+                seen[name + "/" + std::to_string(tid)] = line;
+                const bool own = stacks_own_filter(name);
+                if (line != "Seccomp_filters:\t" + (own ? want : others))
+                    all = false;
+                else if (own)
+                    good.insert(name);
+            }
+            bool present = true;
+            for (const auto& n : names) present = present && good.count(n);
+            if (all && present) break;
+            std::this_thread::sleep_for(50ms);
+        }
+        return good;
+    }
+    bool has_nic() const { return ::access("/dev/net/tun", R_OK | W_OK) == 0 && ::geteuid() == 0; }
+
     std::string dir_;
     std::thread anchor_;
     ProcessResult result_;
@@ -147,25 +212,40 @@ TEST_F(SeccompAnchorTest, FilterAndCapabilityDropAreInPlaceWhileTheGuestRuns) {
     EXPECT_FALSE(fs::exists(dir_ + "/run/kvm/jailed")) << "the state directory is cleaned up under the filter";
 }
 
-// Each vCPU thread stacks its own, narrower filter on the process one: two filters there, one
-// everywhere else. In prelaunch (the vCPUs parked before their first KVM_RUN) as once running.
-TEST_F(SeccompAnchorTest, VcpuThreadsStackTheirOwnFilter) {
-    start("vcpus", {"--seccomp", "on"});
+// Each vCPU thread and each device I/O thread (the disk's dispatcher and pool, the NIC's loop,
+// notify) stacks its own, narrower filter on the process one: two filters there, one on the
+// main thread. In prelaunch (the vCPUs parked before their first KVM_RUN) as once running.
+TEST_F(SeccompAnchorTest, VcpuAndDeviceThreadsStackTheirOwnFilter) {
+    start_with_devices("vcpus", "vmmsec0", {"--seccomp", "on"});
     qmp::QmpClient c(state("vcpus", "qmp"), 30s);
     const int p = pid("vcpus");
     ASSERT_GT(p, 0);
+    const auto want = device_domain_threads(has_nic());
     for (const char* phase : {"prelaunch", "running"}) {
         if (std::string(phase) == "running") c.execute("cont");
         std::map<std::string, std::string> seen;
-        EXPECT_EQ(wait_vcpu_filters(p, "2", seen), 1) << phase;
+        const auto good = wait_thread_filters(p, want, "2", "1", seen);
+        for (const auto& n : want) EXPECT_EQ(good.count(n), 1u) << phase << " " << n << ": " << ::testing::PrintToString(seen);
         for (const auto& [thread, line] : seen) {
-            if (thread.rfind("vcpu", 0) == 0)
+            if (stacks_own_filter(thread.substr(0, thread.find('/'))))
                 EXPECT_EQ(line, "Seccomp_filters:\t2") << phase << " " << thread;
             else
                 EXPECT_EQ(line, "Seccomp_filters:\t1") << phase << " " << thread;
         }
         EXPECT_EQ(status_line(p, "Seccomp_filters"), "Seccomp_filters:\t1") << "the main thread";
         EXPECT_EQ(c.execute("query-status")["status"], phase);
+    }
+    // the socket console is served by notify under its filter: a client connects and is fed
+    {
+        const std::string sock = dir_ + "/vmmsec0.sock";
+        const int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
+        EXPECT_EQ(::connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+        EXPECT_EQ(::write(s, "hello\n", 6), 6);
+        std::this_thread::sleep_for(200ms);
+        ::close(s);
     }
     // pause/cont and quit still work with the vCPUs under both filters
     c.execute("stop");
@@ -178,13 +258,14 @@ TEST_F(SeccompAnchorTest, VcpuThreadsStackTheirOwnFilter) {
 }
 
 TEST_F(SeccompAnchorTest, SeccompLogStacksBothFiltersInLogMode) {
-    start("logged", {"--seccomp", "log"});
+    start_with_devices("logged", "vmmsec1", {"--seccomp", "log"});
     qmp::QmpClient c(state("logged", "qmp"), 30s);
     const int p = pid("logged");
     ASSERT_GT(p, 0);
     c.execute("cont");
     std::map<std::string, std::string> seen;
-    EXPECT_EQ(wait_vcpu_filters(p, "2", seen), 1) << ::testing::PrintToString(seen);
+    EXPECT_EQ(wait_thread_filters(p, device_domain_threads(has_nic()), "2", "1", seen), device_domain_threads(has_nic()))
+        << ::testing::PrintToString(seen);
     EXPECT_EQ(status_line(p, "Seccomp_filters"), "Seccomp_filters:\t1");
     c.execute("quit");
     const auto r = finish();
@@ -211,7 +292,7 @@ TEST_F(SeccompAnchorTest, SeccompOffLeavesNoFilter) {
 // system_reset re-executes the anchor with the filter inherited: its setup must pass the
 // filter, and the new image must not stack another one.
 TEST_F(SeccompAnchorTest, RestartOnSystemResetWorksUnderTheInheritedFilter) {
-    start("reboot");
+    start_with_devices("reboot", "vmmsec2");
     const int p = pid("reboot");
     ASSERT_GT(p, 0);
     for (int round = 0; round < 2; ++round) {
@@ -229,9 +310,11 @@ TEST_F(SeccompAnchorTest, RestartOnSystemResetWorksUnderTheInheritedFilter) {
     }
     EXPECT_EQ(wait_status(p, "Seccomp_filters", "1"), "Seccomp_filters:\t1");
     {
-        // the restarted image's vCPU threads stack their filter on the inherited one
+        // the restarted image's vCPU and device threads stack their filter on the inherited one
         std::map<std::string, std::string> seen;
-        EXPECT_EQ(wait_vcpu_filters(p, "2", seen), 1) << ::testing::PrintToString(seen);
+        EXPECT_EQ(wait_thread_filters(p, device_domain_threads(has_nic()), "2", "1", seen),
+                  device_domain_threads(has_nic()))
+            << ::testing::PrintToString(seen);
     }
     {
         qmp::QmpClient c(state("reboot", "qmp"), 30s);

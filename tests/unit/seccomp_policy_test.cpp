@@ -6,12 +6,17 @@
 
 #include <gmock/gmock.h>
 #include "tests/support/child_process.h"
+#include "tests/support/seccomp_probe.h"
 
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <sched.h>
+#include <linux/if_tun.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/un.h>
+#include <sys/uio.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -46,14 +51,7 @@ class SeccompPolicyTest : public ::testing::Test {
 protected:
     void SetUp() override {
         // A kernel without seccomp filters (or a sandbox refusing them) cannot run these.
-        const ChildResult probe = run_child([] {
-            ::unsetenv(kSeccompEnvMarker);
-            install_anchor_seccomp(SeccompMode::Enforce);
-            return 0;
-        });
-        if (probe.status == 101 && probe.out.find("seccomp_load") != std::string::npos)
-            GTEST_SKIP() << "this kernel or sandbox refuses seccomp filters: " << probe.out;
-        ASSERT_TRUE(probe.exited && probe.status == 0) << probe.out;
+        if (const std::string why = test::seccomp_refused(); !why.empty()) GTEST_SKIP() << why;
     }
 };
 
@@ -232,6 +230,22 @@ std::string task_status_field(pid_t tid, const std::string& key) {
     return found;
 }
 
+// In a child: a new thread runs `install`, then exits 0 if it carries no seccomp filter.
+ChildResult no_filter_on_a_thread_after(const std::function<void()>& install) {
+    return run_child([install] {
+        int rc = 1;
+        std::thread t([&] {
+            install();
+            rc = task_status_field(static_cast<pid_t>(::syscall(SYS_gettid)), "Seccomp_filters") ==
+                         "Seccomp_filters:\t0\n"
+                     ? 0
+                     : 2;
+        });
+        t.join();
+        return rc;
+    });
+}
+
 TEST_F(SeccompPolicyTest, VcpuFilterLetsTheVcpuWorkThrough) {
     const std::string dir = ::testing::TempDir();
     const ChildResult r = run_child([&dir] {
@@ -339,18 +353,7 @@ TEST_F(SeccompPolicyTest, VcpuFilterInLogModeLetsUnlistedSyscallsThrough) {
 }
 
 TEST_F(SeccompPolicyTest, VcpuFilterOffInstallsNothing) {
-    const ChildResult r = run_child([] {
-        int rc = 1;
-        std::thread t([&] {
-            install_vcpu_seccomp(SeccompMode::Off);
-            rc = task_status_field(static_cast<pid_t>(::syscall(SYS_gettid)), "Seccomp_filters") ==
-                         "Seccomp_filters:\t0\n"
-                     ? 0
-                     : 2;
-        });
-        t.join();
-        return rc;
-    });
+    const ChildResult r = no_filter_on_a_thread_after([] { install_vcpu_seccomp(SeccompMode::Off); });
     EXPECT_EQ(r.status, 0) << r.out;
 }
 
@@ -380,6 +383,212 @@ TEST_F(SeccompPolicyTest, ProcessFilterAfterAThreadFilterIsRefused) {
     EXPECT_EQ(r.status, 0) << r.out;
 }
 
+// ---- the device I/O threads' filters ---------------------------------------------------------
+// As for the vCPUs: the process filter, then a thread stacks its kind's filter on itself.
+int on_io_thread(SeccompMode mode, IoThreadKind kind, const std::function<int()>& body) {
+    if (install(mode) != 0) return 90;
+    int rc = 91;
+    std::thread t([&] {
+        install_io_thread_seccomp(mode, kind);
+        rc = body();
+    });
+    t.join();
+    return rc;
+}
+
+TEST_F(SeccompPolicyTest, BlockThreadFilterLetsTheDiskIoThrough) {
+    const std::string path = ::testing::TempDir() + "/io-seccomp-block-" + std::to_string(::getpid()) + ".img";
+    const ChildResult r = run_child([&path] {
+        const int disk = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        const int irq = ::eventfd(0, EFD_CLOEXEC);
+        if (disk < 0 || irq < 0 || ::ftruncate(disk, 1 << 20) != 0) return 80;
+        std::atomic<int> phase{0};
+        pid_t tid = 0;
+        int rc = 0;
+        if (install() != 0) return 90;
+        std::thread t([&] {
+            tid = static_cast<pid_t>(::syscall(SYS_gettid));  // not in the list: before it
+            install_io_thread_seccomp(SeccompMode::Enforce, IoThreadKind::Block);
+            char buf[4096] = {1, 2, 3};
+            iovec iov{buf, sizeof buf};
+            if (::pwritev(disk, &iov, 1, 4096) != 4096) rc = 2;
+            if (::preadv(disk, &iov, 1, 4096) != 4096 || buf[2] != 3) rc = 3;
+            if (::pwrite(disk, buf, 512, 0) != 512) rc = 4;  // write-zeroes without fallocate
+            if (::fdatasync(disk) != 0) rc = 5;
+            if (::fallocate(disk, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096) != 0 && errno != EOPNOTSUPP) rc = 6;
+            // the interrupt: one eventfd write; a guest on INTx: KVM_IRQ_LINE reaches the kernel
+            std::uint64_t one = 1;
+            if (::write(irq, &one, 8) != 8) rc = 7;
+            if (::ioctl(disk, 0x4008ae61, nullptr) == 0 || errno != ENOTTY) rc = 8;
+            // locks, allocation, clock, logging
+            int word = 0;
+            if (::syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0) < 0) rc = 9;
+            std::vector<char> big(8 << 20);
+            big[0] = 1;
+            timespec ts{};
+            if (::syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts) != 0) rc = 10;
+            if (::write(STDERR_FILENO, "", 0) != 0) rc = 11;
+            phase = 1;
+            phase.notify_all();
+            phase.wait(1);
+        });
+        phase.wait(0);
+        if (task_status_field(tid, "Seccomp_filters") != "Seccomp_filters:\t2\n") rc = 20;
+        if (task_status_field(static_cast<pid_t>(::syscall(SYS_gettid)), "Seccomp_filters") != "Seccomp_filters:\t1\n")
+            rc = 21;
+        phase = 2;
+        phase.notify_all();
+        t.join();
+        ::unlink(path.c_str());
+        return rc;
+    });
+    EXPECT_TRUE(r.exited);
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_THAT(r.out, IsEmpty());
+}
+
+TEST_F(SeccompPolicyTest, NetThreadFilterLetsTheTapLoopThrough) {
+    const ChildResult r = run_child([] {
+        int sv[2];
+        if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return 80;  // the "tap"
+        const int kick = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+        if (kick < 0 || ep < 0) return 81;
+        return on_io_thread(SeccompMode::Enforce, IoThreadKind::Net, [&] {
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            if (::epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev) != 0) return 1;
+            char frame[64] = {7};
+            iovec iov{frame, sizeof frame};
+            if (::writev(sv[1], &iov, 1) != sizeof frame) return 2;
+            epoll_event out[4];
+            if (::epoll_wait(ep, out, 4, 1000) != 1) return 3;
+            if (::readv(sv[0], &iov, 1) != sizeof frame) return 4;
+            std::uint64_t v = 1;
+            if (::write(kick, &v, 8) != 8 || ::read(kick, &v, 8) != 8) return 5;
+            if (::epoll_ctl(ep, EPOLL_CTL_DEL, sv[0], nullptr) != 0) return 6;
+            return 0;
+        });
+    });
+    EXPECT_TRUE(r.exited);
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_THAT(r.out, IsEmpty());
+}
+
+TEST_F(SeccompPolicyTest, NotifyThreadFilterLetsEventfdsAndSocketConsolesThrough) {
+    const std::string path = ::testing::TempDir() + "/io-seccomp-notify-" + std::to_string(::getpid()) + ".sock";
+    const ChildResult r = run_child([&path] {
+        const int lst = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+        ::unlink(path.c_str());
+        if (lst < 0 || ::bind(lst, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(lst, 4) != 0)
+            return 80;
+        const int client = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return 81;
+        const int ioeventfd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+        ::unlink(path.c_str());
+        return on_io_thread(SeccompMode::Enforce, IoThreadKind::Notify, [&] {
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            if (::epoll_ctl(ep, EPOLL_CTL_ADD, ioeventfd, &ev) != 0) return 1;
+            std::uint64_t v = 1;
+            if (::write(ioeventfd, &v, 8) != 8) return 2;
+            epoll_event out[4];
+            if (::epoll_wait(ep, out, 4, 1000) != 1 || ::read(ioeventfd, &v, 8) != 8) return 3;
+            // a socket console's client: accepted, made non-blocking, read from, written to, closed
+            const int s = ::accept(lst, nullptr, nullptr);
+            if (s < 0) return 4;
+            int on = 1;
+            if (::ioctl(s, FIONBIO, &on) != 0) return 5;
+            if (::send(s, "out", 3, MSG_NOSIGNAL) != 3) return 6;
+            char in[8];
+            if (::recv(s, in, sizeof in, 0) >= 0 || errno != EAGAIN) return 7;
+            if (::close(s) != 0) return 8;
+            return 0;
+        });
+    });
+    EXPECT_TRUE(r.exited);
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_THAT(r.out, IsEmpty());
+}
+
+TEST_F(SeccompPolicyTest, IoThreadFiltersRefuseWhatOnlyTheProcessFilterAllows) {
+    struct Case {
+        IoThreadKind kind;
+        const char* name;
+        std::function<int()> body;
+        const char* message;
+    };
+    const auto all_kinds = {IoThreadKind::Block, IoThreadKind::Net, IoThreadKind::Notify};
+    std::vector<Case> cases;
+    for (IoThreadKind kind : all_kinds) {
+        cases.push_back({kind, "unix socket", [] { return ::socket(AF_UNIX, SOCK_STREAM, 0) < 0 ? 1 : 0; }, "(socket)"});
+        cases.push_back({kind, "read-only open",
+                         [] { return ::open("/proc/self/status", O_RDONLY | O_CLOEXEC) < 0 ? 1 : 0; }, "(openat)"});
+        cases.push_back({kind, "execve", [] {
+                             char* const argv[] = {const_cast<char*>("true"), nullptr};
+                             ::execv("/bin/true", argv);
+                             return 1;
+                         }, "(execve)"});
+        cases.push_back({kind, "kill", [] { return ::kill(1, 0); }, "(kill)"});
+        cases.push_back({kind, "dup", [] { return ::dup(STDERR_FILENO) < 0 ? 1 : 0; }, "(dup)"});
+        // KVM_RUN: a KVM request, but a vCPU's
+        cases.push_back({kind, "KVM_RUN", [] { return ::ioctl(STDERR_FILENO, 0xae80, 0) < 0 ? 1 : 0; },
+                         "(ioctl request 0xae80)"});
+        cases.push_back({kind, "io_uring_setup", [] { return static_cast<int>(::syscall(SYS_io_uring_setup, 4, nullptr)); },
+                         "(io_uring_setup)"});
+    }
+    // what one kind needs and another does not
+    cases.push_back({IoThreadKind::Block, "epoll_create1", [] { return ::epoll_create1(0) < 0 ? 1 : 0; },
+                     "(epoll_create1)"});
+    cases.push_back({IoThreadKind::Block, "accept", [] { return ::accept(STDERR_FILENO, nullptr, nullptr); }, "(accept)"});
+    cases.push_back({IoThreadKind::Net, "pwritev", [] {
+                         iovec iov{nullptr, 0};
+                         return static_cast<int>(::pwritev(STDERR_FILENO, &iov, 1, 0));
+                     }, "(pwritev)"});
+    cases.push_back({IoThreadKind::Net, "TUNSETOFFLOAD (the vCPU's, at activation)",
+                     [] { return ::ioctl(STDERR_FILENO, TUNSETOFFLOAD, 0ul); }, "(ioctl request 0x400454d0)"});
+    cases.push_back({IoThreadKind::Notify, "fdatasync", [] { return ::fdatasync(STDERR_FILENO); }, "(fdatasync)"});
+    for (const auto& c : cases) {
+        const ChildResult r = run_child([&c] { return on_io_thread(SeccompMode::Enforce, c.kind, c.body); });
+        EXPECT_TRUE(r.exited) << to_string(c.kind) << " " << c.name;
+        EXPECT_EQ(r.status, kExitSeccompDenied) << to_string(c.kind) << " " << c.name << ": " << r.out;
+        EXPECT_THAT(r.out, HasSubstr(c.message)) << to_string(c.kind) << " " << c.name;
+    }
+}
+
+// No new threads: pthread_create's clone is refused (the kernel's SIGSYS: every signal is
+// blocked around clone, see VcpuFilterRefusesNewThreads).
+TEST_F(SeccompPolicyTest, IoThreadFiltersRefuseNewThreads) {
+    for (IoThreadKind kind : {IoThreadKind::Block, IoThreadKind::Net, IoThreadKind::Notify}) {
+        const ChildResult r = run_child([kind] {
+            return on_io_thread(SeccompMode::Enforce, kind, [] {
+                std::thread([] {}).join();
+                return 0;
+            });
+        });
+        EXPECT_FALSE(r.exited) << to_string(kind) << ": " << r.out;
+        EXPECT_EQ(r.status, SIGSYS) << to_string(kind) << ": " << r.out;
+    }
+}
+
+TEST_F(SeccompPolicyTest, IoThreadFilterInLogModeLetsUnlistedSyscallsThroughAndOffInstallsNothing) {
+    const ChildResult logged = run_child([] {
+        return on_io_thread(SeccompMode::Log, IoThreadKind::Block, [] {
+            const int d = ::dup(STDERR_FILENO);
+            return d >= 0 && ::close(d) == 0 ? 0 : 1;
+        });
+    });
+    EXPECT_TRUE(logged.exited);
+    EXPECT_EQ(logged.status, 0) << logged.out;
+    const ChildResult off =
+        no_filter_on_a_thread_after([] { install_io_thread_seccomp(SeccompMode::Off, IoThreadKind::Net); });
+    EXPECT_EQ(off.status, 0) << off.out;
+}
+
 TEST(SeccompModeTest, ParsesTheCommandLineWords) {
     EXPECT_EQ(parse_seccomp_mode("on"), SeccompMode::Enforce);
     EXPECT_EQ(parse_seccomp_mode("log"), SeccompMode::Log);
@@ -396,6 +605,30 @@ TEST(SeccompModeTest, TheVcpuListIsNarrowerThanTheProcessList) {
                              "dup", "dup3", "unlink", "mkdir", "io_uring_setup", "io_uring_enter", "seccomp",
                              "prctl", "capset", "rt_sigaction", "fork", "vfork", "ptrace"})
         EXPECT_EQ(std::count(vcpu.begin(), vcpu.end(), gone), 0) << gone;
+}
+
+TEST(SeccompModeTest, TheIoThreadListsAreNarrowerThanTheProcessList) {
+    const auto process = anchor_seccomp_syscalls();
+    for (IoThreadKind kind : {IoThreadKind::Block, IoThreadKind::Net, IoThreadKind::Notify}) {
+        const auto io = io_thread_seccomp_syscalls(kind);
+        for (const auto& name : io) EXPECT_EQ(std::count(process.begin(), process.end(), name), 1) << to_string(kind) << " " << name;
+        for (const char* gone : {"execve", "clone", "clone3", "socket", "bind", "listen", "connect", "openat", "open",
+                                 "dup", "dup3", "unlink", "rename", "mkdir", "io_uring_setup", "io_uring_register",
+                                 "seccomp", "prctl", "capset", "rt_sigaction", "fork", "vfork", "ptrace", "kill",
+                                 "tgkill", "tkill", "fcntl", "mlock"})
+            EXPECT_EQ(std::count(io.begin(), io.end(), gone), 0) << to_string(kind) << " " << gone;
+    }
+    // each kind only its own I/O
+    const auto block = io_thread_seccomp_syscalls(IoThreadKind::Block);
+    const auto net = io_thread_seccomp_syscalls(IoThreadKind::Net);
+    const auto notify = io_thread_seccomp_syscalls(IoThreadKind::Notify);
+    for (const char* n : {"accept", "accept4", "recvmsg", "sendmsg", "epoll_wait", "readv", "writev"})
+        EXPECT_EQ(std::count(block.begin(), block.end(), n), 0) << n;
+    for (const char* n : {"accept", "accept4", "recvmsg", "sendmsg", "preadv", "pwritev", "fdatasync", "fallocate",
+                          "io_uring_enter", "close"})
+        EXPECT_EQ(std::count(net.begin(), net.end(), n), 0) << n;
+    for (const char* n : {"preadv", "pwritev", "pwrite64", "fdatasync", "fallocate", "io_uring_enter"})
+        EXPECT_EQ(std::count(notify.begin(), notify.end(), n), 0) << n;
 }
 
 TEST(SeccompModeTest, TheListNeverHoldsTheEscapeHatches) {

@@ -100,6 +100,24 @@ TEST_F(SocketConsoleTest, OutputBeforeAClientIsReplayedAndInputIsFed) {
     c->close();
 }
 
+// The guest's last words: output written right before close() (the domain ends) reaches the
+// connected client, in order, and then the client sees EOF.
+TEST_F(SocketConsoleTest, OutputWrittenJustBeforeCloseReachesTheClient) {
+    for (int round = 0; round < 20; ++round) {
+        auto c = make();
+        Fd client = connect_client();
+        c->write(bytes("hello "));
+        ASSERT_EQ(read_n(client.get(), 6), "hello ") << round;  // connected and served
+        c->write(bytes("last "));
+        c->write(bytes("words\n"));
+        c->close();
+        bool eof = false;
+        EXPECT_EQ(read_n(client.get(), 11, &eof), "last words\n") << round;
+        read_n(client.get(), 1, &eof, 2s);
+        EXPECT_TRUE(eof) << round;
+    }
+}
+
 TEST_F(SocketConsoleTest, PendingOutputIsBoundedKeepingTheNewest) {
     auto c = make();
     std::string big;

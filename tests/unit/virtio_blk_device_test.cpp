@@ -13,11 +13,18 @@
 #include <linux/virtio_blk.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <mutex>
+#include <set>
+#include <thread>
 #include <numeric>
 #include <tuple>
 
@@ -77,6 +84,7 @@ protected:
         opts.use_io_uring = io_uring();
         opts.io_threads = 2;
         if (!polling()) opts.poll_max = std::chrono::nanoseconds{0};
+        opts.on_thread_start = on_thread_start;
         blk = std::make_unique<VirtioBlk>(DiskImage::open({path.empty() ? disk.path : path, std::nullopt, read_only}), opts);
         irq = std::make_shared<test::FakeVirtioInterrupt>();
         drv = std::make_unique<Drv>(fake.memory(), 0x1000, 64);
@@ -121,10 +129,72 @@ protected:
 
     TempDisk disk;
     test::FakeGuestMemory fake{{{0, 0x100000}}};
+    std::function<void()> on_thread_start;  // for open_device
     std::unique_ptr<VirtioBlk> blk;
     std::shared_ptr<test::FakeVirtioInterrupt> irq;
     std::unique_ptr<Drv> drv;
 };
+
+// The start hook (the anchor's jail gate) runs first on every thread the device makes: the
+// dispatcher and each engine thread, under their names; while it holds them, a kicked request
+// is not served, and the device serves it once they are let go.
+TEST_P(VirtioBlkDeviceTest, EveryDeviceThreadRunsTheStartHookFirst) {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool released = false;
+    std::multiset<std::string> names;
+    on_thread_start = [&] {
+        char name[16] = {};
+        ::pthread_getname_np(::pthread_self(), name, sizeof name);
+        std::unique_lock lock(mu);
+        names.insert(name);
+        cv.notify_all();
+        cv.wait(lock, [&] { return released; });
+    };
+    open_device(false);
+    const bool uring = std::string(blk->io_engine_name()) == "io_uring";
+    const std::multiset<std::string> want =
+        uring ? std::multiset<std::string>{"blktest-q", "blktest-io"}
+              : std::multiset<std::string>{"blktest-q", "blktest-io0", "blktest-io1"};
+    {
+        std::unique_lock lock(mu);
+        ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return names.size() == want.size(); }));
+        EXPECT_EQ(names, want);
+    }
+    // Held at the hook: a kicked read is not served.
+    write_header(VIRTIO_BLK_T_IN, 0);
+    drv->add_chain({Drv::rd(kHdr, 16), Drv::wr(kData, 512), Drv::wr(kStatus, 1)});
+    blk->queue_notify(0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(drv->used_idx(), 0);
+    {
+        std::lock_guard lock(mu);
+        released = true;
+    }
+    cv.notify_all();
+    EXPECT_TRUE(wait_used(1));
+    EXPECT_EQ(names.size(), want.size()) << "once per thread";
+    blk.reset();  // joins every thread (before the hook's state goes)
+}
+
+// A device destroyed while its threads are still held at the hook: the destructor waits for
+// the hook to let them go (whoever blocks them must release them first) and then joins them.
+TEST_P(VirtioBlkDeviceTest, ThreadsHeldAtTheStartHookJoinOnceReleased) {
+    std::atomic<bool> release{false};
+    std::atomic<int> entered{0};
+    on_thread_start = [&] {
+        ++entered;
+        while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    };
+    open_device(false);
+    std::thread releaser([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(30));
+        release = true;
+    });
+    blk.reset();
+    releaser.join();
+    EXPECT_GE(entered.load(), 2);
+}
 
 TEST_P(VirtioBlkDeviceTest, ConfigSpaceAndFeatures) {
     if (!io_uring()) {
@@ -437,6 +507,35 @@ TEST_P(VirtioBlkDeviceTest, ManyRequestsInFlightCompleteOutOfOrderSafely) {
     }
     EXPECT_GE(irq->queue_notifies, 1);
     EXPECT_LE(irq->queue_notifies, kN);
+}
+
+// §2.7.13.3: a driver must not make a head available again before the device used it. A
+// hostile one that does gets both requests served (the device keeps one status byte and used
+// length per head in flight: both report the later one's, in guest memory it gave us), and the
+// device goes on serving; nothing is written outside its buffers.
+TEST_P(VirtioBlkDeviceTest, AHeadMadeAvailableTwiceWhileInFlightIsServedTwiceSafely) {
+    write_header(VIRTIO_BLK_T_IN, 8);
+    mem().write_obj<std::uint8_t>(kStatus, 0xee);
+    const std::uint8_t guard = 0x5a;
+    mem().write_obj(kData + 0x4000, guard);
+    const std::uint16_t head = drv->add_chain({Drv::rd(kHdr, 16), Drv::wr(kData, 0x4000), Drv::wr(kStatus, 1)});
+    drv->publish(head);  // the same chain again, before any kick
+    blk->queue_notify(0);
+    ASSERT_TRUE(wait_used(2));
+    const auto used = drv->reclaim();
+    ASSERT_EQ(used.size(), 2u);
+    for (const auto& u : used) {
+        EXPECT_EQ(u.id, head);
+        EXPECT_EQ(u.len, 0x4000u + 1);
+    }
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK);
+    std::vector<std::uint8_t> got(0x4000);
+    mem().read(kData, got.data(), got.size());
+    EXPECT_EQ(got, disk.read(8 * 512, 0x4000));
+    EXPECT_EQ(*mem().read_obj<std::uint8_t>(kData + 0x4000), guard);
+    request(VIRTIO_BLK_T_IN, 1, 512);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(irq->resets_needed, 0);
 }
 
 TEST_P(VirtioBlkDeviceTest, ResetWaitsForInFlightRequestsAndTheDeviceCanRestart) {

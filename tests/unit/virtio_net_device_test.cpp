@@ -12,13 +12,17 @@
 #include <gtest/gtest.h>
 #include <linux/if_tun.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 namespace vmm::virtio_net {
 namespace {
@@ -511,6 +515,39 @@ TEST_F(NetFixture, TheEventLoopThreadServesBothQueues) {
     EXPECT_EQ(read_guest(buf + 12, 500), Bytes(in.begin() + 12, in.end()));
     net->reset();
     net.reset();  // joins the thread
+}
+
+// The start hook (the anchor's jail gate) runs first on "<name>-io": while it holds the thread
+// a queued frame is not sent; once it lets go the loop serves the queue.
+TEST_F(NetFixture, TheEventLoopThreadRunsTheStartHookFirst) {
+    std::atomic<bool> release{false}, in_hook{false};
+    std::atomic<int> hooks{0};
+    std::string hook_thread;
+    VirtioNetOptions o = options(true);
+    o.on_thread_start = [&] {
+        char name[16] = {};
+        ::pthread_getname_np(::pthread_self(), name, sizeof name);
+        hook_thread = name;
+        ++hooks;
+        in_hook = true;
+        while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    };
+    make_device(o, 0, SOCK_DGRAM);
+    activate(kV1);
+    for (int i = 0; i < 5000 && !in_hook; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_TRUE(in_hook.load());
+    const Bytes f = make_frame(80, 0x9);
+    txq.add_chain({Drv::rd(put(f), static_cast<std::uint32_t>(f.size()))});
+    net->queue_notify(VirtioNet::kTxQueue);
+    pollfd p{peer.get(), POLLIN, 0};
+    EXPECT_EQ(::poll(&p, 1, 50), 0) << "sent before the hook returned";
+    release = true;
+    ASSERT_EQ(::poll(&p, 1, 10000), 1);
+    EXPECT_EQ(peer_recv(), f);
+    EXPECT_EQ(hook_thread, "nettest-io");
+    EXPECT_EQ(hooks.load(), 1);
+    net->reset();
+    net.reset();
 }
 
 TEST(NetMac, DerivedAddressesAreStableLocalAndDistinct) {

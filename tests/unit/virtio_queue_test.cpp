@@ -84,6 +84,35 @@ TEST(VirtioQueueTest, ReadAndWriteGatherAcrossBuffersAndStopAtTheEnd) {
     EXPECT_FALSE(chain->writable_iov(2, 7)) << "past the end";
     EXPECT_FALSE(chain->readable_iov(9, 0)) << "offset past the end";
     EXPECT_TRUE(chain->readable_iov(8, 0));
+
+    // One writable byte by offset (a virtio-blk status byte): in the buffer that holds it.
+    EXPECT_EQ(chain->writable_byte(0), f.mem.span(w1, 1)->data());
+    EXPECT_EQ(chain->writable_byte(5), f.mem.span(w2 + 1, 1)->data());
+    EXPECT_EQ(chain->writable_byte(7), f.mem.span(w2 + 3, 1)->data());
+    EXPECT_EQ(chain->writable_byte(8), nullptr) << "past the writable part";
+}
+
+// More buffers than a chain keeps inline (4): they spill to the heap and stay in order.
+TEST(VirtioQueueTest, LongChainsKeepEveryBufferInOrder) {
+    Fixture f;
+    auto vq = f.q();
+    std::vector<Drv::Buf> bufs;
+    std::vector<std::uint64_t> gpas;
+    for (int i = 0; i < 9; ++i) {
+        gpas.push_back(f.arena.alloc(16 + i));
+        bufs.push_back(i < 5 ? Drv::rd(gpas.back(), 16 + i) : Drv::wr(gpas.back(), 16 + i));
+    }
+    f.drv.add_chain(bufs);
+    auto chain = vq.pop();
+    ASSERT_TRUE(chain && chain->ok());
+    ASSERT_EQ(chain->readable().size(), 5u);
+    ASSERT_EQ(chain->writable().size(), 4u);
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(chain->readable()[i].gpa, gpas[i]);
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(chain->writable()[i].host.size(), 21u + i);
+    auto iov = chain->readable_iov(0, chain->readable_bytes());
+    ASSERT_TRUE(iov);
+    EXPECT_EQ(iov->size(), 5u);
+    EXPECT_EQ((*iov)[4].iov_len, 20u);
 }
 
 TEST(VirtioQueueTest, AddUsedPublishesElementAndIndex) {
