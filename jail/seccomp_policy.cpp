@@ -15,7 +15,6 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -31,11 +30,10 @@ namespace {
 constexpr unsigned kKvmIoctlType = 0xAE;
 
 // ---- the SIGSYS reporter -------------------------------------------------------------------
-// Syscall names are resolved before any filter exists: the handler may only use
-// async-signal-safe calls (write, _exit), and libseccomp's resolver allocates.
-constexpr int kMaxSyscallNr = 512;
-constexpr std::size_t kNameLen = 32;
-std::array<std::array<char, kNameLen>, kMaxSyscallNr> g_names{};
+// The handler may only use async-signal-safe calls (write, _exit), and libseccomp's resolver
+// allocates: the names come from a table generated at build time (jail/tools/), which also
+// spares every start the resolving of ~370 names.
+#include "syscall_names.inc"
 
 std::size_t append(char* buf, std::size_t pos, std::size_t cap, const char* s) {
     while (*s && pos + 1 < cap) buf[pos++] = *s++;
@@ -60,7 +58,7 @@ void on_sigsys(int, siginfo_t* info, void* context) {
     p = append(msg, p, sizeof msg, "vmm-anchor: seccomp: denied syscall ");
     p = append_number(msg, p, sizeof msg, static_cast<unsigned long long>(nr < 0 ? 0 : nr), 10);
     p = append(msg, p, sizeof msg, " (");
-    const char* name = nr >= 0 && nr < kMaxSyscallNr && g_names[nr][0] ? g_names[nr].data() : "unknown";
+    const char* name = nr >= 0 && nr < kMaxSyscallNr && kSyscallNames[nr] ? kSyscallNames[nr] : "unknown";
     p = append(msg, p, sizeof msg, name);
     // ioctl: which request (the x86-64 syscall ABI passes it in rsi).
     if (context != nullptr && std::strcmp(name, "ioctl") == 0) {
@@ -328,13 +326,6 @@ const char* to_string(SeccompMode mode) {
 }
 
 void install_sigsys_reporter() {
-    for (int nr = 0; nr < kMaxSyscallNr; ++nr) {
-        if (g_names[nr][0] != '\0') continue;
-        char* name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
-        if (name == nullptr) continue;
-        std::strncpy(g_names[nr].data(), name, kNameLen - 1);
-        std::free(name);
-    }
     struct sigaction sa {};
     sa.sa_sigaction = on_sigsys;
     sa.sa_flags = SA_SIGINFO;

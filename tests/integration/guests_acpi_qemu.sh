@@ -11,9 +11,8 @@
 # Exit status: 0 all passed, 1 some check failed, 77 skipped (no QEMU, python3, or guests).
 set -uo pipefail
 
-PROG=${0##*/}
-QEMU=${QEMU:-qemu-system-x86_64}
-skip() { echo "$PROG: SKIP: $*"; exit 77; }
+# skip, pass, fail, expect (and a run() this script replaces with its own, below).
+. "$(dirname "$0")/lib/qemu_guest.sh"
 
 command -v "$QEMU" >/dev/null 2>&1 || skip "$QEMU not found (apt-get install qemu-system-x86)"
 for tool in timeout od grep dd getconf; do
@@ -39,14 +38,13 @@ cleanup() {
 trap cleanup EXIT
 failures=0
 passes=0
-pass() { echo "PASS $*"; passes=$((passes + 1)); }
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
 vexit() { echo $((($1 << 1) | 1)); }  # the exit status of debug-exit value $1
 
 qemu_common=(-accel tcg -display none -no-reboot -monitor none -nodefaults
              -device isa-debug-exit,iobase=0xf4,iosize=0x04)
 
-# run <label> <machine> <image> <qemu args...>: boots without QMP; leaves the COM1 output in
+# run <label> <machine> <image> <qemu args...> (not the library's: the machine is explicit and
+# COM1 input can come from a file): boots without QMP; leaves the COM1 output in
 # $got, the exit status in $status, QEMU's stderr in $tmp/<label>.log. stdin is $tmp/<label>.in
 # when that exists (the guest's COM1 input with -serial stdio).
 run() {
@@ -68,20 +66,6 @@ run() {
   got=$(tr -d '\0' <"$out"; echo .)  # echo.bin's output holds NULs (compared with cmp)
   got=${got%.}
   [[ $status == 124 ]] && echo "  $label: timed out after 60 s"
-}
-
-# expect <label> <status> <regex>: the run's status and its whole output (ERE, anchored; the
-# output's final newline is part of it).
-expect() {
-  local label=$1 want_status=$2 want=$3
-  if [[ $status == "$want_status" && $got =~ ^${want}$ ]]; then
-    pass "$label (status $status, ${ms} ms)"
-  else
-    fail "$label: status $status (want $want_status), ${ms} ms"
-    echo "  want output (regex): $(printf '%q' "$want")"
-    echo "  got output:          $(printf '%q' "$got")"
-    sed 's/^/  qemu: /' "$tmp/$label.log"
-  fi
 }
 
 # A QMP client (QEMU docs/interop/qmp-spec): qmp.py <socket> <serial file> <step>...; prints one
