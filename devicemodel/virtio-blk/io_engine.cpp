@@ -17,6 +17,8 @@
 #include <thread>
 
 #ifdef VMM_HAVE_LIBURING
+#include "devicemodel/virtio-blk/restricted_ring.h"
+
 #include <liburing.h>
 #include <sys/eventfd.h>
 #endif
@@ -170,13 +172,16 @@ public:
     static std::unique_ptr<IoEngine> create(int fd, unsigned depth, const std::string& thread_name,
                                             std::function<void()> on_thread_start) {
         auto e = std::unique_ptr<UringEngine>(new UringEngine(fd));
-        // io_uring_queue_init returns -errno: ENOSYS/EPERM where the kernel or a seccomp policy forbids it.
-        if (int r = io_uring_queue_init(depth, &e->ring_, 0); r < 0) {
+        e->kick_ = make_eventfd();
+        // The ring may only read/write/fsync the disk (file 0) and read the kick eventfd (file 1):
+        // restricted_ring.h. -errno: ENOSYS/EPERM where the kernel or a seccomp policy forbids
+        // io_uring, EINVAL where it cannot restrict a ring (before 5.10).
+        const int files[] = {fd, e->kick_.get()};
+        if (int r = setup_restricted_ring(e->ring_, depth, files); r < 0) {
             logger("blk")->info("io_uring unavailable ({}), using the thread pool", std::strerror(-r));
             return nullptr;
         }
         e->ring_ok_ = true;
-        e->kick_ = make_eventfd();
         e->thread_ = std::thread([p = e.get(), thread_name, start = std::move(on_thread_start)] {
             set_thread_name(thread_name);
             if (start) start();
@@ -223,7 +228,8 @@ private:
 
     void arm_kick() {
         io_uring_sqe* s = sqe();
-        io_uring_prep_read(s, kick_.get(), &kick_buf_, sizeof kick_buf_, 0);
+        io_uring_prep_read(s, kKickFile, &kick_buf_, sizeof kick_buf_, 0);
+        io_uring_sqe_set_flags(s, IOSQE_FIXED_FILE);
         io_uring_sqe_set_data(s, nullptr);  // nullptr = the kick
     }
 
@@ -231,15 +237,16 @@ private:
         io_uring_sqe* s = sqe();
         switch (op->kind) {
             case IoOp::Kind::Read:
-                io_uring_prep_readv(s, fd_, op->iov.data(), static_cast<unsigned>(std::min<std::size_t>(op->iov.size(), IOV_MAX)), op->offset);
+                io_uring_prep_readv(s, kDiskFile, op->iov.data(), static_cast<unsigned>(std::min<std::size_t>(op->iov.size(), IOV_MAX)), op->offset);
                 break;
             case IoOp::Kind::Write:
-                io_uring_prep_writev(s, fd_, op->iov.data(), static_cast<unsigned>(std::min<std::size_t>(op->iov.size(), IOV_MAX)), op->offset);
+                io_uring_prep_writev(s, kDiskFile, op->iov.data(), static_cast<unsigned>(std::min<std::size_t>(op->iov.size(), IOV_MAX)), op->offset);
                 break;
             default:
-                io_uring_prep_fsync(s, fd_, IORING_FSYNC_DATASYNC);
+                io_uring_prep_fsync(s, kDiskFile, IORING_FSYNC_DATASYNC);
                 break;
         }
+        io_uring_sqe_set_flags(s, IOSQE_FIXED_FILE);  // the ring takes registered files only
         io_uring_sqe_set_data(s, op);
         ++inflight_;
     }
@@ -312,6 +319,7 @@ private:
         incoming_.clear();
     }
 
+    static constexpr int kDiskFile = 0, kKickFile = 1;  // registered file indices
     const int fd_;
     io_uring ring_{};
     bool ring_ok_ = false;

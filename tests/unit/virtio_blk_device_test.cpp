@@ -2,6 +2,7 @@
 // on a temporary backing file, with both I/O engines (io_uring when available, thread pool):
 // every request type, read-only disks, capacity checks, hostile chains, interrupts and reset.
 #include "devicemodel/virtio-blk/virtio_blk.h"
+#include "devicemodel/virtio-blk/restricted_ring.h"
 
 #include "tests/support/fakes.h"
 #include "tests/support/virtqueue_driver.h"
@@ -200,6 +201,18 @@ TEST_P(VirtioBlkDeviceTest, ConfigSpaceAndFeatures) {
     if (!io_uring()) {
         EXPECT_STREQ(blk->io_engine_name(), "threads");
     }
+#if __has_include(<liburing.h>)
+    if (io_uring()) {
+        // Where this kernel makes restricted rings, the engine runs on one (no silent fallback).
+        struct io_uring probe {};
+        const int files[] = {::open(disk.path.c_str(), O_RDONLY | O_CLOEXEC)};
+        if (setup_restricted_ring(probe, 4, files) == 0) {
+            io_uring_queue_exit(&probe);
+            EXPECT_STREQ(blk->io_engine_name(), "io_uring");
+        }
+        ::close(files[0]);
+    }
+#endif
     virtio_blk_config cfg{};
     blk->read_config(0, {reinterpret_cast<std::uint8_t*>(&cfg), sizeof cfg});
     EXPECT_EQ(cfg.capacity, kDiskSectors);
