@@ -45,6 +45,7 @@
 #include <map>
 #include <random>
 #include <stdexcept>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -429,26 +430,29 @@ void summarise(const char* workload, const Samples& s, const std::vector<std::st
         }
         std::printf("\n");
     }
-    std::printf("## %s: ratios, device / raw within each round\n", workload);
-    std::printf("| device | raw | ratio (min .. max, median) |\n|---|---|---|\n");
-    for (const auto& [dev, raw] : ratios) {
-        auto d = s.find(dev), w = s.find(raw);
-        if (d == s.end() || w == s.end()) continue;
-        std::vector<double> q;
-        for (std::size_t i = 0; i < d->second.size() && i < w->second.size(); ++i)
-            if (w->second[i].iops() > 0) q.push_back(d->second[i].iops() / w->second[i].iops());
-        if (!q.empty()) std::printf("| %s | %s | %s |\n", dev.c_str(), raw.c_str(), range(q, "%.2f").c_str());
-    }
-    std::printf("## %s: median latency, raw p50 / device p50 within each round (1 = no overhead)\n", workload);
-    std::printf("| device | raw | ratio (min .. max, median) |\n|---|---|---|\n");
-    for (const auto& [dev, raw] : ratios) {
-        auto d = s.find(dev), w = s.find(raw);
-        if (d == s.end() || w == s.end()) continue;
-        std::vector<double> q;
-        for (std::size_t i = 0; i < d->second.size() && i < w->second.size(); ++i)
-            if (d->second[i].p50_us > 0) q.push_back(w->second[i].p50_us / d->second[i].p50_us);
-        if (!q.empty()) std::printf("| %s | %s | %s |\n", dev.c_str(), raw.c_str(), range(q, "%.2f").c_str());
-    }
+    // One table per measure: ratio(device result, raw result) of the same round, over rounds;
+    // a round where it is undefined (nullopt) is left out.
+    const auto table = [&](const char* title, auto ratio) {
+        std::printf("## %s: %s\n", workload, title);
+        std::printf("| device | raw | ratio (min .. max, median) |\n|---|---|---|\n");
+        for (const auto& [dev, raw] : ratios) {
+            auto d = s.find(dev), w = s.find(raw);
+            if (d == s.end() || w == s.end()) continue;
+            std::vector<double> q;
+            for (std::size_t i = 0; i < d->second.size() && i < w->second.size(); ++i)
+                if (const std::optional<double> r = ratio(d->second[i], w->second[i])) q.push_back(*r);
+            if (!q.empty()) std::printf("| %s | %s | %s |\n", dev.c_str(), raw.c_str(), range(q, "%.2f").c_str());
+        }
+    };
+    table("ratios, device / raw within each round", [](const Result& dev, const Result& raw) -> std::optional<double> {
+        if (raw.iops() > 0) return dev.iops() / raw.iops();
+        return std::nullopt;
+    });
+    table("median latency, raw p50 / device p50 within each round (1 = no overhead)",
+          [](const Result& dev, const Result& raw) -> std::optional<double> {
+              if (dev.p50_us > 0) return raw.p50_us / dev.p50_us;
+              return std::nullopt;
+          });
 }
 
 }  // namespace
