@@ -1,5 +1,6 @@
 // vmm-anchor: runs one domain from its manifest until the guest stops; the exit status says
 // why (anchor/stop_reason.h).
+#include "anchor/anchor_jail.h"
 #include "anchor/machine.h"
 #include "anchor/stop_reason.h"
 #include "common/log.h"
@@ -11,8 +12,11 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <exception>
+#include <optional>
 #include <vector>
 
 namespace {
@@ -21,9 +25,11 @@ namespace {
 // same arguments. The pid stays the same (pillar and vmmd watch it); the state directory's lock
 // is released by exec (O_CLOEXEC) and taken again by the new image; KVM state, devices and
 // guest RAM are created afresh. QMP clients see RESET before their connection closes.
-[[noreturn]] void restart_self(char** argv) {
-    ::execv("/proc/self/exe", argv);
-    std::perror("vmm-anchor: restart: execv /proc/self/exe");
+// Inside the jail (no /proc there) the image is executed by its host path, which the jail holds.
+[[noreturn]] void restart_self(const std::string& executable, char** argv) {
+    const char* path = ::access("/proc/self/exe", X_OK) == 0 ? "/proc/self/exe" : executable.c_str();
+    ::execv(path, argv);
+    std::fprintf(stderr, "vmm-anchor: restart: execv %s: %s\n", path, std::strerror(errno));
     std::_Exit(vmm::anchor::kExitHostSetup);
 }
 
@@ -62,6 +68,13 @@ int main(int argc, char** argv) {
     std::vector<std::string> allow_dirs;
     app.add_option("--allow-dir", allow_dirs,
                    "a directory the manifest may take kernels, initrds, disks and sockets from (repeatable; default: anywhere)");
+    bool jail = false;
+    app.add_flag("--jail", jail,
+                 "run in a file-system jail holding only this domain's files (new mount/IPC/UTS namespaces, "
+                 "and network without taps; docs/SECURITY.md)");
+    unsigned jail_uid_value = 0, jail_gid_value = 0;  // CLI11 2.1 fills no std::optional
+    auto* jail_uid_opt = app.add_option("--jail-uid", jail_uid_value, "with --jail: run as this uid (the domain's files must be open to it)");
+    auto* jail_gid_opt = app.add_option("--jail-gid", jail_gid_value, "with --jail: run as this gid (default: --jail-uid)");
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")->capture_default_str();
     try {
         app.parse(argc, argv);
@@ -70,6 +83,18 @@ int main(int argc, char** argv) {
         return rc == 0 ? 0 : kExitUsage;
     }
     options.console = console == "pty" ? ConsoleMode::Pty : ConsoleMode::Stdio;
+    std::optional<unsigned> jail_uid, jail_gid;
+    if (jail_uid_opt->count() > 0) jail_uid = jail_uid_value;
+    if (jail_gid_opt->count() > 0) jail_gid = jail_gid_value;
+    if ((jail_uid || jail_gid) && !jail) {
+        std::fprintf(stderr, "vmm-anchor: --jail-uid and --jail-gid need --jail\n");
+        return kExitUsage;
+    }
+    if (jail_gid && !jail_uid) {
+        std::fprintf(stderr, "vmm-anchor: --jail-gid needs --jail-uid\n");
+        return kExitUsage;
+    }
+    const std::string executable = jail ? self_executable() : "";
 
     DomainManifest manifest;
     try {
@@ -91,6 +116,24 @@ int main(int argc, char** argv) {
             return 0;
         } catch (const std::exception& e) {
             std::fprintf(stderr, "vmm-anchor: --dump-acpi: %s\n", e.what());
+            return kExitHostSetup;
+        }
+    }
+
+    if (jail && jail::inside_jail()) {
+        // A restart (re-exec on guest reset) of a jailed anchor: it is in its jail already.
+        logger("anchor")->debug("startup: inside the jail already (restart)");
+    } else if (jail) {
+        try {
+            AnchorJailOptions jo;
+            jo.run_dir = options.run_dir;
+            jo.manifest_path = manifest_path;
+            jo.executable = executable;
+            if (jail_uid) jo.identity = jail::JailIdentity{*jail_uid, jail_gid.value_or(*jail_uid)};
+            jail::enter_jail(anchor_jail_spec(manifest, jo));
+            logger("anchor")->debug("startup: jailed");
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "vmm-anchor: %s: %s\n", manifest.name.c_str(), e.what());
             return kExitHostSetup;
         }
     }
@@ -119,6 +162,6 @@ int main(int argc, char** argv) {
         return kExitHostSetup;
     }
     // The Machine is gone (its fds closed, its state files removed) before the new image starts.
-    if (restart) restart_self(argv);
+    if (restart) restart_self(executable, argv);
     return status;
 }

@@ -99,6 +99,18 @@ CapMask mask_of(const __user_cap_data_struct (&d)[2], __u32 __user_cap_data_stru
     return CapMask{d[0].*field} | (CapMask{d[1].*field} << 32);
 }
 
+bool nothing_to_drop(CapMask keep, const CapabilityState& now) {
+    if ((now.effective | now.permitted | now.inheritable) & ~keep) return false;
+    if (::prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1) return false;
+    const int last = last_cap();
+    for (int cap = 0; cap <= last; ++cap) {
+        if (keep & cap_bit(cap)) continue;
+        if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1) return false;
+        if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0) == 1) return false;
+    }
+    return true;
+}
+
 }  // namespace
 
 CapMask anchor_kept_capabilities(bool has_tap_nics, bool has_vfio) {
@@ -122,6 +134,11 @@ bool in_bounding_set(int cap) { return ::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) ==
 
 void drop_capabilities(CapMask keep) {
     const CapabilityState now = current_capabilities();
+    // Nothing left to drop on this thread: then on none. Every thread got its capabilities from
+    // the thread that made it, and only this function lowers them after threads exist — a
+    // process whose privileges were lowered while it was single-threaded (the jail,
+    // jail/mount_jail.h, which has no /proc to list threads in) has nothing to broadcast.
+    if (nothing_to_drop(keep, now)) return;
     const CapMask kept = now.permitted & keep;
     g_plan = DropPlan{};
     g_plan.keep = keep;

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/if_tun.h>
+#include <linux/seccomp.h>
 #include <linux/vfio.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -95,7 +96,7 @@ constexpr const char* kRunSyscalls[] = {
     "gettimeofday", "getrandom",
     // signals: vCPU kicks (SIGRTMIN+1 through pthread_kill), Asio's signal_set, SIGSYS itself,
     // the dump writer's SIGPIPE guard (sigpending, sigtimedwait)
-    "rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "rt_sigtimedwait", "rt_sigpending", "sigaltstack", "tgkill", "tkill",
+    "rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "rt_sigtimedwait", "rt_sigpending", "sigaltstack",
     // event loops: Asio (epoll, eventfd, timerfd, pipe), the io_uring engine
     "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd2", "timerfd_create",
     "timerfd_settime", "timerfd_gettime", "poll", "ppoll", "pselect6", "pipe2", "io_uring_enter",
@@ -126,6 +127,14 @@ void add(scmp_filter_ctx ctx, const char* name, unsigned arg_cnt = 0, const scmp
 
 void add_if(scmp_filter_ctx ctx, const char* name, scmp_arg_cmp cmp) { add(ctx, name, 1, &cmp); }
 
+// Signals to this process's own threads only (vCPU kicks, pthread_kill, raise; the capability
+// broadcast): tgkill with our tgid. Not kill or tkill, which reach any process or thread: an
+// anchor runs as root (or a uid shared by anchors) and must not signal anything else. The pid
+// stays the same across the restart's execve, so the inherited filter still fits.
+void add_own_tgkill(scmp_filter_ctx ctx) {
+    add_if(ctx, "tgkill", SCMP_A0_32(SCMP_CMP_EQ, static_cast<std::uint32_t>(::getpid())));
+}
+
 // ioctl: the kernel reads the request as an unsigned int, so only the low 32 bits are compared
 // (SCMP_A1_32): high garbage bits cannot smuggle a request past the list.
 void add_ioctls(scmp_filter_ctx ctx, bool restart) {
@@ -149,6 +158,7 @@ void add_ioctls(scmp_filter_ctx ctx, bool restart) {
 
 void add_policy(scmp_filter_ctx ctx, const SeccompOptions& options) {
     for (const char* name : kRunSyscalls) add(ctx, name);
+    add_own_tgkill(ctx);
     if (options.allow_reexec)
         for (const char* name : kRestartSyscalls) add(ctx, name);
     add_ioctls(ctx, options.allow_reexec);
@@ -184,7 +194,7 @@ constexpr const char* kVcpuSyscalls[] = {
     // synchronisation, time, guest stops (kick the other vCPUs: tgkill; wake the main loop:
     // Asio's reactor interrupt is an epoll_ctl), thread exit, the kick signal's return
     "futex", "sched_yield", "nanosleep", "clock_nanosleep", "clock_gettime", "clock_getres", "gettimeofday",
-    "getpid", "gettid", "getrandom", "rt_sigreturn", "rt_sigprocmask", "tgkill", "tkill",
+    "getpid", "gettid", "getrandom", "rt_sigreturn", "rt_sigprocmask",
     "epoll_ctl", "exit", "exit_group",
 };
 
@@ -205,6 +215,7 @@ constexpr unsigned kVcpuKvmIoctls[] = {
 
 void add_vcpu_policy(scmp_filter_ctx ctx) {
     for (const char* name : kVcpuSyscalls) add(ctx, name);
+    add_own_tgkill(ctx);
     for (unsigned nr : kVcpuKvmIoctls)
         add_if(ctx, "ioctl", SCMP_A1_32(SCMP_CMP_MASKED_EQ, 0xffffu, (kKvmIoctlType << 8) | nr));
     // VFIO device requests a config-space write leads to (interrupt setup, function reset);
@@ -300,11 +311,8 @@ void load(scmp_filter_ctx ctx, bool tsync) {
 
 bool inherited_anchor_filter() {
     if (std::getenv(kSeccompEnvMarker) == nullptr) return false;
-    std::ifstream status("/proc/self/status");
-    std::string line;
-    while (std::getline(status, line))
-        if (line.rfind("Seccomp:", 0) == 0) return line.find('2') != std::string::npos;
-    return false;
+    // Not /proc/self/status: a jailed anchor has no /proc. PR_GET_SECCOMP is on the list.
+    return ::prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == SECCOMP_MODE_FILTER;
 }
 
 }  // namespace
@@ -391,14 +399,14 @@ std::vector<std::string> io_thread_seccomp_syscalls(IoThreadKind kind) {
 
 std::vector<std::string> vcpu_seccomp_syscalls() {
     std::vector<std::string> names(std::begin(kVcpuSyscalls), std::end(kVcpuSyscalls));
-    for (const char* n : {"ioctl", "openat"}) names.emplace_back(n);
+    for (const char* n : {"ioctl", "openat", "tgkill"}) names.emplace_back(n);
     return names;
 }
 
 std::vector<std::string> anchor_seccomp_syscalls(const SeccompOptions& options) {
     std::vector<std::string> names(std::begin(kRunSyscalls), std::end(kRunSyscalls));
     if (options.allow_reexec) names.insert(names.end(), std::begin(kRestartSyscalls), std::end(kRestartSyscalls));
-    for (const char* n : {"ioctl", "clone", "prctl"}) names.emplace_back(n);
+    for (const char* n : {"ioctl", "clone", "prctl", "tgkill"}) names.emplace_back(n);
     if (options.allow_reexec) names.emplace_back("socket");
     return names;
 }

@@ -126,6 +126,11 @@ void KvmHypervisor::start(const std::string& name) {
     const std::string log_file = config_.log_dir + "/" + name + ".log";
     std::vector<std::string> argv = {config_.anchor_path, "--manifest", a->manifest_file, "--run-dir", config_.run_dir,
                                      "--console", config_.console};
+    if (config_.jail) {
+        argv.emplace_back("--jail");
+        if (config_.jail_uid) argv.insert(argv.end(), {"--jail-uid", std::to_string(*config_.jail_uid)});
+        if (config_.jail_gid) argv.insert(argv.end(), {"--jail-gid", std::to_string(*config_.jail_gid)});
+    }
     std::vector<char*> args;
     for (auto& s : argv) args.push_back(s.data());
     args.push_back(nullptr);

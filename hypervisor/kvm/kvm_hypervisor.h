@@ -30,6 +30,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 
 namespace vmm::vfio {
 class PciDriverBinder;
@@ -52,6 +53,10 @@ struct KvmConfig {
     // anchors stay in vmmd's cgroup.
     std::string cgroup_root = "/sys/fs/cgroup";
     std::string cgroup_parent;
+    // The anchors' file-system jail (vmm-anchor --jail, docs/SECURITY.md): off by default;
+    // jail_uid/jail_gid: the identity the jailed anchors run as (none: root without capabilities).
+    bool jail = false;
+    std::optional<unsigned> jail_uid, jail_gid;
     // pci_reserve() binds the device to vfio-pci through this (driver_override; the host's
     // driver is restored by pci_release()), so the anchor can open its IOMMU group. nullptr:
     // bookkeeping only (the devices must already be on vfio-pci).

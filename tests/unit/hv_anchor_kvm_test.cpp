@@ -1,7 +1,8 @@
 // The kvm hypervisor with the real vmm-anchor and the test guests (needs /dev/kvm; the lead
 // runs these in a nested VM): the smp guest runs on 2 vCPUs and exits through the debug-exit
 // port, which is reported as a stop chosen by the guest; the fault guest triple-faults, which
-// is a crash with status 4. Both leave no state directory.
+// is a crash with status 4. Both leave no state directory; so does a jailed anchor (vmmd --jail),
+// whose state directory the jail made and vmmd removes.
 #include "hypervisor/kvm/kvm_hypervisor.h"
 #include "tests/support/test_paths.h"
 
@@ -9,6 +10,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+
+#include <unistd.h>
 
 namespace vmm::hv::kvm {
 namespace {
@@ -24,12 +27,13 @@ protected:
     }
     void TearDown() override { fs::remove_all(root_); }
 
-    ExitInfo run(const nlohmann::json& doc, bool* came_up) {
+    ExitInfo run(const nlohmann::json& doc, bool* came_up, bool jail = false) {
         KvmConfig c;
         c.anchor_path = test::anchor_path();
         c.run_dir = root_ + "/run";
         c.manifest_dir = root_ + "/manifests";
         c.log_dir = root_ + "/logs";
+        c.jail = jail;
         KvmHypervisor h(io_, c);
         std::optional<ExitInfo> exit;
         *came_up = false;
@@ -58,6 +62,16 @@ TEST_F(AnchorKvmTest, SmpGuestExitsThroughDebugExitAsAGuestChoice) {
     const ExitInfo e = run({{"name", "smp"}, {"vcpus", 2}, {"memory_mb", 32}, {"kernel", test::guest_path("smp.elf")}}, &up);
     EXPECT_EQ(e.status, (2 << 1) | 1) << e.detail;
     EXPECT_FALSE(e.crashed);
+    EXPECT_THAT(e.detail, HasSubstr("debug-exit"));
+}
+
+TEST_F(AnchorKvmTest, AJailedAnchorRunsTheGuestAndItsExitIsTheGuestsChoice) {
+    if (::geteuid() != 0) GTEST_SKIP() << "the jail needs root";
+    bool up = false;
+    const ExitInfo e =
+        run({{"name", "smpjail"}, {"vcpus", 2}, {"memory_mb", 32}, {"kernel", test::guest_path("smp.elf")}}, &up, true);
+    EXPECT_EQ(e.status, (2 << 1) | 1) << e.detail;
+    EXPECT_FALSE(e.crashed) << e.detail;
     EXPECT_THAT(e.detail, HasSubstr("debug-exit"));
 }
 

@@ -119,6 +119,31 @@ TEST_F(SeccompPolicyTest, NetworkSocketsAreRefused) {
     EXPECT_THAT(r.out, HasSubstr("(socket)"));
 }
 
+// Signals reach this process's own threads only: tgkill with its own tgid works, tgkill to
+// another process (here the parent, the test) and tkill (any thread of any process) end it.
+TEST_F(SeccompPolicyTest, SignalsReachOnlyThisProcess) {
+    const ChildResult own = run_child([] {
+        if (install() != 0) return 1;
+        return ::syscall(SYS_tgkill, ::getpid(), ::syscall(SYS_gettid), 0) == 0 ? 0 : 2;
+    });
+    EXPECT_EQ(own.status, 0) << own.out;
+    const pid_t parent = ::getpid();
+    const ChildResult other = run_child([parent] {
+        if (install() != 0) return 1;
+        ::syscall(SYS_tgkill, parent, parent, 0);
+        return 0;
+    });
+    EXPECT_EQ(other.status, kExitSeccompDenied);
+    EXPECT_THAT(other.out, HasSubstr("(tgkill)"));
+    const ChildResult tkill = run_child([] {
+        if (install() != 0) return 1;
+        ::syscall(SYS_tkill, ::syscall(SYS_gettid), 0);
+        return 0;
+    });
+    EXPECT_EQ(tkill.status, kExitSeccompDenied);
+    EXPECT_THAT(tkill.out, HasSubstr("(tkill)"));
+}
+
 TEST_F(SeccompPolicyTest, ForkIsRefused) {
     const ChildResult r = run_child([] {
         if (install() != 0) return 1;
@@ -310,6 +335,7 @@ TEST_F(SeccompPolicyTest, VcpuFilterRefusesWhatOnlyTheProcessFilterAllows) {
     };
     const std::vector<Case> cases = {
         {"dup", [] { return ::dup(STDERR_FILENO) < 0 ? 1 : 0; }, "(dup)"},
+        {"signal to another process", [] { return ::syscall(SYS_tgkill, 1, 1, 0) < 0 ? 1 : 0; }, "(tgkill)"},
         {"unix socket", [] { return ::socket(AF_UNIX, SOCK_STREAM, 0) < 0 ? 1 : 0; }, "(socket)"},
         {"read-only open", [] { return ::open("/proc/self/status", O_RDONLY | O_CLOEXEC) < 0 ? 1 : 0; }, "(openat)"},
         // KVM_CREATE_VCPU: a KVM request, but not one a vCPU thread makes

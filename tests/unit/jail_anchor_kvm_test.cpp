@@ -1,0 +1,262 @@
+// vmm-anchor --jail (anchor/anchor_jail.h, jail/mount_jail.h) with real guests: the virtio-blk
+// guest's data path goes through the jail's bind mount to the host file; a jailed anchor's root
+// (seen from the host through /proc/PID/root) holds the domain's files and nothing else, it
+// has its own network namespace without taps and the host's with one, it serves QMP and a socket
+// console, and it restarts on system_reset inside the jail, also as a dedicated non-root uid.
+// Needs /dev/kvm and root.
+#include "qmp/qmp_client.h"
+#include "tests/support/process.h"
+#include "tests/support/test_paths.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace vmm::test {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using Json = qmp::Json;
+
+constexpr const char* kFlat32 = R"("flat": {"load_address": "0x100000", "entry": "0x100000", "mode": "protected32"})";
+
+class JailedAnchorTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (auto why = kvm_unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
+        if (::geteuid() != 0) GTEST_SKIP() << "the jail needs root";
+        dir_ = make_temp_dir("anchor-jail");
+        ::chmod(dir_.c_str(), 0755);
+        std::ofstream(dir_ + "/secret.txt") << "not for the guest";
+    }
+    void TearDown() override {
+        if (anchor_.joinable()) anchor_.join();
+        if (!dir_.empty()) fs::remove_all(dir_);
+    }
+    std::string manifest(const std::string& name, const std::string& guest, const std::string& extra, bool paused) {
+        const std::string path = dir_ + "/" + name + ".json";
+        std::ofstream(path) << "{\"name\": \"" << name << "\", \"kernel\": \"" << guest_path(guest)
+                            << "\", \"memory_mb\": 16, " << (paused ? "\"start_paused\": true, " : "") << kFlat32
+                            << (extra.empty() ? "" : ", ") << extra << "}";
+        ::chmod(path.c_str(), 0644);
+        return path;
+    }
+    std::string disk(std::size_t size = 64 * 1024) {
+        const std::string path = dir_ + "/disk.img";
+        std::ofstream(path) << std::string(size, 'z');
+        ::chmod(path.c_str(), 0666);
+        return path;
+    }
+    bool has_tap() const { return ::access("/dev/net/tun", R_OK | W_OK) == 0; }
+    void start(const std::string& manifest_path, const std::vector<std::string>& extra) {
+        std::vector<std::string> argv{anchor_path(), "--manifest", manifest_path, "--run-dir", dir_ + "/run", "--jail"};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        anchor_ = std::thread([this, argv] { result_ = run_process(argv, 120s); });
+    }
+    ProcessResult finish() {
+        anchor_.join();
+        return result_;
+    }
+    std::string state(const std::string& name, const std::string& leaf) { return dir_ + "/run/kvm/" + name + "/" + leaf; }
+    int pid(const std::string& name) {
+        for (int i = 0; i < 200; ++i) {
+            std::ifstream f(state(name, "pid"));
+            int p = 0;
+            if (f >> p && p > 0) return p;
+            std::this_thread::sleep_for(50ms);
+        }
+        return -1;
+    }
+    static std::string status_line(int pid, const std::string& key) {
+        std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+        std::string line;
+        while (std::getline(f, line))
+            if (line.rfind(key + ":", 0) == 0) return line;
+        return "";
+    }
+    static std::string wait_status(int pid, const std::string& key, const std::string& want) {
+        std::string line;
+        for (int i = 0; i < 100; ++i) {
+            line = status_line(pid, key);
+            if (line == key + ":\t" + want) break;
+            std::this_thread::sleep_for(50ms);
+        }
+        return line;
+    }
+    static std::string ns(const std::string& pid, const std::string& kind) {
+        std::error_code ec;
+        return fs::read_symlink("/proc/" + pid + "/ns/" + kind, ec).string();
+    }
+    // What the anchor sees at `path`, through /proc/PID/root.
+    static bool sees(int pid, const std::string& path) {
+        struct stat st{};
+        return ::lstat(("/proc/" + std::to_string(pid) + "/root" + path).c_str(), &st) == 0;
+    }
+    static std::vector<std::string> top_level(int pid) {
+        std::vector<std::string> names;
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/root", ec))
+            names.push_back(e.path().filename().string());
+        std::sort(names.begin(), names.end());
+        return names;
+    }
+    static void connect_and_write(const std::string& sock) {
+        const int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
+        EXPECT_EQ(::connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << sock << ": " << std::strerror(errno);
+        EXPECT_EQ(::write(s, "hello\n", 6), 6);
+        ::close(s);
+    }
+
+    std::string dir_;
+    std::thread anchor_;
+    ProcessResult result_;
+};
+
+// The virtio-blk guest writes sector 1 and reads it back: through the jail's bind mount, the
+// host file has the guest's bytes.
+TEST_F(JailedAnchorTest, TheBlkGuestWritesTheHostFileThroughTheJail) {
+    const std::string path = disk(128 * 512);
+    auto r = run_process({anchor_path(), "--manifest",
+                          manifest("jblk", "virtio_blk.bin", "\"disks\": [{\"path\": \"" + path + "\"}]", false),
+                          "--run-dir", dir_ + "/run", "--jail"},
+                         60s);
+    EXPECT_THAT(r.out, HasSubstr("sector 1 read back ok")) << r.out << r.err;
+    EXPECT_EQ(r.exit_status, (0x42 << 1) | 1) << r.out << r.err;
+    std::ifstream f(path, std::ios::binary);
+    std::string after((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    ASSERT_EQ(after.size(), 128u * 512);
+    for (int i = 0; i < 512; ++i) ASSERT_EQ(static_cast<std::uint8_t>(after[512 + i]), std::uint8_t(i * 7 + 3)) << i;
+    EXPECT_TRUE(fs::is_empty(dir_ + "/run/.jail-root")) << "the jail's tmpfs never shows on the host";
+}
+
+TEST_F(JailedAnchorTest, TheJailHoldsTheDomainsFilesOnlyAndSurvivesRestarts) {
+    const bool tap = has_tap();
+    std::string extra = R"("disks": [{"path": ")" + disk() + R"("}], "consoles": [{"kind": "socket", "path": ")" + dir_ +
+                        R"(/sock/con.sock"}])";
+    fs::create_directories(dir_ + "/sock");
+    if (tap) extra += R"(, "nics": [{"tap": "vmmjail0"}])";
+    start(manifest("jailed", "idle.bin", extra, true), {});
+    const int p = pid("jailed");
+    ASSERT_GT(p, 0) << result_.err;
+    qmp::QmpClient c(state("jailed", "qmp"), 30s);
+    EXPECT_EQ(c.execute("query-status")["status"], "prelaunch");
+
+    // What the anchor sees: its files, its devices, its runtime; nothing else.
+    EXPECT_TRUE(sees(p, "/.vmm-jail"));
+    EXPECT_TRUE(sees(p, dir_ + "/disk.img"));
+    EXPECT_TRUE(sees(p, dir_ + "/jailed.json"));
+    EXPECT_TRUE(sees(p, guest_path("idle.bin")));
+    EXPECT_TRUE(sees(p, anchor_path()));
+    EXPECT_TRUE(sees(p, "/dev/kvm"));
+    EXPECT_TRUE(sees(p, "/dev/ptmx"));
+    EXPECT_EQ(sees(p, "/dev/net/tun"), tap);
+    EXPECT_FALSE(sees(p, dir_ + "/secret.txt")) << "a file next to the disk";
+    EXPECT_FALSE(sees(p, "/etc/passwd"));
+    EXPECT_FALSE(sees(p, "/proc/self"));
+    EXPECT_FALSE(sees(p, "/sys/class"));
+    EXPECT_FALSE(sees(p, "/dev/sda"));
+    EXPECT_FALSE(sees(p, "/root"));
+    EXPECT_FALSE(sees(p, "/home"));
+    for (const auto& name : top_level(p))
+        EXPECT_THAT((std::vector<std::string>{".vmm-jail", "bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "run",
+                                              "sbin", "tmp", "usr", "work"}),
+                    ::testing::Contains(name))
+            << "unexpected at the jail's top level: " << name;
+    EXPECT_FALSE(sees(p, "/root")) << "no home directory";
+    // Namespaces: mount, IPC, UTS always; network only without a tap (the tap lives in the host's).
+    EXPECT_NE(ns(std::to_string(p), "mnt"), ns("self", "mnt"));
+    EXPECT_NE(ns(std::to_string(p), "uts"), ns("self", "uts"));
+    EXPECT_EQ(ns(std::to_string(p), "net") == ns("self", "net"), tap);
+    EXPECT_EQ(ns(std::to_string(p), "pid"), ns("self", "pid")) << "vmmd and pillar see the anchor's real pids";
+    // Privileges: none while the guest runs (plus NET_ADMIN with a tap, for the restart).
+    EXPECT_EQ(wait_status(p, "Seccomp", "2"), "Seccomp:\t2");
+    EXPECT_EQ(status_line(p, "CapEff"), tap ? "CapEff:\t0000000000001000" : "CapEff:\t0000000000000000");
+    EXPECT_EQ(status_line(p, "CapBnd"), tap ? "CapBnd:\t0000000000001000" : "CapBnd:\t0000000000000000");
+    EXPECT_EQ(status_line(p, "NoNewPrivs"), "NoNewPrivs:\t1");
+    connect_and_write(dir_ + "/sock/con.sock");
+
+    // Restarts: the same pid, back in prelaunch, still jailed.
+    for (int round = 0; round < 2; ++round) {
+        {
+            qmp::QmpClient q(state("jailed", "qmp"), 30s);
+            q.execute("cont");
+            q.execute("system_reset");
+        }
+        std::this_thread::sleep_for(500ms);
+        qmp::QmpClient again(state("jailed", "qmp"), 30s);
+        EXPECT_EQ(again.execute("query-status")["status"], "prelaunch") << "round " << round << result_.err;
+        EXPECT_EQ(pid("jailed"), p);
+        EXPECT_FALSE(sees(p, "/etc/passwd")) << "round " << round;
+        EXPECT_TRUE(sees(p, "/.vmm-jail")) << "round " << round;
+    }
+    {
+        qmp::QmpClient q(state("jailed", "qmp"), 30s);
+        q.execute("quit");
+    }
+    const auto r = finish();
+    EXPECT_EQ(r.exit_status, 8) << r.err;
+    EXPECT_THAT(r.err, Not(HasSubstr("seccomp")));
+    EXPECT_TRUE(!fs::exists(dir_ + "/run/kvm/jailed") || fs::is_empty(dir_ + "/run/kvm/jailed"))
+        << "the anchor removed its files";
+}
+
+TEST_F(JailedAnchorTest, ADedicatedUidRunsAndRestartsTheDomain) {
+    const std::string extra = R"("disks": [{"path": ")" + disk() + R"("}])";
+    start(manifest("jailuid", "idle.bin", extra, true), {"--jail-uid", "65534", "--jail-gid", "65534"});
+    const int p = pid("jailuid");
+    ASSERT_GT(p, 0) << result_.err;
+    {
+        qmp::QmpClient c(state("jailuid", "qmp"), 30s);
+        EXPECT_EQ(c.execute("query-status")["status"], "prelaunch");
+        EXPECT_EQ(status_line(p, "Uid"), "Uid:\t65534\t65534\t65534\t65534");
+        EXPECT_EQ(status_line(p, "Gid"), "Gid:\t65534\t65534\t65534\t65534");
+        EXPECT_EQ(wait_status(p, "CapEff", "0000000000000000"), "CapEff:\t0000000000000000");
+        struct stat st{};
+        ASSERT_EQ(::stat(state("jailuid", "qmp").c_str(), &st), 0);
+        EXPECT_EQ(st.st_uid, 65534u) << "the anchor's own files belong to its uid";
+        c.execute("cont");
+        c.execute("system_reset");
+    }
+    std::this_thread::sleep_for(500ms);
+    {
+        qmp::QmpClient again(state("jailuid", "qmp"), 30s);
+        EXPECT_EQ(again.execute("query-status")["status"], "prelaunch") << result_.err;
+        EXPECT_EQ(pid("jailuid"), p);
+        EXPECT_EQ(status_line(p, "Uid"), "Uid:\t65534\t65534\t65534\t65534");
+        again.execute("quit");
+    }
+    const auto r = finish();
+    EXPECT_EQ(r.exit_status, 8) << r.err;
+}
+
+// A file the manifest names that the jail's uid cannot open: the start fails and says which.
+TEST_F(JailedAnchorTest, AFileTheUidCannotOpenIsNamed) {
+    const std::string path = disk();
+    ::chmod(path.c_str(), 0600);
+    auto r = run_process({anchor_path(), "--manifest",
+                          manifest("jailbad", "idle.bin", "\"disks\": [{\"path\": \"" + path + "\"}]", true),
+                          "--run-dir", dir_ + "/run", "--jail", "--jail-uid", "65534"},
+                         60s);
+    EXPECT_NE(r.exit_status, 0);
+    EXPECT_THAT(r.err, HasSubstr(path)) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("Permission denied")) << r.err;
+}
+
+}  // namespace
+}  // namespace vmm::test
