@@ -58,7 +58,6 @@ jail::JailSpec anchor_jail_spec(const DomainManifest& m, const AnchorJailOptions
     jail::JailSpec spec;
     spec.mountpoint = o.run_dir + "/.jail-root";
     spec.identity = o.identity;
-    spec.hostname = m.name;
     spec.keep = jail::anchor_kept_capabilities(!m.nics.empty(), !m.pci.empty());
     spec.new_network_namespace = m.nics.empty();
 

@@ -2,7 +2,7 @@
 """vm_bench.py: vmm-anchor against QEMU on the same machine, in one run (issue 8).
 
   start-up   exec -> exit of a guest whose first instruction leaves through the debug-exit port
-             (tests/guests/bios-exit16.bin, at the reset vector), and exec -> the hello guest's
+             (tests/guests/bios-exit16.bin, at the reset vector; also with --jail), and exec -> the hello guest's
              line on the console (bios-hello16.bin); QEMU runs the same images as -M microvm
              -bios. Same process launch (subprocess, pipes) for both.
   memory     RSS and PSS of a 128 MiB idle domain with one virtio-blk, virtio-net (tap) and
@@ -92,9 +92,12 @@ def bench_startup(tmp, rounds):
     m_exit = write_manifest(tmp, "startup-exit", kernel=exit_img, memory_mb=128, flat=FLAT_BIOS)
     m_hello = write_manifest(tmp, "startup-hello", kernel=hello_img, memory_mb=128, flat=FLAT_BIOS)
     q = [QEMU, "-M", "microvm", "-m", "128", *QEMU_COMMON, "-serial", "stdio"]
-    res = {"anchor_first_insn": [], "qemu_first_insn": [], "anchor_hello": [], "qemu_hello": []}
+    res = {"anchor_first_insn": [], "anchor_jail_first_insn": [], "qemu_first_insn": [], "anchor_hello": [],
+           "qemu_hello": []}
     for _ in range(rounds):  # interleaved, so both see the same machine load
         res["anchor_first_insn"].append(time_exit(anchor_cmd(m_exit, tmp), (0x17 << 1) | 1))
+        # the same in the mount jail (--jail): what namespaces, binds and pivot_root cost
+        res["anchor_jail_first_insn"].append(time_exit(anchor_cmd(m_exit, tmp) + ["--jail"], (0x17 << 1) | 1))
         res["qemu_first_insn"].append(time_exit(q + ["-bios", exit_img], (0x17 << 1) | 1))
         res["anchor_hello"].append(time_line(anchor_cmd(m_hello, tmp), "hello16: real mode ok"))
         res["qemu_hello"].append(time_line(q + ["-bios", hello_img], "hello16: real mode ok"))

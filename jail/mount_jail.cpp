@@ -249,8 +249,6 @@ void enter_jail(const JailSpec& spec) {
     if (::unshare(flags) != 0) throw_errno("jail: unshare (new mount/IPC/UTS" + std::string(spec.new_network_namespace ? "/network" : "") + " namespaces)");
     // Nothing done here propagates back to the host, and nothing from it comes in.
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) throw_errno("jail: making / private");
-    if (!spec.hostname.empty() && ::sethostname(spec.hostname.data(), spec.hostname.size()) != 0)
-        throw_errno("jail: sethostname");
 
     const std::string& root = spec.mountpoint;
     if (::mount("vmm-jail", root.c_str(), "tmpfs", MS_NOSUID, "size=1m,nr_inodes=4096,mode=0755") != 0)

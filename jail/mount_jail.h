@@ -50,7 +50,6 @@ struct JailSpec {
     bool new_network_namespace = false;
     std::optional<JailIdentity> identity;
     CapMask keep = 0;
-    std::string hostname;  // the UTS namespace's host name ("" keeps the host's)
 };
 
 // The file the jail's root holds and no host root does.
