@@ -62,6 +62,23 @@ int write_zeroes_slow(int fd, std::uint64_t off, std::uint64_t len) {
 
 }  // namespace
 
+thread_local CompletionBatch* CompletionBatch::current_ = nullptr;
+
+CompletionBatch::~CompletionBatch() {
+    current_ = outer_;
+    for (unsigned i = 0; i < count_; ++i) pending_[i].first(pending_[i].second);
+}
+
+bool CompletionBatch::defer(Flush flush, void* arg) {
+    CompletionBatch* b = current_;
+    if (b == nullptr) return false;
+    for (unsigned i = 0; i < b->count_; ++i)
+        if (b->pending_[i].first == flush && b->pending_[i].second == arg) return true;
+    if (b->count_ == std::size(b->pending_)) return false;
+    b->pending_[b->count_++] = {flush, arg};
+    return true;
+}
+
 int run_io_sync(int fd, IoOp& op) {
     switch (op.kind) {
         case IoOp::Kind::Read:
@@ -138,6 +155,8 @@ public:
     const char* name() const override { return "threads"; }
 
 private:
+    static bool batchable(const IoOp& op) { return op.kind == IoOp::Kind::Read || op.kind == IoOp::Kind::Write; }
+
     void work() {
         for (;;) {
             IoOp op;
@@ -148,8 +167,18 @@ private:
                 op = std::move(queue_.front());
                 queue_.pop_front();
             }
-            const int r = run_io_sync(fd_, op);
-            op.done(r);
+            // While more reads and writes wait, this worker takes them before the interrupts
+            // of those it finished go out (one interrupt for the run; at most kMaxBatchOps, and
+            // never held across a flush or discard, which may take long).
+            CompletionBatch batch;
+            for (unsigned n = 1;; ++n) {
+                op.done(run_io_sync(fd_, op));
+                if (n == CompletionBatch::kMaxBatchOps || !batchable(op)) break;
+                std::lock_guard lock(mu_);
+                if (queue_.empty() || !batchable(queue_.front())) break;
+                op = std::move(queue_.front());
+                queue_.pop_front();
+            }
         }
     }
 
@@ -282,13 +311,16 @@ private:
             bool kicked = false;
             unsigned head;
             unsigned seen = 0;
-            io_uring_for_each_cqe(&ring_, head, cqe) {
-                ++seen;
-                auto* op = static_cast<IoOp*>(io_uring_cqe_get_data(cqe));
-                if (!op)
-                    kicked = true;
-                else
-                    complete(op, cqe->res);
+            {
+                CompletionBatch batch;  // one interrupt for what this reap found
+                io_uring_for_each_cqe(&ring_, head, cqe) {
+                    ++seen;
+                    auto* op = static_cast<IoOp*>(io_uring_cqe_get_data(cqe));
+                    if (!op)
+                        kicked = true;
+                    else
+                        complete(op, cqe->res);
+                }
             }
             io_uring_cq_advance(&ring_, seen);
             bool stop = false;

@@ -161,6 +161,7 @@ void VirtioBlk::reset_locked(std::unique_lock<std::mutex>& lock) {
     memory_ = nullptr;
     interrupt_.reset();
     broken_reported_ = false;
+    owed_notify_ = owed_broken_ = false;  // an engine batch still open signals nothing now
 }
 
 unsigned VirtioBlk::in_flight() const {
@@ -425,11 +426,30 @@ void VirtioBlk::complete(std::uint32_t generation, std::uint16_t head, int resul
             finish_locked(head, status, value, used_len, notify);
             if (queue_.broken() && !broken_reported_) broken_reported_ = broken = true;
             irq = interrupt_;
+            // On an engine thread the interrupt waits for the end of its batch of completions.
+            if ((notify || broken) && CompletionBatch::defer(&VirtioBlk::flush_owed, this)) {
+                owed_notify_ = owed_notify_ || notify;
+                owed_broken_ = owed_broken_ || broken;
+                notify = broken = false;
+            }
         }
         --in_flight_;
     }
     idle_cv_.notify_all();
     signal(notify, broken, irq);
+}
+
+void VirtioBlk::flush_owed(void* self) {
+    auto* dev = static_cast<VirtioBlk*>(self);
+    bool notify, broken;
+    std::shared_ptr<virtio::VirtioInterrupt> irq;
+    {
+        std::lock_guard lock(dev->mu_);
+        notify = std::exchange(dev->owed_notify_, false);
+        broken = std::exchange(dev->owed_broken_, false);
+        irq = dev->interrupt_;
+    }
+    dev->signal(notify, broken, irq);
 }
 
 void VirtioBlk::signal(bool notify, bool broken, const std::shared_ptr<virtio::VirtioInterrupt>& irq) {

@@ -144,6 +144,8 @@ private:
     void finish_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value, std::uint32_t used_len,
                        bool& notify);
     void signal(bool notify, bool broken, const std::shared_ptr<virtio::VirtioInterrupt>& irq);
+    // The interrupt owed by completions of an engine's CompletionBatch, sent when it closes.
+    static void flush_owed(void* self);
 
     DiskImage disk_;
     VirtioBlkOptions options_;
@@ -174,6 +176,7 @@ private:
     std::atomic<bool> in_peek_{false};
     bool stop_ = false;
     bool active_ = false, broken_reported_ = false;
+    bool owed_notify_ = false, owed_broken_ = false;  // deferred to a CompletionBatch's end
     std::uint64_t generation_ = 0;
     unsigned in_flight_ = 0;
     // Where each in-flight request (by head) gets its status byte and its used length; guarded
