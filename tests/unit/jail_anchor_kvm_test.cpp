@@ -5,6 +5,7 @@
 // console, and it restarts on system_reset inside the jail, also as a dedicated non-root uid.
 // Needs /dev/kvm and root.
 #include "qmp/qmp_client.h"
+#include "tests/support/proc_status.h"
 #include "tests/support/process.h"
 #include "tests/support/test_paths.h"
 
@@ -71,31 +72,7 @@ protected:
         return result_;
     }
     std::string state(const std::string& name, const std::string& leaf) { return dir_ + "/run/kvm/" + name + "/" + leaf; }
-    int pid(const std::string& name) {
-        for (int i = 0; i < 200; ++i) {
-            std::ifstream f(state(name, "pid"));
-            int p = 0;
-            if (f >> p && p > 0) return p;
-            std::this_thread::sleep_for(50ms);
-        }
-        return -1;
-    }
-    static std::string status_line(int pid, const std::string& key) {
-        std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-        std::string line;
-        while (std::getline(f, line))
-            if (line.rfind(key + ":", 0) == 0) return line;
-        return "";
-    }
-    static std::string wait_status(int pid, const std::string& key, const std::string& want) {
-        std::string line;
-        for (int i = 0; i < 100; ++i) {
-            line = status_line(pid, key);
-            if (line == key + ":\t" + want) break;
-            std::this_thread::sleep_for(50ms);
-        }
-        return line;
-    }
+    int pid(const std::string& name) { return wait_pid_file(dir_ + "/run/kvm/" + name); }
     static std::string ns(const std::string& pid, const std::string& kind) {
         std::error_code ec;
         return fs::read_symlink("/proc/" + pid + "/ns/" + kind, ec).string();
@@ -185,10 +162,10 @@ TEST_F(JailedAnchorTest, TheJailHoldsTheDomainsFilesOnlyAndSurvivesRestarts) {
     EXPECT_EQ(ns(std::to_string(p), "net") == ns("self", "net"), tap);
     EXPECT_EQ(ns(std::to_string(p), "pid"), ns("self", "pid")) << "vmmd and pillar see the anchor's real pids";
     // Privileges: none while the guest runs (plus NET_ADMIN with a tap, for the restart).
-    EXPECT_EQ(wait_status(p, "Seccomp", "2"), "Seccomp:\t2");
-    EXPECT_EQ(status_line(p, "CapEff"), tap ? "CapEff:\t0000000000001000" : "CapEff:\t0000000000000000");
-    EXPECT_EQ(status_line(p, "CapBnd"), tap ? "CapBnd:\t0000000000001000" : "CapBnd:\t0000000000000000");
-    EXPECT_EQ(status_line(p, "NoNewPrivs"), "NoNewPrivs:\t1");
+    EXPECT_EQ(wait_proc_status(p, "Seccomp", "2"), "Seccomp:\t2");
+    EXPECT_EQ(proc_status_line(p, "CapEff"), tap ? "CapEff:\t0000000000001000" : "CapEff:\t0000000000000000");
+    EXPECT_EQ(proc_status_line(p, "CapBnd"), tap ? "CapBnd:\t0000000000001000" : "CapBnd:\t0000000000000000");
+    EXPECT_EQ(proc_status_line(p, "NoNewPrivs"), "NoNewPrivs:\t1");
     connect_and_write(dir_ + "/sock/con.sock");
 
     // Restarts: the same pid, back in prelaunch, still jailed.
@@ -224,9 +201,9 @@ TEST_F(JailedAnchorTest, ADedicatedUidRunsAndRestartsTheDomain) {
     {
         qmp::QmpClient c(state("jailuid", "qmp"), 30s);
         EXPECT_EQ(c.execute("query-status")["status"], "prelaunch");
-        EXPECT_EQ(status_line(p, "Uid"), "Uid:\t65534\t65534\t65534\t65534");
-        EXPECT_EQ(status_line(p, "Gid"), "Gid:\t65534\t65534\t65534\t65534");
-        EXPECT_EQ(wait_status(p, "CapEff", "0000000000000000"), "CapEff:\t0000000000000000");
+        EXPECT_EQ(proc_status_line(p, "Uid"), "Uid:\t65534\t65534\t65534\t65534");
+        EXPECT_EQ(proc_status_line(p, "Gid"), "Gid:\t65534\t65534\t65534\t65534");
+        EXPECT_EQ(wait_proc_status(p, "CapEff", "0000000000000000"), "CapEff:\t0000000000000000");
         struct stat st{};
         ASSERT_EQ(::stat(state("jailuid", "qmp").c_str(), &st), 0);
         EXPECT_EQ(st.st_uid, 65534u) << "the anchor's own files belong to its uid";
@@ -238,7 +215,7 @@ TEST_F(JailedAnchorTest, ADedicatedUidRunsAndRestartsTheDomain) {
         qmp::QmpClient again(state("jailuid", "qmp"), 30s);
         EXPECT_EQ(again.execute("query-status")["status"], "prelaunch") << result_.err;
         EXPECT_EQ(pid("jailuid"), p);
-        EXPECT_EQ(status_line(p, "Uid"), "Uid:\t65534\t65534\t65534\t65534");
+        EXPECT_EQ(proc_status_line(p, "Uid"), "Uid:\t65534\t65534\t65534\t65534");
         again.execute("quit");
     }
     const auto r = finish();

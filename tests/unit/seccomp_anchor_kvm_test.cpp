@@ -5,6 +5,7 @@
 // notify) stacks its own narrower filter on the process one (two filters there, one on the
 // main thread). Needs /dev/kvm.
 #include "qmp/qmp_client.h"
+#include "tests/support/proc_status.h"
 #include "tests/support/process.h"
 #include "tests/support/test_paths.h"
 
@@ -76,34 +77,7 @@ protected:
         return result_;
     }
     std::string state(const std::string& name, const std::string& leaf) { return dir_ + "/run/kvm/" + name + "/" + leaf; }
-    int pid(const std::string& name) {
-        for (int i = 0; i < 200; ++i) {
-            std::ifstream f(state(name, "pid"));
-            int p = 0;
-            if (f >> p && p > 0) return p;
-            std::this_thread::sleep_for(50ms);
-        }
-        return -1;
-    }
-    // A line of /proc/PID/status ("Seccomp:\t2"), or "" when absent.
-    static std::string status_line(int pid, const std::string& key) {
-        std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-        std::string line;
-        while (std::getline(f, line))
-            if (line.rfind(key + ":", 0) == 0) return line;
-        return "";
-    }
-    // Waits (bounded) until /proc/PID/status shows `want` for `key`: the filter is installed
-    // a moment after the QMP sockets appear.
-    static std::string wait_status(int pid, const std::string& key, const std::string& want) {
-        std::string line;
-        for (int i = 0; i < 100; ++i) {
-            line = status_line(pid, key);
-            if (line == key + ":\t" + want) break;
-            std::this_thread::sleep_for(50ms);
-        }
-        return line;
-    }
+    int pid(const std::string& name) { return wait_pid_file(dir_ + "/run/kvm/" + name); }
 
     // The anchor's threads by name (/proc/PID/task/TID/comm): tid -> name.
     static std::map<int, std::string> threads(int pid) {
@@ -200,10 +174,10 @@ TEST_F(SeccompAnchorTest, FilterAndCapabilityDropAreInPlaceWhileTheGuestRuns) {
     c.execute("cont");
     const int p = pid("jailed");
     ASSERT_GT(p, 0);
-    EXPECT_EQ(wait_status(p, "Seccomp", "2"), "Seccomp:\t2");
-    EXPECT_EQ(wait_status(p, "Seccomp_filters", "1"), "Seccomp_filters:\t1");
-    EXPECT_EQ(wait_status(p, "CapEff", "0000000000000000"), "CapEff:\t0000000000000000");
-    EXPECT_EQ(status_line(p, "NoNewPrivs"), "NoNewPrivs:\t1");
+    EXPECT_EQ(wait_proc_status(p, "Seccomp", "2"), "Seccomp:\t2");
+    EXPECT_EQ(wait_proc_status(p, "Seccomp_filters", "1"), "Seccomp_filters:\t1");
+    EXPECT_EQ(wait_proc_status(p, "CapEff", "0000000000000000"), "CapEff:\t0000000000000000");
+    EXPECT_EQ(proc_status_line(p, "NoNewPrivs"), "NoNewPrivs:\t1");
     EXPECT_EQ(c.execute("query-status")["status"], "running");
     EXPECT_EQ(c.execute("quit"), Json::object());
     const auto r = finish();
@@ -232,7 +206,7 @@ TEST_F(SeccompAnchorTest, VcpuAndDeviceThreadsStackTheirOwnFilter) {
             else
                 EXPECT_EQ(line, "Seccomp_filters:\t1") << phase << " " << thread;
         }
-        EXPECT_EQ(status_line(p, "Seccomp_filters"), "Seccomp_filters:\t1") << "the main thread";
+        EXPECT_EQ(proc_status_line(p, "Seccomp_filters"), "Seccomp_filters:\t1") << "the main thread";
         EXPECT_EQ(c.execute("query-status")["status"], phase);
     }
     // the socket console is served by notify under its filter: a client connects and is fed
@@ -266,7 +240,7 @@ TEST_F(SeccompAnchorTest, SeccompLogStacksBothFiltersInLogMode) {
     std::map<std::string, std::string> seen;
     EXPECT_EQ(wait_thread_filters(p, device_domain_threads(has_nic()), "2", "1", seen), device_domain_threads(has_nic()))
         << ::testing::PrintToString(seen);
-    EXPECT_EQ(status_line(p, "Seccomp_filters"), "Seccomp_filters:\t1");
+    EXPECT_EQ(proc_status_line(p, "Seccomp_filters"), "Seccomp_filters:\t1");
     c.execute("quit");
     const auto r = finish();
     EXPECT_EQ(r.exit_status, 8) << r.err;
@@ -281,7 +255,7 @@ TEST_F(SeccompAnchorTest, SeccompOffLeavesNoFilter) {
     c.execute("query-status");
     c.execute("cont");
     std::this_thread::sleep_for(300ms);
-    EXPECT_EQ(status_line(p, "Seccomp"), "Seccomp:\t0");
+    EXPECT_EQ(proc_status_line(p, "Seccomp"), "Seccomp:\t0");
     std::map<std::string, std::string> seen;
     EXPECT_EQ(wait_vcpu_filters(p, "0", seen), 1);
     for (const auto& [thread, line] : seen) EXPECT_EQ(line, "Seccomp_filters:\t0") << thread;
@@ -298,7 +272,7 @@ TEST_F(SeccompAnchorTest, RestartOnSystemResetWorksUnderTheInheritedFilter) {
     for (int round = 0; round < 2; ++round) {
         {
             qmp::QmpClient c(state("reboot", "qmp"), 30s);
-            EXPECT_EQ(wait_status(p, "Seccomp", "2"), "Seccomp:\t2");
+            EXPECT_EQ(wait_proc_status(p, "Seccomp", "2"), "Seccomp:\t2");
             c.execute("cont");  // running now; the restarted domain is back in prelaunch
             c.execute("system_reset");
         }
@@ -308,7 +282,7 @@ TEST_F(SeccompAnchorTest, RestartOnSystemResetWorksUnderTheInheritedFilter) {
         EXPECT_EQ(again.execute("query-status")["status"], "prelaunch") << "round " << round;
         EXPECT_EQ(pid("reboot"), p);
     }
-    EXPECT_EQ(wait_status(p, "Seccomp_filters", "1"), "Seccomp_filters:\t1");
+    EXPECT_EQ(wait_proc_status(p, "Seccomp_filters", "1"), "Seccomp_filters:\t1");
     {
         // the restarted image's vCPU and device threads stack their filter on the inherited one
         std::map<std::string, std::string> seen;
