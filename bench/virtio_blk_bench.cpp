@@ -16,7 +16,8 @@
 // hop than here, so the kick path is optimistic in this bench.
 //
 // Usage: virtio_blk_bench [--file PATH] [--size-mb N] [--seconds S] [--rounds N]
-//                         [--engine threads|io_uring] [--inline-max BYTES] [--poll-max NS]
+//                         [--engine split|threads|io_uring] [--inline-max BYTES] [--poll-max NS]
+//                         (split, the device's default: reads on io_uring, the rest on the pool)
 //                         [--only NAME-PART]   (only the device configurations whose name has it)
 //                         [--pin]   (the device's threads on CPU 1, the driver and raw loops on CPU 0,
 //                                    as a deployment that polls pins the iothread apart from the vCPU)
@@ -62,7 +63,7 @@ struct Args {
     std::uint64_t size_mb = 64;
     double seconds = 0.5;
     unsigned rounds = 5;
-    bool io_uring_engine = false;
+    std::string engine = "split";  // split | threads | io_uring
     std::size_t inline_max = virtio_blk::VirtioBlkOptions{}.inline_max_bytes;
     std::chrono::nanoseconds poll_max = virtio_blk::VirtioBlkOptions{}.poll_max;
     std::string only;  // run only the device configurations whose name contains this
@@ -324,7 +325,8 @@ Result device_run(const Args& a, const DeviceConfig& c, bool write, std::uint64_
     if (a.pin) pin_to(1);
     virtio_blk::VirtioBlkOptions opts;
     opts.name = "bench";
-    opts.use_io_uring = a.io_uring_engine;
+    opts.use_io_uring = a.engine == "io_uring";
+    opts.reads_on_io_uring = a.engine == "split";
     opts.inline_max_bytes = a.inline_max;
     opts.poll_max = c.device_poll ? a.poll_max : std::chrono::nanoseconds{0};
     virtio_blk::VirtioBlk blk(virtio_blk::DiskImage::open({a.file, std::nullopt, false}), opts);
@@ -472,14 +474,20 @@ int main(int argc, char** argv) {
         else if (k == "--size-mb") a.size_mb = std::stoull(next());
         else if (k == "--seconds") a.seconds = std::stod(next());
         else if (k == "--rounds") a.rounds = std::max(1u, static_cast<unsigned>(std::stoul(next())));
-        else if (k == "--engine") a.io_uring_engine = next() == "io_uring";
+        else if (k == "--engine") {
+            a.engine = next();
+            if (a.engine != "split" && a.engine != "threads" && a.engine != "io_uring") {
+                std::fprintf(stderr, "%s: --engine must be split, threads or io_uring, not \"%s\"\n", argv[0], a.engine.c_str());
+                return 64;
+            }
+        }
         else if (k == "--inline-max") a.inline_max = std::stoull(next());
         else if (k == "--poll-max") a.poll_max = std::chrono::nanoseconds{std::stoll(next())};
         else if (k == "--only") a.only = next();
         else if (k == "--pin") a.pin = true;
         else {
             std::fprintf(stderr,
-                         "usage: %s [--file PATH] [--size-mb N] [--seconds S] [--rounds N] [--engine threads|io_uring] "
+                         "usage: %s [--file PATH] [--size-mb N] [--seconds S] [--rounds N] [--engine split|threads|io_uring] "
                          "[--inline-max BYTES] [--poll-max NS] [--only NAME-PART] [--pin]\n",
                          argv[0]);
             return 64;
@@ -506,7 +514,7 @@ int main(int argc, char** argv) {
     std::printf("virtio_blk_bench: %s, %llu MiB, %.2f s per run, %u rounds, device engine %s, inline up to %zu bytes, "
                 "poll_max %lld ns, %ld CPUs%s\n",
                 a.file.c_str(), static_cast<unsigned long long>(a.size_mb), a.seconds, a.rounds,
-                a.io_uring_engine ? "io_uring" : "threads", a.inline_max, static_cast<long long>(a.poll_max.count()),
+                a.engine.c_str(), a.inline_max, static_cast<long long>(a.poll_max.count()),
                 ::sysconf(_SC_NPROCESSORS_ONLN), a.pin ? ", driver on CPU 0, device threads on CPU 1" : "");
     std::vector<DeviceConfig> configs;
     for (const DeviceConfig& c : std::initializer_list<DeviceConfig>{

@@ -191,6 +191,29 @@ private:
     std::vector<std::thread> workers_;
 };
 
+class SplitEngine final : public IoEngine {
+public:
+    SplitEngine(std::unique_ptr<IoEngine> reads, std::unique_ptr<IoEngine> rest)
+        : reads_(std::move(reads)), rest_(std::move(rest)),
+          name_(std::string(reads_->name()) + " reads, " + rest_->name()) {}
+    void submit(std::vector<IoOp> ops) override {
+        const auto reads = std::count_if(ops.begin(), ops.end(), [](const IoOp& op) { return op.kind == IoOp::Kind::Read; });
+        if (reads == 0) return rest_->submit(std::move(ops));
+        if (static_cast<std::size_t>(reads) == ops.size()) return reads_->submit(std::move(ops));
+        std::vector<IoOp> r, o;
+        r.reserve(static_cast<std::size_t>(reads));
+        o.reserve(ops.size() - static_cast<std::size_t>(reads));
+        for (auto& op : ops) (op.kind == IoOp::Kind::Read ? r : o).push_back(std::move(op));
+        reads_->submit(std::move(r));
+        rest_->submit(std::move(o));
+    }
+    const char* name() const override { return name_.c_str(); }
+
+private:
+    std::unique_ptr<IoEngine> reads_, rest_;  // each waits for its own ops when destroyed
+    std::string name_;
+};
+
 #ifdef VMM_HAVE_LIBURING
 
 // One thread owns the ring. Other threads queue ops and write the kick eventfd, on which the ring
@@ -382,6 +405,10 @@ std::unique_ptr<IoEngine> make_uring_engine([[maybe_unused]] int fd, [[maybe_unu
 std::unique_ptr<IoEngine> make_thread_pool_engine(int fd, unsigned threads, const std::string& thread_name,
                                                   std::function<void()> on_thread_start) {
     return std::make_unique<ThreadPoolEngine>(fd, threads, thread_name, std::move(on_thread_start));
+}
+
+std::unique_ptr<IoEngine> make_split_engine(std::unique_ptr<IoEngine> reads, std::unique_ptr<IoEngine> rest) {
+    return std::make_unique<SplitEngine>(std::move(reads), std::move(rest));
 }
 
 }  // namespace vmm::virtio_blk

@@ -48,6 +48,9 @@ std::unique_ptr<IoEngine> make_uring_engine(int fd, unsigned depth, const std::s
 // Thread-pool engine ("threads"): `threads` workers named thread_name + index.
 std::unique_ptr<IoEngine> make_thread_pool_engine(int fd, unsigned threads, const std::string& thread_name,
                                                   std::function<void()> on_thread_start = {});
+// Reads to `reads`, every other op to `rest` ("io_uring reads, threads" for a ring and a pool);
+// the order of a submit()'s ops is kept within each side.
+std::unique_ptr<IoEngine> make_split_engine(std::unique_ptr<IoEngine> reads, std::unique_ptr<IoEngine> rest);
 
 // Completion batching: an engine thread completes a run of ops inside a CompletionBatch; a
 // device whose `done` runs inside one may defer its interrupt to the batch's end (defer()),

@@ -64,6 +64,13 @@ struct VirtioBlkOptions {
     // punts writes to io-wq workers serialised per inode, and bench/virtio_blk_bench measured
     // 64 KiB writes at depth 16 several times slower than the pool (reads were ~1.3x faster).
     bool use_io_uring = false;
+    // With use_io_uring off: reads still go to an io_uring ring of their own (thread
+    // <name>-rd, when available), writes, flushes, discards and write-zeroes to the pool.
+    // Reads from the page cache complete inside io_uring_enter, a batch per system call and
+    // an interrupt per reap: at depth 32 that is twice the pool's rate (bench/RESULTS.md,
+    // 2026-12-05). Ordering is unaffected: a flush covers completed writes, which all run on
+    // the pool.
+    bool reads_on_io_uring = true;
     unsigned io_threads = 4;    // pool size
     // A lone small read or write (nothing else in flight, at most this many bytes) is done on
     // the dispatcher thread itself instead of being handed to the engine: at queue depth 1 that

@@ -58,14 +58,16 @@ std::function<void()> stack(IoThreadKind kind) {
     return [kind] { install_io_thread_seccomp(SeccompMode::Enforce, kind); };
 }
 
-// Every virtio-blk request type on one engine; returns 0 or the step that failed.
-int blk_session(const std::string& path, bool io_uring) {
+// Every virtio-blk request type on one engine ("threads", "io_uring" or "split": reads on a
+// ring, the rest on the pool); returns 0 or the step that failed.
+int blk_session(const std::string& path, const std::string& engine) {
     test::FakeGuestMemory fake{{{0, 0x100000}}};
     const GuestMemory& mem = fake.memory();
     virtio_blk::VirtioBlkOptions opts;
     opts.name = "blksec";
     opts.queue_size = 64;
-    opts.use_io_uring = io_uring;
+    opts.use_io_uring = engine == "io_uring";
+    opts.reads_on_io_uring = engine == "split";
     opts.io_threads = 2;
     opts.on_thread_start = stack(IoThreadKind::Block);
     jail_process();
@@ -122,17 +124,17 @@ int blk_session(const std::string& path, bool io_uring) {
 }
 
 TEST_F(SeccompIoThreadsTest, VirtioBlkServesEveryRequestTypeUnderTheBlockFilter) {
-    for (bool io_uring : {false, true}) {
+    for (const std::string engine : {"threads", "io_uring", "split"}) {
         char tmpl[] = "/tmp/vmm-blk-seccomp-XXXXXX";
         const int fd = ::mkstemp(tmpl);
         ASSERT_GE(fd, 0);
         ASSERT_EQ(::ftruncate(fd, 1 << 20), 0);
         ::close(fd);
         const std::string path = tmpl;
-        const ChildResult r = test::run_in_child([&] { return blk_session(path, io_uring); });
+        const ChildResult r = test::run_in_child([&] { return blk_session(path, engine); });
         ::unlink(tmpl);
-        EXPECT_TRUE(r.exited) << (io_uring ? "io_uring" : "threads") << ": signal " << r.status << " " << r.out;
-        EXPECT_EQ(r.status, 0) << (io_uring ? "io_uring" : "threads") << ": " << r.out;
+        EXPECT_TRUE(r.exited) << engine << ": signal " << r.status << " " << r.out;
+        EXPECT_EQ(r.status, 0) << engine << ": " << r.out;
         EXPECT_THAT(r.out, ::testing::Not(::testing::HasSubstr("denied syscall")));
     }
 }

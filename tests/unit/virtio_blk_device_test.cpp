@@ -69,9 +69,14 @@ struct TempDisk {
 
 // Parameters: the io_uring engine (else the thread pool); adaptive polling on (the default,
 // 32 µs) or off (poll_max 0). Every behaviour below must hold either way.
-class VirtioBlkDeviceTest : public ::testing::TestWithParam<std::tuple<bool, bool>> {
+// The engines: the pool alone, io_uring alone, and the default split (reads on a ring, the rest
+// on the pool).
+enum class Engine { Threads, IoUring, Split };
+
+class VirtioBlkDeviceTest : public ::testing::TestWithParam<std::tuple<Engine, bool>> {
 protected:
-    bool io_uring() const { return std::get<0>(GetParam()); }
+    Engine engine() const { return std::get<0>(GetParam()); }
+    bool io_uring() const { return engine() == Engine::IoUring; }
     bool polling() const { return std::get<1>(GetParam()); }
 
     void SetUp() override { open_device(false); }
@@ -83,6 +88,7 @@ protected:
         opts.serial = "serial-0123456789abcdef";  // longer than 20 bytes: truncated
         opts.queue_size = 64;
         opts.use_io_uring = io_uring();
+        opts.reads_on_io_uring = engine() == Engine::Split;
         opts.io_threads = 2;
         if (!polling()) opts.poll_max = std::chrono::nanoseconds{0};
         opts.on_thread_start = on_thread_start;
@@ -153,10 +159,11 @@ TEST_P(VirtioBlkDeviceTest, EveryDeviceThreadRunsTheStartHookFirst) {
         cv.wait(lock, [&] { return released; });
     };
     open_device(false);
-    const bool uring = std::string(blk->io_engine_name()) == "io_uring";
+    const std::string engine_name = blk->io_engine_name();
     const std::multiset<std::string> want =
-        uring ? std::multiset<std::string>{"blktest-q", "blktest-io"}
-              : std::multiset<std::string>{"blktest-q", "blktest-io0", "blktest-io1"};
+        engine_name == "io_uring"                 ? std::multiset<std::string>{"blktest-q", "blktest-io"}
+        : engine_name == "io_uring reads, threads" ? std::multiset<std::string>{"blktest-q", "blktest-rd", "blktest-io0", "blktest-io1"}
+                                                   : std::multiset<std::string>{"blktest-q", "blktest-io0", "blktest-io1"};
     {
         std::unique_lock lock(mu);
         ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return names.size() == want.size(); }));
@@ -198,17 +205,17 @@ TEST_P(VirtioBlkDeviceTest, ThreadsHeldAtTheStartHookJoinOnceReleased) {
 }
 
 TEST_P(VirtioBlkDeviceTest, ConfigSpaceAndFeatures) {
-    if (!io_uring()) {
+    if (engine() == Engine::Threads) {
         EXPECT_STREQ(blk->io_engine_name(), "threads");
     }
 #if __has_include(<liburing.h>)
-    if (io_uring()) {
+    if (engine() != Engine::Threads) {
         // Where this kernel makes restricted rings, the engine runs on one (no silent fallback).
         struct io_uring probe {};
         const int files[] = {::open(disk.path.c_str(), O_RDONLY | O_CLOEXEC)};
         if (setup_restricted_ring(probe, 4, files) == 0) {
             io_uring_queue_exit(&probe);
-            EXPECT_STREQ(blk->io_engine_name(), "io_uring");
+            EXPECT_STREQ(blk->io_engine_name(), io_uring() ? "io_uring" : "io_uring reads, threads");
         }
         ::close(files[0]);
     }
@@ -267,7 +274,7 @@ TEST_P(VirtioBlkDeviceTest, ABurstOfCompletionsCostsAnInterruptPerBatch) {
         EXPECT_EQ(got, disk.read((10 + static_cast<std::uint64_t>(i) * 8) * 512, 4096)) << i;
     }
     EXPECT_GE(irq->queue_notifies, 1);
-    if (!io_uring())  // the ring's batches are what one reap finds: not a fixed number
+    if (engine() == Engine::Threads)  // a ring's batches are what one reap finds: not a fixed number
         EXPECT_LE(irq->queue_notifies, 2) << "one interrupt per worker's batch";
     else
         EXPECT_LE(irq->queue_notifies, kRequests);
@@ -632,9 +639,12 @@ TEST_P(VirtioBlkDeviceTest, ResetWaitsForInFlightRequestsAndTheDeviceCanRestart)
     EXPECT_EQ(now, old_status);
 }
 
-INSTANTIATE_TEST_SUITE_P(EnginesAndPolling, VirtioBlkDeviceTest, ::testing::Combine(::testing::Bool(), ::testing::Bool()),
+INSTANTIATE_TEST_SUITE_P(EnginesAndPolling, VirtioBlkDeviceTest,
+                         ::testing::Combine(::testing::Values(Engine::Threads, Engine::IoUring, Engine::Split),
+                                            ::testing::Bool()),
                          [](const auto& info) {
-                             return std::string(std::get<0>(info.param) ? "io_uring" : "thread_pool") +
+                             const Engine e = std::get<0>(info.param);
+                             return std::string(e == Engine::IoUring ? "io_uring" : e == Engine::Split ? "split" : "thread_pool") +
                                     (std::get<1>(info.param) ? "_polling" : "_no_polling");
                          });
 
