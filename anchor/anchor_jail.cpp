@@ -56,7 +56,12 @@ std::string self_executable() {
 
 jail::JailSpec anchor_jail_spec(const DomainManifest& m, const AnchorJailOptions& o) {
     jail::JailSpec spec;
-    spec.mountpoint = o.run_dir + "/.jail-root";
+    // Relative paths (--run-dir run, --manifest examples/x.json) keep working inside: the jail
+    // has the same working directory.
+    const std::string run_dir = std::filesystem::absolute(o.run_dir).lexically_normal().string();
+    std::error_code ec;
+    spec.workdir = std::filesystem::current_path(ec).string();
+    spec.mountpoint = run_dir + "/.jail-root";
     spec.identity = o.identity;
     spec.keep = jail::anchor_kept_capabilities(!m.nics.empty(), !m.pci.empty());
     spec.new_network_namespace = m.nics.empty();
@@ -78,7 +83,7 @@ jail::JailSpec anchor_jail_spec(const DomainManifest& m, const AnchorJailOptions
     for (const auto& d : m.disks) d.readonly ? ro(d.path) : rw(d.path);
     for (const auto& c : m.consoles)
         if (c.kind == "socket") rw(std::filesystem::path(c.path).parent_path().string());
-    spec.binds.push_back({o.run_dir + "/kvm/" + m.name, true, false, true});
+    spec.binds.push_back({run_dir + "/kvm/" + m.name, true, false, true});
     rw("/dev/pts");
 
     spec.devices = {"/dev/kvm", "/dev/ptmx", "/dev/null"};

@@ -148,6 +148,14 @@ public:
         if (::chown(target.c_str(), uid, gid) != 0) throw_errno("jail: chown " + host);
     }
 
+    // A directory at `path` (its host path resolved as mirror() does): the bound one, or an
+    // empty one of the jail's own.
+    std::string directory(const std::string& path) {
+        const std::string host = mirror(path);
+        make_dir(root_ + host, 0755);
+        return host;
+    }
+
     void marker() {
         std::ofstream out(root_ + kJailMarker);
         out << "vmm-anchor jail\n";
@@ -258,6 +266,7 @@ void enter_jail(const JailSpec& spec) {
     make_dir(root + "/dev", 0755);
     for (const auto& d : spec.devices) tree.device(d, spec.identity);
     tree.marker();
+    const std::string workdir = spec.workdir.empty() ? "/" : tree.directory(spec.workdir);
 
     // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves the jail.
     if (::chdir(root.c_str()) != 0) throw_errno("jail: chdir " + root);
@@ -266,6 +275,7 @@ void enter_jail(const JailSpec& spec) {
     if (::chdir("/") != 0) throw_errno("jail: chdir /");
     if (::mount(nullptr, "/", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID, nullptr) != 0)
         throw_errno("jail: remounting the jail's root read-only");
+    if (::chdir(workdir.c_str()) != 0) throw_errno("jail: chdir " + workdir);
 
     lower_privileges(spec);
 }

@@ -47,6 +47,10 @@ struct JailSpec {
     std::string mountpoint;            // an existing or creatable host directory (0700)
     std::vector<JailBind> binds;
     std::vector<std::string> devices;  // character device nodes, e.g. "/dev/kvm"
+    // The working directory inside the jail (an empty directory of the jail's own when nothing
+    // is bound there): relative paths the process was given (a restart's --manifest, say)
+    // resolve as they did before. "" = "/".
+    std::string workdir;
     bool new_network_namespace = false;
     std::optional<JailIdentity> identity;
     CapMask keep = 0;

@@ -2,7 +2,8 @@
 // guest's data path goes through the jail's bind mount to the host file; a jailed anchor's root
 // (seen from the host through /proc/PID/root) holds the domain's files and nothing else, it
 // has its own network namespace without taps and the host's with one, it serves QMP and a socket
-// console, and it restarts on system_reset inside the jail, also as a dedicated non-root uid.
+// console, and it restarts on system_reset inside the jail (started with relative paths, which
+// the restart reads again in there), also as a dedicated non-root uid.
 // Needs /dev/kvm and root.
 #include "qmp/qmp_client.h"
 #include "tests/support/proc_status.h"
@@ -62,6 +63,13 @@ protected:
         return path;
     }
     bool has_tap() const { return ::access("/dev/net/tun", R_OK | W_OK) == 0; }
+    // With relative paths, from dir_ (as a user types `vmm-anchor --manifest x.json --run-dir
+    // run --jail`): the restart re-reads them inside the jail.
+    void start_in_dir(const std::string& manifest_leaf) {
+        const std::string cmd = "cd '" + dir_ + "' && exec '" + anchor_path() + "' --manifest " + manifest_leaf +
+                                " --run-dir run --jail";
+        anchor_ = std::thread([this, cmd] { result_ = run_process({"/bin/sh", "-c", cmd}, 120s); });
+    }
     void start(const std::string& manifest_path, const std::vector<std::string>& extra) {
         std::vector<std::string> argv{anchor_path(), "--manifest", manifest_path, "--run-dir", dir_ + "/run", "--jail"};
         argv.insert(argv.end(), extra.begin(), extra.end());
@@ -128,7 +136,8 @@ TEST_F(JailedAnchorTest, TheJailHoldsTheDomainsFilesOnlyAndSurvivesRestarts) {
                         R"(/sock/con.sock"}])";
     fs::create_directories(dir_ + "/sock");
     if (tap) extra += R"(, "nics": [{"tap": "vmmjail0"}])";
-    start(manifest("jailed", "idle.bin", extra, true), {});
+    manifest("jailed", "idle.bin", extra, true);
+    start_in_dir("jailed.json");
     const int p = pid("jailed");
     ASSERT_GT(p, 0) << result_.err;
     qmp::QmpClient c(state("jailed", "qmp"), 30s);

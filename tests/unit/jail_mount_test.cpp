@@ -136,6 +136,7 @@ protected:
                    {dir_ + "/data/ro.img", false, false, false},
                    {dir_ + "/state", true, false, true}};
         s.devices = {"/dev/null"};
+        s.workdir = dir_ + "/data";
         s.new_network_namespace = true;
         s.keep = jail::cap_bit(CAP_NET_ADMIN);
         return s;
@@ -153,6 +154,8 @@ TEST_F(MountJailTest, TheJailHoldsOnlyWhatItWasGiven) {
         out["disk.write"] = try_open(d + "/data/disk.img", O_WRONLY);
         out["ro.read"] = read_file(d + "/data/ro.img");
         out["ro.write"] = try_open(d + "/data/ro.img", O_WRONLY);
+        // the same working directory: relative paths resolve as before
+        out["relative"] = read_file("ro.img");
         // not given: a file next to them, the host's /etc, /proc, /sys
         out["secret"] = try_open(d + "/secret.txt", O_RDONLY);
         out["passwd"] = try_open("/etc/passwd", O_RDONLY);
@@ -199,6 +202,7 @@ TEST_F(MountJailTest, TheJailHoldsOnlyWhatItWasGiven) {
     EXPECT_EQ(r.at("disk.write"), "ok");
     EXPECT_EQ(r.at("ro.read"), "readonly");
     EXPECT_EQ(r.at("ro.write"), "EROFS");
+    EXPECT_EQ(r.at("relative"), "readonly");
     EXPECT_EQ(r.at("secret"), "ENOENT");
     EXPECT_EQ(r.at("passwd"), "ENOENT");
     EXPECT_EQ(r.at("proc"), "ENOENT");

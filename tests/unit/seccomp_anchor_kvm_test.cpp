@@ -18,7 +18,9 @@
 #include <set>
 #include <thread>
 
+#include <linux/io_uring.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -127,10 +129,16 @@ protected:
     static bool stacks_own_filter(const std::string& name) {
         return name.rfind("vcpu", 0) == 0 || name == "notify" || name.rfind("blk", 0) == 0 || name.rfind("net", 0) == 0;
     }
-    // The names a domain from devices() runs with one vCPU (with a NIC: "net0-io").
+    // The names a domain from devices() runs with one vCPU (with a NIC: "net0-io"; where this
+    // kernel makes io_uring rings, the disk's read ring "blk0-rd").
     static std::set<std::string> device_domain_threads(bool nic) {
         std::set<std::string> names{"vcpu0", "notify", "blk0-q", "blk0-io0", "blk0-io1", "blk0-io2", "blk0-io3"};
         if (nic) names.insert("net0-io");
+        io_uring_params params{};
+        if (const long fd = ::syscall(__NR_io_uring_setup, 1, &params); fd >= 0) {
+            ::close(static_cast<int>(fd));
+            names.insert("blk0-rd");
+        }
         return names;
     }
     // Waits (bounded) until each thread in `names` exists and every thread that stacks its own
