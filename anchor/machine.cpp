@@ -199,6 +199,7 @@ void Machine::jail_io_thread(jail::IoThreadKind kind) {
 
 StopReason Machine::run() {
     namespace asio = boost::asio;
+    const auto log = logger("anchor");  // one registry lookup for the milestones below
     asio::io_context io;
     install_kick_handler();
     control_.set_vcpu_count(static_cast<unsigned>(vcpus_.size()));
@@ -245,7 +246,7 @@ StopReason Machine::run() {
             input = std::make_unique<asio::posix::stream_descriptor>(io, ::dup(console_->input_fd()));
             read_input();
         } catch (const std::exception& e) {
-            logger("anchor")->debug("console input not watched: {}", e.what());
+            log->debug("console input not watched: {}", e.what());
         }
     }
     // Flush console output the pty could not take while nobody was reading.
@@ -323,7 +324,7 @@ StopReason Machine::run() {
     }
     control_.set_event_sink(emit);
 
-    logger("anchor")->debug("startup: QMP listening");
+    log->debug("startup: QMP listening");
     pci_->start();
     if (passthrough_) passthrough_->start();
     // The vCPU threads wait at the jail gate until the process is jailed, then stack their own
@@ -335,7 +336,7 @@ StopReason Machine::run() {
     std::vector<std::thread> threads;
     for (auto& v : vcpus_) {
         KvmVcpu* vcpu = v.get();
-        threads.emplace_back([this, vcpu] {
+        threads.emplace_back([this, vcpu, log] {
             set_thread_name("vcpu" + std::to_string(vcpu->index()));
             {
                 std::lock_guard lock(vcpu_tids_mutex_);
@@ -351,7 +352,7 @@ StopReason Machine::run() {
                                        "jail: vcpu" + std::to_string(vcpu->index()) + ": " + e.what()});
                 return;
             }
-            if (vcpu->index() == 0) logger("anchor")->debug("startup: vcpu0 enters KVM_RUN");
+            if (vcpu->index() == 0) log->debug("startup: vcpu0 enters KVM_RUN");
             run_vcpu_loop(*vcpu, *exit_handler_, control_);
         });
     }
@@ -362,11 +363,11 @@ StopReason Machine::run() {
     bool jailed = false;
     try {
         seccomp_mode = jail::parse_seccomp_mode(options_.seccomp);
-        logger("anchor")->debug("startup: threads started; jail step");
+        log->debug("startup: threads started; jail step");
         jail::drop_capabilities(jail::anchor_kept_capabilities(!manifest_.nics.empty(), !manifest_.pci.empty()));
-        logger("anchor")->debug("startup: capabilities dropped");
+        log->debug("startup: capabilities dropped");
         jail::install_anchor_seccomp(seccomp_mode);
-        logger("anchor")->debug("startup: seccomp filter installed");
+        log->debug("startup: seccomp filter installed");
         jailed = true;
     } catch (const std::exception& e) {
         control_.request_stop({StopKind::HostError, 0, std::string("jail: ") + e.what()});
@@ -378,7 +379,7 @@ StopReason Machine::run() {
     if (!control_.stopping()) io.run();
     for (auto& v : vcpus_) v->kick();
     for (auto& t : threads) t.join();
-    logger("anchor")->debug("teardown: vCPU threads joined");
+    log->debug("teardown: vCPU threads joined");
     // The loop's own periodic work ends here (the flushers re-arm forever, the input reads and
     // the signal wait never finish): what still runs below is QMP's flush, and the loop
     // returns as soon as that is done instead of always waiting out the deadline.
@@ -397,7 +398,7 @@ StopReason Machine::run() {
     io.restart();
     io.run_for(std::chrono::milliseconds(500));
     qmp_server.reset();
-    logger("anchor")->debug("teardown: QMP clients flushed");
+    log->debug("teardown: QMP clients flushed");
     return control_.reason().value_or(StopReason{StopKind::HostError, 0, "event loop ended without a stop reason"});
 }
 

@@ -67,6 +67,10 @@ if command -v file >/dev/null; then
     file "$R/usr/bin/vmm-anchor" | grep -q "not stripped" && fail "vmm-anchor is not stripped"
 fi
 grep -q '^ExecStart=/usr/bin/vmmd ' "$R/lib/systemd/system/vmmd.service" || fail "unit does not start /usr/bin/vmmd"
+grep -q '^ExecStart=/usr/bin/vmmd .* --jail' "$R/lib/systemd/system/vmmd.service" || fail "unit does not jail its anchors (--jail)"
+for cap in CAP_SYS_ADMIN CAP_MKNOD CAP_CHOWN; do  # what the jail needs: namespaces and mounts, its device nodes
+    grep -q "^CapabilityBoundingSet=.*$cap" "$R/lib/systemd/system/vmmd.service" || fail "unit's bounding set lacks $cap (the jail needs it)"
+done
 
 # 5. tmpfiles.d: /run/hypervisor, root only.
 grep -Eq '^d /run/hypervisor 0700 root root' "$R/usr/lib/tmpfiles.d/vmm.conf" || fail "tmpfiles entry wrong"
