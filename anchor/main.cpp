@@ -4,6 +4,7 @@
 #include "anchor/machine.h"
 #include "anchor/stop_reason.h"
 #include "common/log.h"
+#include "jail/jail_cli.h"
 #include "manifest/domain_manifest.h"
 #include "manifest/path_policy.h"
 
@@ -16,7 +17,6 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
-#include <optional>
 #include <vector>
 
 namespace {
@@ -68,13 +68,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> allow_dirs;
     app.add_option("--allow-dir", allow_dirs,
                    "a directory the manifest may take kernels, initrds, disks and sockets from (repeatable; default: anywhere)");
-    bool jail = false;
-    app.add_flag("--jail", jail,
-                 "run in a file-system jail holding only this domain's files (new mount/IPC/UTS namespaces, "
-                 "and network without taps; docs/SECURITY.md)");
-    unsigned jail_uid_value = 0, jail_gid_value = 0;  // CLI11 2.1 fills no std::optional
-    auto* jail_uid_opt = app.add_option("--jail-uid", jail_uid_value, "with --jail: run as this uid (the domain's files must be open to it)");
-    auto* jail_gid_opt = app.add_option("--jail-gid", jail_gid_value, "with --jail: run as this gid (default: --jail-uid)");
+    jail::JailCliOptions jail_cli;
+    jail_cli.add_to(app, "run in");
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")->capture_default_str();
     try {
         app.parse(argc, argv);
@@ -83,17 +78,11 @@ int main(int argc, char** argv) {
         return rc == 0 ? 0 : kExitUsage;
     }
     options.console = console == "pty" ? ConsoleMode::Pty : ConsoleMode::Stdio;
-    std::optional<unsigned> jail_uid, jail_gid;
-    if (jail_uid_opt->count() > 0) jail_uid = jail_uid_value;
-    if (jail_gid_opt->count() > 0) jail_gid = jail_gid_value;
-    if ((jail_uid || jail_gid) && !jail) {
-        std::fprintf(stderr, "vmm-anchor: --jail-uid and --jail-gid need --jail\n");
+    if (const std::string problem = jail_cli.problem(); !problem.empty()) {
+        std::fprintf(stderr, "vmm-anchor: %s\n", problem.c_str());
         return kExitUsage;
     }
-    if (jail_gid && !jail_uid) {
-        std::fprintf(stderr, "vmm-anchor: --jail-gid needs --jail-uid\n");
-        return kExitUsage;
-    }
+    const bool jail = jail_cli.jail;
     const std::string executable = jail ? self_executable() : "";
 
     DomainManifest manifest;
@@ -129,7 +118,7 @@ int main(int argc, char** argv) {
             jo.run_dir = options.run_dir;
             jo.manifest_path = manifest_path;
             jo.executable = executable;
-            if (jail_uid) jo.identity = jail::JailIdentity{*jail_uid, jail_gid.value_or(*jail_uid)};
+            if (const auto uid = jail_cli.uid()) jo.identity = jail::JailIdentity{*uid, jail_cli.gid().value_or(*uid)};
             jail::enter_jail(anchor_jail_spec(manifest, jo));
             logger("anchor")->debug("startup: jailed");
         } catch (const std::exception& e) {

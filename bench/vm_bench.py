@@ -9,7 +9,8 @@
              virtio-console, minus the guest RAM pages it touched (the RSS/PSS of the guest RAM
              mapping); QEMU -M pc with the same devices (virtio-*-pci) and the same idle guest.
   density    N idle domains started through vmmd/vmctl one after another as fast as it takes
-             them; domains per second, total anchor overhead; all stopped.
+             them; domains per second, total anchor overhead; all stopped. density_jail: the
+             same with vmmd --jail (not in the default set).
   control    vmctl start -> running (vmmd, the anchor, prelaunch -> cont) against QEMU's exec ->
              QMP answering query-status "running"; the QMP query-status round trip on a fresh
              connection (pillar's way) is tests/qmp-go (bench/run-vm-bench reports it).
@@ -196,10 +197,10 @@ def vmctl(sock, *args, timeout=120):
     return subprocess.run([VMCTL, "--socket", sock, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def bench_density(tmp, count):
-    run_dir = os.path.join(tmp, "vmmd-run")
-    sock = os.path.join(tmp, "vmmd.sock")
-    d = subprocess.Popen([VMMD, "--run-dir", run_dir, "--socket", sock, "--anchor", ANCHOR],
+def bench_density(tmp, count, jail=False):
+    run_dir = os.path.join(tmp, "vmmd-run" + ("-jail" if jail else ""))
+    sock = os.path.join(tmp, "vmmd" + ("-jail" if jail else "") + ".sock")
+    d = subprocess.Popen([VMMD, "--run-dir", run_dir, "--socket", sock, "--anchor", ANCHOR] + (["--jail"] if jail else []),
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     out = {"count": count}
     try:
@@ -323,6 +324,8 @@ def main():
                 results[part] = bench_memory(tmp)
             elif part == "density":
                 results[part] = bench_density(tmp, a.domains)
+            elif part == "density_jail":  # the same through vmmd --jail: each anchor in its mount jail
+                results[part] = bench_density(tmp, a.domains, jail=True)
             elif part == "control":
                 results[part] = bench_control(tmp, a.rounds)
             print(f"# {part}: {json.dumps(results[part])} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)

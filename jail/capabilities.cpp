@@ -23,13 +23,6 @@ namespace vmm::jail {
 
 namespace {
 
-int last_cap() {
-    std::ifstream f("/proc/sys/kernel/cap_last_cap");
-    int last = CAP_LAST_CAP;
-    if (!(f >> last) || last < 0 || last > 63) last = CAP_LAST_CAP;
-    return last;
-}
-
 // What every thread applies; written before the broadcast, read in the signal handler.
 struct DropPlan {
     CapMask keep = 0;
@@ -102,7 +95,7 @@ CapMask mask_of(const __user_cap_data_struct (&d)[2], __u32 __user_cap_data_stru
 bool nothing_to_drop(CapMask keep, const CapabilityState& now) {
     if ((now.effective | now.permitted | now.inheritable) & ~keep) return false;
     if (::prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1) return false;
-    const int last = last_cap();
+    const int last = last_capability();
     for (int cap = 0; cap <= last; ++cap) {
         if (keep & cap_bit(cap)) continue;
         if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1) return false;
@@ -112,6 +105,13 @@ bool nothing_to_drop(CapMask keep, const CapabilityState& now) {
 }
 
 }  // namespace
+
+int last_capability() {
+    std::ifstream f("/proc/sys/kernel/cap_last_cap");
+    int last = CAP_LAST_CAP;
+    if (!(f >> last) || last < 0 || last > 63) last = CAP_LAST_CAP;
+    return last;
+}
 
 CapMask anchor_kept_capabilities(bool has_tap_nics, bool has_vfio) {
     CapMask keep = 0;
@@ -142,7 +142,7 @@ void drop_capabilities(CapMask keep) {
     const CapMask kept = now.permitted & keep;
     g_plan = DropPlan{};
     g_plan.keep = keep;
-    g_plan.last_cap = last_cap();
+    g_plan.last_cap = last_capability();
     g_plan.drop_bounding = (now.effective & cap_bit(CAP_SETPCAP)) != 0;
     for (int i = 0; i < 2; ++i) {
         const auto word = static_cast<__u32>(kept >> (32 * i));

@@ -29,6 +29,10 @@ struct CapabilityState {
     CapMask effective = 0, permitted = 0, inheritable = 0;
 };
 
+// The highest capability number this kernel knows (/proc/sys/kernel/cap_last_cap, or the
+// headers' CAP_LAST_CAP where /proc is missing, as in the jail).
+int last_capability();
+
 // The calling thread's capabilities (capget).
 CapabilityState current_capabilities();
 

@@ -185,16 +185,9 @@ void create_host_dir(const std::string& path, const std::optional<JailIdentity>&
     if (who && ::chown(path.c_str(), who->uid, who->gid) != 0) throw_errno("jail: chown " + path);
 }
 
-int last_cap() {
-    std::ifstream f("/proc/sys/kernel/cap_last_cap");
-    int last = CAP_LAST_CAP;
-    if (!(f >> last) || last < 0 || last > 63) last = CAP_LAST_CAP;
-    return last;
-}
-
 // Single-threaded, so plain per-thread calls reach the whole process.
 void lower_privileges(const JailSpec& spec) {
-    const int last = last_cap();
+    const int last = last_capability();
     // The bounding set first, while CAP_SETPCAP is still effective.
     for (int cap = 0; cap <= last; ++cap) {
         if (spec.keep & cap_bit(cap)) continue;

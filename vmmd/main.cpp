@@ -6,6 +6,7 @@
 #include "hypervisor/kvm/kvm_hypervisor.h"
 #include "hypervisor/null/null_hypervisor.h"
 #include "hypervisor/xen/xen_hypervisor.h"
+#include "jail/jail_cli.h"
 #include "vfio/pci_driver_binder.h"
 #include "vmmd/api_server.h"
 #include "vmmd/daemon.h"
@@ -18,7 +19,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <optional>
 #include <sstream>
 
 namespace {
@@ -75,12 +75,8 @@ int main(int argc, char** argv) {
     app.add_option("--cgroup-parent", cgroup_parent,
                    "place each kvm anchor in the cgroup <cgroup-root>/PATH/<domain> with cpu and memory limits "
                    "(PATH: a cgroup without processes; default: off, docs/SECURITY.md)");
-    bool jail = false;
-    app.add_flag("--jail", jail,
-                 "run each kvm anchor in a file-system jail holding only its domain's files (vmm-anchor --jail)");
-    unsigned jail_uid_value = 0, jail_gid_value = 0;  // CLI11 2.1 fills no std::optional
-    auto* jail_uid_opt = app.add_option("--jail-uid", jail_uid_value, "with --jail: the uid the anchors run as");
-    auto* jail_gid_opt = app.add_option("--jail-gid", jail_gid_value, "with --jail: the gid the anchors run as (default: --jail-uid)");
+    jail::JailCliOptions jail_cli;
+    jail_cli.add_to(app, "run each kvm anchor in");
     bool no_pci_bind = false;
     app.add_flag("--no-pci-bind", no_pci_bind,
                  "do not bind the manifests' PCI devices to vfio-pci (they must already be bound)");
@@ -91,15 +87,8 @@ int main(int argc, char** argv) {
         const int rc = app.exit(e);
         return rc == 0 ? 0 : 64;
     }
-    std::optional<unsigned> jail_uid, jail_gid;
-    if (jail_uid_opt->count() > 0) jail_uid = jail_uid_value;
-    if (jail_gid_opt->count() > 0) jail_gid = jail_gid_value;
-    if ((jail_uid || jail_gid) && !jail) {
-        std::fprintf(stderr, "vmmd: --jail-uid and --jail-gid need --jail\n");
-        return 64;
-    }
-    if (jail_gid && !jail_uid) {
-        std::fprintf(stderr, "vmmd: --jail-gid needs --jail-uid\n");
+    if (const std::string problem = jail_cli.problem(); !problem.empty()) {
+        std::fprintf(stderr, "vmmd: %s\n", problem.c_str());
         return 64;
     }
     if (socket_path.empty()) socket_path = run_dir + "/vmmd.sock";
@@ -128,9 +117,9 @@ int main(int argc, char** argv) {
                 k.log_dir = run_dir + "/vmmd/logs";
                 k.cgroup_root = cgroup_root;
                 k.cgroup_parent = cgroup_parent;
-                k.jail = jail;
-                k.jail_uid = jail_uid;
-                k.jail_gid = jail_gid;
+                k.jail = jail_cli.jail;
+                k.jail_uid = jail_cli.uid();
+                k.jail_gid = jail_cli.gid();
                 if (!no_pci_bind) k.pci_binder = std::make_shared<vfio::PciDriverBinder>();
                 daemon.add_hypervisor(std::make_unique<hv::kvm::KvmHypervisor>(io, k));
             } else if (name == "xen") {
