@@ -45,7 +45,7 @@ protected:
         std::ofstream(dir_ + "/secret.txt") << "not for the guest";
     }
     void TearDown() override {
-        if (anchor_.joinable()) anchor_.join();
+        anchor_.finish();  // before its files go
         if (!dir_.empty()) fs::remove_all(dir_);
     }
     std::string manifest(const std::string& name, const std::string& guest, const std::string& extra, bool paused) {
@@ -68,17 +68,14 @@ protected:
     void start_in_dir(const std::string& manifest_leaf) {
         const std::string cmd = "cd '" + dir_ + "' && exec '" + anchor_path() + "' --manifest " + manifest_leaf +
                                 " --run-dir run --jail";
-        anchor_ = std::thread([this, cmd] { result_ = run_process({"/bin/sh", "-c", cmd}, 120s); });
+        anchor_.start({"/bin/sh", "-c", cmd}, 120s);
     }
     void start(const std::string& manifest_path, const std::vector<std::string>& extra) {
         std::vector<std::string> argv{anchor_path(), "--manifest", manifest_path, "--run-dir", dir_ + "/run", "--jail"};
         argv.insert(argv.end(), extra.begin(), extra.end());
-        anchor_ = std::thread([this, argv] { result_ = run_process(argv, 120s); });
+        anchor_.start(argv, 120s);
     }
-    ProcessResult finish() {
-        anchor_.join();
-        return result_;
-    }
+    ProcessResult finish() { return anchor_.finish(); }
     std::string state(const std::string& name, const std::string& leaf) { return dir_ + "/run/kvm/" + name + "/" + leaf; }
     int pid(const std::string& name) { return wait_pid_file(dir_ + "/run/kvm/" + name); }
     static std::string ns(const std::string& pid, const std::string& kind) {
@@ -109,8 +106,7 @@ protected:
     }
 
     std::string dir_;
-    std::thread anchor_;
-    ProcessResult result_;
+    BackgroundProcess anchor_;
 };
 
 // The virtio-blk guest writes sector 1 and reads it back: through the jail's bind mount, the
@@ -139,7 +135,7 @@ TEST_F(JailedAnchorTest, TheJailHoldsTheDomainsFilesOnlyAndSurvivesRestarts) {
     manifest("jailed", "idle.bin", extra, true);
     start_in_dir("jailed.json");
     const int p = pid("jailed");
-    ASSERT_GT(p, 0) << result_.err;
+    ASSERT_GT(p, 0);
     qmp::QmpClient c(state("jailed", "qmp"), 30s);
     EXPECT_EQ(c.execute("query-status")["status"], "prelaunch");
 
@@ -186,7 +182,7 @@ TEST_F(JailedAnchorTest, TheJailHoldsTheDomainsFilesOnlyAndSurvivesRestarts) {
         }
         std::this_thread::sleep_for(500ms);
         qmp::QmpClient again(state("jailed", "qmp"), 30s);
-        EXPECT_EQ(again.execute("query-status")["status"], "prelaunch") << "round " << round << result_.err;
+        EXPECT_EQ(again.execute("query-status")["status"], "prelaunch") << "round " << round;
         EXPECT_EQ(pid("jailed"), p);
         EXPECT_FALSE(sees(p, "/etc/passwd")) << "round " << round;
         EXPECT_TRUE(sees(p, "/.vmm-jail")) << "round " << round;
@@ -206,7 +202,7 @@ TEST_F(JailedAnchorTest, ADedicatedUidRunsAndRestartsTheDomain) {
     const std::string extra = R"("disks": [{"path": ")" + disk() + R"("}])";
     start(manifest("jailuid", "idle.bin", extra, true), {"--jail-uid", "65534", "--jail-gid", "65534"});
     const int p = pid("jailuid");
-    ASSERT_GT(p, 0) << result_.err;
+    ASSERT_GT(p, 0);
     {
         qmp::QmpClient c(state("jailuid", "qmp"), 30s);
         EXPECT_EQ(c.execute("query-status")["status"], "prelaunch");
@@ -222,7 +218,7 @@ TEST_F(JailedAnchorTest, ADedicatedUidRunsAndRestartsTheDomain) {
     std::this_thread::sleep_for(500ms);
     {
         qmp::QmpClient again(state("jailuid", "qmp"), 30s);
-        EXPECT_EQ(again.execute("query-status")["status"], "prelaunch") << result_.err;
+        EXPECT_EQ(again.execute("query-status")["status"], "prelaunch");
         EXPECT_EQ(pid("jailuid"), p);
         EXPECT_EQ(proc_status_line(p, "Uid"), "Uid:\t65534\t65534\t65534\t65534");
         again.execute("quit");

@@ -42,7 +42,7 @@ protected:
         dir_ = make_temp_dir("anchor-seccomp");
     }
     void TearDown() override {
-        if (anchor_.joinable()) anchor_.join();
+        anchor_.finish();  // before its files go
         if (!dir_.empty()) fs::remove_all(dir_);
     }
     std::string manifest(const std::string& name, const std::string& extra = "") {
@@ -67,17 +67,14 @@ protected:
     void start_with_devices(const std::string& name, const std::string& tap, const std::vector<std::string>& extra = {}) {
         std::vector<std::string> argv{anchor_path(), "--manifest", manifest(name, devices(tap)), "--run-dir", dir_ + "/run"};
         argv.insert(argv.end(), extra.begin(), extra.end());
-        anchor_ = std::thread([this, argv] { result_ = run_process(argv, 120s); });
+        anchor_.start(argv, 120s);
     }
     void start(const std::string& name, const std::vector<std::string>& extra = {}) {
         std::vector<std::string> argv{anchor_path(), "--manifest", manifest(name), "--run-dir", dir_ + "/run"};
         argv.insert(argv.end(), extra.begin(), extra.end());
-        anchor_ = std::thread([this, argv] { result_ = run_process(argv, 120s); });
+        anchor_.start(argv, 120s);
     }
-    ProcessResult finish() {
-        anchor_.join();
-        return result_;
-    }
+    ProcessResult finish() { return anchor_.finish(); }
     std::string state(const std::string& name, const std::string& leaf) { return dir_ + "/run/kvm/" + name + "/" + leaf; }
     int pid(const std::string& name) { return wait_pid_file(dir_ + "/run/kvm/" + name); }
 
@@ -172,8 +169,7 @@ protected:
     bool has_nic() const { return ::access("/dev/net/tun", R_OK | W_OK) == 0 && ::geteuid() == 0; }
 
     std::string dir_;
-    std::thread anchor_;
-    ProcessResult result_;
+    BackgroundProcess anchor_;
 };
 
 TEST_F(SeccompAnchorTest, FilterAndCapabilityDropAreInPlaceWhileTheGuestRuns) {
