@@ -15,6 +15,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <deque>
 #include <fstream>
 #include <set>
@@ -231,7 +232,8 @@ void lower_privileges(const JailSpec& spec) {
 
 bool inside_jail() {
     struct stat st{};
-    return ::lstat(kJailMarker, &st) == 0 && S_ISREG(st.st_mode);
+    return std::getenv(kJailEnvMarker) != nullptr && ::lstat(kJailMarker, &st) == 0 && S_ISREG(st.st_mode) &&
+           ::lstat("/proc/self", &st) != 0;
 }
 
 void enter_jail(const JailSpec& spec) {
@@ -271,6 +273,7 @@ void enter_jail(const JailSpec& spec) {
     if (::chdir(workdir.c_str()) != 0) throw_errno("jail: chdir " + workdir);
 
     lower_privileges(spec);
+    if (::setenv(kJailEnvMarker, "1", 1) != 0) throw_errno("jail: setenv");
 }
 
 }  // namespace vmm::jail

@@ -56,10 +56,14 @@ struct JailSpec {
     CapMask keep = 0;
 };
 
-// The file the jail's root holds and no host root does.
+// The file the jail's root holds and no host root does, and the environment variable
+// enter_jail sets (a restart by execve inherits it).
 inline constexpr const char* kJailMarker = "/.vmm-jail";
+inline constexpr const char* kJailEnvMarker = "VMM_ANCHOR_JAILED";
 
-// True when the process runs inside a jail made by enter_jail (its root holds the marker).
+// True when the process runs inside a jail made by enter_jail: its root holds the marker, it
+// has the environment variable, and there is no /proc (a file alone, or a variable alone, made
+// by someone else does not pass for a jail).
 bool inside_jail();
 
 // Throws vmm::Error / std::system_error naming the step and path; a failure leaves the

@@ -147,6 +147,7 @@ protected:
 TEST_F(MountJailTest, TheJailHoldsOnlyWhatItWasGiven) {
     const std::string d = dir_;
     const Report r = in_child([&](Report& out) {
+        out["inside.before"] = jail::inside_jail() ? "yes" : "no";
         jail::enter_jail(spec());
         out["inside"] = jail::inside_jail() ? "yes" : "no";
         // given: through the symlink (recreated), writable; and a read-only one
@@ -197,6 +198,7 @@ TEST_F(MountJailTest, TheJailHoldsOnlyWhatItWasGiven) {
         out["drop"] = "ok";
     });
     ASSERT_EQ(r.count("error"), 0u) << r.at("error");
+    EXPECT_EQ(r.at("inside.before"), "no");
     EXPECT_EQ(r.at("inside"), "yes");
     EXPECT_EQ(r.at("link"), "disk");
     EXPECT_EQ(r.at("disk.write"), "ok");
