@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
         return kExitUsage;
     }
     const bool jail = jail_cli.jail;
-    const std::string executable = jail ? self_executable() : "";
+    // The executable's host path, for a restart inside a jail (the manifest may ask for one).
+    const std::string executable = self_executable();
 
     DomainManifest manifest;
     try {
@@ -109,16 +110,20 @@ int main(int argc, char** argv) {
         }
     }
 
-    if (jail && jail::inside_jail()) {
+    // A manifest that names its jail identity is jailed whatever the command line says; its
+    // identity wins over --jail-uid/--jail-gid (the controller chose it for this domain).
+    const bool jailed = jail || manifest.jail.has_value();
+    if (jailed && jail::inside_jail()) {
         // A restart (re-exec on guest reset) of a jailed anchor: it is in its jail already.
         logger("anchor")->debug("startup: inside the jail already (restart)");
-    } else if (jail) {
+    } else if (jailed) {
         try {
             AnchorJailOptions jo;
             jo.run_dir = options.run_dir;
             jo.manifest_path = manifest_path;
             jo.executable = executable;
             if (const auto uid = jail_cli.uid()) jo.identity = jail::JailIdentity{*uid, jail_cli.gid().value_or(*uid)};
+            if (manifest.jail) jo.identity = jail::JailIdentity{manifest.jail->uid, manifest.jail->gid};
             jail::enter_jail(anchor_jail_spec(manifest, jo));
             logger("anchor")->debug("startup: jailed");
         } catch (const std::exception& e) {

@@ -196,6 +196,22 @@ const std::vector<FieldHandler>& fields() {
          [](const DomainManifest& m, json& d) {
              if (m.cpu_quota) d["cpu_quota"] = *m.cpu_quota;
          }},
+        {"jail", false, "{\"uid\": N, \"gid\": M}: run jailed as this uid/gid",
+         [](const std::string& f, const json& v, const ParseContext&, DomainManifest& m) {
+             if (!v.is_object()) throw ManifestError(f, "must be an object {\"uid\": N, \"gid\": M}, got " + describe(v));
+             reject_unknown_fields(f, v, {"uid", "gid"});
+             if (!v.contains("uid")) throw ManifestError(f + ".uid", "is required: the uid the jailed anchor runs as");
+             // (uid_t)-1 means "unchanged" to setresuid: not an identity.
+             constexpr std::uint64_t kMaxId = 0xfffffffeu;
+             DomainManifest::JailIdentitySpec id;
+             id.uid = static_cast<unsigned>(expect_integer(f + ".uid", v.at("uid"), 0, kMaxId, ""));
+             id.gid = v.contains("gid") ? static_cast<unsigned>(expect_integer(f + ".gid", v.at("gid"), 0, kMaxId, ""))
+                                        : id.uid;
+             m.jail = id;
+         },
+         [](const DomainManifest& m, json& d) {
+             if (m.jail) d["jail"] = {{"uid", m.jail->uid}, {"gid", m.jail->gid}};
+         }},
         {"disks", false, "an array of {\"path\", \"readonly\", \"partuuid\", \"serial\"}",
          [](const std::string& f, const json& v, const ParseContext& ctx, DomainManifest& m) {
              m.disks = parse_disks(f, v, ctx.base_dir);

@@ -87,6 +87,14 @@ struct DomainManifest {
     // anchor's cgroup when vmmd places anchors in cgroups (jail/cgroup.h), xl's `cap` on xen.
     // nullopt: no limit.
     std::optional<double> cpu_quota;
+    // "jail": {"uid": N, "gid": M}: this domain's anchor runs in its file-system jail as uid N,
+    // gid M (default N), whether or not vmmd jails every anchor (docs/SECURITY.md, "The mount
+    // jail"). The controller picks a uid per domain and makes the domain's files open to it.
+    struct JailIdentitySpec {
+        unsigned uid = 0, gid = 0;
+        bool operator==(const JailIdentitySpec&) const = default;
+    };
+    std::optional<JailIdentitySpec> jail;
     std::vector<DiskSpec> disks;
     std::vector<NicSpec> nics;
     std::vector<ConsoleSpec> consoles;

@@ -27,6 +27,7 @@ std::string list(const std::vector<std::string>& items) {
 std::string make_xl_config(const DomainManifest& m) {
     if (m.flat) throw ManifestError("flat", "the xen hypervisor boots kernels (PVH), not flat binaries");
     if (m.hide_hypervisor) throw ManifestError("hide_hypervisor", "is not supported by the xen hypervisor");
+    if (m.jail) throw ManifestError("jail", "is the kvm anchor's file-system jail: not supported by the xen hypervisor");
     std::ostringstream c;
     c << "# written by vmmd from the manifest of domain " << m.name << "\n";
     c << "name = " << xl_quote(m.name) << "\n";

@@ -157,6 +157,12 @@ TEST_F(XenTest, WhatXenCannotDoNamesTheField) {
     } catch (const ManifestError& e) {
         EXPECT_EQ(e.field, "hide_hypervisor");
     }
+    try {
+        make_xl_config(manifest({{"jail", {{"uid", 20001}}}}));
+        FAIL() << "a kvm anchor's jail identity was taken for a xen domain";
+    } catch (const ManifestError& e) {
+        EXPECT_EQ(e.field, "jail");
+    }
 }
 
 TEST_F(XenTest, ParsesXlList) {

@@ -227,6 +227,24 @@ TEST_F(JailedAnchorTest, ADedicatedUidRunsAndRestartsTheDomain) {
     EXPECT_EQ(r.exit_status, 8) << r.err;
 }
 
+// A manifest that names its jail identity is jailed as that uid without --jail (the controller
+// chose it for this domain).
+TEST_F(JailedAnchorTest, AManifestsJailIdentityJailsTheDomainWithoutTheFlag) {
+    const std::string extra = R"("disks": [{"path": ")" + disk() + R"("}], "jail": {"uid": 65534, "gid": 65533})";
+    anchor_.start({anchor_path(), "--manifest", manifest("jailman", "idle.bin", extra, true), "--run-dir", dir_ + "/run"},
+                  120s);
+    const int p = pid("jailman");
+    ASSERT_GT(p, 0);
+    qmp::QmpClient c(state("jailman", "qmp"), 30s);
+    EXPECT_EQ(c.execute("query-status")["status"], "prelaunch");
+    EXPECT_EQ(proc_status_line(p, "Uid"), "Uid:\t65534\t65534\t65534\t65534");
+    EXPECT_EQ(proc_status_line(p, "Gid"), "Gid:\t65533\t65533\t65533\t65533");
+    EXPECT_TRUE(sees(p, "/.vmm-jail"));
+    EXPECT_FALSE(sees(p, "/etc/passwd"));
+    c.execute("quit");
+    EXPECT_EQ(finish().exit_status, 8);
+}
+
 // A file the manifest names that the jail's uid cannot open: the start fails and says which.
 TEST_F(JailedAnchorTest, AFileTheUidCannotOpenIsNamed) {
     const std::string path = disk();

@@ -420,6 +420,29 @@ TEST_F(ManifestTest, DuplicateKeysRejected) {
     }
 }
 
+TEST_F(ManifestTest, JailIdentity) {
+    EXPECT_FALSE(parse_manifest(minimal(), dir_.string()).jail.has_value()) << "no identity by default";
+    const auto uid_only = parse_manifest(with("jail", {{"uid", 20001}}), dir_.string()).jail;
+    ASSERT_TRUE(uid_only);
+    EXPECT_EQ(uid_only->uid, 20001u);
+    EXPECT_EQ(uid_only->gid, 20001u) << "the gid defaults to the uid";
+    const auto both = parse_manifest(with("jail", {{"uid", 20001}, {"gid", 300}}), dir_.string()).jail;
+    ASSERT_TRUE(both);
+    EXPECT_EQ(both->gid, 300u);
+    EXPECT_EQ(parse_manifest(with("jail", {{"uid", 0xfffffffeu}}), dir_.string()).jail->uid, 0xfffffffeu);
+    EXPECT_EQ(error_of(with("jail", 20001), "jail"),
+              "manifest field \"jail\": must be an object {\"uid\": N, \"gid\": M}, got 20001");
+    EXPECT_EQ(error_of(with("jail", {{"gid", 5}}), "jail.uid"),
+              "manifest field \"jail.uid\": is required: the uid the jailed anchor runs as");
+    EXPECT_THAT(error_of(with("jail", {{"uid", 5}, {"user", "x"}}), "jail.user"), HasSubstr("uid"));
+    EXPECT_THAT(error_of(with("jail", {{"uid", -1}}), "jail.uid"), HasSubstr("jail.uid"));
+    EXPECT_THAT(error_of(with("jail", {{"uid", 0xffffffffu}}), "jail.uid"), HasSubstr("jail.uid"))
+        << "(uid_t)-1 is no identity";
+    EXPECT_THAT(error_of(with("jail", {{"uid", 5}, {"gid", "5"}}), "jail.gid"), HasSubstr("jail.gid"));
+    const json out = to_json(parse_manifest(with("jail", {{"uid", 7}}), dir_.string()));
+    EXPECT_EQ(out.at("jail"), json({{"uid", 7}, {"gid", 7}}));
+}
+
 TEST_F(ManifestTest, ToJsonRoundTrips) {
     for (const json& doc : {minimal(), full_doc()}) {
         const DomainManifest m = parse_manifest(doc, dir_.string());
