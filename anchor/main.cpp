@@ -82,9 +82,6 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "vmm-anchor: %s\n", problem.c_str());
         return kExitUsage;
     }
-    const bool jail = jail_cli.jail;
-    // The executable's host path, for a restart inside a jail (the manifest may ask for one).
-    const std::string executable = self_executable();
 
     DomainManifest manifest;
     try {
@@ -112,7 +109,10 @@ int main(int argc, char** argv) {
 
     // A manifest that names its jail identity is jailed whatever the command line says; its
     // identity wins over --jail-uid/--jail-gid (the controller chose it for this domain).
-    const bool jailed = jail || manifest.jail.has_value();
+    const bool jailed = jail_cli.jail || manifest.jail.has_value();
+    // The executable's host path, read while /proc is still there: a restart inside the jail
+    // execs it (restart_self).
+    const std::string executable = jailed ? self_executable() : "";
     if (jailed && jail::inside_jail()) {
         // A restart (re-exec on guest reset) of a jailed anchor: it is in its jail already.
         logger("anchor")->debug("startup: inside the jail already (restart)");

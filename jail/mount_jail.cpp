@@ -1,7 +1,6 @@
 #include "jail/mount_jail.h"
 
 #include "common/error.h"
-#include "common/fd.h"
 
 #include <fcntl.h>
 #include <grp.h>

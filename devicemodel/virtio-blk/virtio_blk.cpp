@@ -55,16 +55,16 @@ VirtioBlk::VirtioBlk(DiskImage disk, VirtioBlkOptions options)
     config_.max_write_zeroes_seg = limits_.max_write_zeroes_seg;
     config_.write_zeroes_may_unmap = 1;
 
+    const auto pool = [&] {
+        return make_thread_pool_engine(disk_.fd(), options_.io_threads, options_.name + "-io", options_.on_thread_start);
+    };
     if (options_.use_io_uring) {
         engine_ = make_uring_engine(disk_.fd(), options_.queue_size, options_.name + "-io", options_.on_thread_start);
     } else if (options_.reads_on_io_uring) {
         if (auto reads = make_uring_engine(disk_.fd(), options_.queue_size, options_.name + "-rd", options_.on_thread_start))
-            engine_ = make_split_engine(std::move(reads), make_thread_pool_engine(disk_.fd(), options_.io_threads,
-                                                                                  options_.name + "-io",
-                                                                                  options_.on_thread_start));
+            engine_ = make_split_engine(std::move(reads), pool());
     }
-    if (!engine_)
-        engine_ = make_thread_pool_engine(disk_.fd(), options_.io_threads, options_.name + "-io", options_.on_thread_start);
+    if (!engine_) engine_ = pool();
     log_->info("{}{}: {} sectors at offset {}, {} I/O", disk_.path(), disk_.read_only() ? " (read-only)" : "",
                limits_.capacity_sectors, disk_.offset(), engine_->name());
     dispatcher_ = std::thread([this] {
