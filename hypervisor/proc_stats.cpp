@@ -17,19 +17,23 @@ std::string slurp(const std::string& path) {
     return s.str();
 }
 
-// "VmRSS:     1234 kB" -> 1234
-std::uint64_t status_kb(const std::string& status, const std::string& key) {
+// "VmRSS:     1234 kB" -> 1234, "Uid:\t1000\t1000\t1000\t1000" -> 1000 (the first number after the key)
+std::optional<std::uint64_t> status_number(const std::string& status, const std::string& key) {
     std::istringstream in(status);
     std::string line;
     while (std::getline(in, line)) {
         if (line.rfind(key + ":", 0) == 0) {
             std::istringstream v(line.substr(key.size() + 1));
-            std::uint64_t kb = 0;
-            v >> kb;
-            return kb;
+            std::uint64_t n = 0;
+            if (v >> n) return n;
+            return std::nullopt;
         }
     }
-    return 0;
+    return std::nullopt;
+}
+
+std::uint64_t status_kb(const std::string& status, const std::string& key) {
+    return status_number(status, key).value_or(0);
 }
 
 // The system's boot time (btime in /proc/stat), seconds since the epoch.
@@ -84,6 +88,13 @@ std::optional<ProcessUsage> read_process_usage(int pid, const std::string& proc_
     const std::int64_t start_ms = boot_time(proc_root) * 1000 + static_cast<std::int64_t>(starttime * 1000 / hz);
     u.started = std::chrono::system_clock::time_point(std::chrono::milliseconds(start_ms));
     return u;
+}
+
+std::optional<unsigned> read_process_uid(int pid, const std::string& proc_root) {
+    if (pid <= 0) return std::nullopt;
+    const auto uid = status_number(slurp(proc_root + "/" + std::to_string(pid) + "/status"), "Uid");
+    if (!uid) return std::nullopt;
+    return static_cast<unsigned>(*uid);
 }
 
 std::vector<std::string> read_process_cmdline(int pid, const std::string& proc_root) {

@@ -22,6 +22,9 @@ struct ProcessUsage {
 // Nothing when the process is gone (or unreadable).
 std::optional<ProcessUsage> read_process_usage(int pid, const std::string& proc_root = "/proc");
 
+// The real uid of a live process (the first of /proc/PID/status's Uid line); nothing when gone.
+std::optional<unsigned> read_process_uid(int pid, const std::string& proc_root = "/proc");
+
 // The arguments of a live process (NUL-separated in /proc/PID/cmdline); empty when gone.
 std::vector<std::string> read_process_cmdline(int pid, const std::string& proc_root = "/proc");
 

@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
                    "place each kvm anchor in the cgroup <cgroup-root>/PATH/<domain> with cpu and memory limits "
                    "(PATH: a cgroup without processes; default: off, docs/SECURITY.md)");
     jail::JailCliOptions jail_cli;
-    jail_cli.add_to(app, "run each kvm anchor in");
+    jail_cli.add_to(app, "run each kvm anchor in", /*with_uid_range=*/true);
     bool no_pci_bind = false;
     app.add_flag("--no-pci-bind", no_pci_bind,
                  "do not bind the manifests' PCI devices to vfio-pci (they must already be bound)");
@@ -120,6 +120,7 @@ int main(int argc, char** argv) {
                 k.jail = jail_cli.jail;
                 k.jail_uid = jail_cli.uid();
                 k.jail_gid = jail_cli.gid();
+                k.jail_uids = jail_cli.uids();
                 if (!no_pci_bind) k.pci_binder = std::make_shared<vfio::PciDriverBinder>();
                 daemon.add_hypervisor(std::make_unique<hv::kvm::KvmHypervisor>(io, k));
             } else if (name == "xen") {

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 extern char** environ;
 
@@ -126,10 +127,14 @@ void KvmHypervisor::start(const std::string& name) {
     const std::string log_file = config_.log_dir + "/" + name + ".log";
     std::vector<std::string> argv = {config_.anchor_path, "--manifest", a->manifest_file, "--run-dir", config_.run_dir,
                                      "--console", config_.console};
+    const std::optional<unsigned> uid = jail_uid_for(*a);
     if (config_.jail) {
         argv.emplace_back("--jail");
-        if (config_.jail_uid) argv.insert(argv.end(), {"--jail-uid", std::to_string(*config_.jail_uid)});
-        if (config_.jail_gid) argv.insert(argv.end(), {"--jail-gid", std::to_string(*config_.jail_gid)});
+        // With a manifest identity the anchor takes it from there (and --jail-uid loses).
+        if (uid && !a->manifest.jail) {
+            argv.insert(argv.end(), {"--jail-uid", std::to_string(*uid)});
+            argv.insert(argv.end(), {"--jail-gid", std::to_string(config_.jail_gid.value_or(*uid))});
+        }
     }
     std::vector<char*> args;
     for (auto& s : argv) args.push_back(s.data());
@@ -172,6 +177,7 @@ void KvmHypervisor::start(const std::string& name) {
     place_anchor(*a, pid);
     a->watch = boost::asio::posix::stream_descriptor(io_, pidfd_owner.release());
     a->pid = pid;
+    a->uid = uid;
     a->child = true;
     a->running = true;
     a->up = false;
@@ -180,9 +186,37 @@ void KvmHypervisor::start(const std::string& name) {
     a->stop_stage.clear();
     a->control.reset();
     a->spawned = std::chrono::steady_clock::now();
-    log()->info("{}: spawned anchor pid {} ({})", name, pid, config_.anchor_path);
+    if (uid)
+        log()->info("{}: spawned anchor pid {} ({}) to run as uid {}", name, pid, config_.anchor_path, *uid);
+    else
+        log()->info("{}: spawned anchor pid {} ({})", name, pid, config_.anchor_path);
     watch_exit(a);
     poll_started(a);
+}
+
+std::optional<unsigned> KvmHypervisor::jail_uid_for(const Anchor& a) const {
+    const std::string& name = a.manifest.name;
+    std::map<unsigned, std::string> taken;  // uid -> the running domain that has it
+    for (const auto& [other, o] : anchors_)
+        if (o->running && o->uid && other != name) taken.emplace(*o->uid, other);
+    if (a.manifest.jail) {
+        const unsigned want = a.manifest.jail->uid;
+        // Outside the range a shared uid is the controller's choice; inside it, uids are one per domain.
+        if (config_.jail_uids && config_.jail_uids->contains(want) && taken.count(want))
+            throw Error("kvm: domain '" + name + "' asks for jail uid " + std::to_string(want) + ", which domain '" +
+                        taken[want] + "' runs as (one uid of --jail-uids " + config_.jail_uids->text() +
+                        " per domain)");
+        return want;
+    }
+    if (!config_.jail) return std::nullopt;
+    if (!config_.jail_uids) return config_.jail_uid;
+    std::set<unsigned> used;
+    for (const auto& [u, other] : taken) used.insert(u);
+    const auto free = jail::lowest_free_uid(*config_.jail_uids, used);
+    if (!free)
+        throw Error("kvm: no free jail uid for domain '" + name + "': all " + std::to_string(config_.jail_uids->size()) +
+                    " of --jail-uids " + config_.jail_uids->text() + " belong to running domains");
+    return free;
 }
 
 std::string KvmHypervisor::cgroup_path(const std::string& name) const {
@@ -312,6 +346,7 @@ void KvmHypervisor::on_exit(const AnchorPtr& a) {
     a->paused = false;
     const int pid = a->pid;
     a->pid = -1;
+    a->uid.reset();
     (exit.crashed ? log()->warn("{}: anchor pid {} {}", name, pid, exit.detail)
                   : log()->info("{}: anchor pid {} {}", name, pid, exit.detail));
     emit({DomainEvent::Kind::Exited, name, pid, exit});
@@ -480,6 +515,8 @@ std::vector<AdoptedDomain> KvmHypervisor::adopt() {
         if (!config_.cgroup_parent.empty() && fs::is_directory(cgroup_path(name), cg_ec)) a->cgroup = cgroup_path(name);
         a->watch = boost::asio::posix::stream_descriptor(io_, pidfd_owner.release());
         a->pid = probe.pid;
+        // Jailed by an earlier vmmd: its uid stays taken while it runs.
+        if (const auto uid = read_process_uid(probe.pid); uid && *uid != 0) a->uid = uid;
         a->child = false;
         a->running = a->up = true;
         a->paused = control(*a).query_status() == "paused";

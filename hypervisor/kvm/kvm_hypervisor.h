@@ -23,6 +23,7 @@
 #include "common/fd.h"
 #include "hypervisor/hypervisor.h"
 #include "hypervisor/kvm/domain_control.h"
+#include "jail/uid_range.h"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -55,8 +56,12 @@ struct KvmConfig {
     std::string cgroup_parent;
     // The anchors' file-system jail (vmm-anchor --jail, docs/SECURITY.md): off by default;
     // jail_uid/jail_gid: the identity the jailed anchors run as (none: root without capabilities).
+    // jail_uids: instead of one jail_uid for all, each anchor runs as the lowest uid of the range
+    // no other running domain has (gid: jail_gid, else that uid). A manifest's "jail" identity
+    // wins over both; a uid of the range is never given to two running domains, whoever asked.
     bool jail = false;
     std::optional<unsigned> jail_uid, jail_gid;
+    std::optional<jail::UidRange> jail_uids;
     // pci_reserve() binds the device to vfio-pci through this (driver_override; the host's
     // driver is restored by pci_release()), so the anchor can open its IOMMU group. nullptr:
     // bookkeeping only (the devices must already be on vfio-pci).
@@ -92,6 +97,7 @@ private:
         DomainManifest manifest;
         std::string manifest_file;
         std::string cgroup;  // the anchor's cgroup directory; "" when it was not placed
+        std::optional<unsigned> uid;  // the jail uid it runs as, while it runs (nullopt: root)
         int pid = -1;
         bool child = false;     // spawned by us: waitid gives the status
         bool running = false;   // the process exists
@@ -116,6 +122,9 @@ private:
     // Moves a just-spawned anchor into its cgroup; on failure kills and reaps it and throws.
     void place_anchor(Anchor& a, int pid);
     void remove_cgroup(Anchor& a);
+    // The uid `a` is to run as in its jail (nullopt: none, or the anchor's own choice); throws
+    // when the manifest's uid of the range is taken or the range is used up.
+    std::optional<unsigned> jail_uid_for(const Anchor& a) const;
     std::string cgroup_path(const std::string& name) const;
 
     boost::asio::io_context& io_;

@@ -1,6 +1,6 @@
 // fake_anchor: stands in for vmm-anchor where there is no /dev/kvm, for vmmd's supervision
 // tests. Same command line (--manifest FILE [--run-dir DIR] [--console stdio|pty]
-// [--log-level L]), same state directory (run::StateDir: pid, lock, cons, qmp), a QMP server
+// [--log-level L] [--jail [--jail-uid U] [--jail-gid G]]), same state directory (run::StateDir: pid, lock, cons, qmp), a QMP server
 // (qmp::QmpServer) on <state-dir>/qmp, and the anchor's exit statuses (anchor/stop_reason.h):
 // 0 after system_powerdown, 8 after quit or SIGTERM/SIGINT.
 //
@@ -18,6 +18,7 @@
 #include "common/fd.h"
 #include "common/log.h"
 #include "common/error.h"
+#include "jail/jail_cli.h"
 #include "manifest/domain_manifest.h"
 #include "qmp/qmp_domain.h"
 #include "qmp/qmp_server.h"
@@ -37,6 +38,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -127,10 +129,16 @@ int main(int argc, char** argv) {
     app.add_option("--run-dir", run_dir);
     app.add_option("--console", console)->check(CLI::IsMember({"stdio", "pty"}));
     app.add_option("--log-level", log_level);
+    jail::JailCliOptions jail_cli;
+    jail_cli.add_to(app, "pretend to run in");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         return app.exit(e) == 0 ? 0 : anchor::kExitUsage;
+    }
+    if (const std::string problem = jail_cli.problem(); !problem.empty()) {
+        std::fprintf(stderr, "fake_anchor: %s\n", problem.c_str());
+        return anchor::kExitUsage;
     }
     DomainManifest m;
     try {
@@ -142,6 +150,14 @@ int main(int argc, char** argv) {
     try {
         set_log_level(log_level);
     } catch (const std::exception&) {
+    }
+    // No jail: only the identity shows, as the real uid (what vmmd reads back when it adopts).
+    // The effective and saved uids stay root, so the fake cleans up as before.
+    std::optional<unsigned> jail_uid = jail_cli.uid();
+    if (m.jail) jail_uid = m.jail->uid;
+    if (jail_uid && ::setresuid(*jail_uid, 0, 0) != 0) {
+        std::fprintf(stderr, "fake_anchor: setresuid(%u): %s\n", *jail_uid, std::strerror(errno));
+        return anchor::kExitUsage;
     }
     const auto script = script_of(m);
     try {

@@ -2,14 +2,17 @@
 // runs these in a nested VM): the smp guest runs on 2 vCPUs and exits through the debug-exit
 // port, which is reported as a stop chosen by the guest; the fault guest triple-faults, which
 // is a crash with status 4. Both leave no state directory; so does a jailed anchor (vmmd --jail),
-// whose state directory the jail made and vmmd removes.
+// whose state directory the jail made and vmmd removes. With --jail-uids each jailed anchor runs
+// as a uid of its own.
 #include "hypervisor/kvm/kvm_hypervisor.h"
+#include "tests/support/proc_status.h"
 #include "tests/support/test_paths.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 
 #include <unistd.h>
 
@@ -73,6 +76,61 @@ TEST_F(AnchorKvmTest, AJailedAnchorRunsTheGuestAndItsExitIsTheGuestsChoice) {
     EXPECT_EQ(e.status, (2 << 1) | 1) << e.detail;
     EXPECT_FALSE(e.crashed) << e.detail;
     EXPECT_THAT(e.detail, HasSubstr("debug-exit"));
+}
+
+// vmmd --jail --jail-uids: two domains at once, each anchor jailed as a uid of its own (the real
+// vmm-anchor switches to it: all four of the Uid line), and the uid given back at exit.
+TEST_F(AnchorKvmTest, JailedDomainsRunAsUidsOfTheirOwnFromTheRange) {
+    if (::geteuid() != 0) GTEST_SKIP() << "the jail needs root";
+    ::chmod(root_.c_str(), 0755);
+    KvmConfig c;
+    c.anchor_path = test::anchor_path();
+    c.run_dir = root_ + "/run";
+    c.manifest_dir = root_ + "/manifests";
+    c.log_dir = root_ + "/logs";
+    c.jail = true;
+    c.jail_uids = jail::UidRange{70001, 70009};
+    KvmHypervisor h(io_, c);
+    std::map<std::string, int> up;
+    std::map<std::string, ExitInfo> exits;
+    h.set_event_sink([&](const DomainEvent& e) {
+        if (e.kind == DomainEvent::Kind::Running) up[e.name] = e.pid;
+        if (e.kind == DomainEvent::Kind::Exited) exits[e.name] = e.exit;
+    });
+    auto wait_for = [&](auto pred) {
+        const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+        while (!pred() && std::chrono::steady_clock::now() < end) {
+            io_.restart();
+            io_.run_for(std::chrono::milliseconds(20));
+        }
+        return pred();
+    };
+    auto idle = [&](const std::string& name) {
+        return parse_manifest({{"name", name}, {"memory_mb", 16}, {"kernel", test::guest_path("idle.bin")},
+                               {"flat", {{"load_address", "0x100000"}, {"entry", "0x100000"}, {"mode", "protected32"}}}},
+                              root_);
+    };
+    for (const char* name : {"one", "two"}) {
+        h.setup(idle(name));
+        h.start(name);
+    }
+    ASSERT_TRUE(wait_for([&] { return up.size() == 2; })) << "both domains come up";
+    EXPECT_EQ(test::proc_status_line(up["one"], "Uid"), "Uid:\t70001\t70001\t70001\t70001");
+    EXPECT_EQ(test::proc_status_line(up["two"], "Uid"), "Uid:\t70002\t70002\t70002\t70002");
+    EXPECT_TRUE(exits.empty()) << exits.begin()->second.detail;
+
+    h.stop("one", {true, std::chrono::milliseconds(5000)});
+    ASSERT_TRUE(wait_for([&] { return exits.count("one") == 1; }));
+    h.setup(idle("three"));
+    h.start("three");
+    ASSERT_TRUE(wait_for([&] { return up.count("three") == 1; }));
+    EXPECT_EQ(test::proc_status_line(up["three"], "Uid"), "Uid:\t70001\t70001\t70001\t70001") << "one's uid, free again";
+    for (const char* name : {"two", "three"}) h.stop(name, {true, std::chrono::milliseconds(5000)});
+    ASSERT_TRUE(wait_for([&] { return exits.size() == 3; }));
+    for (const auto& [name, e] : exits) {
+        EXPECT_FALSE(e.crashed) << name << ": " << e.detail;
+        EXPECT_FALSE(fs::exists(h.state_dir(name))) << name;
+    }
 }
 
 TEST_F(AnchorKvmTest, TripleFaultIsACrash) {

@@ -5,6 +5,7 @@
 // on a fake cgroupfs tree (plain directories and files, as jail_cgroup_test).
 #include "hypervisor/kvm/kvm_hypervisor.h"
 #include "hypervisor/kvm/state_dir_probe.h"
+#include "hypervisor/proc_stats.h"
 #include "jail/cgroup.h"
 #include "run/state_dir.h"
 #include "tests/support/fake_sysfs.h"
@@ -16,6 +17,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -56,8 +58,9 @@ protected:
         if (!script.empty()) doc["cmdline"] = "fake-anchor: " + script;
         return parse_manifest(doc, root_);
     }
-    std::unique_ptr<KvmHypervisor> make() {
-        auto h = std::make_unique<KvmHypervisor>(io_, config());
+    std::unique_ptr<KvmHypervisor> make() { return make(config()); }
+    std::unique_ptr<KvmHypervisor> make(const KvmConfig& c) {
+        auto h = std::make_unique<KvmHypervisor>(io_, c);
         h->set_event_sink([this](const DomainEvent& e) { events_.push_back(e); });
         return h;
     }
@@ -220,6 +223,111 @@ TEST_F(KvmHvTest, AdoptedAnchorThatDiesUncleanlyIsACrash) {
     const ExitInfo& e = last(DomainEvent::Kind::Exited)->exit;
     EXPECT_TRUE(e.crashed) << e.detail;
     EXPECT_FALSE(fs::exists(second->state_dir("doomed")));
+}
+
+// One uid per jailed domain (--jail-uids). The fake anchor takes the identity it is given as its
+// real uid, which is what the test and an adopting vmmd read from /proc/PID/status.
+class KvmHvJailUidTest : public KvmHvTest {
+protected:
+    KvmConfig jail_config() {
+        KvmConfig c = config();
+        c.jail = true;
+        c.jail_uids = jail::UidRange{70001, 70002};
+        c.jail_gid = 990;
+        return c;
+    }
+    DomainManifest manifest_as(const std::string& name, unsigned uid) {
+        DomainManifest m = manifest(name);
+        m.jail = DomainManifest::JailIdentitySpec{uid, uid};
+        return m;
+    }
+    // start() reports the last Running event: clear them so it is this domain's.
+    int run(KvmHypervisor& h, const DomainManifest& m) {
+        events_.clear();
+        return start(h, m);
+    }
+    static std::vector<std::string> args_of(int pid) { return read_process_cmdline(pid); }
+    void stop_and_wait(KvmHypervisor& h, const std::string& name) {
+        events_.clear();
+        h.stop(name, {false, std::chrono::milliseconds(5000)});
+        ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Exited) != nullptr; }));
+    }
+};
+
+TEST_F(KvmHvJailUidTest, EachDomainRunsAsTheLowestFreeUidOfTheRangeAndGivesItBackAtExit) {
+    auto h = make(jail_config());
+    const int a = run(*h, manifest("a"));
+    const int b = run(*h, manifest("b"));
+    EXPECT_EQ(read_process_uid(a), 70001u);
+    EXPECT_EQ(read_process_uid(b), 70002u);
+    EXPECT_THAT(args_of(b), ::testing::IsSupersetOf({"--jail", "--jail-uid", "70002", "--jail-gid", "990"}));
+
+    h->setup(manifest("c"));
+    try {
+        h->start("c");
+        FAIL() << "a third domain started with two uids in the range";
+    } catch (const std::exception& e) {
+        EXPECT_THAT(e.what(), HasSubstr("no free jail uid for domain 'c': all 2 of --jail-uids 70001-70002"));
+    }
+    EXPECT_THAT(read_process_uid(a), ::testing::Optional(70001u)) << "the refusal touched no running domain";
+
+    stop_and_wait(*h, "a");
+    events_.clear();
+    const int c = run(*h, manifest("c"));
+    EXPECT_EQ(read_process_uid(c), 70001u) << "a's uid is free again";
+    stop_and_wait(*h, "b");
+    stop_and_wait(*h, "c");
+}
+
+TEST_F(KvmHvJailUidTest, WithoutARangeTheGidDefaultsToTheUidAndAManifestIdentityWins) {
+    KvmConfig c = jail_config();
+    c.jail_gid.reset();
+    auto h = make(c);
+    const int a = run(*h, manifest("a"));
+    EXPECT_THAT(args_of(a), ::testing::IsSupersetOf({"--jail-uid", "70001", "--jail-gid", "70001"}));
+    const int pinned = run(*h, manifest_as("pinned", 4242));
+    EXPECT_EQ(read_process_uid(pinned), 4242u) << "outside the range: the controller's choice";
+    const auto args = args_of(pinned);
+    EXPECT_EQ(std::count(args.begin(), args.end(), "--jail-uid"), 0) << "the anchor takes it from its manifest";
+    const int shared = run(*h, manifest_as("shared", 4242));
+    EXPECT_EQ(read_process_uid(shared), 4242u) << "outside the range a uid may be shared";
+    stop_and_wait(*h, "a");
+    stop_and_wait(*h, "pinned");
+    stop_and_wait(*h, "shared");
+}
+
+TEST_F(KvmHvJailUidTest, AManifestCannotTakeAUidOfTheRangeAnotherDomainRunsAs) {
+    auto h = make(jail_config());
+    run(*h, manifest("a"));
+    h->setup(manifest_as("thief", 70001));
+    try {
+        h->start("thief");
+        FAIL() << "two running domains as uid 70001";
+    } catch (const std::exception& e) {
+        EXPECT_THAT(e.what(), HasSubstr("asks for jail uid 70001, which domain 'a' runs as"));
+    }
+    EXPECT_FALSE(fs::exists(h->state_dir("thief")));
+    // A free uid of the range is the manifest's to take, and then it is not given out.
+    const int pinned = run(*h, manifest_as("pinned", 70002));
+    EXPECT_EQ(read_process_uid(pinned), 70002u);
+    h->setup(manifest("late"));
+    EXPECT_THROW(h->start("late"), std::exception);
+    stop_and_wait(*h, "a");
+    stop_and_wait(*h, "pinned");
+}
+
+TEST_F(KvmHvJailUidTest, AnAdoptedAnchorKeepsItsUid) {
+    {
+        auto first = make(jail_config());
+        run(*first, manifest("old"));
+    }
+    events_.clear();
+    auto second = make(jail_config());
+    ASSERT_EQ(second->adopt().size(), 1u);
+    const int fresh = run(*second, manifest("fresh"));
+    EXPECT_EQ(read_process_uid(fresh), 70002u) << "70001 belongs to the adopted domain";
+    stop_and_wait(*second, "old");
+    stop_and_wait(*second, "fresh");
 }
 
 // cgroup placement. The fake tree has what place_in_cgroup reads (cgroup.controllers) and takes
