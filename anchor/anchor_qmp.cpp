@@ -97,7 +97,7 @@ qmp::Json AnchorQmpDomain::query_chardev() const {
     return devs;
 }
 
-void AnchorQmpDomain::dump_guest_memory(const qmp::Json& args) {
+void AnchorQmpDomain::dump_guest_memory(const qmp::Json& args, Fd target) {
     using qmp::CommandError;
     using qmp::kGenericError;
     if (dump_ && dump_->result().status == dump::GuestDumpJob::Status::active)
@@ -117,6 +117,8 @@ void AnchorQmpDomain::dump_guest_memory(const qmp::Json& args) {
     } catch (const std::exception& e) {
         throw CommandError(kGenericError, e.what());
     }
+    if (protocol.kind == dump::DumpProtocol::Kind::fd && !target.valid())
+        throw CommandError(kGenericError, "File descriptor named '" + protocol.value + "' has not been found");
     // As QEMU: the VM does not run while its memory is written, and runs again afterwards if it
     // was running.
     const bool was_running = control_.run_state() == RunState::Running;
@@ -133,20 +135,23 @@ void AnchorQmpDomain::dump_guest_memory(const qmp::Json& args) {
     }
     dump_.reset();  // a finished earlier dump
     boost::asio::io_context& io = io_;
-    dump_ = std::make_unique<dump::GuestDumpJob>(
-        *info_.memory, std::move(vcpus), protocol, [this, &io, was_running](const dump::GuestDumpJob::Result& r) {
-            // On the dump thread: the event and the resume happen on the main thread.
-            boost::asio::post(io, [this, was_running, r] {
-                nlohmann::json result = {{"total", r.total},
-                                         {"status", dump::GuestDumpJob::status_name(r.status)},
-                                         {"completed", r.completed}};
-                nlohmann::json data = {{"result", result}};
-                if (!r.error.empty()) data["error"] = r.error;
-                emit_("DUMP_COMPLETED", data);
-                if (was_running && control_.run_state() == RunState::Paused && control_.resume())
-                    emit_("RESUME", nullptr);
-            });
+    auto on_done = [this, &io, was_running](const dump::GuestDumpJob::Result& r) {
+        // On the dump thread: the event and the resume happen on the main thread.
+        boost::asio::post(io, [this, was_running, r] {
+            nlohmann::json result = {{"total", r.total},
+                                     {"status", dump::GuestDumpJob::status_name(r.status)},
+                                     {"completed", r.completed}};
+            nlohmann::json data = {{"result", result}};
+            if (!r.error.empty()) data["error"] = r.error;
+            emit_("DUMP_COMPLETED", data);
+            if (was_running && control_.run_state() == RunState::Paused && control_.resume())
+                emit_("RESUME", nullptr);
         });
+    };
+    // "fd:NAME": the descriptor the client passed (getfd), which also reaches out of a jail.
+    dump_ = protocol.kind == dump::DumpProtocol::Kind::fd
+                ? std::make_unique<dump::GuestDumpJob>(*info_.memory, std::move(vcpus), std::move(target), on_done)
+                : std::make_unique<dump::GuestDumpJob>(*info_.memory, std::move(vcpus), protocol, on_done);
     if (!args.value("detach", false)) dump_->wait();
 }
 

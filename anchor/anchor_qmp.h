@@ -55,7 +55,7 @@ public:
     qmp::Json query_chardev() const override;
     // QEMU's paging=false ELF core (dump/): the vCPUs are parked while it is written (STOP, and
     // RESUME after if the domain was running), on the dump's own thread; DUMP_COMPLETED ends it.
-    void dump_guest_memory(const qmp::Json& args) override;
+    void dump_guest_memory(const qmp::Json& args, Fd target) override;
     qmp::Json query_dump() const override;
 
 private:

@@ -16,7 +16,7 @@ namespace {
 std::string checked_path(const DumpProtocol& target) {
     if (target.kind == DumpProtocol::Kind::fd)
         throw Error("dump-guest-memory: protocol 'fd:" + target.value +
-                    "' is not supported (no getfd); use 'file:PATH'");
+                    "' needs the descriptor itself (the constructor taking an Fd)");
     return target.value;
 }
 

@@ -62,6 +62,12 @@ public:
             event("SHUTDOWN", Json{{"guest", true}, {"reason", "guest-shutdown"}});
         }
     }
+    // dump-guest-memory: on_dump when set (a test sees the arguments and the fd:NAME
+    // descriptor), else QmpDomain's refusal.
+    void dump_guest_memory(const Json& args, Fd target) override {
+        if (!on_dump) return QmpDomain::dump_guest_memory(args, std::move(target));
+        on_dump(args, std::move(target));
+    }
     void quit() override {
         ++quits;
         event("SHUTDOWN", Json{{"guest", false}, {"reason", "host-qmp-quit"}});
@@ -89,6 +95,7 @@ public:
     Json chardevs = Json::array(
         {{{"frontend-open", true}, {"filename", "unix:qmp,server=on"}, {"label", "compat_monitor0"}}});
     std::function<void()> on_quit;
+    std::function<void(const Json&, Fd)> on_dump;
     int stops = 0, conts = 0, resets = 0, powerdowns = 0, quits = 0;
 
 private:

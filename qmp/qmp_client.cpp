@@ -75,6 +75,11 @@ QmpClient::QmpClient(const std::string& path, std::chrono::milliseconds timeout,
 
 Json QmpClient::execute(const std::string& command, const Json& arguments,
                         std::chrono::milliseconds timeout) {
+    return execute_passing_fds(command, arguments, {}, timeout);
+}
+
+Json QmpClient::execute_passing_fds(const std::string& command, const Json& arguments, const std::vector<int>& fds,
+                                    std::chrono::milliseconds timeout) {
     const auto deadline = Clock::now() + timeout;
     const std::int64_t id = next_id_++;
     Json request = {{"execute", command}};
@@ -82,7 +87,7 @@ Json QmpClient::execute(const std::string& command, const Json& arguments,
         request["arguments"] = arguments;
     }
     request["id"] = id;
-    send_raw(to_qmp_line(request), timeout);
+    send_raw(to_qmp_line(request), timeout, fds);
     for (;;) {
         while (!messages_.empty()) {
             Json m = std::move(messages_.front());
@@ -124,11 +129,27 @@ std::optional<Json> QmpClient::next_event(std::chrono::milliseconds timeout) {
     }
 }
 
-void QmpClient::send_raw(std::string_view bytes, std::chrono::milliseconds timeout) {
+void QmpClient::send_raw(std::string_view bytes, std::chrono::milliseconds timeout, const std::vector<int>& fds) {
     const auto deadline = Clock::now() + timeout;
+    bool fds_sent = fds.empty();
+    std::vector<char> control(fds.empty() ? 0 : CMSG_SPACE(sizeof(int) * fds.size()));
     while (!bytes.empty()) {
-        const ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        if (!fds_sent) {
+            msg.msg_control = control.data();
+            msg.msg_controllen = control.size();
+            cmsghdr* c = CMSG_FIRSTHDR(&msg);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+            std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+        }
+        const ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
         if (n > 0) {
+            fds_sent = true;  // they went with the first byte
             bytes.remove_prefix(static_cast<std::size_t>(n));
             continue;
         }

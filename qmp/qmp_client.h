@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace vmm::qmp {
 
@@ -47,13 +48,21 @@ public:
     Json execute(const std::string& command, const Json& arguments = Json::object(),
                  std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+    // The same, with descriptors passed along the request (SCM_RIGHTS), as QEMU's getfd and
+    // add-fd expect them: execute_passing_fds("getfd", {{"fdname", "dump"}}, {fd}). The caller
+    // keeps its own copies.
+    Json execute_passing_fds(const std::string& command, const Json& arguments, const std::vector<int>& fds,
+                             std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
     // The next event ({"event": ..., "timestamp": ..., "data"?: ...}): a queued one, or one
     // arriving within `timeout`; nullopt on timeout. Throws vmm::Error if the peer closes.
     std::optional<Json> next_event(std::chrono::milliseconds timeout);
 
     // Low level, for tests: sends bytes as they are; reads the next message of any kind
     // (reply, error or event), bypassing the event queue; nullopt on timeout.
-    void send_raw(std::string_view bytes, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+    // `fds` go with the first bytes sent.
+    void send_raw(std::string_view bytes, std::chrono::milliseconds timeout = std::chrono::seconds(5),
+                  const std::vector<int>& fds = {});
     std::optional<Json> read_message(std::chrono::milliseconds timeout);
 
     int fd() const noexcept { return fd_.get(); }

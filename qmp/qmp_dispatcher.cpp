@@ -5,6 +5,11 @@
 #include "qmp/command_error.h"
 #include "qmp/qmp_server.h"
 
+#include <fcntl.h>
+
+#include <cerrno>
+#include <cstring>
+
 namespace vmm::qmp {
 
 namespace {
@@ -73,16 +78,55 @@ QmpDispatcher::QmpDispatcher(QmpDomain& domain, const QmpServerOptions& options)
          {"begin", ParamType::integer, false},
          {"length", ParamType::integer, false},
          {"format", ParamType::string, false}},
-        [this](const Json& args, Session&) {
-            domain_.dump_guest_memory(args);
-            return Json::object();
-        });
+        [this](const Json& args, Session& s) { return dump_guest_memory(args, s); });
     add("query-dump", {}, [this](const Json&, Session&) { return domain_.query_dump(); });
+    add("getfd", {{"fdname", ParamType::string, true}},
+        [this](const Json& args, Session& s) { return getfd(args["fdname"].get<std::string>(), s); });
+    add("closefd", {{"fdname", ParamType::string, true}}, [](const Json& args, Session& s) {
+        const std::string name = args["fdname"].get<std::string>();
+        if (s.named.erase(name) == 0) throw CommandError(kGenericError, "File descriptor named '" + name + "' not found");
+        return Json::object();
+    });
     add("human-monitor-command",
         {{"command-line", ParamType::string, true}, {"cpu-index", ParamType::integer, false}},
         [this](const Json& args, Session&) {
             return human_monitor_command(args["command-line"].get<std::string>());
         });
+}
+
+// QEMU's getfd (qapi/misc.json): the first descriptor of the latest message that carried any
+// gets the name (the others close), replacing a descriptor of that name.
+Json QmpDispatcher::getfd(const std::string& name, Session& s) const {
+    if (s.passed.empty()) throw CommandError(kGenericError, "No file descriptor supplied via SCM_RIGHTS");
+    Fd fd = std::move(s.passed.front());
+    s.passed.clear();
+    if (!name.empty() && name[0] >= '0' && name[0] <= '9')
+        throw CommandError(kGenericError, "Parameter 'fdname' expects a name not starting with a digit");
+    if (!s.named.count(name) && s.named.size() >= kMaxNamedFds)
+        throw CommandError(kGenericError, "this connection holds " + std::to_string(kMaxNamedFds) +
+                                              " named file descriptors already; closefd one first");
+    s.named[name] = std::move(fd);
+    return Json::object();
+}
+
+// "fd:NAME" is looked up here, where the connection's descriptors are; the domain gets a
+// duplicate, and the name is used up only when the domain took the dump (QEMU uses it up even
+// when the dump is then refused; here a refused dump leaves it for another try).
+Json QmpDispatcher::dump_guest_memory(const Json& args, Session& s) {
+    const std::string protocol = args["protocol"].get<std::string>();
+    if (!protocol.starts_with("fd:")) {
+        domain_.dump_guest_memory(args, Fd());
+        return Json::object();
+    }
+    const std::string name = protocol.substr(3);
+    const auto it = s.named.find(name);
+    if (it == s.named.end())
+        throw CommandError(kGenericError, "File descriptor named '" + name + "' has not been found");
+    const int dup = ::fcntl(it->second.get(), F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) throw CommandError(kGenericError, std::string("duplicating fd '") + name + "': " + std::strerror(errno));
+    domain_.dump_guest_memory(args, Fd(dup));
+    s.named.erase(name);
+    return Json::object();
 }
 
 void QmpDispatcher::add(const std::string& name, std::vector<Param> params,

@@ -6,6 +6,7 @@
 // No I/O: QmpServer owns the connections. Called on the server's io_context thread.
 #pragma once
 
+#include "common/fd.h"
 #include "qmp/json_stream.h"
 #include "qmp/qmp_domain.h"
 
@@ -23,7 +24,15 @@ public:
     // Per-connection protocol state.
     struct Session {
         bool negotiated = false;
+        // File descriptors the client sent (SCM_RIGHTS) with its latest message that carried
+        // any, not yet taken by getfd; the server replaces them at the next such message.
+        std::vector<Fd> passed;
+        // getfd's names (per connection, as QEMU's per-monitor list): closefd closes one,
+        // dump-guest-memory "fd:NAME" uses one up; the rest close with the connection.
+        std::map<std::string, Fd> named;
     };
+    // How many named descriptors one connection may hold (getfd beyond it is refused).
+    static constexpr std::size_t kMaxNamedFds = 64;
 
     QmpDispatcher(QmpDomain& domain, const QmpServerOptions& options);
 
@@ -50,6 +59,8 @@ private:
     Json version() const;
     Json human_monitor_command(const std::string& line) const;
     Json qmp_capabilities(const Json& args, Session& session) const;
+    Json getfd(const std::string& name, Session& session) const;
+    Json dump_guest_memory(const Json& args, Session& session);
 
     QmpDomain& domain_;
     const QmpServerOptions& options_;

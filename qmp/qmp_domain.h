@@ -11,6 +11,7 @@
 // from inside these methods puts the event before the reply, as QEMU does.
 #pragma once
 
+#include "common/fd.h"
 #include "qmp/command_error.h"
 #include "qmp/json_stream.h"
 
@@ -42,10 +43,12 @@ public:
 
     // dump-guest-memory (QEMU's qapi/dump.json) with the arguments as given (paging, protocol,
     // and the optional detach, begin, length, format); the dispatcher has checked their types.
-    // Progress is query_dump()'s, the end is the DUMP_COMPLETED event. A domain without guest
-    // memory refuses it.
-    virtual void dump_guest_memory(const Json& args) {
+    // For protocol "fd:NAME" `target` is the descriptor the client named with getfd (the
+    // dispatcher looked it up); for "file:PATH" it is empty. Progress is query_dump()'s, the
+    // end is the DUMP_COMPLETED event. A domain without guest memory refuses it.
+    virtual void dump_guest_memory(const Json& args, Fd target) {
         (void)args;
+        (void)target;
         throw CommandError(kGenericError, "this domain has no guest memory to dump");
     }
     // query-dump's DumpQueryResult: {"status": "none"|"active"|"completed"|"failed",

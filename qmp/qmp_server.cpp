@@ -14,11 +14,13 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <set>
@@ -147,9 +149,59 @@ private:
             log_->debug("QMP {}: caught up with its replies, reading again", name_);
         }
         reading_ = true;
-        socket_.async_read_some(asio::buffer(buf_), [self = shared_from_this()](
-                                                        const boost::system::error_code& ec,
-                                                        std::size_t n) { self->on_read(ec, n); });
+        // Not async_read_some: the bytes may come with descriptors (SCM_RIGHTS) for getfd.
+        socket_.async_wait(Protocol::socket::wait_read,
+                           [self = shared_from_this()](const boost::system::error_code& ec) { self->on_readable(ec); });
+    }
+
+    void on_readable(const boost::system::error_code& ec) {
+        if (ec || closed_) {
+            on_read(ec, 0);
+            return;
+        }
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxPassedFds)];
+        iovec iov{buf_.data(), buf_.size()};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        ssize_t n;
+        do {
+            n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            reading_ = false;
+            read();
+            return;
+        }
+        take_passed_fds(msg);
+        if (n < 0) {
+            on_read(boost::system::error_code(errno, boost::system::system_category()), 0);
+        } else if (n == 0) {
+            on_read(asio::error::eof, 0);
+        } else {
+            on_read({}, static_cast<std::size_t>(n));
+        }
+    }
+
+    // Every descriptor received is owned at once (so none leaks); those of this message replace
+    // the ones getfd did not take.
+    void take_passed_fds(msghdr& msg) {
+        std::vector<Fd> fds;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+            const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (std::size_t i = 0; i < count; ++i) {
+                int fd;
+                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+                fds.emplace_back(fd);
+            }
+        }
+        if (msg.msg_flags & MSG_CTRUNC)
+            log_->warn("QMP {}: more than {} file descriptors in one message: the rest were dropped", name_,
+                       kMaxPassedFds);
+        if (!fds.empty()) session_.passed = std::move(fds);
     }
 
     void on_read(const boost::system::error_code& ec, std::size_t n) {

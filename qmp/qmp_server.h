@@ -6,7 +6,13 @@
 //
 // Commands: qmp_capabilities, query-commands, query-version, query-name, query-status, stop,
 // cont, system_reset, system_powerdown, quit, query-cpus-fast, query-block, query-chardev,
-// human-monitor-command ("info status", "info name").
+// dump-guest-memory, query-dump, getfd, closefd, human-monitor-command ("info status", "info
+// name").
+//
+// File descriptors passed with SCM_RIGHTS (up to kMaxPassedFds a message; the kernel drops the
+// rest) wait in the connection for getfd, which names the first; a later message with
+// descriptors replaces those not taken. Named ones live as long as the connection (at most
+// QmpDispatcher::kMaxNamedFds), as QEMU's per-monitor fds: "fd:NAME" in dump-guest-memory.
 //
 // Unlike a QEMU socket chardev, one socket serves any number of clients at once (up to
 // Options::max_clients); each is independent. Hostile input is bounded: a message larger than
@@ -34,6 +40,9 @@
 #include <string>
 
 namespace vmm::qmp {
+
+// Descriptors taken from one message's SCM_RIGHTS.
+inline constexpr std::size_t kMaxPassedFds = 16;
 
 struct QmpServerOptions {
     // What query-version and the greeting report. Clients such as libvirt and go-qemu gate

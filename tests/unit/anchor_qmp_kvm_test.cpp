@@ -1,10 +1,10 @@
 // vmm-anchor driven through its QMP sockets as EVE's pillar and QEMU's clients drive QEMU,
 // with the project's idle/powerdown/acpi/cpuid guests under real KVM. Needs /dev/kvm.
 #include "qmp/qmp_client.h"
+#include "tests/support/elf_core.h"
 #include "tests/support/process.h"
 #include "tests/support/test_paths.h"
 
-#include <elf.h>
 #include <sys/stat.h>
 
 #include <gmock/gmock.h>
@@ -204,26 +204,6 @@ TEST_F(AnchorQmpTest, AFirmwareImageAtTheResetVectorRunsUnclobbered) {
     EXPECT_EQ(r.exit_status, (0x16 << 1) | 1) << r.err;
 }
 
-// The guest-physical bytes [gpa, gpa+len) of an ELF core as dump-guest-memory writes it (the
-// PT_LOAD whose p_paddr range holds them), or "" if no PT_LOAD does; checks the header too.
-std::string core_bytes(const std::string& core, std::uint64_t gpa, std::size_t len) {
-    if (core.size() < sizeof(Elf64_Ehdr)) return {};
-    Elf64_Ehdr eh;
-    std::memcpy(&eh, core.data(), sizeof eh);
-    EXPECT_EQ(std::memcmp(eh.e_ident, ELFMAG, SELFMAG), 0);
-    EXPECT_EQ(eh.e_type, ET_CORE);
-    EXPECT_EQ(eh.e_machine, EM_X86_64);
-    for (unsigned i = 0; i < eh.e_phnum; ++i) {
-        Elf64_Phdr ph;
-        const std::size_t at = eh.e_phoff + i * sizeof ph;
-        if (at + sizeof ph > core.size()) return {};
-        std::memcpy(&ph, core.data() + at, sizeof ph);
-        if (ph.p_type != PT_LOAD || gpa < ph.p_paddr || gpa + len > ph.p_paddr + ph.p_filesz) continue;
-        const std::size_t off = ph.p_offset + (gpa - ph.p_paddr);
-        return off + len <= core.size() ? core.substr(off, len) : std::string();
-    }
-    return {};
-}
 
 
 // pillar's crash path: pvpanic gives GUEST_PANICKED and run-state guest-panicked; then

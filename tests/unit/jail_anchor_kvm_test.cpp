@@ -3,9 +3,12 @@
 // (seen from the host through /proc/PID/root) holds the domain's files and nothing else, it
 // has its own network namespace without taps and the host's with one, it serves QMP and a socket
 // console, and it restarts on system_reset inside the jail (started with relative paths, which
-// the restart reads again in there), also as a dedicated non-root uid.
+// the restart reads again in there), also as a dedicated non-root uid; its dump-guest-memory
+// reaches a file outside the jail only through a descriptor passed with getfd.
 // Needs /dev/kvm and root.
 #include "qmp/qmp_client.h"
+#include "common/fd.h"
+#include "tests/support/elf_core.h"
 #include "tests/support/proc_status.h"
 #include "tests/support/process.h"
 #include "tests/support/test_paths.h"
@@ -13,6 +16,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -259,6 +263,51 @@ TEST_F(JailedAnchorTest, AFileTheUidCannotOpenIsNamed) {
     EXPECT_NE(r.exit_status, 0);
     EXPECT_THAT(r.err, HasSubstr(path)) << r.err;
     EXPECT_THAT(r.err, HasSubstr("Permission denied")) << r.err;
+}
+
+// dump-guest-memory from a jailed anchor: a path outside the jail does not exist in there (the
+// dump fails with the reason and the anchor lives); a descriptor passed with getfd reaches out,
+// and the core written through it holds the guest's memory.
+TEST_F(JailedAnchorTest, ADumpReachesOutOfTheJailThroughAPassedDescriptor) {
+    fs::create_directories(dir_ + "/cores");
+    start(manifest("jaildump", "idle.bin", "", true), {"--jail-uid", "65534"});
+    const int p = pid("jaildump");
+    ASSERT_GT(p, 0);
+    qmp::QmpClient events(state("jaildump", "listener.qmp"), 30s);
+    qmp::QmpClient c(state("jaildump", "qmp"), 30s);
+    const std::string core = dir_ + "/cores/core";
+    EXPECT_FALSE(sees(p, dir_ + "/cores"));
+    c.execute("dump-guest-memory", {{"paging", false}, {"protocol", "file:" + core}}, 60s);
+    auto done = [&] {
+        for (auto e = events.next_event(30s); e; e = events.next_event(30s))
+            if ((*e)["event"] == "DUMP_COMPLETED") return *e;
+        return Json("no DUMP_COMPLETED");
+    };
+    const Json failed = done();
+    EXPECT_EQ(failed["data"]["result"]["status"], "failed") << failed.dump();
+    EXPECT_THAT(failed["data"].value("error", ""), HasSubstr("No such file or directory")) << failed.dump();
+    EXPECT_FALSE(fs::exists(core));
+
+    // Opened here, as root, outside the jail; the anchor (uid 65534) writes through it.
+    Fd out = open_fd(core.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    EXPECT_EQ(c.execute_passing_fds("getfd", {{"fdname", "core"}}, {out.get()}), Json::object());
+    out.reset();
+    c.execute("dump-guest-memory", {{"paging", false}, {"protocol", "fd:core"}}, 60s);
+    const Json ok = done();
+    EXPECT_EQ(ok["data"]["result"]["status"], "completed") << ok.dump();
+    std::ifstream in(core, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ifstream img(guest_path("idle.bin"), std::ios::binary);
+    const std::string image((std::istreambuf_iterator<char>(img)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(core_bytes(bytes, 0x100000, 64), image.substr(0, 64)) << "idle.bin at 1 MiB, in the core";
+    try {
+        c.execute("dump-guest-memory", {{"paging", false}, {"protocol", "fd:core"}});
+        ADD_FAILURE() << "the descriptor was not used up";
+    } catch (const qmp::CommandError& e) {
+        EXPECT_EQ(e.desc(), "File descriptor named 'core' has not been found");
+    }
+    c.execute("quit");
+    EXPECT_EQ(finish().exit_status, 8);
 }
 
 }  // namespace

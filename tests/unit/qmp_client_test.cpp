@@ -1,9 +1,17 @@
 // QmpClient against a real peer: qemu-system-x86_64 -M none (skipped where it is missing).
-// The same client against vmm's own QmpServer is covered in qmp_server_test.cpp.
+// The same client against vmm's own QmpServer is covered in qmp_server_test.cpp; the getfd
+// exchange runs against both here, with the same expectations.
+#include "qmp/fake_domain.h"
 #include "qmp/qmp_client.h"
+#include "qmp/qmp_server.h"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,6 +19,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <thread>
 
 namespace vmm::qmp {
 namespace {
@@ -105,6 +114,63 @@ TEST_F(QemuPeer, WithoutNegotiationCommandsAreRefused) {
     } catch (const CommandError& e) {
         EXPECT_EQ(e.error_class(), "CommandNotFound");
     }
+}
+
+// getfd/closefd and dump-guest-memory "fd:NAME", as one exchange that must go the same way
+// against QEMU and against vmm's QmpServer (descriptions included): a pipe's write end is
+// passed, and the read end tells whether the peer still holds it.
+void expect_getfd_semantics(QmpClient& c) {
+    auto error_of = [&](const std::string& command, const Json& args, const std::vector<int>& fds = {}) {
+        try {
+            c.execute_passing_fds(command, args, fds);
+            return std::string("no error");
+        } catch (const CommandError& e) {
+            return e.error_class() + ": " + e.desc();
+        }
+    };
+    int p[2];
+    ASSERT_EQ(::pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    Fd read_end(p[0]), write_end(p[1]);
+    auto held_elsewhere = [&] {
+        char ch;
+        return ::read(read_end.get(), &ch, 1) < 0 && errno == EAGAIN;
+    };
+    EXPECT_EQ(error_of("getfd", {{"fdname", "x"}}), "GenericError: No file descriptor supplied via SCM_RIGHTS");
+    EXPECT_EQ(error_of("getfd", {{"fdname", "1x"}}, {write_end.get()}),
+              "GenericError: Parameter 'fdname' expects a name not starting with a digit");
+    EXPECT_EQ(c.execute_passing_fds("getfd", {{"fdname", "x"}}, {write_end.get()}), Json::object());
+    write_end.reset();
+    EXPECT_TRUE(held_elsewhere()) << "the peer holds 'x'";
+    EXPECT_EQ(error_of("dump-guest-memory", {{"paging", false}, {"protocol", "fd:nope"}}),
+              "GenericError: File descriptor named 'nope' has not been found");
+    EXPECT_EQ(c.execute("closefd", {{"fdname", "x"}}), Json::object());
+    EXPECT_FALSE(held_elsewhere()) << "closefd closed it (EOF)";
+    EXPECT_EQ(error_of("closefd", {{"fdname", "x"}}), "GenericError: File descriptor named 'x' not found");
+}
+
+TEST_F(QemuPeer, GetfdClosefdAndDumpToANamedFd) {
+    QmpClient c(socket_, 10s);
+    expect_getfd_semantics(c);
+}
+
+TEST(VmmPeer, GetfdClosefdAndDumpToANamedFdAsQemu) {
+    char tmpl[] = "/tmp/qmp-client-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    const std::string dir = tmpl;
+    boost::asio::io_context io;
+    FakeDomain domain;
+    QmpServer server(io, domain);
+    server.listen(dir + "/qmp");
+    auto work = boost::asio::make_work_guard(io);
+    std::thread t([&] { io.run(); });
+    {
+        QmpClient c(dir + "/qmp", 10s);
+        expect_getfd_semantics(c);
+    }
+    work.reset();
+    boost::asio::post(io, [&] { server.close(); });
+    t.join();
+    std::filesystem::remove_all(dir);
 }
 
 TEST(QmpClient, ConnectTimesOutWhenNobodyListens) {

@@ -1,12 +1,13 @@
 // QmpServer over real sockets (socketpairs and unix sockets) with a FakeDomain: greeting,
 // negotiation, ids, every error shape, split/coalesced input, events, several clients,
-// flood, oversize input, disconnects; the fault tests of a flooding client (an endless line, replies
+// flood, oversize input, disconnects; descriptors passed for getfd/closefd and dump "fd:NAME"; the fault tests of a flooding client (an endless line, replies
 // never read, garbage at full speed: bounded buffers, a log line, the others served).
 // Single-threaded: the test steps the io_context with poll() (run_for() where a timeout is under
 // test); only the QmpClient tests run it on a thread (the client blocks).
 #include "common/log.h"
 #include "qmp/fake_domain.h"
 #include "qmp/json_writer.h"
+#include "qmp/qmp_dispatcher.h"
 #include "qmp/qmp_client.h"
 #include "qmp/qmp_server.h"
 
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <sstream>
 #include <string>
@@ -95,6 +97,24 @@ public:
     // Sends one line, returns the next message.
     Json ask(const std::string& text) {
         EXPECT_TRUE(send(text + "\n"));
+        return read1();
+    }
+    // Sends one line with descriptors attached (SCM_RIGHTS), returns the next message.
+    Json ask_passing(const std::string& text, const std::vector<int>& fds) {
+        const std::string line = text + "\n";
+        iovec iov{const_cast<char*>(line.data()), line.size()};
+        std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.data();
+        msg.msg_controllen = control.size();
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+        EXPECT_EQ(::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL), static_cast<ssize_t>(line.size()));
         return read1();
     }
     Json greet_and_negotiate() {
@@ -697,6 +717,159 @@ TEST_F(QmpServerStallTest, AClientThatReadsSlowlyIsKept) {
         ASSERT_EQ(server_.client_count(), 1u) << "a client that reads was disconnected";
     }
     EXPECT_GT(replies, 2000u);
+}
+
+}  // namespace
+}  // namespace vmm::qmp
+
+namespace vmm::qmp {
+namespace {
+
+// A pipe whose write end goes to the server: while the server holds a copy, the read end sees
+// no EOF after ours is closed. So "held" and "closed" are observed, not assumed.
+struct WatchedPipe {
+    WatchedPipe() {
+        int p[2];
+        EXPECT_EQ(::pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+        read_end = Fd(p[0]);
+        write_end = Fd(p[1]);
+    }
+    // After our write end is dropped: true when no one else holds one (EOF).
+    bool closed_everywhere() {
+        write_end.reset();
+        char c;
+        return ::read(read_end.get(), &c, 1) == 0;
+    }
+    std::string drain() {
+        std::string out;
+        char buf[256];
+        for (ssize_t n; (n = ::read(read_end.get(), buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+        return out;
+    }
+    Fd read_end, write_end;
+};
+
+std::string desc(const Json& reply) { return reply["error"]["desc"].get<std::string>(); }
+
+TEST_F(QmpServerTest, GetfdNamesThePassedDescriptorUntilClosefd) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    const Json none = p.ask(R"({"execute": "getfd", "arguments": {"fdname": "out"}})");
+    EXPECT_EQ(desc(none), "No file descriptor supplied via SCM_RIGHTS");
+
+    WatchedPipe pipe;
+    EXPECT_EQ(p.ask_passing(R"({"execute": "getfd", "arguments": {"fdname": "out"}, "id": 1})", {pipe.write_end.get()}),
+              Json::parse(R"({"return": {}, "id": 1})"));
+    EXPECT_FALSE(pipe.closed_everywhere()) << "the server holds the named descriptor";
+    EXPECT_EQ(p.ask(R"({"execute": "closefd", "arguments": {"fdname": "out"}})"), Json::parse(R"({"return": {}})"));
+    EXPECT_TRUE(pipe.closed_everywhere()) << "closefd closed it";
+    EXPECT_EQ(desc(p.ask(R"({"execute": "closefd", "arguments": {"fdname": "out"}})")),
+              "File descriptor named 'out' not found");
+}
+
+TEST_F(QmpServerTest, GetfdRefusesANameStartingWithADigitAndClosesTheDescriptor) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    WatchedPipe pipe;
+    const Json r = p.ask_passing(R"({"execute": "getfd", "arguments": {"fdname": "1st"}})", {pipe.write_end.get()});
+    EXPECT_EQ(error_class(r), "GenericError");
+    EXPECT_EQ(desc(r), "Parameter 'fdname' expects a name not starting with a digit");
+    EXPECT_TRUE(pipe.closed_everywhere());
+}
+
+TEST_F(QmpServerTest, NamedDescriptorsCloseWithTheirConnectionOnly) {
+    Peer a(io_, server_), b(io_, server_);
+    a.greet_and_negotiate();
+    b.greet_and_negotiate();
+    WatchedPipe pipe;
+    EXPECT_EQ(a.ask_passing(R"({"execute": "getfd", "arguments": {"fdname": "x"}})", {pipe.write_end.get()}),
+              Json::parse(R"({"return": {}})"));
+    EXPECT_EQ(desc(b.ask(R"({"execute": "closefd", "arguments": {"fdname": "x"}})")),
+              "File descriptor named 'x' not found")
+        << "names are per connection, as QEMU's per monitor";
+    EXPECT_FALSE(pipe.closed_everywhere());
+    a.close();
+    for (int i = 0; i < 50 && server_.client_count() > 1; ++i) io_.run_for(10ms);
+    EXPECT_TRUE(pipe.closed_everywhere()) << "the connection's end closed it";
+}
+
+TEST_F(QmpServerTest, GetfdTakesTheFirstOfTheLatestMessagesDescriptorsAndClosesTheRest) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    WatchedPipe stale, first, second, third;
+    // Descriptors on a message that is not getfd wait; the next message with descriptors replaces them.
+    EXPECT_EQ(p.ask_passing(R"({"execute": "query-status"})", {stale.write_end.get()})["return"]["status"], "prelaunch");
+    EXPECT_EQ(p.ask_passing(R"({"execute": "getfd", "arguments": {"fdname": "f"}})",
+                            {first.write_end.get(), second.write_end.get(), third.write_end.get()}),
+              Json::parse(R"({"return": {}})"));
+    EXPECT_TRUE(stale.closed_everywhere()) << "replaced";
+    EXPECT_TRUE(second.closed_everywhere());
+    EXPECT_TRUE(third.closed_everywhere());
+    EXPECT_FALSE(first.closed_everywhere()) << "named 'f'";
+    // getfd on a name in use replaces (and closes) the old descriptor.
+    WatchedPipe again;
+    EXPECT_EQ(p.ask_passing(R"({"execute": "getfd", "arguments": {"fdname": "f"}})", {again.write_end.get()}),
+              Json::parse(R"({"return": {}})"));
+    EXPECT_TRUE(first.closed_everywhere());
+    EXPECT_FALSE(again.closed_everywhere());
+    EXPECT_EQ(desc(p.ask(R"({"execute": "getfd", "arguments": {"fdname": "g"}})")),
+              "No file descriptor supplied via SCM_RIGHTS")
+        << "each passed descriptor is named once";
+}
+
+TEST_F(QmpServerTest, MoreDescriptorsThanAMessageTakesAreClosedAndLogged) {
+    LogCapture log;
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    std::vector<WatchedPipe> pipes(kMaxPassedFds + 4);
+    std::vector<int> fds;
+    for (auto& w : pipes) fds.push_back(w.write_end.get());
+    EXPECT_EQ(p.ask_passing(R"({"execute": "getfd", "arguments": {"fdname": "many"}})", fds),
+              Json::parse(R"({"return": {}})"));
+    EXPECT_FALSE(pipes[0].closed_everywhere());
+    for (std::size_t i = 1; i < pipes.size(); ++i) EXPECT_TRUE(pipes[i].closed_everywhere()) << i;
+    EXPECT_EQ(log.count("more than 16 file descriptors in one message: the rest were dropped"), 1u) << log.text();
+}
+
+TEST_F(QmpServerTest, AConnectionNamesAtMostSoManyDescriptors) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    WatchedPipe pipe;
+    for (std::size_t i = 0; i < QmpDispatcher::kMaxNamedFds; ++i)
+        ASSERT_EQ(p.ask_passing(R"({"execute": "getfd", "arguments": {"fdname": "n)" + std::to_string(i) + R"("}})",
+                                {pipe.write_end.get()}),
+                  Json::parse(R"({"return": {}})"))
+            << i;
+    const Json over = p.ask_passing(R"({"execute": "getfd", "arguments": {"fdname": "one-more"}})", {pipe.write_end.get()});
+    EXPECT_EQ(desc(over), "this connection holds 64 named file descriptors already; closefd one first");
+    EXPECT_EQ(p.ask_passing(R"({"execute": "getfd", "arguments": {"fdname": "n0"}})", {pipe.write_end.get()}),
+              Json::parse(R"({"return": {}})"))
+        << "a name in use may be replaced at the limit";
+}
+
+TEST_F(QmpServerTest, DumpToANamedDescriptorHandsItToTheDomainAndUsesItUp) {
+    Peer p(io_, server_);
+    p.greet_and_negotiate();
+    int dumps = 0;
+    domain_.on_dump = [&](const Json& args, Fd target) {
+        if (++dumps == 1) throw CommandError(kGenericError, "not now");
+        EXPECT_EQ(args["protocol"], "fd:core");
+        ASSERT_TRUE(target.valid());
+        EXPECT_EQ(::write(target.get(), "ELF", 3), 3);
+    };
+    const std::string dump = R"({"execute": "dump-guest-memory", "arguments": {"paging": false, "protocol": "fd:core"}})";
+    EXPECT_EQ(desc(p.ask(dump)), "File descriptor named 'core' has not been found");
+    EXPECT_EQ(dumps, 0) << "the domain is not asked without the descriptor";
+
+    WatchedPipe pipe;
+    ASSERT_EQ(p.ask_passing(R"({"execute": "getfd", "arguments": {"fdname": "core"}})", {pipe.write_end.get()}),
+              Json::parse(R"({"return": {}})"));
+    EXPECT_EQ(desc(p.ask(dump)), "not now");
+    EXPECT_EQ(p.ask(dump), Json::parse(R"({"return": {}})")) << "a refused dump left the name for another try";
+    EXPECT_EQ(pipe.drain(), "ELF");
+    EXPECT_TRUE(pipe.closed_everywhere()) << "the dump used the descriptor up";
+    EXPECT_EQ(desc(p.ask(dump)), "File descriptor named 'core' has not been found");
+    EXPECT_EQ(dumps, 2);
 }
 
 }  // namespace
