@@ -1,4 +1,4 @@
-// The anchor's seccomp allow-list (libseccomp), installed once its setup is done.
+// The anchor's seccomp allow-lists (rules in jail/seccomp_rules.cpp, compiled to BPF at build time),
 //
 // Who calls it: vmm-anchor's Machine::run() on the main thread, after every device, fd and
 // thread exists and before the event loop runs. The filter is installed with TSYNC, so every
@@ -17,6 +17,9 @@
 // already in place (stacking one per reboot would hit the kernel's 32K-instruction limit).
 #pragma once
 
+#include <linux/filter.h>
+
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -79,8 +82,23 @@ void install_io_thread_seccomp(SeccompMode mode, IoThreadKind kind);
 std::vector<std::string> io_thread_seccomp_syscalls(IoThreadKind kind);
 
 // The names of the syscalls the policy allows (some only with argument checks), for tests
-// and docs.
+// and docs (defined with the rules, jail/seccomp_rules.cpp).
 std::vector<std::string> anchor_seccomp_syscalls(const SeccompOptions& options = {});
+
+// The filters the anchor loads. Their programs are compiled from the policy
+// (jail/seccomp_rules.h) when the anchor is built, one per kind and mode (Enforce, Log).
+enum class FilterKind { ProcessReexec, ProcessStrict, Vcpu, IoBlock, IoNet, IoNotify };
+inline constexpr FilterKind kFilterKinds[] = {FilterKind::ProcessReexec, FilterKind::ProcessStrict, FilterKind::Vcpu,
+                                              FilterKind::IoBlock,       FilterKind::IoNet,         FilterKind::IoNotify};
+const char* to_string(FilterKind kind);
+
+// tgkill's pid in the precompiled programs: above any pid (pid_max is at most 2^22), replaced
+// with the anchor's own when a program is loaded.
+inline constexpr std::uint32_t kSeccompPidPlaceholder = 0x7e57a11d;
+
+// The program the anchor loads for `kind` in `mode` (Enforce or Log): the precompiled one with
+// `pid` in place of kSeccompPidPlaceholder.
+std::vector<sock_filter> precompiled_seccomp_filter(FilterKind kind, SeccompMode mode, std::uint32_t pid);
 
 // Installs only the SIGSYS reporter (also done by install_anchor_seccomp).
 void install_sigsys_reporter();

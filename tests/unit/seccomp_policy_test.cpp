@@ -1,6 +1,7 @@
 // The anchor's seccomp policy, installed in a forked child: listed syscalls work, an unlisted one
 // ends the child with kExitSeccompDenied and names itself on stderr.
 #include "jail/seccomp_policy.h"
+#include "jail/seccomp_rules.h"
 
 #include "common/error.h"
 
@@ -10,6 +11,7 @@
 
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <linux/seccomp.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <linux/if_tun.h>
@@ -613,6 +615,48 @@ TEST_F(SeccompPolicyTest, IoThreadFilterInLogModeLetsUnlistedSyscallsThroughAndO
     const ChildResult off =
         no_filter_on_a_thread_after([] { install_io_thread_seccomp(SeccompMode::Off, IoThreadKind::Net); });
     EXPECT_EQ(off.status, 0) << off.out;
+}
+
+// The programs the anchor loads were compiled at build time (jail/tools/seccomp_bpf_gen.cpp):
+// compiled again here from the policy with libseccomp, each is the same, instruction for
+// instruction, with this process's pid where tgkill's goes.
+TEST(SeccompPrecompiledTest, EachProgramIsWhatThePolicyCompilesTo) {
+    const auto pid = static_cast<std::uint32_t>(::getpid());
+    for (FilterKind kind : kFilterKinds) {
+        for (SeccompMode mode : {SeccompMode::Enforce, SeccompMode::Log}) {
+            const std::vector<sock_filter> loaded = precompiled_seccomp_filter(kind, mode, pid);
+            const std::vector<sock_filter> compiled = compile_seccomp_filter(kind, mode, pid);
+            ASSERT_EQ(loaded.size(), compiled.size()) << to_string(kind) << " " << to_string(mode);
+            for (std::size_t i = 0; i < loaded.size(); ++i) {
+                EXPECT_EQ(loaded[i].code, compiled[i].code) << to_string(kind) << " " << to_string(mode) << " insn " << i;
+                EXPECT_EQ(loaded[i].jt, compiled[i].jt) << i;
+                EXPECT_EQ(loaded[i].jf, compiled[i].jf) << i;
+                EXPECT_EQ(loaded[i].k, compiled[i].k) << to_string(kind) << " " << to_string(mode) << " insn " << i;
+            }
+        }
+    }
+}
+
+TEST(SeccompPrecompiledTest, ThePidIsPatchedIntoTgkillsComparisonOnly) {
+    auto count_k = [](const std::vector<sock_filter>& program, std::uint32_t k) {
+        return std::count_if(program.begin(), program.end(), [k](const sock_filter& i) { return i.k == k; });
+    };
+    const std::uint32_t pid = 4194303;  // pid_max's largest
+    for (FilterKind kind : kFilterKinds) {
+        const auto program = precompiled_seccomp_filter(kind, SeccompMode::Enforce, pid);
+        const bool tgkill = kind == FilterKind::ProcessReexec || kind == FilterKind::ProcessStrict || kind == FilterKind::Vcpu;
+        EXPECT_EQ(count_k(program, kSeccompPidPlaceholder), 0) << to_string(kind);
+        EXPECT_EQ(count_k(program, pid) > 0, tgkill) << to_string(kind);
+        EXPECT_EQ(count_k(precompiled_seccomp_filter(kind, SeccompMode::Enforce, pid + 1), pid), 0) << to_string(kind);
+    }
+    // Enforce traps, Log logs: the default action differs and nothing else.
+    const auto enforce = precompiled_seccomp_filter(FilterKind::Vcpu, SeccompMode::Enforce, pid);
+    const auto log = precompiled_seccomp_filter(FilterKind::Vcpu, SeccompMode::Log, pid);
+    EXPECT_GT(count_k(enforce, SECCOMP_RET_TRAP), 0);
+    EXPECT_EQ(count_k(enforce, SECCOMP_RET_LOG), 0);
+    EXPECT_EQ(count_k(log, SECCOMP_RET_TRAP), 0);
+    EXPECT_EQ(count_k(log, SECCOMP_RET_LOG), count_k(enforce, SECCOMP_RET_TRAP));
+    EXPECT_THROW(precompiled_seccomp_filter(FilterKind::Vcpu, SeccompMode::Off, pid), Error);
 }
 
 TEST(SeccompModeTest, ParsesTheCommandLineWords) {
