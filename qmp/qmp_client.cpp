@@ -1,6 +1,7 @@
 // QmpClient (see qmp_client.h). Blocking I/O with poll(2) deadlines; caller's thread only.
 #include "qmp/qmp_client.h"
 
+#include "common/scm_rights.h"
 #include "qmp/json_writer.h"
 
 #include <poll.h>
@@ -132,21 +133,13 @@ std::optional<Json> QmpClient::next_event(std::chrono::milliseconds timeout) {
 void QmpClient::send_raw(std::string_view bytes, std::chrono::milliseconds timeout, const std::vector<int>& fds) {
     const auto deadline = Clock::now() + timeout;
     bool fds_sent = fds.empty();
-    std::vector<char> control(fds.empty() ? 0 : CMSG_SPACE(sizeof(int) * fds.size()));
+    std::vector<char> control;
     while (!bytes.empty()) {
         iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
         msghdr msg{};
         msg.msg_iov = &iov;
         msg.msg_iovlen = 1;
-        if (!fds_sent) {
-            msg.msg_control = control.data();
-            msg.msg_controllen = control.size();
-            cmsghdr* c = CMSG_FIRSTHDR(&msg);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-            std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-        }
+        if (!fds_sent) attach_fds(msg, control, fds);
         const ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
         if (n > 0) {
             fds_sent = true;  // they went with the first byte

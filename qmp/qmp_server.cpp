@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/scm_rights.h"
 #include "qmp/json_writer.h"
 #include "qmp/qmp_dispatcher.h"
 
@@ -20,7 +21,6 @@
 
 #include <array>
 #include <chrono>
-#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <set>
@@ -187,17 +187,8 @@ private:
 
     // Every descriptor received is owned at once (so none leaks); those of this message replace
     // the ones getfd did not take.
-    void take_passed_fds(msghdr& msg) {
-        std::vector<Fd> fds;
-        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-            const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (std::size_t i = 0; i < count; ++i) {
-                int fd;
-                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-                fds.emplace_back(fd);
-            }
-        }
+    void take_passed_fds(const msghdr& msg) {
+        std::vector<Fd> fds = take_fds(msg);
         if (msg.msg_flags & MSG_CTRUNC)
             log_->warn("QMP {}: more than {} file descriptors in one message: the rest were dropped", name_,
                        kMaxPassedFds);

@@ -30,14 +30,27 @@ protected:
     }
     void TearDown() override { fs::remove_all(root_); }
 
-    ExitInfo run(const nlohmann::json& doc, bool* came_up, bool jail = false) {
+    KvmConfig config(bool jail) const {
         KvmConfig c;
         c.anchor_path = test::anchor_path();
         c.run_dir = root_ + "/run";
         c.manifest_dir = root_ + "/manifests";
         c.log_dir = root_ + "/logs";
         c.jail = jail;
-        KvmHypervisor h(io_, c);
+        return c;
+    }
+    // Runs the io_context until `done` (or a minute has passed); `done` afterwards.
+    template <typename Pred> bool run_until(Pred done) {
+        const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+        while (!done() && std::chrono::steady_clock::now() < end) {
+            io_.restart();
+            io_.run_for(std::chrono::milliseconds(20));
+        }
+        return done();
+    }
+
+    ExitInfo run(const nlohmann::json& doc, bool* came_up, bool jail = false) {
+        KvmHypervisor h(io_, config(jail));
         std::optional<ExitInfo> exit;
         *came_up = false;
         h.set_event_sink([&](const DomainEvent& e) {
@@ -46,12 +59,7 @@ protected:
         });
         h.setup(parse_manifest(doc, root_));
         h.start(doc["name"]);
-        const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-        while (!exit && std::chrono::steady_clock::now() < end) {
-            io_.restart();
-            io_.run_for(std::chrono::milliseconds(20));
-        }
-        EXPECT_TRUE(exit.has_value()) << "the guest did not exit";
+        EXPECT_TRUE(run_until([&] { return exit.has_value(); })) << "the guest did not exit";
         EXPECT_FALSE(fs::exists(h.state_dir(doc["name"])));
         return exit.value_or(ExitInfo{});
     }
@@ -83,12 +91,7 @@ TEST_F(AnchorKvmTest, AJailedAnchorRunsTheGuestAndItsExitIsTheGuestsChoice) {
 TEST_F(AnchorKvmTest, JailedDomainsRunAsUidsOfTheirOwnFromTheRange) {
     if (::geteuid() != 0) GTEST_SKIP() << "the jail needs root";
     ::chmod(root_.c_str(), 0755);
-    KvmConfig c;
-    c.anchor_path = test::anchor_path();
-    c.run_dir = root_ + "/run";
-    c.manifest_dir = root_ + "/manifests";
-    c.log_dir = root_ + "/logs";
-    c.jail = true;
+    KvmConfig c = config(true);
     c.jail_uids = jail::UidRange{70001, 70009};
     KvmHypervisor h(io_, c);
     std::map<std::string, int> up;
@@ -97,14 +100,6 @@ TEST_F(AnchorKvmTest, JailedDomainsRunAsUidsOfTheirOwnFromTheRange) {
         if (e.kind == DomainEvent::Kind::Running) up[e.name] = e.pid;
         if (e.kind == DomainEvent::Kind::Exited) exits[e.name] = e.exit;
     });
-    auto wait_for = [&](auto pred) {
-        const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-        while (!pred() && std::chrono::steady_clock::now() < end) {
-            io_.restart();
-            io_.run_for(std::chrono::milliseconds(20));
-        }
-        return pred();
-    };
     auto idle = [&](const std::string& name) {
         return parse_manifest({{"name", name}, {"memory_mb", 16}, {"kernel", test::guest_path("idle.bin")},
                                {"flat", {{"load_address", "0x100000"}, {"entry", "0x100000"}, {"mode", "protected32"}}}},
@@ -114,19 +109,19 @@ TEST_F(AnchorKvmTest, JailedDomainsRunAsUidsOfTheirOwnFromTheRange) {
         h.setup(idle(name));
         h.start(name);
     }
-    ASSERT_TRUE(wait_for([&] { return up.size() == 2; })) << "both domains come up";
+    ASSERT_TRUE(run_until([&] { return up.size() == 2; })) << "both domains come up";
     EXPECT_EQ(test::proc_status_line(up["one"], "Uid"), "Uid:\t70001\t70001\t70001\t70001");
     EXPECT_EQ(test::proc_status_line(up["two"], "Uid"), "Uid:\t70002\t70002\t70002\t70002");
     EXPECT_TRUE(exits.empty()) << exits.begin()->second.detail;
 
     h.stop("one", {true, std::chrono::milliseconds(5000)});
-    ASSERT_TRUE(wait_for([&] { return exits.count("one") == 1; }));
+    ASSERT_TRUE(run_until([&] { return exits.count("one") == 1; }));
     h.setup(idle("three"));
     h.start("three");
-    ASSERT_TRUE(wait_for([&] { return up.count("three") == 1; }));
+    ASSERT_TRUE(run_until([&] { return up.count("three") == 1; }));
     EXPECT_EQ(test::proc_status_line(up["three"], "Uid"), "Uid:\t70001\t70001\t70001\t70001") << "one's uid, free again";
     for (const char* name : {"two", "three"}) h.stop(name, {true, std::chrono::milliseconds(5000)});
-    ASSERT_TRUE(wait_for([&] { return exits.size() == 3; }));
+    ASSERT_TRUE(run_until([&] { return exits.size() == 3; }));
     for (const auto& [name, e] : exits) {
         EXPECT_FALSE(e.crashed) << name << ": " << e.detail;
         EXPECT_FALSE(fs::exists(h.state_dir(name))) << name;

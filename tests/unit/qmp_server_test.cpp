@@ -5,6 +5,7 @@
 // Single-threaded: the test steps the io_context with poll() (run_for() where a timeout is under
 // test); only the QmpClient tests run it on a thread (the client blocks).
 #include "common/log.h"
+#include "common/scm_rights.h"
 #include "qmp/fake_domain.h"
 #include "qmp/json_writer.h"
 #include "qmp/qmp_dispatcher.h"
@@ -103,17 +104,11 @@ public:
     Json ask_passing(const std::string& text, const std::vector<int>& fds) {
         const std::string line = text + "\n";
         iovec iov{const_cast<char*>(line.data()), line.size()};
-        std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
         msghdr msg{};
         msg.msg_iov = &iov;
         msg.msg_iovlen = 1;
-        msg.msg_control = control.data();
-        msg.msg_controllen = control.size();
-        cmsghdr* c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+        std::vector<char> control;
+        attach_fds(msg, control, fds);
         EXPECT_EQ(::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL), static_cast<ssize_t>(line.size()));
         return read1();
     }
