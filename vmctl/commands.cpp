@@ -3,6 +3,7 @@
 #include "common/error.h"
 #include "vmctl/api_client.h"
 #include "vmctl/console.h"
+#include "vmctl/dump.h"
 #include "vmctl/format.h"
 
 #include <CLI/CLI.hpp>
@@ -69,6 +70,15 @@ int run_vmctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
     resume->add_option("name", name, "NAME")->required();
     auto* del = app.add_subcommand("delete", "forget a stopped or crashed domain");
     del->add_option("name", name, "NAME")->required();
+    DumpRequest dump_request;
+    long dump_timeout = 600;
+    auto* dump = app.add_subcommand("dump", "write a kvm domain's guest memory to FILE as an ELF core (QMP "
+                                            "dump-guest-memory; vmctl opens FILE, the anchor writes it)");
+    dump->add_option("name", name, "NAME")->required();
+    dump->add_option("file", dump_request.file, "FILE (made with mode 0600; a FIFO is written to)")->required();
+    dump->add_flag("--force", dump_request.overwrite, "overwrite an existing FILE");
+    dump->add_option("--timeout", dump_timeout, "seconds the dump may take")->capture_default_str()->check(
+        CLI::PositiveNumber);
     auto* host = app.add_subcommand("host", "the host's hypervisors, CPUs and memory");
     host->add_flag("--json", as_json, "print vmmd's JSON");
     std::vector<std::string> pci_args;
@@ -164,6 +174,12 @@ int run_vmctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
                 out << "\n";
             }
             return 0;
+        }
+        if (dump->parsed()) {
+            const json r = client.call({{"cmd", "info"}, {"name", name}});
+            if (!r.value("ok", false)) return failed(r, err);
+            dump_request.timeout = std::chrono::seconds(dump_timeout);
+            return dump_domain(r["domain"], dump_request, out, err);
         }
         if (console->parsed()) {
             const json r = client.call({{"cmd", "info"}, {"name", name}});

@@ -2,7 +2,8 @@
 # The controller scenario of issue 5: a controller drops three manifests in vmmd's spool
 # directory (two kvm domains run by tests/tools/fake_anchor, one null domain) and all three run;
 # vmmd is killed with SIGKILL and restarted, and adopts all three still running; a changed
-# manifest restarts its domain; a removed manifest stops its domain cleanly; vmctl shows it all.
+# manifest restarts its domain; a removed manifest stops its domain cleanly; vmctl shows it all,
+# and `vmctl dump` writes a domain's memory (or says why it cannot).
 # With VMM_CONTROLLER_ANCHOR=real (tests/integration/vmmd_controller_kvm.sh) the kvm domains are
 # real vmm-anchors running tests/guests/idle.bin under KVM, and `vmctl console` is driven
 # under a pty (script(1)) as a user would: it shows the guest's line, Ctrl-] detaches.
@@ -80,6 +81,27 @@ if [ "$REAL" = real ]; then
     echo "--- vmctl console alpha (status $rc):"; printf '%s\n' "$out" | tr -d '\r' | head -5
     [ $rc -eq 0 ] || fail "vmctl console did not detach on Ctrl-] (status $rc)"
     printf '%s' "$out" | grep -q "idle: up" || fail "vmctl console did not show the guest's line"
+fi
+
+# vmctl dump: a null domain has no anchor to dump; the fake anchor has no guest memory (its
+# refusal is the error, and the file vmctl made is gone again); a real anchor writes an ELF core
+# through the descriptor vmctl passed it, an existing file needs --force, and the domain runs on.
+vmctl dump gamma "$T/gamma.core" >"$T/out" 2>&1 && fail "vmctl dump of a null domain succeeded"
+grep -q "dump needs a kvm domain; 'gamma' runs on null" "$T/out" || fail "vmctl dump gamma: $(cat "$T/out")"
+[ -e "$T/gamma.core" ] && fail "vmctl dump gamma made a file"
+if [ "$REAL" = real ]; then
+    vmctl dump alpha "$T/alpha.core" || fail "vmctl dump alpha"
+    [ "$(head -c 4 "$T/alpha.core" | od -An -c | tr -d ' ')" = '177ELF' ] || fail "alpha.core is no ELF file"
+    [ "$(stat -c %a "$T/alpha.core")" = 600 ] || fail "alpha.core is not mode 0600"
+    vmctl dump alpha "$T/alpha.core" >"$T/out" 2>&1 && fail "vmctl dump overwrote a file without --force"
+    grep -q "exists (--force overwrites it)" "$T/out" || fail "vmctl dump alpha again: $(cat "$T/out")"
+    vmctl dump --force alpha "$T/alpha.core" || fail "vmctl dump --force alpha"
+    is_state alpha running || fail "alpha does not run after its dump"
+    echo "--- vmctl dump alpha: $(stat -c %s "$T/alpha.core") bytes"
+else
+    vmctl dump alpha "$T/alpha.core" >"$T/out" 2>&1 && fail "the fake anchor dumped"
+    grep -q "this domain has no guest memory to dump" "$T/out" || fail "vmctl dump alpha: $(cat "$T/out")"
+    [ -e "$T/alpha.core" ] && fail "the failed dump left its file"
 fi
 
 kill -9 "$VMMD_PID"
