@@ -273,7 +273,12 @@ void KvmHypervisor::poll_started(const AnchorPtr& a) {
         auto a = weak.lock();
         if (ec || !a || !a->running || a->up) return;
         const std::string name = a->manifest.name;
-        if (run::read_pid_file(state_dir(name)) == a->pid) {
+        // Up once it holds its state directory (pid) and its machine is built: the QMP socket
+        // comes after the guest is loaded and the vCPUs exist, so a kernel that cannot be
+        // loaded fails the start instead of crashing a domain reported as running.
+        struct stat qmp {};
+        if (run::read_pid_file(state_dir(name)) == a->pid && ::lstat((state_dir(name) + "/qmp").c_str(), &qmp) == 0 &&
+            S_ISSOCK(qmp.st_mode)) {
             a->up = true;
             a->paused = a->manifest.start_paused;
             log()->info("{}: anchor pid {} is up, state in {}", name, a->pid, state_dir(name));

@@ -4,7 +4,9 @@
 //  - start() spawns `ANCHOR --manifest FILE --run-dir RUN --console pty` in its own session
 //    (so it outlives vmmd), stdout/stderr appended to <log-dir>/<name>.log, and watches it
 //    through a pidfd. The domain runs once the anchor's state directory
-//    <run-dir>/kvm/<name>/ holds its pid (written after it took the directory's lock).
+//    <run-dir>/kvm/<name>/ holds its pid (written after it took the directory's lock) and its
+//    QMP socket `qmp` (made once the machine is built: devices, guest loaded, vCPUs), as
+//    libvirt waits for QEMU's monitor; an anchor that dies before is a failed start.
 //  - With a cgroup parent configured, the anchor is moved right after its exec (before it has
 //    set anything up) into the cgroup v2 <cgroup-root>/<cgroup-parent>/<name> with cpu.max from
 //    the manifest's cpu_quota and memory.max from jail::anchor_memory_limit (jail/cgroup.h). A
@@ -45,7 +47,9 @@ struct KvmConfig {
     std::string manifest_dir;  // where setup() writes the manifests the anchors read
     std::string log_dir;       // the anchors' stdout/stderr, <log_dir>/<name>.log
     std::string console = "pty";
-    std::chrono::milliseconds start_timeout{10000};  // until the pid file must appear
+    // until the pid file and the QMP socket must be there (building a large VFIO domain pins
+    // all of its RAM first)
+    std::chrono::milliseconds start_timeout{30000};
     std::chrono::milliseconds kill_grace{3000};      // after quit, before SIGKILL
     std::chrono::milliseconds poll_interval{20};
     // cgroup v2 placement: each anchor in <cgroup_root>/<cgroup_parent>/<name>. cgroup_parent is

@@ -11,7 +11,8 @@
 //   start-delay-ms=N     wait N ms before writing the pid file
 //   ignore-powerdown     system_powerdown does nothing (the guest ignores the button)
 //   ignore-term          SIGTERM/SIGINT are ignored
-//   no-qmp               serve no QMP socket
+//   no-qmp               a QMP socket nobody listens on (connections are refused)
+//   qmp-after-ms=N       the QMP socket N ms after the pid file (the real anchor's machine build)
 // The console pty echoes each byte it receives back as upper case.
 // Single-threaded: everything runs on one io_context.
 #include "anchor/stop_reason.h"
@@ -31,6 +32,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <signal.h>
 #include <termios.h>
 #include <stdlib.h>
@@ -194,15 +197,36 @@ int main(int argc, char** argv) {
         }
 
         FakeMachine machine(io, m.name, script.count("ignore-powerdown") > 0);
-        std::unique_ptr<qmp::QmpServer> server;
-        if (!script.count("no-qmp")) {
-            server = std::make_unique<qmp::QmpServer>(io, machine);
-            server->listen(dir.file("qmp"));
-            dir.adopt("qmp");
-            machine.attach(server.get());
-        }
         if (const long delay = number(script, "start-delay-ms", 0)) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+        // As the real anchor: the pid first, the QMP socket once the machine is built (which
+        // is when vmmd counts the domain as running).
         dir.write_pid(::getpid());
+        std::unique_ptr<qmp::QmpServer> server;
+        Fd deaf_qmp;
+        boost::asio::steady_timer qmp_timer(io);
+        auto serve_qmp = [&] {
+            if (script.count("no-qmp")) {
+                // The socket is there but nobody listens: connections are refused.
+                deaf_qmp = Fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+                sockaddr_un addr{};
+                addr.sun_family = AF_UNIX;
+                std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", dir.file("qmp").c_str());
+                if (::bind(deaf_qmp.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw_errno("bind qmp");
+            } else {
+                server = std::make_unique<qmp::QmpServer>(io, machine);
+                server->listen(dir.file("qmp"));
+                machine.attach(server.get());
+            }
+            dir.adopt("qmp");
+        };
+        if (const long ms = number(script, "qmp-after-ms", 0); ms > 0) {
+            qmp_timer.expires_after(std::chrono::milliseconds(ms));
+            qmp_timer.async_wait([&](const boost::system::error_code& ec) {
+                if (!ec) serve_qmp();
+            });
+        } else {
+            serve_qmp();
+        }
 
         boost::asio::signal_set signals(io, SIGTERM, SIGINT);
         std::function<void()> wait_signal = [&] {

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 
 #include <unistd.h>
@@ -126,6 +127,19 @@ TEST_F(AnchorKvmTest, JailedDomainsRunAsUidsOfTheirOwnFromTheRange) {
         EXPECT_FALSE(e.crashed) << name << ": " << e.detail;
         EXPECT_FALSE(fs::exists(h.state_dir(name))) << name;
     }
+}
+
+// A kernel the anchor cannot load (no bzImage, no multiboot header, no "flat"): the anchor has
+// taken its state directory by then, but the domain never counts as running (vmmd waits for
+// the QMP socket, made once the machine is built); the loader's message is the exit's detail.
+TEST_F(AnchorKvmTest, AKernelThatCannotBeLoadedFailsTheStartInsteadOfRunning) {
+    const std::string bad = root_ + "/not-a-kernel.bin";
+    std::ofstream(bad) << std::string(4096, 'x');
+    bool up = true;
+    const ExitInfo e = run({{"name", "badkernel"}, {"memory_mb", 16}, {"kernel", bad}}, &up);
+    EXPECT_FALSE(up) << "reported running: " << e.detail;
+    EXPECT_TRUE(e.crashed) << e.detail;
+    EXPECT_THAT(e.detail, HasSubstr("is not a bzImage or multiboot image")) << e.detail;
 }
 
 TEST_F(AnchorKvmTest, TripleFaultIsACrash) {

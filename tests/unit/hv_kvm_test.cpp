@@ -133,6 +133,34 @@ TEST_F(KvmHvTest, PowerDownIgnoredEscalatesToQuit) {
     EXPECT_FALSE(e.crashed);
 }
 
+// Running means the machine is built (the QMP socket is there), not only that the anchor took
+// its state directory: one that dies in between (a kernel it cannot load) is a failed start.
+TEST_F(KvmHvTest, ADomainRunsOnceItsQmpSocketIsThere) {
+    auto h = make();
+    h->setup(manifest("slow", "qmp-after-ms=400"));
+    h->start("slow");
+    ASSERT_TRUE(run_until([&] { return fs::exists(h->state_dir("slow") + "/pid"); }));
+    run_until([] { return false; }, 200);  // ten polls with the pid file there
+    EXPECT_EQ(last(DomainEvent::Kind::Running), nullptr) << "the pid file alone is not running";
+    ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Running) != nullptr; }));
+    leftover_.push_back(last(DomainEvent::Kind::Running)->pid);
+    EXPECT_TRUE(fs::exists(h->state_dir("slow") + "/qmp"));
+    h->stop("slow", {false, std::chrono::milliseconds(5000)});
+    ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Exited) != nullptr; }));
+}
+
+TEST_F(KvmHvTest, AnAnchorThatDiesBeforeItsMachineIsBuiltNeverRan) {
+    auto h = make();
+    h->setup(manifest("broken", "qmp-after-ms=2000 crash-after-ms=100 crash-status=70"));
+    h->start("broken");
+    ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Exited) != nullptr; }));
+    EXPECT_EQ(last(DomainEvent::Kind::Running), nullptr);
+    const ExitInfo& e = last(DomainEvent::Kind::Exited)->exit;
+    EXPECT_EQ(e.status, 70);
+    EXPECT_TRUE(e.crashed) << e.detail;
+    EXPECT_FALSE(fs::exists(h->state_dir("broken"))) << "its state directory is cleaned";
+}
+
 TEST_F(KvmHvTest, WithoutQmpAStubbornAnchorIsKilled) {
     auto h = make();
     start(*h, manifest("stubborn", "no-qmp ignore-term"));
