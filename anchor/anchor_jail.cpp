@@ -1,6 +1,8 @@
 #include "anchor/anchor_jail.h"
 
 #include "common/error.h"
+#include "vfio/pci_selector.h"
+#include "vfio/pci_topology.h"
 
 #include <link.h>
 #include <sys/auxv.h>
@@ -8,6 +10,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
 
 namespace vmm::anchor {
 
@@ -33,14 +36,22 @@ std::vector<std::string> loaded_objects() {
     return names;
 }
 
-// The IOMMU group of a PCI device: /sys/bus/pci/devices/<bdf>/iommu_group -> .../<N>.
-std::string iommu_group_of(const std::string& sysfs, const PciSpec& pci) {
-    if (pci.bdf.empty())
-        throw Error("jail: pci device " + std::to_string(pci.index) +
-                    " is chosen by vendor/device IDs; a jailed domain names its PCI devices by bdf");
+// The IOMMU group of a PCI device: /sys/bus/pci/devices/<bdf>/iommu_group -> .../<N>. A device
+// chosen by vendor/device IDs is found the way the anchor finds it later (vfio/pci_selector.h),
+// in the same /sys the jail keeps read-only, so both come to the same device.
+std::string iommu_group_of(const std::string& sysfs, const PciSpec& pci, std::optional<vfio::PciTopology>& topology) {
+    std::string bdf = pci.bdf;
+    if (bdf.empty()) {
+        if (!topology) topology = vfio::PciTopology::scan(sysfs);
+        try {
+            bdf = vfio::resolve_pci_selector(*topology, {std::nullopt, pci.vendor, pci.device, pci.index});
+        } catch (const std::exception& e) {
+            throw Error(std::string("jail: ") + e.what());
+        }
+    }
     std::error_code ec;
-    const auto link = std::filesystem::read_symlink(sysfs + "/bus/pci/devices/" + pci.bdf + "/iommu_group", ec);
-    if (ec) throw Error("jail: pci device " + pci.bdf + " has no IOMMU group (" + ec.message() + ")");
+    const auto link = std::filesystem::read_symlink(sysfs + "/bus/pci/devices/" + bdf + "/iommu_group", ec);
+    if (ec) throw Error("jail: pci device " + bdf + " has no IOMMU group (" + ec.message() + ")");
     return link.filename().string();
 }
 
@@ -91,7 +102,8 @@ jail::JailSpec anchor_jail_spec(const DomainManifest& m, const AnchorJailOptions
     if (!m.pci.empty()) {
         ro(o.sysfs);
         spec.devices.push_back("/dev/vfio/vfio");
-        for (const auto& p : m.pci) spec.devices.push_back("/dev/vfio/" + iommu_group_of(o.sysfs, p));
+        std::optional<vfio::PciTopology> topology;  // scanned once, if a device is chosen by IDs
+        for (const auto& p : m.pci) spec.devices.push_back("/dev/vfio/" + iommu_group_of(o.sysfs, p, topology));
     }
     return spec;
 }
