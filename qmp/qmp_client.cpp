@@ -97,6 +97,9 @@ Json QmpClient::execute_passing_fds(const std::string& command, const Json& argu
                 events_.push_back(std::move(m));
                 continue;
             }
+            // A greeting again answers nothing. Seen from QEMU 7.2 in CI: a client that connected
+            // while QEMU was still starting got a second greeting after its negotiation.
+            if (m.is_object() && m.contains("QMP")) continue;
             // A reply without id answers a request the server could not read an id from;
             // ours always carry one, so it can only be ours (QMP replies come in order).
             if (m.contains("id") && m["id"] != Json(id)) continue;  // a stale reply
