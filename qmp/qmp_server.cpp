@@ -170,14 +170,15 @@ private:
         do {
             n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         } while (n < 0 && errno == EINTR);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        const int err = n < 0 ? errno : 0;  // before take_passed_fds, whose logging may change errno
+        if (err == EAGAIN || err == EWOULDBLOCK) {
             reading_ = false;
             read();
             return;
         }
         take_passed_fds(msg);
         if (n < 0) {
-            on_read(boost::system::error_code(errno, boost::system::system_category()), 0);
+            on_read(boost::system::error_code(err, boost::system::system_category()), 0);
         } else if (n == 0) {
             on_read(asio::error::eof, 0);
         } else {
