@@ -48,8 +48,14 @@ std::string read_link(const std::string& path) {
     return target;
 }
 
+// A new directory gets exactly `mode`: the caller's umask (vmmd.service has UMask=0077) must not
+// close the jail's path to a bound file for the jail's own uid.
 void make_dir(const std::string& path, mode_t mode) {
-    if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) throw_errno("jail: mkdir " + path);
+    if (::mkdir(path.c_str(), mode) != 0) {
+        if (errno == EEXIST) return;
+        throw_errno("jail: mkdir " + path);
+    }
+    if (::chmod(path.c_str(), mode) != 0) throw_errno("jail: chmod " + path);
 }
 
 unsigned long mount_flags_of(const std::string& path) {

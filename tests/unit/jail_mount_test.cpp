@@ -273,6 +273,29 @@ TEST_F(MountJailTest, ADedicatedIdentityOwnsTheStateDirectoryAndTheDevicesAndKee
     EXPECT_EQ(host_null.st_uid, 0u) << "the host's node is not touched";
 }
 
+// vmmd.service runs with UMask=0077, which the anchor inherits: the jail's directories on the
+// way to a bound file must still let the jail's uid through (found under the packaged unit,
+// tests/integration/package_systemd_l1.sh: "mkdir /run/hypervisor: Permission denied").
+TEST_F(MountJailTest, ARestrictiveUmaskDoesNotLockTheJailsOwnUidOut) {
+    const std::string d = dir_;
+    const Report r = in_child([&](Report& out) {
+        ::umask(077);
+        auto s = spec();
+        s.identity = jail::JailIdentity{65534, 65534};
+        jail::enter_jail(s);
+        struct stat parent{};
+        out["parent.stat"] = ::stat(d.c_str(), &parent) == 0 ? "ok" : errno_name(errno);
+        out["parent.mode"] = std::to_string(parent.st_mode & 07777);
+        out["state.create"] = try_open(d + "/state/qmp", O_WRONLY | O_CREAT);
+        out["ro.read"] = read_file(d + "/data/ro.img");
+    });
+    ASSERT_EQ(r.count("error"), 0u) << r.at("error");
+    EXPECT_EQ(r.at("parent.stat"), "ok");
+    EXPECT_EQ(r.at("parent.mode"), std::to_string(0755));
+    EXPECT_EQ(r.at("state.create"), "ok");
+    EXPECT_EQ(r.at("ro.read"), "readonly");
+}
+
 TEST_F(MountJailTest, AMultiThreadedProcessIsRefused) {
     const Report r = in_child([&](Report&) {
         std::thread t([] { ::pause(); });
