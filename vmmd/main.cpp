@@ -75,6 +75,12 @@ int main(int argc, char** argv) {
     app.add_option("--cgroup-parent", cgroup_parent,
                    "place each kvm anchor in the cgroup <cgroup-root>/PATH/<domain> with cpu and memory limits "
                    "(PATH: a cgroup without processes; default: off, docs/SECURITY.md)");
+    std::string systemd_slice;
+    app.add_option("--systemd-slice", systemd_slice,
+                   "start each kvm anchor in a transient systemd scope vmm-<domain>.scope of SLICE (e.g. "
+                   "machine.slice) with the domain's cpu and memory limits; needs systemd as init "
+                   "(docs/SECURITY.md)")
+        ->excludes("--cgroup-parent");
     jail::JailCliOptions jail_cli;
     jail_cli.add_to(app, "run each kvm anchor in", /*with_uid_range=*/true);
     bool no_pci_bind = false;
@@ -89,6 +95,11 @@ int main(int argc, char** argv) {
     }
     if (const std::string problem = jail_cli.problem(); !problem.empty()) {
         std::fprintf(stderr, "vmmd: %s\n", problem.c_str());
+        return 64;
+    }
+    if (!systemd_slice.empty() && ::access("/run/systemd/system", F_OK) != 0) {
+        std::fprintf(stderr, "vmmd: --systemd-slice %s: systemd is not the init system here (no /run/systemd/system)\n",
+                     systemd_slice.c_str());
         return 64;
     }
     if (socket_path.empty()) socket_path = run_dir + "/vmmd.sock";
@@ -117,6 +128,7 @@ int main(int argc, char** argv) {
                 k.log_dir = run_dir + "/vmmd/logs";
                 k.cgroup_root = cgroup_root;
                 k.cgroup_parent = cgroup_parent;
+                k.systemd_slice = systemd_slice;
                 k.jail = jail_cli.jail;
                 k.jail_uid = jail_cli.uid();
                 k.jail_gid = jail_cli.gid();

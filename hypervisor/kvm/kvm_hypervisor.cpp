@@ -72,6 +72,12 @@ KvmHypervisor::KvmHypervisor(boost::asio::io_context& io, KvmConfig config) : io
     while (!parent.empty() && parent.back() == '/') parent.pop_back();
     for (const auto& part : fs::path(parent))
         if (part == "..") throw Error("kvm: cgroup parent \"" + parent + "\" must not contain \"..\"");
+    const auto& slice = config_.systemd_slice;
+    if (!slice.empty()) {
+        if (!parent.empty()) throw Error("kvm: a cgroup parent and a systemd slice exclude each other");
+        if (slice.size() <= 6 || slice.substr(slice.size() - 6) != ".slice" || slice.find('/') != std::string::npos)
+            throw Error("kvm: \"" + slice + "\" is not a systemd slice name (e.g. machine.slice)");
+    }
     fs::create_directories(config_.manifest_dir);
     fs::create_directories(config_.log_dir);
 }
@@ -135,6 +141,10 @@ void KvmHypervisor::start(const std::string& name) {
             argv.insert(argv.end(), {"--jail-uid", std::to_string(*uid)});
             argv.insert(argv.end(), {"--jail-gid", std::to_string(config_.jail_gid.value_or(*uid))});
         }
+    }
+    if (!config_.systemd_slice.empty()) {
+        auto prefix = systemd_scope_prefix(a->manifest);
+        argv.insert(argv.begin(), prefix.begin(), prefix.end());
     }
     std::vector<char*> args;
     for (auto& s : argv) args.push_back(s.data());
@@ -223,13 +233,37 @@ std::string KvmHypervisor::cgroup_path(const std::string& name) const {
     return config_.cgroup_root + "/" + config_.cgroup_parent + "/" + name;
 }
 
-void KvmHypervisor::place_anchor(Anchor& a, int pid) {
-    a.cgroup.clear();
-    if (config_.cgroup_parent.empty()) return;
-    const DomainManifest& m = a.manifest;
+jail::CgroupLimits KvmHypervisor::limits_of(const DomainManifest& m) {
     jail::CgroupLimits limits;
     limits.memory_max = jail::anchor_memory_limit(m.memory_mb, m.vcpus);
     limits.cpus = m.cpu_quota;
+    return limits;
+}
+
+std::vector<std::string> KvmHypervisor::systemd_scope_prefix(const DomainManifest& m) const {
+    const jail::CgroupLimits limits = limits_of(m);
+    // Domain names are [A-Za-z0-9._-]{1,64}: valid in a unit name as they are.
+    std::vector<std::string> argv = {config_.systemd_run, "--scope", "--quiet", "--collect",
+                                     "--unit=vmm-" + m.name + ".scope", "--slice=" + config_.systemd_slice,
+                                     "--description=vmm domain " + m.name,
+                                     "--property=MemoryMax=" + std::to_string(*limits.memory_max)};
+    // CPUQuota= is in percent of one CPU; cpu.max then holds the same quota per 100 ms period.
+    if (limits.cpus)
+        argv.push_back("--property=CPUQuota=" + std::to_string(static_cast<unsigned long>(*limits.cpus * 100 + 0.5)) + "%");
+    argv.emplace_back("--");
+    return argv;
+}
+
+void KvmHypervisor::place_anchor(Anchor& a, int pid) {
+    a.cgroup.clear();
+    if (!config_.systemd_slice.empty()) {
+        log()->info("{}: anchor pid {} in scope vmm-{}.scope of {} (systemd-run)", a.manifest.name, pid, a.manifest.name,
+                    config_.systemd_slice);
+        return;
+    }
+    if (config_.cgroup_parent.empty()) return;
+    const DomainManifest& m = a.manifest;
+    const jail::CgroupLimits limits = limits_of(m);
     try {
         a.cgroup = jail::place_in_cgroup(config_.cgroup_root, config_.cgroup_parent, m.name, pid, limits);
     } catch (const std::exception& e) {

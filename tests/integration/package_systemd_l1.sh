@@ -5,8 +5,10 @@
 #   - dpkg -i: the postinst creates /run/hypervisor (tmpfiles), enables and starts vmmd.service;
 #   - the unit's hardening holds in vmmd: NoNewPrivs, its capability bounding set, /usr
 #     read-only (ProtectSystem=full), a private /tmp;
-#   - vmctl start runs tests/guests/idle.bin jailed (the unit's --jail): the anchor is in
-#     vmmd.service's cgroup, chrooted, seccomp-filtered, and its guest says "idle: up";
+#   - vmctl start runs tests/guests/idle.bin jailed (the unit's --jail): the anchor is in its
+#     scope machine.slice/vmm-idle.scope with the manifest's limits (the unit's
+#     --systemd-slice), in a mount namespace of its own, seccomp-filtered, and its guest says
+#     "idle: up";
 #   - systemctl restart vmmd: the domain survives (KillMode=process) and the new vmmd adopts it;
 #   - a site's drop-in adding --jail-uids (and SETUID/SETGID to the bounding set): the next
 #     domain's anchor runs as the range's first uid;
@@ -86,15 +88,21 @@ echo "hardening: NoNewPrivs, CapBnd $(printf %x $have), /usr read-only, private 
 # 3. A jailed domain through the unit. The manifest lives outside /tmp: vmmd has its own.
 mkdir -p /var/lib/vmm-test
 cat >/var/lib/vmm-test/idle.json <<EOF
-{ "name": "idle", "vcpus": 1, "memory_mb": 16, "kernel": "$GUEST",
+{ "name": "idle", "vcpus": 1, "memory_mb": 16, "kernel": "$GUEST", "cpu_quota": 0.5,
   "flat": { "load_address": "0x100000", "entry": "0x100000", "mode": "protected32" } }
 EOF
 vmctl start /var/lib/vmm-test/idle.json || die "vmctl start"
 is_state idle running || die "idle is $(state_of idle) after vmctl start"
 ANCHOR=$(cat /run/hypervisor/kvm/idle/pid)
 [ "$(cat /proc/$ANCHOR/comm)" = vmm-anchor ] || die "pid file names $ANCHOR, which is $(cat /proc/$ANCHOR/comm)"
-grep -q '^0::/system.slice/vmmd.service$' /proc/$ANCHOR/cgroup ||
-    die "the anchor is not in vmmd.service's cgroup: $(cat /proc/$ANCHOR/cgroup)"
+# The unit's --systemd-slice: the anchor's cgroup is a scope of machine.slice with its limits.
+SCOPE=/sys/fs/cgroup/machine.slice/vmm-idle.scope
+grep -q '^0::/machine.slice/vmm-idle.scope$' /proc/$ANCHOR/cgroup ||
+    die "the anchor is not in its scope vmm-idle.scope: $(cat /proc/$ANCHOR/cgroup)"
+[ "$(systemctl is-active vmm-idle.scope)" = active ] || die "systemd does not know vmm-idle.scope as active"
+[ "$(cat $SCOPE/cpu.max)" = "50000 100000" ] || die "the scope's cpu.max is $(cat $SCOPE/cpu.max), cpu_quota 0.5 asks 50000 100000"
+MEMMAX=$(cat $SCOPE/memory.max)
+[[ $MEMMAX =~ ^[0-9]+$ ]] && [ "$MEMMAX" -gt $((16 << 20)) ] || die "the scope's memory.max is $MEMMAX, not guest RAM plus overhead"
 # The jail: a mount namespace of its own whose root holds the domain's files, not the host's.
 [ "$(readlink /proc/$ANCHOR/ns/mnt)" != "$(readlink /proc/$PID/ns/mnt)" ] || die "the anchor shares vmmd's mount namespace"
 [ -e "/proc/$ANCHOR/root$GUEST" ] || die "the guest image $GUEST is not in the anchor's jail"
@@ -102,7 +110,7 @@ grep -q '^0::/system.slice/vmmd.service$' /proc/$ANCHOR/cgroup ||
 grep -q '^Seccomp:[[:space:]]*2$' /proc/$ANCHOR/status || die "the anchor has no seccomp filter"
 grep -q '^NoNewPrivs:[[:space:]]*1$' /proc/$ANCHOR/status || die "the anchor runs without NoNewPrivs"
 wait_for "the guest's line on its console log" grep -q "idle: up" /run/hypervisor/kvm/idle/console.log
-echo "domain idle running jailed: anchor $ANCHOR in vmmd.service's cgroup, a mount namespace of its own, seccomp on"
+echo "domain idle running jailed: anchor $ANCHOR in machine.slice/vmm-idle.scope (cpu.max 50000 100000, memory.max $MEMMAX), a mount namespace of its own, seccomp on"
 
 # 4. Restarting the service keeps the domain; the new vmmd adopts it.
 systemctl restart vmmd.service || die "systemctl restart vmmd"
@@ -112,10 +120,12 @@ wait_for "vmmd's API socket after the restart" vmctl_ok
 kill -0 "$ANCHOR" 2>/dev/null || die "the anchor died with the old vmmd"
 wait_for "idle adopted and running" is_state idle running
 vmctl info idle --json | grep -q '"adopted": true' || die "idle was not adopted: $(vmctl info idle --json)"
+grep -q '^0::/machine.slice/vmm-idle.scope$' /proc/$ANCHOR/cgroup || die "the restart moved the anchor: $(cat /proc/$ANCHOR/cgroup)"
 echo "systemctl restart vmmd: vmmd $PID -> $NEW, anchor $ANCHOR adopted"
 
 vmctl stop idle --timeout 5 || die "vmctl stop idle"
 wait_for "the anchor gone" bash -c "! kill -0 $ANCHOR 2>/dev/null"
+wait_for "the scope collected" bash -c "[ ! -d $SCOPE ]"
 
 # 5. A site's drop-in gives every domain a uid of its own (docs/SECURITY.md: --jail-uids needs
 #    CAP_SETUID and CAP_SETGID added to the unit's bounding set).

@@ -37,6 +37,21 @@ vmctl() { "$VMCTL" --socket "$SOCK" "$@"; }
 # whoever adopted it reaps it).
 alive() { [ -e "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" | grep -q '^Z'; }
 
+# Usage errors (64) that leave nothing running: --systemd-slice without systemd as init (where
+# it is not), and together with --cgroup-parent.
+touch "$T/vmmd.log"
+if [ ! -d /run/systemd/system ]; then
+    "$VMMD" --run-dir "$RUN" --socket "$SOCK" --systemd-slice machine.slice >"$T/out" 2>&1
+    rc=$?
+    [ $rc -eq 64 ] || fail "vmmd --systemd-slice without systemd: status $rc"
+    grep -q "systemd is not the init system here" "$T/out" || fail "vmmd --systemd-slice without systemd said: $(cat "$T/out")"
+fi
+"$VMMD" --run-dir "$RUN" --socket "$SOCK" --systemd-slice machine.slice --cgroup-parent vmm >"$T/out" 2>&1
+rc=$?
+[ $rc -eq 64 ] || fail "vmmd --systemd-slice --cgroup-parent: status $rc"
+grep -q "excludes" "$T/out" || fail "vmmd --systemd-slice --cgroup-parent said: $(cat "$T/out")"
+[ -e "$SOCK" ] && fail "a refused vmmd left its socket"
+
 start_vmmd() {
     "$VMMD" --run-dir "$RUN" --socket "$SOCK" --manifest-dir "$SPOOL" --anchor "$FAKE" \
         --hypervisors kvm,null --stop-timeout 5 --log-level info >>"$T/vmmd.log" 2>&1 &

@@ -26,6 +26,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class KvmHvTest : public ::testing::Test {
 protected:
@@ -466,6 +467,53 @@ TEST_F(KvmHvCgroupTest, TheParentCannotLeaveTheCgroupTree) {
     EXPECT_THROW(KvmHypervisor(io_, c), Error);
     c.cgroup_parent = "/vmmd/domains/";
     EXPECT_NO_THROW(KvmHypervisor(io_, c)) << "leading and trailing slashes are fine";
+}
+
+// --systemd-slice: the anchor is spawned through `systemd-run --scope` (here a stand-in that
+// records its arguments and execs the rest, as systemd-run does once the scope exists), so the
+// pid vmmd watches is the anchor's; the scope's limits are the cgroup placement's.
+TEST_F(KvmHvCgroupTest, UnderSystemdTheAnchorStartsInAScopeOfTheSliceWithTheLimits) {
+    const std::string fake = root_ + "/systemd-run", args_file = root_ + "/systemd-run.args";
+    std::ofstream(fake) << "#!/bin/sh\nprintf '%s\\n' \"$@\" >>" << args_file
+                        << "\nwhile [ \"$1\" != -- ]; do shift; done\nshift\nexec \"$@\"\n";
+    fs::permissions(fake, fs::perms::owner_all);
+    KvmConfig c = config();
+    c.cgroup_parent.clear();
+    c.systemd_slice = "machine.slice";
+    c.systemd_run = fake;
+    auto h = make(c);
+    const int pid = start(*h, limited("one"));
+    const std::string limit = std::to_string(jail::anchor_memory_limit(64, 2));
+    const std::string expected = "--scope\n--quiet\n--collect\n--unit=vmm-one.scope\n--slice=machine.slice\n"
+                                 "--description=vmm domain one\n--property=MemoryMax=" + limit +
+                                 "\n--property=CPUQuota=150%\n--\n" + c.anchor_path + "\n--manifest\n";
+    EXPECT_EQ(slurp(args_file).substr(0, expected.size()), expected) << "cpu_quota 1.5 is 150 % of a CPU";
+    EXPECT_THAT(slurp("/proc/" + std::to_string(pid) + "/cmdline"), HasSubstr("fake_anchor"))
+        << "the pid is the anchor's: systemd-run execs it";
+    EXPECT_FALSE(fs::exists(parent_ + "/one")) << "no cgroupfs placement besides";
+    h->stop("one", {false, std::chrono::milliseconds(5000)});
+    ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Exited) != nullptr; }));
+    EXPECT_FALSE(last(DomainEvent::Kind::Exited)->exit.crashed);
+
+    // Without cpu_quota: no CPUQuota=, memory still bounded.
+    fs::remove(args_file);
+    events_.clear();
+    start(*h, manifest("two"));
+    const std::string args = slurp(args_file);
+    EXPECT_THAT(args, HasSubstr("--property=MemoryMax=" + limit + "\n--\n"));
+    EXPECT_THAT(args, Not(HasSubstr("CPUQuota")));
+}
+
+TEST_F(KvmHvCgroupTest, ASystemdSliceIsASliceNameAndExcludesACgroupParent) {
+    KvmConfig c = config();
+    c.systemd_slice = "machine.slice";
+    EXPECT_THROW(KvmHypervisor(io_, c), Error) << "with a cgroup parent";
+    c.cgroup_parent.clear();
+    EXPECT_NO_THROW(KvmHypervisor(io_, c));
+    for (const char* bad : {"machine", ".slice", "a/b.slice"}) {
+        c.systemd_slice = bad;
+        EXPECT_THROW(KvmHypervisor(io_, c), Error) << bad;
+    }
 }
 
 // pci_reserve binds the device to vfio-pci through the configured binder (on a fake sysfs whose
