@@ -1,14 +1,16 @@
 // virtio_net_bench: frames per second through VirtioNet (devicemodel/virtio-net) against raw
 // write/read on the same backend, in one run, with the ratio.
 //
-//   virtio_net_bench [--frames N] [--size BYTES] [--tap NAME]
+//   virtio_net_bench [--frames N] [--size BYTES] [--rounds R] [--tap NAME]
 //
 // Default backend: a socketpair(AF_UNIX, SOCK_SEQPACKET) (SocketBackend), both directions:
 //   tx  guest chains (header + frame) → device writev → peer recv        vs  backend write → peer recv
 //   rx  peer send → device readv into posted guest buffers → used ring   vs  peer send → backend read
 // With --tap NAME (root): a tap brought up for the run, tx only (the kernel consumes the frames).
 // The device runs its event loop on the calling thread (own_thread = false, poll()), so both
-// sides measure one thread's work: the cost the device model adds per frame.
+// sides measure one thread's work: the cost the device model adds per frame. Raw and device
+// runs alternate for R rounds (default 5); the medians and their ratio are reported, with the
+// range of the per-round ratios (one run on a shared host swings by ±10 %).
 #include "common/error.h"
 #include "common/log.h"
 #include "devicemodel/virtio-net/socket_backend.h"
@@ -110,8 +112,11 @@ double device_tx(Rig& r, int peer, std::size_t frames, std::size_t size) {
     for (std::uint16_t i = 0; i < kQueue; ++i) r.mem.write(r.tx_area + i * 0x10000ull, f.data(), f.size());
     std::vector<std::uint8_t> sink(70000);
     std::size_t posted = 0, got = 0, slot = 0;
+    // Counters go on from the previous round.
+    const std::uint64_t before = r.net->stats().tx_frames;
+    const std::uint16_t used_end = static_cast<std::uint16_t>(r.txq.used_idx() + frames);
     const auto t0 = std::chrono::steady_clock::now();
-    while (r.txq.used_idx() != static_cast<std::uint16_t>(frames) || posted < frames) {
+    while (r.txq.used_idx() != used_end || posted < frames) {
         r.txq.reclaim();
         for (int k = 0; k < kBatch && posted < frames && r.txq.free_descriptors() > 0; ++k, ++posted) {
             const std::uint64_t gpa = r.tx_area + (slot++ % kQueue) * 0x10000ull;
@@ -120,12 +125,12 @@ double device_tx(Rig& r, int peer, std::size_t frames, std::size_t size) {
         r.net->queue_notify(VirtioNet::kTxQueue);
         r.pump();
         if (peer >= 0) drain(peer, sink, got);
-        if (r.net->stats().tx_frames >= frames) break;
+        if (r.net->stats().tx_frames - before >= frames) break;
     }
     if (peer >= 0) drain(peer, sink, got);
     const double rate = static_cast<double>(frames) / seconds_since(t0);
-    if (r.net->stats().tx_frames != frames) std::fprintf(stderr, "device tx: sent %llu of %zu\n",
-                                                         static_cast<unsigned long long>(r.net->stats().tx_frames), frames);
+    const std::uint64_t sent = r.net->stats().tx_frames - before;
+    if (sent != frames) std::fprintf(stderr, "device tx: sent %llu of %zu\n", static_cast<unsigned long long>(sent), frames);
     return rate;
 }
 
@@ -168,14 +173,30 @@ double device_rx(Rig& r, int peer, std::size_t frames, std::size_t size) {
     return static_cast<double>(frames) / seconds_since(t0);
 }
 
-void report(const char* what, double device, double raw) {
-    std::printf("%-3s device %10.0f frames/s   raw %10.0f frames/s   device/raw %.2f\n", what, device, raw, device / raw);
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// Per-round device and raw rates of one direction.
+struct Rounds {
+    std::vector<double> device, raw;
+};
+
+void report(const char* what, const Rounds& r) {
+    std::vector<double> ratios;
+    for (std::size_t i = 0; i < r.device.size(); ++i) ratios.push_back(r.device[i] / r.raw[i]);
+    const double dev = median(r.device), raw = median(r.raw);
+    std::printf("%-3s device %10.0f frames/s   raw %10.0f frames/s   device/raw %.2f   (rounds: %.2f-%.2f, %zu rounds)\n",
+                what, dev, raw, dev / raw, *std::min_element(ratios.begin(), ratios.end()),
+                *std::max_element(ratios.begin(), ratios.end()), ratios.size());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::size_t frames = 200000, size = 64;
+    std::size_t frames = 200000, size = 64, rounds = 5;
     std::string tap;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -183,15 +204,17 @@ int main(int argc, char** argv) {
             frames = std::strtoull(argv[++i], nullptr, 0);
         else if (a == "--size" && i + 1 < argc)
             size = std::strtoull(argv[++i], nullptr, 0);
+        else if (a == "--rounds" && i + 1 < argc)
+            rounds = std::strtoull(argv[++i], nullptr, 0);
         else if (a == "--tap" && i + 1 < argc)
             tap = argv[++i];
         else {
-            std::fprintf(stderr, "usage: %s [--frames N] [--size BYTES (14..1514)] [--tap NAME]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--frames N] [--size BYTES (14..1514)] [--rounds R] [--tap NAME]\n", argv[0]);
             return 64;
         }
     }
-    if (size < 14 || size > 1514 || frames == 0) {
-        std::fprintf(stderr, "--size must be 14..1514 and --frames > 0\n");
+    if (size < 14 || size > 1514 || frames == 0 || rounds == 0) {
+        std::fprintf(stderr, "--size must be 14..1514, --frames and --rounds > 0\n");
         return 64;
     }
     set_log_level("warn");
@@ -206,9 +229,13 @@ int main(int argc, char** argv) {
             if (::ioctl(ctl.get(), SIOCSIFFLAGS, &ifr) < 0) throw_errno("SIOCSIFFLAGS " + tap);
             Rig r(std::move(t));
             std::printf("backend tap %s, %zu frames of %zu bytes (+12-byte header)\n", tap.c_str(), frames, size);
-            const double raw = raw_tx(*r.backend, -1, frames, size);
             r.activate();
-            report("tx", device_tx(r, -1, frames, size), raw);
+            Rounds tx;
+            for (std::size_t i = 0; i < rounds; ++i) {
+                tx.raw.push_back(raw_tx(*r.backend, -1, frames, size));
+                tx.device.push_back(device_tx(r, -1, frames, size));
+            }
+            report("tx", tx);
             return 0;
         }
         std::printf("backend socketpair(AF_UNIX, SOCK_SEQPACKET), %zu frames of %zu bytes (+12-byte header)\n", frames, size);
@@ -216,13 +243,16 @@ int main(int argc, char** argv) {
         if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) throw_errno("socketpair");
         Fd peer(sv[1]);
         Rig r(std::make_unique<SocketBackend>(Fd(sv[0])));
-        const double raw_t = raw_tx(*r.backend, peer.get(), frames, size);
-        const double raw_r = raw_rx(*r.backend, peer.get(), frames, size);
         r.activate();
-        const double dev_t = device_tx(r, peer.get(), frames, size);
-        const double dev_r = device_rx(r, peer.get(), frames, size);
-        report("tx", dev_t, raw_t);
-        report("rx", dev_r, raw_r);
+        Rounds tx, rx;
+        for (std::size_t i = 0; i < rounds; ++i) {
+            tx.raw.push_back(raw_tx(*r.backend, peer.get(), frames, size));
+            tx.device.push_back(device_tx(r, peer.get(), frames, size));
+            rx.raw.push_back(raw_rx(*r.backend, peer.get(), frames, size));
+            rx.device.push_back(device_rx(r, peer.get(), frames, size));
+        }
+        report("tx", tx);
+        report("rx", rx);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "virtio_net_bench: %s\n", e.what());
         return 70;

@@ -308,7 +308,8 @@ bool VirtioNet::process_rx_locked(bool& used) {
             rx_wanted_ = false;  // no buffers: leave frames in the backend until the driver posts some
             return false;
         }
-        std::vector<iovec> iov;
+        std::vector<iovec>& iov = rx_iov_;
+        iov.clear();
         std::size_t guest_bytes = 0;
         direct_chains_ = 0;
         for (const auto& c : held_) {
@@ -386,7 +387,8 @@ bool VirtioNet::deliver_pending_locked(bool& used) {
 }
 
 void VirtioNet::finish_frame_locked(std::size_t len) {
-    std::vector<std::pair<std::uint16_t, std::uint32_t>> done;
+    auto& done = rx_done_;
+    done.clear();
     std::size_t remaining = len, bounce_off = 0;
     for (std::size_t i = 0; remaining > 0 && i < held_.size(); ++i) {
         const auto& c = held_[i];

@@ -165,6 +165,10 @@ private:
     std::size_t direct_chains_ = 0;             // held_ chains the last read wrote into
     std::optional<std::size_t> pending_len_;    // a frame waiting for more RX buffers
     std::vector<std::uint8_t> bounce_;
+    // Per-frame scratch kept between frames (no allocation per frame): the read's iovecs, the
+    // (head, length) pairs a frame completes.
+    std::vector<iovec> rx_iov_;
+    std::vector<std::pair<std::uint16_t, std::uint32_t>> rx_done_;
     std::optional<virtio::DescriptorChain> tx_blocked_;  // backend was full: retry this first
     bool rx_wanted_ = false, backend_gone_ = false;
     bool config_changed_ = false;  // a config interrupt is owed (link status changed in the loop)
