@@ -7,6 +7,7 @@
 #include "hypervisor/kvm/state_dir_probe.h"
 #include "hypervisor/proc_stats.h"
 #include "jail/cgroup.h"
+#include "jail/systemd_scope.h"
 #include "run/state_dir.h"
 
 #include <fcntl.h>
@@ -142,10 +143,6 @@ void KvmHypervisor::start(const std::string& name) {
             argv.insert(argv.end(), {"--jail-gid", std::to_string(config_.jail_gid.value_or(*uid))});
         }
     }
-    if (!config_.systemd_slice.empty()) {
-        auto prefix = systemd_scope_prefix(a->manifest);
-        argv.insert(argv.begin(), prefix.begin(), prefix.end());
-    }
     std::vector<char*> args;
     for (auto& s : argv) args.push_back(s.data());
     args.push_back(nullptr);
@@ -240,30 +237,33 @@ jail::CgroupLimits KvmHypervisor::limits_of(const DomainManifest& m) {
     return limits;
 }
 
-std::vector<std::string> KvmHypervisor::systemd_scope_prefix(const DomainManifest& m) const {
-    const jail::CgroupLimits limits = limits_of(m);
-    // Domain names are [A-Za-z0-9._-]{1,64}: valid in a unit name as they are.
-    std::vector<std::string> argv = {config_.systemd_run, "--scope", "--quiet", "--collect",
-                                     "--unit=vmm-" + m.name + ".scope", "--slice=" + config_.systemd_slice,
-                                     "--description=vmm domain " + m.name,
-                                     "--property=MemoryMax=" + std::to_string(*limits.memory_max)};
-    // CPUQuota= is in percent of one CPU; cpu.max then holds the same quota per 100 ms period.
-    if (limits.cpus)
-        argv.push_back("--property=CPUQuota=" + std::to_string(static_cast<unsigned long>(*limits.cpus * 100 + 0.5)) + "%");
-    argv.emplace_back("--");
-    return argv;
-}
-
 void KvmHypervisor::place_anchor(Anchor& a, int pid) {
     a.cgroup.clear();
+    const DomainManifest& m = a.manifest;
+    const jail::CgroupLimits limits = limits_of(m);
     if (!config_.systemd_slice.empty()) {
-        log()->info("{}: anchor pid {} in scope vmm-{}.scope of {} (systemd-run)", a.manifest.name, pid, a.manifest.name,
-                    config_.systemd_slice);
+        jail::ScopeRequest q;
+        // Domain names are [A-Za-z0-9._-]{1,64}: valid in a unit name as they are.
+        q.unit = "vmm-" + m.name + ".scope";
+        q.slice = config_.systemd_slice;
+        q.description = "vmm domain " + m.name;
+        q.pid = pid;
+        q.memory_max = limits.memory_max;
+        // CPUQuota= as systemd keeps it: µs of CPU time per second (1.5 CPUs: 1500000).
+        if (limits.cpus) q.cpu_quota_per_sec_us = static_cast<std::uint64_t>(*limits.cpus * 1e6 + 0.5);
+        try {
+            jail::start_transient_scope(config_.systemd_bus, q, config_.systemd_timeout);
+        } catch (const std::exception& e) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, nullptr, 0);
+            clean_stale_state_dir(state_dir(m.name));
+            throw Error("kvm: cannot put the anchor into " + q.unit + " of " + q.slice + ": " + e.what());
+        }
+        log()->info("{}: anchor pid {} in {} of {} (MemoryMax {}{})", m.name, pid, q.unit, q.slice, *limits.memory_max,
+                    limits.cpus ? ", CPUQuota " + std::to_string(*q.cpu_quota_per_sec_us / 10000) + "%" : "");
         return;
     }
     if (config_.cgroup_parent.empty()) return;
-    const DomainManifest& m = a.manifest;
-    const jail::CgroupLimits limits = limits_of(m);
     try {
         a.cgroup = jail::place_in_cgroup(config_.cgroup_root, config_.cgroup_parent, m.name, pid, limits);
     } catch (const std::exception& e) {

@@ -11,9 +11,10 @@
 //    set anything up) into the cgroup v2 <cgroup-root>/<cgroup-parent>/<name> with cpu.max from
 //    the manifest's cpu_quota and memory.max from jail::anchor_memory_limit (jail/cgroup.h). A
 //    failure to place it is the start's error: the anchor is killed and reaped first.
-//  - With a systemd slice configured instead, the anchor is spawned through `systemd-run
-//    --scope` into the transient scope vmm-<name>.scope of that slice, with the same limits as
-//    MemoryMax= and CPUQuota=.
+//  - With a systemd slice configured instead, PID 1 moves the anchor right after its spawn
+//    into the transient scope vmm-<name>.scope of that slice, with the same limits as
+//    MemoryMax= and CPUQuota= (StartTransientUnit over its private bus socket). A refusal is
+//    the start's error, as above.
 //  - An exit is reported with the status (waitid on the pidfd for children; "status unknown"
 //    for adopted anchors) and the state directory is cleaned if the anchor left it behind; the
 //    domain's cgroup is removed.
@@ -62,13 +63,14 @@ struct KvmConfig {
     // anchors stay in vmmd's cgroup.
     std::string cgroup_root = "/sys/fs/cgroup";
     std::string cgroup_parent;
-    // Under systemd instead (vmmd --systemd-slice): each anchor starts in a transient scope
-    // vmm-<name>.scope of this slice, made by `systemd_run --scope` (which then execs the
-    // anchor, so the spawned pid is the anchor's), with MemoryMax= and CPUQuota= from the same
-    // limits. systemd owns the scope: it outlives a restart of vmmd.service and is collected
-    // when the anchor exits. Empty: off. Excludes cgroup_parent.
+    // Under systemd instead (vmmd --systemd-slice): right after its spawn each anchor is put
+    // into a transient scope vmm-<name>.scope of this slice, with MemoryMax= and
+    // CPUQuota= from the same limits, asked of PID 1 over systemd_bus (jail/systemd_scope.h).
+    // systemd owns the scope: it outlives a restart of vmmd.service and is collected when the
+    // anchor exits. Empty: off. Excludes cgroup_parent.
     std::string systemd_slice;
-    std::string systemd_run = "/usr/bin/systemd-run";
+    std::string systemd_bus = "/run/systemd/private";
+    std::chrono::milliseconds systemd_timeout{10000};
     // The anchors' file-system jail (vmm-anchor --jail, docs/SECURITY.md): off by default;
     // jail_uid/jail_gid: the identity the jailed anchors run as (none: root without capabilities).
     // jail_uids: instead of one jail_uid for all, each anchor runs as the lowest uid of the range
@@ -142,8 +144,6 @@ private:
     std::optional<unsigned> jail_uid_for(const Anchor& a) const;
     std::string cgroup_path(const std::string& name) const;
     static jail::CgroupLimits limits_of(const DomainManifest& m);
-    // The systemd-run command line that puts the anchor into its scope, before the anchor's own.
-    std::vector<std::string> systemd_scope_prefix(const DomainManifest& m) const;
 
     boost::asio::io_context& io_;
     KvmConfig config_;

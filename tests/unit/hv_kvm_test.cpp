@@ -8,7 +8,9 @@
 #include "hypervisor/proc_stats.h"
 #include "jail/cgroup.h"
 #include "run/state_dir.h"
+#include "jail/systemd_scope.h"
 #include "tests/support/fake_sysfs.h"
+#include "tests/support/fake_systemd_bus.h"
 #include "tests/support/test_paths.h"
 #include "vfio/pci_driver_binder.h"
 
@@ -26,7 +28,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
-using ::testing::Not;
 
 class KvmHvTest : public ::testing::Test {
 protected:
@@ -469,39 +470,56 @@ TEST_F(KvmHvCgroupTest, TheParentCannotLeaveTheCgroupTree) {
     EXPECT_NO_THROW(KvmHypervisor(io_, c)) << "leading and trailing slashes are fine";
 }
 
-// --systemd-slice: the anchor is spawned through `systemd-run --scope` (here a stand-in that
-// records its arguments and execs the rest, as systemd-run does once the scope exists), so the
-// pid vmmd watches is the anchor's; the scope's limits are the cgroup placement's.
-TEST_F(KvmHvCgroupTest, UnderSystemdTheAnchorStartsInAScopeOfTheSliceWithTheLimits) {
-    const std::string fake = root_ + "/systemd-run", args_file = root_ + "/systemd-run.args";
-    std::ofstream(fake) << "#!/bin/sh\nprintf '%s\\n' \"$@\" >>" << args_file
-                        << "\nwhile [ \"$1\" != -- ]; do shift; done\nshift\nexec \"$@\"\n";
-    fs::permissions(fake, fs::perms::owner_all);
+// --systemd-slice: right after the spawn vmmd asks PID 1 (here tests/support/fake_systemd_bus.h)
+// for the scope vmm-<name>.scope holding the anchor's pid, with the cgroup placement's limits; a
+// refusal is the start's error and leaves no anchor.
+TEST_F(KvmHvCgroupTest, UnderSystemdTheAnchorGoesIntoAScopeOfTheSliceWithTheLimits) {
+    test::FakeSystemdBus bus(root_ + "/systemd-private");
     KvmConfig c = config();
     c.cgroup_parent.clear();
     c.systemd_slice = "machine.slice";
-    c.systemd_run = fake;
+    c.systemd_bus = root_ + "/systemd-private";
     auto h = make(c);
     const int pid = start(*h, limited("one"));
-    const std::string limit = std::to_string(jail::anchor_memory_limit(64, 2));
-    const std::string expected = "--scope\n--quiet\n--collect\n--unit=vmm-one.scope\n--slice=machine.slice\n"
-                                 "--description=vmm domain one\n--property=MemoryMax=" + limit +
-                                 "\n--property=CPUQuota=150%\n--\n" + c.anchor_path + "\n--manifest\n";
-    EXPECT_EQ(slurp(args_file).substr(0, expected.size()), expected) << "cpu_quota 1.5 is 150 % of a CPU";
-    EXPECT_THAT(slurp("/proc/" + std::to_string(pid) + "/cmdline"), HasSubstr("fake_anchor"))
-        << "the pid is the anchor's: systemd-run execs it";
+    jail::ScopeRequest want;
+    want.unit = "vmm-one.scope";
+    want.slice = "machine.slice";
+    want.description = "vmm domain one";
+    want.pid = pid;
+    want.memory_max = jail::anchor_memory_limit(64, 2);
+    want.cpu_quota_per_sec_us = 1500000;  // cpu_quota 1.5
+    ASSERT_EQ(bus.calls().size(), 1u);
+    EXPECT_EQ(bus.calls()[0], jail::start_transient_unit_message(want, 1));
     EXPECT_FALSE(fs::exists(parent_ + "/one")) << "no cgroupfs placement besides";
     h->stop("one", {false, std::chrono::milliseconds(5000)});
     ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Exited) != nullptr; }));
-    EXPECT_FALSE(last(DomainEvent::Kind::Exited)->exit.crashed);
 
-    // Without cpu_quota: no CPUQuota=, memory still bounded.
-    fs::remove(args_file);
+    // Without cpu_quota: no CPUQuota, memory still bounded.
     events_.clear();
-    start(*h, manifest("two"));
-    const std::string args = slurp(args_file);
-    EXPECT_THAT(args, HasSubstr("--property=MemoryMax=" + limit + "\n--\n"));
-    EXPECT_THAT(args, Not(HasSubstr("CPUQuota")));
+    const int two = start(*h, manifest("two"));
+    want.unit = "vmm-two.scope";
+    want.description = "vmm domain two";
+    want.pid = two;
+    want.cpu_quota_per_sec_us.reset();
+    ASSERT_EQ(bus.calls().size(), 2u);
+    EXPECT_EQ(bus.calls()[1], jail::start_transient_unit_message(want, 1));
+
+    // systemd says no: the start fails with its words, and the spawned anchor is gone.
+    bus.fail_with("org.freedesktop.systemd1.UnitExists", "Unit vmm-three.scope was already loaded or has a fragment file.");
+    events_.clear();
+    h->setup(manifest("three"));
+    try {
+        h->start("three");
+        FAIL() << "started outside its scope";
+    } catch (const Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("kvm: cannot put the anchor into vmm-three.scope of machine.slice: systemd: "
+                                        "org.freedesktop.systemd1.UnitExists: Unit vmm-three.scope was already loaded"));
+    }
+    EXPECT_EQ(h->info("three").pid, -1);
+    EXPECT_FALSE(probe_state_dir(h->state_dir("three")).live);
+    run_until([] { return false; }, 300);
+    EXPECT_TRUE(events_.empty()) << "no Running or Exited event for a start that failed";
+    EXPECT_EQ(bus.problem(), "");
 }
 
 TEST_F(KvmHvCgroupTest, ASystemdSliceIsASliceNameAndExcludesACgroupParent) {
