@@ -338,8 +338,7 @@ if [[ $IOMMU == 1 ]]; then
 fi
 if [[ $INIT_MODE == systemd ]]; then
     [[ -x /lib/systemd/systemd ]] || skip "--systemd: /lib/systemd/systemd not found (apt-get install systemd)"
-    # systemd reads its switches from the kernel's command line: no fstab (the root is ours),
-    # no status lines on the serial console the command's output shares.
+    # systemd reads its switches from the kernel's command line: no fstab (the root is ours).
     # The kernel's and systemd's console is a second serial line, kept in a file (its tail is
     # shown when the VM fails); the first carries the command's output alone.
     QEMU_ARGS=("${QEMU_ARGS[@]/console=ttyS0/console=ttyS1}")
