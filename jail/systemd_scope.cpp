@@ -186,7 +186,7 @@ Message read_message(Reader& r) {
         at = aligned(at, 8);
         if (at + 4 > fields_end) throw Error("systemd bus: truncated header field");
         const std::uint8_t code = b[at], sig_len = b[at + 1];
-        if (sig_len != 1 || at + 4 > fields_end) throw Error("systemd bus: unexpected header field signature");
+        if (sig_len != 1) throw Error("systemd bus: unexpected header field signature");
         const char type = static_cast<char>(b[at + 2]);
         at += 4;  // code, signature length, type, NUL
         if (type == 'u') {

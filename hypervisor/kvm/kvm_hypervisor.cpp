@@ -237,6 +237,13 @@ jail::CgroupLimits KvmHypervisor::limits_of(const DomainManifest& m) {
     return limits;
 }
 
+void KvmHypervisor::discard_unplaced_anchor(const std::string& name, int pid) {
+    // No anchor outside its limits, and none left behind: it has not done anything yet.
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    clean_stale_state_dir(state_dir(name));
+}
+
 void KvmHypervisor::place_anchor(Anchor& a, int pid) {
     a.cgroup.clear();
     const DomainManifest& m = a.manifest;
@@ -254,9 +261,7 @@ void KvmHypervisor::place_anchor(Anchor& a, int pid) {
         try {
             jail::start_transient_scope(config_.systemd_bus, q, config_.systemd_timeout);
         } catch (const std::exception& e) {
-            ::kill(pid, SIGKILL);
-            ::waitpid(pid, nullptr, 0);
-            clean_stale_state_dir(state_dir(m.name));
+            discard_unplaced_anchor(m.name, pid);
             throw Error("kvm: cannot put the anchor into " + q.unit + " of " + q.slice + ": " + e.what());
         }
         log()->info("{}: anchor pid {} in {} of {} (MemoryMax {}{})", m.name, pid, q.unit, q.slice, *limits.memory_max,
@@ -267,10 +272,7 @@ void KvmHypervisor::place_anchor(Anchor& a, int pid) {
     try {
         a.cgroup = jail::place_in_cgroup(config_.cgroup_root, config_.cgroup_parent, m.name, pid, limits);
     } catch (const std::exception& e) {
-        // No anchor outside its limits, and none left behind: it has not done anything yet.
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, nullptr, 0);
-        clean_stale_state_dir(state_dir(m.name));
+        discard_unplaced_anchor(m.name, pid);
         std::error_code ignored;
         fs::remove(cgroup_path(m.name), ignored);  // only if place_in_cgroup made it and it is empty
         throw Error("kvm: cannot place the anchor in cgroup " + cgroup_path(m.name) + ": " + e.what());

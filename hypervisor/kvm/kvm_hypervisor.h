@@ -144,6 +144,8 @@ private:
     std::optional<unsigned> jail_uid_for(const Anchor& a) const;
     std::string cgroup_path(const std::string& name) const;
     static jail::CgroupLimits limits_of(const DomainManifest& m);
+    // A spawned anchor that could not be given its limits: killed, reaped, its state dir cleaned.
+    void discard_unplaced_anchor(const std::string& name, int pid);
 
     boost::asio::io_context& io_;
     KvmConfig config_;
