@@ -30,8 +30,9 @@ if [ "${1:-}" != --inside ]; then
     [ -f "$B/CPackConfig.cmake" ] || skip "$B/CPackConfig.cmake missing (packaging/ not configured)"
     command -v cpack >/dev/null || skip "cpack not found (apt-get install cmake)"
     [ -x /lib/systemd/systemd ] || skip "no /lib/systemd/systemd to boot in the VM (apt-get install systemd)"
-    # The VM shares the host's root read-only but mounts its own /tmp: the package is built
-    # under the build directory, which is shared.
+    # The VM shares the host's root read-only but mounts its own /tmp, /run and /dev: the
+    # source tree (this script, the build, the package built under it) is shared at its path.
+    case $B/ in "$S"/*) ;; *) skip "the build directory $B is not inside the source tree $S (the VM shares that one directory)" ;; esac
     T=$(mktemp -d "$B/package_systemd.XXXXXX")
     trap 'rm -rf "$T"' EXIT
     cpack -G DEB --config "$B/CPackConfig.cmake" -B "$T" >"$T/cpack.log" 2>&1 ||
@@ -39,7 +40,7 @@ if [ "${1:-}" != --inside ]; then
     DEB=$(ls "$T"/vmm_*.deb 2>/dev/null | head -1)
     [ -n "$DEB" ] || fail "cpack made no vmm_*.deb"
     echo "built $(basename "$DEB"); booting the nested VM with systemd as PID 1"
-    exec "$S/tests/nested/run-in-l1.sh" --systemd --timeout "${VMM_L1_TIMEOUT:-800}" --share "$B" -- \
+    exec "$S/tests/nested/run-in-l1.sh" --systemd --timeout "${VMM_L1_TIMEOUT:-800}" --share "$S" -- \
         bash "$S/tests/integration/package_systemd_l1.sh" --inside "$DEB" "$B/tests/guests/idle.bin"
 fi
 
