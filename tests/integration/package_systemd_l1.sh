@@ -86,8 +86,11 @@ touch /tmp/vmm-host-probe
 nsenter -t "$PID" -m test -e /tmp/vmm-host-probe && die "vmmd sees the host's /tmp (PrivateTmp=yes)"
 echo "hardening: NoNewPrivs, CapBnd $(printf %x $have), /usr read-only, private /tmp"
 
-# 3. A jailed domain through the unit. The manifest lives outside /tmp: vmmd has its own.
+# 3. A jailed domain through the unit. Manifest and guest live outside /tmp: vmmd has its own
+#    (PrivateTmp=yes), so an image under a /tmp checkout would not be there for it.
 mkdir -p /var/lib/vmm-test
+cp "$GUEST" /var/lib/vmm-test/idle.bin
+GUEST=/var/lib/vmm-test/idle.bin
 cat >/var/lib/vmm-test/idle.json <<EOF
 { "name": "idle", "vcpus": 1, "memory_mb": 16, "kernel": "$GUEST", "cpu_quota": 0.5,
   "flat": { "load_address": "0x100000", "entry": "0x100000", "mode": "protected32" } }
