@@ -367,6 +367,9 @@ StopReason Machine::run() {
         jail::drop_capabilities(jail::anchor_kept_capabilities(!manifest_.nics.empty(), !manifest_.pci.empty()));
         log->debug("startup: capabilities dropped");
         jail::install_anchor_seccomp(seccomp_mode);
+        // This thread serves QMP and tears the machine down: the strict list on top, without
+        // the setup syscalls; the restart's execve is the restart thread's (anchor/main.cpp).
+        jail::install_main_thread_seccomp(seccomp_mode);
         log->debug("startup: seccomp filter installed");
         jailed = true;
     } catch (const std::exception& e) {

@@ -2,8 +2,11 @@
 // why (anchor/stop_reason.h).
 #include "anchor/anchor_jail.h"
 #include "anchor/machine.h"
+#include "anchor/restart_thread.h"
 #include "anchor/stop_reason.h"
 #include "common/log.h"
+#include "common/thread_name.h"
+#include "jail/capabilities.h"
 #include "jail/jail_cli.h"
 #include "manifest/domain_manifest.h"
 #include "manifest/path_policy.h"
@@ -17,23 +20,8 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <vector>
-
-namespace {
-
-// on_reboot=restart: the domain restarts from a clean slate by re-executing the anchor with the
-// same arguments. The pid stays the same (pillar and vmmd watch it); the state directory's lock
-// is released by exec (O_CLOEXEC) and taken again by the new image; KVM state, devices and
-// guest RAM are created afresh. QMP clients see RESET before their connection closes.
-// Inside the jail (no /proc there) the image is executed by its host path, which the jail holds.
-[[noreturn]] void restart_self(const std::string& executable, char** argv) {
-    const char* path = ::access("/proc/self/exe", X_OK) == 0 ? "/proc/self/exe" : executable.c_str();
-    ::execv(path, argv);
-    std::fprintf(stderr, "vmm-anchor: restart: execv %s: %s\n", path, std::strerror(errno));
-    std::_Exit(vmm::anchor::kExitHostSetup);
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
     using namespace vmm;
@@ -44,6 +32,9 @@ int main(int argc, char** argv) {
     // pages of its own: 0.3 MiB of an idle anchor's 0.9 MiB private memory (#8). The threads
     // keep their per-thread caches, so the data path rarely takes the arena's lock.
     ::mallopt(M_ARENA_MAX, 1);
+    // The main thread's name is the program's, also after a restart (exec of /proc/self/exe
+    // would make it "exe"; the restart thread's own name would otherwise stay).
+    if (argc > 0) set_thread_name(std::filesystem::path(argv[0]).filename().string());
 
     CLI::App app{"vmm-anchor: the per-domain KVM virtual machine process"};
     std::string manifest_path;
@@ -111,7 +102,7 @@ int main(int argc, char** argv) {
     // identity wins over --jail-uid/--jail-gid (the controller chose it for this domain).
     const bool jailed = jail_cli.jail || manifest.jail.has_value();
     // The executable's host path, read while /proc is still there: a restart inside the jail
-    // execs it (restart_self).
+    // execs it (RestartThread).
     const std::string executable = jailed ? self_executable() : "";
     if (jailed && jail::inside_jail()) {
         // A restart (re-exec on guest reset) of a jailed anchor: it is in its jail already.
@@ -132,6 +123,18 @@ int main(int argc, char** argv) {
         }
     }
 
+    // The bounding set shrinks now, while this is the only thread: every thread made from here
+    // on inherits it, and the capability drop after setup (Machine::run) has only the
+    // effective and permitted sets left to broadcast (no prctl per capability and thread).
+    try {
+        jail::drop_bounding_set(jail::anchor_kept_capabilities(!manifest.nics.empty(), !manifest.pci.empty()));
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "vmm-anchor: %s: %s\n", manifest.name.c_str(), e.what());
+        return kExitHostSetup;
+    }
+    // The one thread that may execve (for a restart): made now, before the filters and after the
+    // jail (unshare refuses a process with threads).
+    RestartThread restarter(executable, argv);
     bool restart = false;
     int status = kExitHostSetup;
     try {
@@ -156,6 +159,6 @@ int main(int argc, char** argv) {
         return kExitHostSetup;
     }
     // The Machine is gone (its fds closed, its state files removed) before the new image starts.
-    if (restart) restart_self(executable, argv);
+    if (restart) restarter.restart();
     return status;
 }

@@ -132,6 +132,25 @@ CapabilityState current_capabilities() {
 
 bool in_bounding_set(int cap) { return ::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1; }
 
+void drop_bounding_set(CapMask keep) {
+    if ((current_capabilities().effective & cap_bit(CAP_SETPCAP)) == 0) return;
+    const int last = last_capability();
+    for (int cap = 0; cap <= last; ++cap) {
+        if (keep & cap_bit(cap)) continue;
+        if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1) continue;
+        if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) throw_errno("PR_CAPBSET_DROP " + std::to_string(cap));
+    }
+}
+
+namespace {
+// Whether the calling thread's bounding set still holds a capability outside `keep`.
+bool bounding_set_exceeds(CapMask keep, int last) {
+    for (int cap = 0; cap <= last; ++cap)
+        if (!(keep & cap_bit(cap)) && ::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1) return true;
+    return false;
+}
+}  // namespace
+
 void drop_capabilities(CapMask keep) {
     const CapabilityState now = current_capabilities();
     // Nothing left to drop on this thread: then on none. Every thread got its capabilities from
@@ -143,7 +162,10 @@ void drop_capabilities(CapMask keep) {
     g_plan = DropPlan{};
     g_plan.keep = keep;
     g_plan.last_cap = last_capability();
-    g_plan.drop_bounding = (now.effective & cap_bit(CAP_SETPCAP)) != 0;
+    // Threads inherit their creator's bounding set: when this thread's holds nothing more
+    // (drop_bounding_set ran before the threads were made), neither does any other's, and no
+    // thread walks it again.
+    g_plan.drop_bounding = (now.effective & cap_bit(CAP_SETPCAP)) != 0 && bounding_set_exceeds(keep, g_plan.last_cap);
     for (int i = 0; i < 2; ++i) {
         const auto word = static_cast<__u32>(kept >> (32 * i));
         g_plan.data[i].effective = word;

@@ -125,6 +125,12 @@ bool install_anchor_seccomp(SeccompMode mode, const SeccompOptions& options) {
     return true;
 }
 
+void install_main_thread_seccomp(SeccompMode mode) {
+    if (mode == SeccompMode::Off) return;
+    ::tzset();  // as for the vCPUs below
+    load(FilterKind::ProcessStrict, mode, false);  // this thread only
+}
+
 void install_vcpu_seccomp(SeccompMode mode) {
     if (mode == SeccompMode::Off) return;
     // glibc reads /etc/localtime (openat, newfstatat, lseek) on the process's first localtime,

@@ -3,16 +3,20 @@
 // Who calls it: vmm-anchor's Machine::run() on the main thread, after every device, fd and
 // thread exists and before the event loop runs. The filter is installed with TSYNC, so every
 // thread of the process (vCPUs, notify, blkN-q/-io, and any later one) gets it. Each vCPU
-// thread then stacks a narrower filter of its own (install_vcpu_seccomp), and so does each
-// device I/O thread (install_io_thread_seccomp, one list per IoThreadKind). A syscall that
+// thread then stacks a narrower filter of its own (install_vcpu_seccomp), so does each device
+// I/O thread (install_io_thread_seccomp, one list per IoThreadKind), and so does the main
+// thread, which serves QMP (install_main_thread_seccomp). A syscall that
 // is not listed raises SIGSYS (SCMP_ACT_TRAP); the handler installed here writes
 // "vmm-anchor: seccomp: denied syscall N (name)" to stderr and _exit()s with
 // kExitSeccompDenied. docs/SECURITY.md says what is allowed and why.
 //
 // Re-execution: on guest reset the anchor restarts by execv("/proc/self/exe") (anchor/main.cpp)
-// and a seccomp filter survives execve. The list therefore also holds what the anchor's setup
-// needs (the "restart" group: execve, the dynamic loader, unix socket listen, mkdir, pty,
-// io_uring_setup...). The restarted image does not stack a second copy of the filter: the
+// and a seccomp filter survives execve. The process list therefore also holds what the
+// anchor's setup needs (the "restart" group: execve, the dynamic loader, unix socket listen,
+// mkdir, pty, io_uring_setup...). Only the anchor's restart thread keeps that list alone: it
+// makes the execve, whose image inherits that thread's filters (anchor/restart_thread.h). Every
+// other thread runs under a narrower list stacked on it. The restarted image does not stack a
+// second copy of the process filter: the
 // environment variable kSeccompEnvMarker plus "Seccomp: 2" in /proc/self/status say it is
 // already in place (stacking one per reboot would hit the kernel's 32K-instruction limit).
 #pragma once
@@ -53,6 +57,14 @@ struct SeccompOptions {
 // Does nothing for Off. Throws vmm::Error / std::system_error when the kernel refuses.
 // Returns false when an inherited anchor filter was found and nothing new was loaded.
 bool install_anchor_seccomp(SeccompMode mode, const SeccompOptions& options = {});
+
+// The main thread's own filter: the strict process list (no execve, no setup syscalls: no
+// socket, bind, listen, mkdir, symlink, chmod, io_uring_setup, capset, seccomp...) stacked on
+// the calling thread only, after install_anchor_seccomp. The anchor's main thread serves QMP
+// and tears the machine down under it; the restart's execve is made by a thread of its own
+// that keeps the process filter only (anchor/restart_thread.h). Nothing for Off. Throws like
+// install_anchor_seccomp.
+void install_main_thread_seccomp(SeccompMode mode);
 
 // The vCPU threads' own filter, narrower than the process one: the calling thread stacks it
 // on itself (no TSYNC; it must come after install_anchor_seccomp, whose TSYNC fails once a

@@ -127,6 +127,34 @@ TEST_F(CapabilitiesTest, KeptCapabilitiesStayAndOthersGo) {
     EXPECT_EQ(r.status, 0) << r.out;
 }
 
+// The anchor narrows its bounding set while it is still single-threaded: the privileges stay
+// (the setup needs them), threads made afterwards inherit the narrow set, and the later drop
+// still takes every thread's privileges.
+TEST_F(CapabilitiesTest, AnEarlyBoundingSetDropKeepsPrivilegesUntilTheDrop) {
+    const std::string file = file_;
+    const ChildResult r = run_child([file] {
+        drop_bounding_set(cap_bit(CAP_CHOWN));
+        if (in_bounding_set(CAP_MKNOD) || in_bounding_set(CAP_SYS_ADMIN) || !in_bounding_set(CAP_CHOWN)) return 2;
+        if (!(current_capabilities().effective & cap_bit(CAP_SYS_ADMIN))) return 3;  // still privileged
+        std::atomic<int> phase{0};
+        std::atomic<int> thread_result{-1};
+        std::thread t([&] {
+            const bool narrow = !in_bounding_set(CAP_MKNOD) && in_bounding_set(CAP_CHOWN);
+            while (phase.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            const CapMask eff = current_capabilities().effective;
+            thread_result = !narrow ? 1 : eff != cap_bit(CAP_CHOWN) ? 2 : chown_errno(file) != 0 ? 3 : 0;
+        });
+        drop_capabilities(cap_bit(CAP_CHOWN));
+        phase = 1;
+        t.join();
+        if (thread_result != 0) return 10 + thread_result.load();
+        if (current_capabilities().effective != cap_bit(CAP_CHOWN)) return 4;
+        return 0;
+    });
+    EXPECT_TRUE(r.exited);
+    EXPECT_EQ(r.status, 0) << r.out;
+}
+
 // The anchor's restart re-executes it: the new image (root) must not regain what was dropped.
 TEST_F(CapabilitiesTest, ReexecutedImageGetsOnlyTheKeptCapabilities) {
     const ChildResult r = run_child([] {

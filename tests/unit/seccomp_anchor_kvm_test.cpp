@@ -1,9 +1,10 @@
 // vmm-anchor under its own seccomp filter and capability drop (jail/): the filter is in place
 // while the guest runs, the anchor still serves QMP and quits cleanly, and the restart on
 // system_reset (execv of the anchor under the inherited filter) works, twice, without stacking
-// a second filter; each vCPU thread and each device I/O thread (blkN-q, blkN-ioK, netN-io,
-// notify) stacks its own narrower filter on the process one (two filters there, one on the
-// main thread). Needs /dev/kvm.
+// a second filter; each vCPU thread, each device I/O thread (blkN-q, blkN-ioK, netN-io,
+// notify) and the main thread (QMP) stacks its own narrower filter on the process one (two
+// filters there), and only the restart thread, which makes the execve, keeps the process
+// filter alone. Needs /dev/kvm.
 #include "qmp/qmp_client.h"
 #include "tests/support/proc_status.h"
 #include "tests/support/process.h"
@@ -122,9 +123,16 @@ protected:
         return all ? vcpus : 0;
     }
 
-    // The threads that stack their own filter: vCPUs and device I/O threads.
-    static bool stacks_own_filter(const std::string& name) {
-        return name.rfind("vcpu", 0) == 0 || name == "notify" || name.rfind("blk", 0) == 0 || name.rfind("net", 0) == 0;
+    // The threads that stack their own filter: all but the restart thread (vCPUs, device I/O
+    // threads, the main thread).
+    static bool stacks_own_filter(const std::string& name) { return name != "restart"; }
+    // "Seccomp_filters" of the anchor's thread named `name` ("" when there is none, "many"
+    // when there are several).
+    static std::string named_thread_filters(int pid, const std::string& name) {
+        std::string found;
+        for (const auto& [tid, comm] : threads(pid))
+            if (comm == name) found = found.empty() ? task_status_line(pid, tid, "Seccomp_filters") : "many";
+        return found;
     }
     // The names a domain from devices() runs with one vCPU (with a NIC: "net0-io"; where this
     // kernel makes io_uring rings, the disk's read ring "blk0-rd").
@@ -156,7 +164,7 @@ protected:
                 const bool own = stacks_own_filter(name);
                 if (line != "Seccomp_filters:\t" + (own ? want : others))
                     all = false;
-                else if (own)
+                else if (own && tid != pid)  // the main thread is checked on its own
                     good.insert(name);
             }
             bool present = true;
@@ -179,7 +187,8 @@ TEST_F(SeccompAnchorTest, FilterAndCapabilityDropAreInPlaceWhileTheGuestRuns) {
     const int p = pid("jailed");
     ASSERT_GT(p, 0);
     EXPECT_EQ(wait_proc_status(p, "Seccomp", "2"), "Seccomp:\t2");
-    EXPECT_EQ(wait_proc_status(p, "Seccomp_filters", "1"), "Seccomp_filters:\t1");
+    EXPECT_EQ(wait_proc_status(p, "Seccomp_filters", "2"), "Seccomp_filters:\t2") << "the main thread";
+    EXPECT_EQ(named_thread_filters(p, "restart"), "Seccomp_filters:\t1");
     EXPECT_EQ(wait_proc_status(p, "CapEff", "0000000000000000"), "CapEff:\t0000000000000000");
     EXPECT_EQ(proc_status_line(p, "NoNewPrivs"), "NoNewPrivs:\t1");
     EXPECT_EQ(c.execute("query-status")["status"], "running");
@@ -190,9 +199,10 @@ TEST_F(SeccompAnchorTest, FilterAndCapabilityDropAreInPlaceWhileTheGuestRuns) {
     EXPECT_FALSE(fs::exists(dir_ + "/run/kvm/jailed")) << "the state directory is cleaned up under the filter";
 }
 
-// Each vCPU thread and each device I/O thread (the disk's dispatcher and pool, the NIC's loop,
-// notify) stacks its own, narrower filter on the process one: two filters there, one on the
-// main thread. In prelaunch (the vCPUs parked before their first KVM_RUN) as once running.
+// Each vCPU thread, each device I/O thread (the disk's dispatcher and pool, the NIC's loop,
+// notify) and the main thread stacks its own, narrower filter on the process one: two filters
+// there, one on the restart thread. In prelaunch (the vCPUs parked before their first
+// KVM_RUN) as once running.
 TEST_F(SeccompAnchorTest, VcpuAndDeviceThreadsStackTheirOwnFilter) {
     start_with_devices("vcpus", "vmmsec0", {"--seccomp", "on"});
     qmp::QmpClient c(state("vcpus", "qmp"), 30s);
@@ -210,7 +220,8 @@ TEST_F(SeccompAnchorTest, VcpuAndDeviceThreadsStackTheirOwnFilter) {
             else
                 EXPECT_EQ(line, "Seccomp_filters:\t1") << phase << " " << thread;
         }
-        EXPECT_EQ(proc_status_line(p, "Seccomp_filters"), "Seccomp_filters:\t1") << "the main thread";
+        EXPECT_EQ(proc_status_line(p, "Seccomp_filters"), "Seccomp_filters:\t2") << "the main thread";
+        EXPECT_EQ(named_thread_filters(p, "restart"), "Seccomp_filters:\t1") << phase;
         EXPECT_EQ(c.execute("query-status")["status"], phase);
     }
     // the socket console is served by notify under its filter: a client connects and is fed
@@ -244,7 +255,8 @@ TEST_F(SeccompAnchorTest, SeccompLogStacksBothFiltersInLogMode) {
     std::map<std::string, std::string> seen;
     EXPECT_EQ(wait_thread_filters(p, device_domain_threads(has_nic()), "2", "1", seen), device_domain_threads(has_nic()))
         << ::testing::PrintToString(seen);
-    EXPECT_EQ(proc_status_line(p, "Seccomp_filters"), "Seccomp_filters:\t1");
+    EXPECT_EQ(proc_status_line(p, "Seccomp_filters"), "Seccomp_filters:\t2");
+    EXPECT_EQ(named_thread_filters(p, "restart"), "Seccomp_filters:\t1");
     c.execute("quit");
     const auto r = finish();
     EXPECT_EQ(r.exit_status, 8) << r.err;
@@ -286,7 +298,11 @@ TEST_F(SeccompAnchorTest, RestartOnSystemResetWorksUnderTheInheritedFilter) {
         EXPECT_EQ(again.execute("query-status")["status"], "prelaunch") << "round " << round;
         EXPECT_EQ(pid("reboot"), p);
     }
-    EXPECT_EQ(wait_proc_status(p, "Seccomp_filters", "1"), "Seccomp_filters:\t1");
+    // the restarted image's main thread (the old restart thread) stacks the strict list again,
+    // and its new restart thread keeps the process filter alone
+    EXPECT_EQ(wait_proc_status(p, "Seccomp_filters", "2"), "Seccomp_filters:\t2");
+    EXPECT_EQ(threads(p)[p], "vmm-anchor") << "the main thread's name, after exec of /proc/self/exe too";
+    EXPECT_EQ(named_thread_filters(p, "restart"), "Seccomp_filters:\t1");
     {
         // the restarted image's vCPU and device threads stack their filter on the inherited one
         std::map<std::string, std::string> seen;

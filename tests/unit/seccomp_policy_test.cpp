@@ -22,6 +22,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <signal.h>
@@ -34,6 +35,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <thread>
@@ -56,6 +59,8 @@ protected:
         if (const std::string why = test::seccomp_refused(); !why.empty()) GTEST_SKIP() << why;
     }
 };
+
+std::string task_status_field(pid_t tid, const std::string& key);
 
 int install(SeccompMode mode = SeccompMode::Enforce, SeccompOptions options = {}) {
     ::unsetenv(kSeccompEnvMarker);
@@ -217,6 +222,68 @@ TEST_F(SeccompPolicyTest, ReexecIsAllowedByDefaultAndRefusedByTheStrictList) {
     });
     EXPECT_EQ(strict.status, kExitSeccompDenied);
     EXPECT_THAT(strict.out, HasSubstr("(execve)"));
+}
+
+// The anchor's main thread (QMP, teardown) stacks the strict list on the process filter: the
+// setup syscalls are refused there, the teardown ones still work, while a thread made before
+// the filters (the anchor's restart thread) keeps the process filter alone and can still execve.
+TEST_F(SeccompPolicyTest, MainThreadFilterRefusesSetupButTheRestartThreadCanStillExec) {
+    const std::string dir = ::testing::TempDir() + "main-filter-" + std::to_string(::getpid());
+    ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0) << std::strerror(errno);
+    std::fclose(std::fopen((dir + "/state").c_str(), "w"));
+    // body(phase) runs on the main thread once both filters are in place; the helper thread
+    // execs /bin/true once phase is 1.
+    const auto with_restart_thread = [](const std::function<int(std::atomic<int>&)>& body) {
+        return run_child([&body] {
+            std::atomic<int> phase{0};
+            std::thread restarter([&phase] {
+                while (phase.load() == 0) ::sched_yield();
+                if (phase.load() != 1) return;
+                char* const argv[] = {const_cast<char*>("true"), nullptr};
+                ::execv("/bin/true", argv);
+                std::_Exit(3);
+            });
+            if (install() != 0) return 1;
+            install_main_thread_seccomp(SeccompMode::Enforce);
+            const pid_t main_tid = static_cast<pid_t>(::syscall(SYS_gettid));
+            if (task_status_field(main_tid, "Seccomp_filters") != "Seccomp_filters:\t2\n") return 4;
+            const int rc = body(phase);
+            phase = 2;
+            restarter.join();
+            return rc;
+        });
+    };
+    // teardown works: open, unlink, rmdir
+    const ChildResult teardown = with_restart_thread([&dir](std::atomic<int>&) {
+        const int fd = ::open((dir + "/state").c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return 10;
+        ::close(fd);
+        if (::unlink((dir + "/state").c_str()) != 0) return 11;
+        return ::rmdir(dir.c_str()) == 0 ? 0 : 12;
+    });
+    EXPECT_TRUE(teardown.exited) << teardown.out;
+    EXPECT_EQ(teardown.status, 0) << teardown.out;
+    EXPECT_FALSE(std::filesystem::exists(dir));
+    // setup is refused on the main thread: mkdir, a new socket, execve
+    for (const auto& [what, call] : std::vector<std::pair<std::string, std::function<int()>>>{
+             {"(mkdir)", [&dir] { return ::mkdir(dir.c_str(), 0700); }},
+             {"(socket)", [] { return ::socket(AF_UNIX, SOCK_STREAM, 0); }},
+             {"(execve)", [] {
+                  char* const argv[] = {const_cast<char*>("true"), nullptr};
+                  return ::execv("/bin/true", argv);
+              }}}) {
+        const ChildResult r = with_restart_thread([&call](std::atomic<int>&) { return call() < 0 ? 20 : 21; });
+        EXPECT_EQ(r.status, kExitSeccompDenied) << what << ": " << r.out;
+        EXPECT_THAT(r.out, HasSubstr(what));
+    }
+    // ... while the restart thread still can: the child becomes /bin/true and exits 0
+    const ChildResult exec = with_restart_thread([](std::atomic<int>& phase) {
+        phase = 1;
+        for (;;) ::syscall(SYS_futex, &phase, FUTEX_WAIT_PRIVATE, 1, nullptr, nullptr, 0);
+        return 30;
+    });
+    EXPECT_TRUE(exec.exited) << "killed by signal " << exec.status << ": " << exec.out;
+    EXPECT_EQ(exec.status, 0) << exec.out;
 }
 
 // After a restart the filter is inherited: it is not stacked again (one per reboot would
