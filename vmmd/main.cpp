@@ -1,6 +1,7 @@
 // vmmd: the domain daemon. Serves the JSON API (docs/API.md) on a unix socket, adopts the
 // domains an earlier vmmd left running, optionally watches a spool directory of manifests.
-// One thread: a Boost.Asio io_context. SIGTERM/SIGINT end vmmd, never its domains.
+// One thread: a Boost.Asio io_context (plus, under --systemd-slice, a short-lived thread per
+// scope request to PID 1, hypervisor/kvm). SIGTERM/SIGINT end vmmd, never its domains.
 #include "common/log.h"
 #include "hypervisor/detect.h"
 #include "hypervisor/kvm/kvm_hypervisor.h"

@@ -17,6 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio/post.hpp>
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -90,6 +92,9 @@ KvmHypervisor::~KvmHypervisor() {
         a->timer.cancel();
         a->watch.cancel(ec);
     }
+    // Scope requests still out: their answers are dropped (each ends within systemd_timeout).
+    alive_.reset();
+    for (auto& [id, t] : placers_) t.join();
 }
 
 Capabilities KvmHypervisor::capabilities() const {
@@ -181,7 +186,7 @@ void KvmHypervisor::start(const std::string& name) {
         throw_errno("pidfd_open for anchor pid " + std::to_string(pid), err);
     }
     Fd pidfd_owner(pidfd);
-    place_anchor(*a, pid);
+    place_anchor(*a, pid);  // cgroupfs: here and now; a systemd scope: asked for below
     a->watch = boost::asio::posix::stream_descriptor(io_, pidfd_owner.release());
     a->pid = pid;
     a->uid = uid;
@@ -191,6 +196,7 @@ void KvmHypervisor::start(const std::string& name) {
     a->stop_requested = false;
     a->paused = false;
     a->stop_stage.clear();
+    a->start_failure.clear();
     a->control.reset();
     a->spawned = std::chrono::steady_clock::now();
     if (uid)
@@ -198,7 +204,61 @@ void KvmHypervisor::start(const std::string& name) {
     else
         log()->info("{}: spawned anchor pid {} ({})", name, pid, config_.anchor_path);
     watch_exit(a);
+    if (!config_.systemd_slice.empty()) ask_for_scope(a);
     poll_started(a);
+}
+
+void KvmHypervisor::ask_for_scope(const AnchorPtr& a) {
+    const DomainManifest& m = a->manifest;
+    const jail::CgroupLimits limits = limits_of(m);
+    jail::ScopeRequest q;
+    // Domain names are [A-Za-z0-9._-]{1,64}: valid in a unit name as they are.
+    q.unit = "vmm-" + m.name + ".scope";
+    q.slice = config_.systemd_slice;
+    q.description = "vmm domain " + m.name;
+    q.pid = a->pid;
+    q.memory_max = limits.memory_max;
+    // CPUQuota= as systemd keeps it: µs of CPU time per second (1.5 CPUs: 1500000).
+    if (limits.cpus) q.cpu_quota_per_sec_us = static_cast<std::uint64_t>(*limits.cpus * 1e6 + 0.5);
+    a->placing = true;
+    // The call runs on a thread of its own: PID 1 may take its time (up to systemd_timeout),
+    // and vmmd's one thread goes on serving its API and its other domains meanwhile. The thread
+    // touches nothing of ours: it posts the outcome back to this thread.
+    const std::uint64_t id = next_placer_++;
+    placers_[id] = std::thread([this, id, q, weak = std::weak_ptr<Anchor>(a), alive = std::weak_ptr<int>(alive_),
+                                bus = config_.systemd_bus, timeout = config_.systemd_timeout] {
+        std::string failure;
+        try {
+            jail::start_transient_scope(bus, q, timeout);
+        } catch (const std::exception& e) {
+            failure = e.what();
+        }
+        boost::asio::post(io_, [this, id, q, weak, alive, failure] {
+            if (alive.expired()) return;  // the hypervisor is gone (its destructor joined the thread)
+            if (auto it = placers_.find(id); it != placers_.end()) {
+                it->second.join();  // it is past its last statement
+                placers_.erase(it);
+            }
+            on_scope_answer(weak.lock(), q, failure);
+        });
+    });
+}
+
+void KvmHypervisor::on_scope_answer(const AnchorPtr& a, const jail::ScopeRequest& q, const std::string& failure) {
+    // The anchor may have exited meanwhile, and the domain started again with a new one.
+    if (!a || !a->running || a->pid != q.pid) return;
+    a->placing = false;
+    const std::string name = a->manifest.name;
+    if (failure.empty()) {
+        log()->info("{}: anchor pid {} in {} of {} (MemoryMax {}{})", name, q.pid, q.unit, q.slice, *q.memory_max,
+                    q.cpu_quota_per_sec_us ? ", CPUQuota " + std::to_string(*q.cpu_quota_per_sec_us / 10000) + "%" : "");
+        return;
+    }
+    // No anchor outside its limits: it has not been reported running, and it goes now. Its
+    // exit (on_exit) reports this as the reason and cleans its state directory.
+    a->start_failure = "cannot put the anchor into " + q.unit + " of " + q.slice + ": " + failure;
+    log()->error("{}: {}; killing anchor pid {}", name, a->start_failure, q.pid);
+    pidfd_send_signal(a->watch.native_handle(), SIGKILL);
 }
 
 std::optional<unsigned> KvmHypervisor::jail_uid_for(const Anchor& a) const {
@@ -248,26 +308,6 @@ void KvmHypervisor::place_anchor(Anchor& a, int pid) {
     a.cgroup.clear();
     const DomainManifest& m = a.manifest;
     const jail::CgroupLimits limits = limits_of(m);
-    if (!config_.systemd_slice.empty()) {
-        jail::ScopeRequest q;
-        // Domain names are [A-Za-z0-9._-]{1,64}: valid in a unit name as they are.
-        q.unit = "vmm-" + m.name + ".scope";
-        q.slice = config_.systemd_slice;
-        q.description = "vmm domain " + m.name;
-        q.pid = pid;
-        q.memory_max = limits.memory_max;
-        // CPUQuota= as systemd keeps it: µs of CPU time per second (1.5 CPUs: 1500000).
-        if (limits.cpus) q.cpu_quota_per_sec_us = static_cast<std::uint64_t>(*limits.cpus * 1e6 + 0.5);
-        try {
-            jail::start_transient_scope(config_.systemd_bus, q, config_.systemd_timeout);
-        } catch (const std::exception& e) {
-            discard_unplaced_anchor(m.name, pid);
-            throw Error("kvm: cannot put the anchor into " + q.unit + " of " + q.slice + ": " + e.what());
-        }
-        log()->info("{}: anchor pid {} in {} of {} (MemoryMax {}{})", m.name, pid, q.unit, q.slice, *limits.memory_max,
-                    limits.cpus ? ", CPUQuota " + std::to_string(*q.cpu_quota_per_sec_us / 10000) + "%" : "");
-        return;
-    }
     if (config_.cgroup_parent.empty()) return;
     try {
         a.cgroup = jail::place_in_cgroup(config_.cgroup_root, config_.cgroup_parent, m.name, pid, limits);
@@ -309,6 +349,12 @@ void KvmHypervisor::poll_started(const AnchorPtr& a) {
         auto a = weak.lock();
         if (ec || !a || !a->running || a->up) return;
         const std::string name = a->manifest.name;
+        if (a->placing) {  // not up before it is in its systemd scope (start_timeout still counts)
+            if (std::chrono::steady_clock::now() - a->spawned <= config_.start_timeout) {
+                poll_started(a);
+                return;
+            }
+        }
         // Up once it holds its state directory (pid) and its machine is built: the QMP socket
         // comes after the guest is loaded and the vCPUs exist, so a kernel that cannot be
         // loaded fails the start instead of crashing a domain reported as running.
@@ -345,6 +391,11 @@ ExitInfo KvmHypervisor::describe_exit(const Anchor& a, std::optional<int> status
     }
     const int s = *status;
     e.detail = (s >= 128 ? "" : "exited with status " + std::to_string(s) + ": ") + describe_anchor_status(s);
+    if (!a.start_failure.empty()) {
+        e.detail = a.start_failure + " (the anchor was killed)";
+        e.crashed = true;
+        return e;
+    }
     if (a.stop_stage == "start timeout") {
         e.detail = "did not come up within " + std::to_string(config_.start_timeout.count()) + " ms; " + e.detail;
         e.crashed = true;

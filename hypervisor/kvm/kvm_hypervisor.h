@@ -13,8 +13,10 @@
 //    failure to place it is the start's error: the anchor is killed and reaped first.
 //  - With a systemd slice configured instead, PID 1 moves the anchor right after its spawn
 //    into the transient scope vmm-<name>.scope of that slice, with the same limits as
-//    MemoryMax= and CPUQuota= (StartTransientUnit over its private bus socket). A refusal is
-//    the start's error, as above.
+//    MemoryMax= and CPUQuota= (StartTransientUnit over its private bus socket), asked on a
+//    thread of its own so that a slow PID 1 does not hold up vmmd. The domain is not up
+//    before its scope is; a refusal (or no answer within systemd_timeout) kills the anchor and
+//    is its exit's reason, as for an anchor that dies while starting.
 //  - An exit is reported with the status (waitid on the pidfd for children; "status unknown"
 //    for adopted anchors) and the state directory is cleaned if the anchor left it behind; the
 //    domain's cgroup is removed.
@@ -30,6 +32,7 @@
 #include "hypervisor/hypervisor.h"
 #include "hypervisor/kvm/domain_control.h"
 #include "jail/cgroup.h"
+#include "jail/systemd_scope.h"
 #include "jail/uid_range.h"
 
 #include <boost/asio/io_context.hpp>
@@ -39,6 +42,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <thread>
 
 namespace vmm::vfio {
 class PciDriverBinder;
@@ -122,6 +126,8 @@ private:
         bool stop_requested = false;
         bool paused = false;
         std::string stop_stage;  // what the escalation did last ("powerdown", "quit", "SIGKILL")
+        bool placing = false;       // its systemd scope was asked for and not answered yet
+        std::string start_failure;  // why vmmd killed it before it was up (its exit's detail)
         boost::asio::posix::stream_descriptor watch;  // owns the pidfd
         boost::asio::steady_timer timer;              // start polling / stop escalation
         std::chrono::steady_clock::time_point spawned;
@@ -136,8 +142,15 @@ private:
     void escalate(const AnchorPtr& a, const std::string& stage);
     DomainControl& control(Anchor& a);
     ExitInfo describe_exit(const Anchor& a, std::optional<int> status, bool left_state_dir) const;
-    // Moves a just-spawned anchor into its cgroup; on failure kills and reaps it and throws.
+    // Moves a just-spawned anchor into its cgroupfs cgroup; on failure kills and reaps it and
+    // throws. (Under systemd, ask_for_scope instead.)
     void place_anchor(Anchor& a, int pid);
+    // Asks PID 1 for the anchor's scope on a thread of its own (jail::start_transient_scope
+    // blocks up to systemd_timeout); on_scope_answer runs on the io thread with the outcome:
+    // the anchor is reported up only once it is in its scope, and killed if systemd refused
+    // (its exit then reports why).
+    void ask_for_scope(const AnchorPtr& a);
+    void on_scope_answer(const AnchorPtr& a, const jail::ScopeRequest& q, const std::string& failure);
     void remove_cgroup(Anchor& a);
     // The uid `a` is to run as in its jail (nullopt: none, or the anchor's own choice); throws
     // when the manifest's uid of the range is taken or the range is used up.
@@ -150,6 +163,9 @@ private:
     boost::asio::io_context& io_;
     KvmConfig config_;
     std::map<std::string, AnchorPtr> anchors_;
+    std::map<std::uint64_t, std::thread> placers_;  // scope requests in flight, by id
+    std::uint64_t next_placer_ = 0;
+    std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // the placers' answers check it
 };
 
 // A sentence for an anchor exit status (anchor/stop_reason.h), e.g. "KVM internal error".

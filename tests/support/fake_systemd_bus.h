@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <chrono>
+#include <condition_variable>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,6 +33,11 @@ public:
         thread_ = std::thread([this] { serve(); });
     }
     ~FakeSystemdBus() {
+        {
+            std::lock_guard lock(mu_);
+            closing_ = true;
+        }
+        wake_.notify_all();
         ::shutdown(listener_, SHUT_RDWR);
         thread_.join();
         ::close(listener_);
@@ -41,6 +48,11 @@ public:
         std::lock_guard lock(mu_);
         error_name_ = name;
         error_message_ = message;
+    }
+    // The next answers come this late (a busy or hung PID 1); 0 again: at once.
+    void delay_answers(std::chrono::milliseconds delay) {
+        std::lock_guard lock(mu_);
+        delay_ = delay;
     }
     // The method calls received so far, each as its bytes; and what went wrong, if anything.
     std::vector<std::vector<std::uint8_t>> calls() const {
@@ -137,10 +149,11 @@ private:
                 if (read_n(c, m, header + body - 16)) {
                     std::string name, text;
                     {
-                        std::lock_guard lock(mu_);
+                        std::unique_lock lock(mu_);
                         calls_.push_back(m);
                         name = error_name_;
                         text = error_message_;
+                        wake_.wait_for(lock, delay_, [this] { return closing_; });
                     }
                     const auto r = reply(serial, name, name.empty() ? "/org/freedesktop/systemd1/job/42" : text);
                     ::send(c, r.data(), r.size(), MSG_NOSIGNAL);
@@ -156,6 +169,9 @@ private:
     int listener_ = -1;
     std::thread thread_;
     mutable std::mutex mu_;
+    std::condition_variable wake_;
+    bool closing_ = false;
+    std::chrono::milliseconds delay_{0};
     std::vector<std::vector<std::uint8_t>> calls_;
     std::string error_name_, error_message_, problem_;
 };
