@@ -43,8 +43,8 @@ std::string version_string(std::uint16_t v) { return std::to_string(v >> 8) + ".
 
 bool BzImageInfo::supports_64bit_entry() const { return protocol >= 0x020c && (xloadflags & XLF_KERNEL_64); }
 
-BzImageInfo parse_bzimage(std::span<const std::uint8_t> image) {
-    if (image.size() < kBzImageMinSize)
+BzImageInfo parse_bzimage(std::span<const std::uint8_t> image, std::uint64_t file_size) {
+    if (image.size() < kBzImageMinSize || file_size < image.size())
         throw Error("truncated: " + std::to_string(image.size()) + " bytes, a bzImage boot sector and setup header need " +
                     std::to_string(kBzImageMinSize));
     // boot.rst "THE REAL-MODE KERNEL HEADER": boot_flag 0xAA55 at 0x1fe, "HdrS" at 0x202.
@@ -63,14 +63,17 @@ BzImageInfo parse_bzimage(std::span<const std::uint8_t> image) {
     if (info.header_end > kHdrAreaEnd)
         throw Error("setup header claims to end at " + hex(info.header_end) + ", past the zero page's header area " +
                     hex(kHdrAreaEnd));
+    if (info.header_end > image.size())
+        throw Error("truncated: the setup header ends at " + hex(info.header_end) + ", past the " +
+                    std::to_string(image.size()) + " bytes read");
 
     const std::uint8_t sects = VMM_HDR(image, setup_sects);
     info.setup_sects = sects == 0 ? 4 : sects;  // "If this field is 0, the real value is 4."
     info.kernel_offset = (std::size_t(info.setup_sects) + 1) * 512;
-    if (info.kernel_offset >= image.size())
+    if (info.kernel_offset >= file_size)
         throw Error("setup_sects=" + std::to_string(info.setup_sects) + " puts the protected-mode kernel at offset " +
-                    hex(info.kernel_offset) + ", past the end of the " + std::to_string(image.size()) + "-byte file");
-    info.kernel_size = image.size() - info.kernel_offset;
+                    hex(info.kernel_offset) + ", past the end of the " + std::to_string(file_size) + "-byte file");
+    info.kernel_size = file_size - info.kernel_offset;
     // syssize (2.04+) is the payload size in 16-byte units; the build pads the file to it.
     const std::uint64_t syssize = info.protocol >= 0x0204 ? std::uint64_t(VMM_HDR(image, syssize)) * 16 : 0;
     if (syssize > info.kernel_size)
@@ -104,7 +107,7 @@ BootSetup load_bzimage(const GuestMemory& mem, const x86::RamLayout& ram, const 
     const std::string& name = images.kernel_name;
     BzImageInfo info;
     try {
-        info = parse_bzimage(images.kernel);
+        info = parse_bzimage(images.kernel, images.kernel_bytes());
     } catch (const Error& e) {
         fail(name, e.what());
     }
@@ -161,9 +164,7 @@ BootSetup load_bzimage(const GuestMemory& mem, const x86::RamLayout& ram, const 
     }
 
     // The payload (boot.rst "LOADING THE REST OF THE KERNEL").
-    const auto payload = images.kernel.subspan(info.kernel_offset);
-    auto dst = mem.span_or_throw(kernel_addr, payload.size(), "kernel " + name);
-    std::copy(payload.begin(), payload.end(), dst.begin());
+    images.copy_kernel(info.kernel_offset, mem.span_or_throw(kernel_addr, info.kernel_size, "kernel " + name));
 
     std::string cmdline_z = cmdline;
     cmdline_z.push_back('\0');
@@ -208,7 +209,7 @@ BootSetup load_bzimage(const GuestMemory& mem, const x86::RamLayout& ram, const 
     setup.cpu.rsp = x86::kBootStackTop;
     setup.format = "bzImage";
     setup.kernel_addr = kernel_addr;
-    setup.kernel_size = payload.size();
+    setup.kernel_size = info.kernel_size;
     setup.initrd_addr = initrd_addr;
     setup.initrd_size = initrd_size;
     return setup;

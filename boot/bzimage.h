@@ -42,7 +42,11 @@ inline constexpr std::size_t kBzImageMinSize = 0x264;
 
 // Parses and cross-checks the setup header. Throws vmm::Error saying what is wrong (truncated,
 // not a bzImage, setup_sects past the end of the file, ...); the message names no file.
-BzImageInfo parse_bzimage(std::span<const std::uint8_t> image);
+// `head`: the file's first bytes (at least the setup header; the loader reads
+// kKernelHeadBytes), `file_size`: the whole file's size, which the payload's bounds are
+// checked against.
+BzImageInfo parse_bzimage(std::span<const std::uint8_t> head, std::uint64_t file_size);
+inline BzImageInfo parse_bzimage(std::span<const std::uint8_t> image) { return parse_bzimage(image, image.size()); }
 
 // Loads a bzImage for the 64-bit entry point: the payload at 1 MiB (or at pref_address when
 // the kernel is relocatable and it fits), the zero page at x86::kBootParamsAddr, the command

@@ -20,7 +20,7 @@ bool overlaps(std::uint64_t a, std::uint64_t a_len, std::uint64_t b, std::uint64
 
 BootSetup load_flat(const GuestMemory& mem, const x86::RamLayout& ram, const BootImages& images, const FlatSpec& flat) {
     const std::string& name = images.kernel_name;
-    const std::uint64_t size = images.kernel.size();
+    const std::uint64_t size = images.kernel_bytes();
     if (size == 0) fail(name, "flat binary is empty");
     if (images.initrd) fail(name, "a flat binary takes no initrd (got " + images.initrd->name + ")");
     const std::uint64_t end = flat.load_address + size;
@@ -66,8 +66,7 @@ BootSetup load_flat(const GuestMemory& mem, const x86::RamLayout& ram, const Boo
         const std::string z = images.cmdline + '\0';
         mem.write_or_throw(x86::kCmdlineAddr, z.data(), z.size(), "command line");
     }
-    auto dst = mem.span_or_throw(flat.load_address, size, "kernel " + name);
-    std::copy(images.kernel.begin(), images.kernel.end(), dst.begin());
+    images.copy_kernel(0, mem.span_or_throw(flat.load_address, size, "kernel " + name));
 
     setup.format = "flat";
     setup.kernel_addr = flat.load_address;

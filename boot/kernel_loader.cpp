@@ -17,10 +17,9 @@ std::string detect_format(std::span<const std::uint8_t> image) {
 
 BootSetup load_kernel(const GuestMemory& mem, const x86::RamLayout& ram, const KernelSpec& spec) {
     if (spec.kernel_path.empty()) throw Error("no kernel given");
-    const auto kernel = read_whole_file(spec.kernel_path, "kernel", ram.total());
-    BootImages images;
-    images.kernel_name = spec.kernel_path;
-    images.kernel = kernel;
+    // The headers are read now; the payload goes from the file straight into guest RAM.
+    const KernelFile kernel = KernelFile::open(spec.kernel_path, ram.total());
+    BootImages images = kernel.images(spec.kernel_path);
     images.cmdline = spec.cmdline;
     if (!spec.initrd_path.empty()) images.initrd = InitrdImage::from_file(spec.initrd_path);
 
@@ -28,7 +27,7 @@ BootSetup load_kernel(const GuestMemory& mem, const x86::RamLayout& ram, const K
     // over any header the bytes happen to carry (test guests carry a multiboot header too, so
     // QEMU can boot the very same file).
     if (spec.flat) return load_flat(mem, ram, images, *spec.flat);
-    const std::string format = detect_format(kernel);
+    const std::string format = detect_format(images.kernel);
     if (format == "bzImage") return load_bzimage(mem, ram, images);
     if (format == "multiboot") return load_multiboot(mem, ram, images);
     throw Error("kernel " + spec.kernel_path +

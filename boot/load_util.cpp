@@ -54,11 +54,11 @@ std::pair<Fd, std::uint64_t> open_sized(const std::string& path, const std::stri
     return {std::move(fd), static_cast<std::uint64_t>(st.st_size)};
 }
 
-// pread(2) until dst is full; a short file is an error (it changed under us).
-void pread_all(int fd, std::span<std::uint8_t> dst, const std::string& what, const std::string& path) {
+// pread(2) from `offset` until dst is full; a short file is an error (it changed under us).
+void pread_at(int fd, std::uint64_t offset, std::span<std::uint8_t> dst, const std::string& what, const std::string& path) {
     std::size_t done = 0;
     while (done < dst.size()) {
-        const ssize_t n = ::pread(fd, dst.data() + done, dst.size() - done, static_cast<off_t>(done));
+        const ssize_t n = ::pread(fd, dst.data() + done, dst.size() - done, static_cast<off_t>(offset + done));
         if (n < 0) {
             if (errno == EINTR) continue;
             throw_errno("cannot read " + what + " " + path);
@@ -68,16 +68,56 @@ void pread_all(int fd, std::span<std::uint8_t> dst, const std::string& what, con
     }
 }
 
+void pread_all(int fd, std::span<std::uint8_t> dst, const std::string& what, const std::string& path) {
+    pread_at(fd, 0, dst, what, path);
+}
+
+void check_fits(const std::string& path, const std::string& what, std::uint64_t size, std::uint64_t max_size) {
+    if (size > max_size)
+        throw Error(what + " " + path + " is " + std::to_string(size) + " bytes, larger than guest RAM (" +
+                    std::to_string(max_size) + " bytes)");
+}
+
 }  // namespace
 
 std::vector<std::uint8_t> read_whole_file(const std::string& path, const std::string& what, std::uint64_t max_size) {
     auto [fd, size] = open_sized(path, what);
-    if (size > max_size)
-        throw Error(what + " " + path + " is " + std::to_string(size) + " bytes, larger than guest RAM (" +
-                    std::to_string(max_size) + " bytes)");
+    check_fits(path, what, size, max_size);
     std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
     pread_all(fd.get(), bytes, what, path);
     return bytes;
+}
+
+KernelFile KernelFile::open(const std::string& path, std::uint64_t max_size) {
+    auto [fd, size] = open_sized(path, "kernel");
+    check_fits(path, "kernel", size, max_size);
+    KernelFile k;
+    k.size = size;
+    k.head.resize(static_cast<std::size_t>(std::min<std::uint64_t>(size, kKernelHeadBytes)));
+    pread_all(fd.get(), k.head, "kernel", path);
+    auto shared = std::make_shared<Fd>(std::move(fd));
+    k.read = [shared, path](std::uint64_t offset, std::span<std::uint8_t> dst) {
+        pread_at(shared->get(), offset, dst, "kernel", path);
+    };
+    return k;
+}
+
+BootImages KernelFile::images(const std::string& name) const {
+    BootImages im;
+    im.kernel_name = name;
+    im.kernel = head;
+    im.kernel_size = size;
+    if (size > head.size()) im.read_kernel = read;  // else the head is the whole image
+    return im;
+}
+
+void BootImages::copy_kernel(std::uint64_t offset, std::span<std::uint8_t> dst) const {
+    const std::uint64_t total = kernel_bytes();
+    if (offset > total || dst.size() > total - offset)
+        throw Error("kernel " + kernel_name + ": bytes [" + detail::hex(offset) + ", " + detail::hex(offset + dst.size()) +
+                    ") are past the end of the " + std::to_string(total) + "-byte image");
+    if (read_kernel) return read_kernel(offset, dst);
+    std::copy_n(kernel.begin() + static_cast<std::ptrdiff_t>(offset), dst.size(), dst.begin());
 }
 
 InitrdImage InitrdImage::from_file(const std::string& path) {

@@ -23,10 +23,11 @@ std::uint32_t rd32(std::span<const std::uint8_t> b, std::size_t off) {
     return v;
 }
 
-// A piece of the image to place in guest RAM: file bytes, then zeros up to memsz.
+// A piece of the image to place in guest RAM: filesz file bytes from file_offset, then zeros
+// up to memsz.
 struct Segment {
     std::uint64_t addr;
-    std::span<const std::uint8_t> bytes;
+    std::uint64_t file_offset, filesz;
     std::uint64_t memsz;
 };
 
@@ -36,7 +37,7 @@ struct Layout {
 };
 
 // Spec 3.1.3, "The address fields of Multiboot header" (header flag 16).
-Layout aout_kludge_layout(const std::string& name, std::span<const std::uint8_t> image, const MultibootHeader& h) {
+Layout aout_kludge_layout(const std::string& name, std::uint64_t file_size, const MultibootHeader& h) {
     if (!h.fields_present)
         fail(name, "multiboot header at offset " + hex(h.offset) +
                        " sets flag 16 (a.out kludge) but its address fields run past the end of the file");
@@ -47,25 +48,26 @@ Layout aout_kludge_layout(const std::string& name, std::span<const std::uint8_t>
         fail(name, "a.out kludge addresses are outside the file: load_addr " + hex(h.load_addr) + " is " + hex(delta) +
                        " bytes before the header, which is at file offset " + hex(h.offset));
     const std::uint64_t file_off = h.offset - delta;
-    const std::uint64_t load_end = h.load_end_addr == 0 ? h.load_addr + (image.size() - file_off) : h.load_end_addr;
+    const std::uint64_t load_end = h.load_end_addr == 0 ? h.load_addr + (file_size - file_off) : h.load_end_addr;
     if (load_end <= h.header_addr)
         fail(name, "a.out kludge load_end_addr " + hex(load_end) + " is not above header_addr " + hex(h.header_addr));
     const std::uint64_t filesz = load_end - h.load_addr;
-    if (file_off + filesz > image.size())
+    if (file_off + filesz > file_size)
         fail(name, "a.out kludge addresses are outside the file: [load_addr, load_end_addr) needs " +
                        std::to_string(filesz) + " bytes from offset " + hex(file_off) + ", the file has " +
-                       std::to_string(image.size()));
+                       std::to_string(file_size));
     const std::uint64_t bss_end = h.bss_end_addr == 0 ? load_end : h.bss_end_addr;
     if (bss_end < load_end)
         fail(name, "a.out kludge bss_end_addr " + hex(bss_end) + " is below load_end_addr " + hex(load_end));
     Layout l;
-    l.segments.push_back({h.load_addr, image.subspan(file_off, filesz), bss_end - h.load_addr});
+    l.segments.push_back({h.load_addr, file_off, filesz, bss_end - h.load_addr});
     l.entry = h.entry_addr;
     return l;
 }
 
-// Spec 3.1.2 (no flag 16): an ELF executable loaded by its program headers at p_paddr.
-Layout elf32_layout(const std::string& name, std::span<const std::uint8_t> image) {
+// Spec 3.1.2 (no flag 16): an ELF executable loaded by its program headers at p_paddr. `image`
+// is the file's head (its headers must lie in it), file_size the whole file's.
+Layout elf32_layout(const std::string& name, std::span<const std::uint8_t> image, std::uint64_t file_size) {
     Elf32_Ehdr eh;
     if (image.size() < EI_NIDENT || std::memcmp(image.data(), ELFMAG, SELFMAG) != 0)
         fail(name, "multiboot header has no a.out kludge (flag 16) and the image is not ELF");
@@ -80,8 +82,11 @@ Layout elf32_layout(const std::string& name, std::span<const std::uint8_t> image
     if (eh.e_phentsize != sizeof(Elf32_Phdr))
         fail(name, "ELF program header size " + std::to_string(eh.e_phentsize) + " is not " +
                        std::to_string(sizeof(Elf32_Phdr)));
-    if (std::uint64_t(eh.e_phoff) + std::uint64_t(eh.e_phnum) * sizeof(Elf32_Phdr) > image.size())
-        fail(name, "truncated: ELF program headers run past the end of the file");
+    const std::uint64_t ph_end = std::uint64_t(eh.e_phoff) + std::uint64_t(eh.e_phnum) * sizeof(Elf32_Phdr);
+    if (ph_end > file_size) fail(name, "truncated: ELF program headers run past the end of the file");
+    if (ph_end > image.size())
+        fail(name, "ELF program headers end at " + hex(ph_end) + ", beyond the first " + std::to_string(image.size()) +
+                       " bytes the loader reads for headers");
 
     Layout l;
     bool entry_found = false;
@@ -91,10 +96,10 @@ Layout elf32_layout(const std::string& name, std::span<const std::uint8_t> image
         if (ph.p_type != PT_LOAD || ph.p_memsz == 0) continue;
         const std::string seg = "ELF segment " + std::to_string(i);
         if (ph.p_filesz > ph.p_memsz) fail(name, seg + " has p_filesz > p_memsz");
-        if (std::uint64_t(ph.p_offset) + ph.p_filesz > image.size())
+        if (std::uint64_t(ph.p_offset) + ph.p_filesz > file_size)
             fail(name, seg + ": file bytes [" + hex(ph.p_offset) + ", " + hex(std::uint64_t(ph.p_offset) + ph.p_filesz) +
                            ") run past the end of the file");
-        l.segments.push_back({ph.p_paddr, image.subspan(ph.p_offset, ph.p_filesz), ph.p_memsz});
+        l.segments.push_back({ph.p_paddr, ph.p_offset, ph.p_filesz, ph.p_memsz});
         // The entry is virtual; translate it as GRUB does, through the segment that holds it.
         if (!entry_found && eh.e_entry >= ph.p_vaddr && eh.e_entry - ph.p_vaddr < ph.p_memsz) {
             l.entry = std::uint64_t(eh.e_entry) - ph.p_vaddr + ph.p_paddr;
@@ -147,8 +152,8 @@ BootSetup load_multiboot(const GuestMemory& mem, const x86::RamLayout& ram, cons
         fail(name, "multiboot header requests video mode information (flag 2), which this VMM does not provide");
     if (unmet) fail(name, "multiboot header requires unsupported features (flags " + hex(unmet) + ")");
 
-    const Layout layout = (h->flags & kMultibootAoutKludge) ? aout_kludge_layout(name, images.kernel, *h)
-                                                            : elf32_layout(name, images.kernel);
+    const Layout layout = (h->flags & kMultibootAoutKludge) ? aout_kludge_layout(name, images.kernel_bytes(), *h)
+                                                            : elf32_layout(name, images.kernel, images.kernel_bytes());
     std::uint64_t lo = ~0ull, hi = 0;
     for (std::size_t i = 0; i < layout.segments.size(); ++i) {
         const Segment& s = layout.segments[i];
@@ -187,8 +192,8 @@ BootSetup load_multiboot(const GuestMemory& mem, const x86::RamLayout& ram, cons
     // Everything is checked: now write guest memory.
     for (const Segment& s : layout.segments) {
         auto dst = mem.span_or_throw(s.addr, s.memsz, "kernel " + name);
-        std::copy(s.bytes.begin(), s.bytes.end(), dst.begin());
-        std::fill(dst.begin() + static_cast<std::ptrdiff_t>(s.bytes.size()), dst.end(), 0);  // bss
+        images.copy_kernel(s.file_offset, dst.first(s.filesz));
+        std::fill(dst.begin() + static_cast<std::ptrdiff_t>(s.filesz), dst.end(), 0);  // bss
     }
     if (images.initrd) images.initrd->read_into(mem.span_or_throw(initrd_addr, initrd_size, "initrd " + images.initrd->name));
 

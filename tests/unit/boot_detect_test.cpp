@@ -1,5 +1,8 @@
 // load_kernel: reads the files, picks the format by header, reports unusable inputs clearly.
+#include "boot/bzimage.h"
+#include "boot/flat_binary.h"
 #include "boot/kernel_loader.h"
+#include "boot/multiboot.h"
 #include "common/error.h"
 #include "tests/fixtures/boot/synthetic_images.h"
 #include "tests/support/fakes.h"
@@ -104,6 +107,68 @@ TEST_F(LoadKernel, BadMultibootChecksumIsReported) {
     } catch (const Error& e) {
         EXPECT_THAT(e.what(), HasSubstr(path));
         EXPECT_THAT(e.what(), HasSubstr("bad checksum"));
+    }
+}
+
+// Images larger than the head the loader reads for headers (kKernelHeadBytes): the rest goes
+// from the file straight into guest RAM, and guest RAM ends up holding exactly what loading
+// the same bytes from memory gives, in every format.
+TEST_F(LoadKernel, LargeImagesLoadFromTheFileAsFromMemory) {
+    test::BzParams bz;
+    bz.payload = 1024 * 1024;
+    bz.init_size = 2 * 1024 * 1024;
+    test::AoutParams aout;
+    aout.file_size = 300 * 1024;
+    std::vector<std::uint8_t> flat(200 * 1024 + 5);
+    for (std::size_t i = 0; i < flat.size(); ++i) flat[i] = static_cast<std::uint8_t>(i * 7 + (i >> 12));
+    struct Case {
+        const char* name;
+        std::vector<std::uint8_t> bytes;
+        std::optional<FlatSpec> flat;
+        std::uint64_t at, len;  // a guest range that holds the image's bytes
+    };
+    const std::vector<Case> cases = {
+        {"bzImage", test::make_bzimage(bz), std::nullopt, 0x100000, bz.payload},
+        {"aout", test::make_multiboot_aout(aout), std::nullopt, aout.load_addr, aout.file_size},
+        {"flat", flat, FlatSpec{0x100000, 0x100000, EntryMode::Protected32}, 0x100000, flat.size()},
+    };
+    for (const auto& c : cases) {
+        ASSERT_GT(c.bytes.size(), kKernelHeadBytes) << c.name;
+        test::FakeGuestMemory from_file({{0, ram.low_size}}), from_bytes({{0, ram.low_size}});
+        const BootSetup a = load_kernel(from_file, ram, {write(c.name, c.bytes), "", "", c.flat});
+        BootImages im;
+        im.kernel_name = c.name;
+        im.kernel = c.bytes;
+        const BootSetup b = c.flat ? load_flat(from_bytes, ram, im, *c.flat)
+                            : std::string(c.name) == "bzImage" ? load_bzimage(from_bytes, ram, im)
+                                                               : load_multiboot(from_bytes, ram, im);
+        EXPECT_EQ(a.format, b.format) << c.name;
+        EXPECT_EQ(a.kernel_size, b.kernel_size) << c.name;
+        std::vector<std::uint8_t> got(c.len), want(c.len);
+        ASSERT_TRUE(from_file.memory().read(c.at, got.data(), got.size()));
+        ASSERT_TRUE(from_bytes.memory().read(c.at, want.data(), want.size()));
+        EXPECT_TRUE(got == want) << c.name << ": guest RAM differs";
+        // and it is the file's: its last byte where it belongs
+        const std::uint64_t last_off = std::string(c.name) == "bzImage" ? c.bytes.size() - 1 - (bz.setup_sects + 1) * 512
+                                                                        : c.bytes.size() - 1;
+        EXPECT_EQ(got[last_off], c.bytes.back()) << c.name;
+    }
+}
+
+// A kernel file that shrinks after it was opened (replaced in place while the domain starts):
+// an error naming it, not a guest with a truncated kernel.
+TEST_F(LoadKernel, AKernelThatShrinksWhileLoadingIsAnError) {
+    std::vector<std::uint8_t> big(256 * 1024, 0x90);
+    const auto path = write("shrinks.bin", big);
+    const KernelFile k = KernelFile::open(path, ram.total());
+    std::filesystem::resize_file(path, 100 * 1024);
+    BootImages im = k.images(path);
+    try {
+        load_flat(mem, ram, im, FlatSpec{0x100000, 0x100000, EntryMode::Protected32});
+        ADD_FAILURE() << "no exception";
+    } catch (const Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr(path));
+        EXPECT_THAT(e.what(), HasSubstr("shrank while being read"));
     }
 }
 

@@ -395,6 +395,14 @@ protected:
         return parse_manifest({{"name", name}, {"vcpus", 2}, {"memory_mb", 64}, {"kernel", kernel_}, {"cpu_quota", 1.5}},
                               root_);
     }
+    // --systemd-slice machine.slice, PID 1 being a FakeSystemdBus at <root>/systemd-private
+    KvmConfig systemd_config() {
+        KvmConfig c = config();
+        c.cgroup_parent.clear();
+        c.systemd_slice = "machine.slice";
+        c.systemd_bus = root_ + "/systemd-private";
+        return c;
+    }
     std::string parent_ = root_ + "/cgroup/vmmd/domains";
 };
 
@@ -472,14 +480,10 @@ TEST_F(KvmHvCgroupTest, TheParentCannotLeaveTheCgroupTree) {
 
 // --systemd-slice: right after the spawn vmmd asks PID 1 (here tests/support/fake_systemd_bus.h)
 // for the scope vmm-<name>.scope holding the anchor's pid, with the cgroup placement's limits; a
-// refusal is the start's error and leaves no anchor.
+// refusal kills the anchor, whose exit says why.
 TEST_F(KvmHvCgroupTest, UnderSystemdTheAnchorGoesIntoAScopeOfTheSliceWithTheLimits) {
     test::FakeSystemdBus bus(root_ + "/systemd-private");
-    KvmConfig c = config();
-    c.cgroup_parent.clear();
-    c.systemd_slice = "machine.slice";
-    c.systemd_bus = root_ + "/systemd-private";
-    auto h = make(c);
+    auto h = make(systemd_config());
     const int pid = start(*h, limited("one"));
     jail::ScopeRequest want;
     want.unit = "vmm-one.scope";
@@ -527,10 +531,7 @@ TEST_F(KvmHvCgroupTest, UnderSystemdTheAnchorGoesIntoAScopeOfTheSliceWithTheLimi
 // not come within systemd_timeout fails the start like a refusal.
 TEST_F(KvmHvCgroupTest, ASlowOrSilentSystemdDoesNotHoldUpVmmd) {
     test::FakeSystemdBus bus(root_ + "/systemd-private");
-    KvmConfig c = config();
-    c.cgroup_parent.clear();
-    c.systemd_slice = "machine.slice";
-    c.systemd_bus = root_ + "/systemd-private";
+    KvmConfig c = systemd_config();
     c.systemd_timeout = std::chrono::milliseconds(1500);
     auto h = make(c);
 
