@@ -349,18 +349,13 @@ void KvmHypervisor::poll_started(const AnchorPtr& a) {
         auto a = weak.lock();
         if (ec || !a || !a->running || a->up) return;
         const std::string name = a->manifest.name;
-        if (a->placing) {  // not up before it is in its systemd scope (start_timeout still counts)
-            if (std::chrono::steady_clock::now() - a->spawned <= config_.start_timeout) {
-                poll_started(a);
-                return;
-            }
-        }
         // Up once it holds its state directory (pid) and its machine is built: the QMP socket
         // comes after the guest is loaded and the vCPUs exist, so a kernel that cannot be
         // loaded fails the start instead of crashing a domain reported as running.
+        // Not before it is in its systemd scope either (start_timeout counts all the same).
         struct stat qmp {};
-        if (run::read_pid_file(state_dir(name)) == a->pid && ::lstat((state_dir(name) + "/qmp").c_str(), &qmp) == 0 &&
-            S_ISSOCK(qmp.st_mode)) {
+        if (!a->placing && run::read_pid_file(state_dir(name)) == a->pid &&
+            ::lstat((state_dir(name) + "/qmp").c_str(), &qmp) == 0 && S_ISSOCK(qmp.st_mode)) {
             a->up = true;
             a->paused = a->manifest.start_paused;
             log()->info("{}: anchor pid {} is up, state in {}", name, a->pid, state_dir(name));
