@@ -1,5 +1,6 @@
 // vmm-anchor: runs one domain from its manifest until the guest stops; the exit status says
 // why (anchor/stop_reason.h).
+#include "anchor/anchor_cli.h"
 #include "anchor/anchor_jail.h"
 #include "anchor/machine.h"
 #include "anchor/restart_thread.h"
@@ -7,15 +8,13 @@
 #include "common/log.h"
 #include "common/thread_name.h"
 #include "jail/capabilities.h"
-#include "jail/jail_cli.h"
 #include "manifest/domain_manifest.h"
 #include "manifest/path_policy.h"
-
-#include <CLI/CLI.hpp>
 
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -36,61 +35,36 @@ int main(int argc, char** argv) {
     // would make it "exe"; the restart thread's own name would otherwise stay).
     if (argc > 0) set_thread_name(std::filesystem::path(argv[0]).filename().string());
 
-    CLI::App app{"vmm-anchor: the per-domain KVM virtual machine process"};
-    std::string manifest_path;
-    MachineOptions options;
-    std::string console = "stdio";
-    std::string log_level = "warn";
-    app.add_option("--manifest", manifest_path, "domain manifest (JSON)")->required();
-    app.add_option("--run-dir", options.run_dir, "state directory root (<run-dir>/kvm/<name>/)")
-        ->capture_default_str();
-    app.add_option("--console", console, "serial console: stdio or pty (linked as <state-dir>/cons)")
-        ->check(CLI::IsMember({"stdio", "pty"}))
-        ->capture_default_str();
-    std::string dump_acpi;
-    app.add_option("--dump-acpi", dump_acpi,
-                   "write the ACPI tables this domain would get to DIR/<SIG>.dat (for iasl -d) and exit")
-        ->check(CLI::ExistingDirectory);
-    app.add_option("--seccomp", options.seccomp,
-                   "syscall filter after setup: on (unlisted syscalls end the anchor with status 12), "
-                   "log (the kernel logs them), off")
-        ->check(CLI::IsMember({"on", "log", "off"}))
-        ->capture_default_str();
-    std::vector<std::string> allow_dirs;
-    app.add_option("--allow-dir", allow_dirs,
-                   "a directory the manifest may take kernels, initrds, disks and sockets from (repeatable; default: anywhere)");
-    jail::JailCliOptions jail_cli;
-    jail_cli.add_to(app, "run in");
-    app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")->capture_default_str();
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-        const int rc = app.exit(e);
-        return rc == 0 ? 0 : kExitUsage;
+    const AnchorCliResult parsed = parse_anchor_cli(std::vector<std::string>(argv + std::min(argc, 1), argv + argc));
+    if (!parsed.cli) {
+        if (parsed.exit_status == 0) {
+            std::fputs(anchor_usage(argc > 0 ? argv[0] : "vmm-anchor").c_str(), stdout);
+        } else {
+            std::fprintf(stderr, "%s\n", parsed.message.c_str());
+        }
+        return parsed.exit_status;
     }
-    options.console = console == "pty" ? ConsoleMode::Pty : ConsoleMode::Stdio;
-    if (const std::string problem = jail_cli.problem(); !problem.empty()) {
-        std::fprintf(stderr, "vmm-anchor: %s\n", problem.c_str());
-        return kExitUsage;
-    }
+    const AnchorCli& cli = *parsed.cli;
+    const std::string& manifest_path = cli.manifest_path;
+    const MachineOptions& options = cli.options;
 
     DomainManifest manifest;
     try {
-        set_log_level(log_level);
+        set_log_level(cli.log_level);
         logger("anchor")->log(entered, spdlog::source_loc{}, spdlog::level::debug, "startup: main entered");
         logger("anchor")->debug("startup: arguments parsed, logger ready");
         manifest = load_manifest_file(manifest_path);
-        check_manifest_paths(manifest, allow_dirs);
+        check_manifest_paths(manifest, cli.allow_dirs);
         logger("anchor")->debug("startup: manifest read and checked");
     } catch (const std::exception& e) {
         std::fprintf(stderr, "vmm-anchor: %s\n", e.what());
         return kExitUsage;
     }
 
-    if (!dump_acpi.empty()) {
+    if (!cli.dump_acpi.empty()) {
         // Needs no KVM: the tables depend on the manifest only.
         try {
-            x86::acpi::dump_tables(x86::acpi::build_tables(acpi_config_for(manifest)), dump_acpi);
+            x86::acpi::dump_tables(x86::acpi::build_tables(acpi_config_for(manifest)), cli.dump_acpi);
             return 0;
         } catch (const std::exception& e) {
             std::fprintf(stderr, "vmm-anchor: --dump-acpi: %s\n", e.what());
@@ -100,7 +74,7 @@ int main(int argc, char** argv) {
 
     // A manifest that names its jail identity is jailed whatever the command line says; its
     // identity wins over --jail-uid/--jail-gid (the controller chose it for this domain).
-    const bool jailed = jail_cli.jail || manifest.jail.has_value();
+    const bool jailed = cli.jail || manifest.jail.has_value();
     // The executable's host path, read while /proc is still there: a restart inside the jail
     // execs it (RestartThread).
     const std::string executable = jailed ? self_executable() : "";
@@ -113,7 +87,7 @@ int main(int argc, char** argv) {
             jo.run_dir = options.run_dir;
             jo.manifest_path = manifest_path;
             jo.executable = executable;
-            if (const auto uid = jail_cli.uid()) jo.identity = jail::JailIdentity{*uid, jail_cli.gid().value_or(*uid)};
+            if (const auto uid = cli.jail_uid) jo.identity = jail::JailIdentity{*uid, cli.jail_gid.value_or(*uid)};
             if (manifest.jail) jo.identity = jail::JailIdentity{manifest.jail->uid, manifest.jail->gid};
             jail::enter_jail(anchor_jail_spec(manifest, jo));
             logger("anchor")->debug("startup: jailed");

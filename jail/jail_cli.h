@@ -3,6 +3,7 @@
 // header-only too, and jail/ itself does not parse command lines.
 #pragma once
 
+#include "jail/jail_options.h"
 #include "jail/uid_range.h"
 
 #include <CLI/CLI.hpp>
@@ -46,13 +47,8 @@ struct JailCliOptions {
     }
     // "" when the options go together, else what is wrong.
     std::string problem() const {
-        const bool ranged = uids_opt_ != nullptr;  // vmmd's options
-        if ((uid() || gid() || uids()) && !jail)
-            return ranged ? "--jail-uid, --jail-gid and --jail-uids need --jail" : "--jail-uid and --jail-gid need --jail";
-        if (uid() && uids()) return "--jail-uid and --jail-uids exclude each other";
-        if (gid() && !uid() && !uids())
-            return ranged ? "--jail-gid needs --jail-uid or --jail-uids" : "--jail-gid needs --jail-uid";
-        return "";
+        return jail_option_problem(jail, uid().has_value(), gid().has_value(), uids().has_value(),
+                                   uids_opt_ != nullptr /* vmmd's options */);
     }
 
 private:
