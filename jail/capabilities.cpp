@@ -1,6 +1,7 @@
 #include "jail/capabilities.h"
 
 #include "common/error.h"
+#include "common/small_file.h"
 
 #include <dirent.h>
 #include <linux/capability.h>
@@ -14,7 +15,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <fstream>
 #include <set>
 #include <string>
 #include <thread>
@@ -107,10 +107,8 @@ bool nothing_to_drop(CapMask keep, const CapabilityState& now) {
 }  // namespace
 
 int last_capability() {
-    std::ifstream f("/proc/sys/kernel/cap_last_cap");
-    int last = CAP_LAST_CAP;
-    if (!(f >> last) || last < 0 || last > 63) last = CAP_LAST_CAP;
-    return last;
+    const auto v = read_small_number("/proc/sys/kernel/cap_last_cap");
+    return v && *v <= 63 ? static_cast<int>(*v) : CAP_LAST_CAP;
 }
 
 CapMask anchor_kept_capabilities(bool has_tap_nics, bool has_vfio) {

@@ -1,6 +1,7 @@
 #include "jail/mount_jail.h"
 
 #include "common/error.h"
+#include "common/small_file.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -16,7 +17,6 @@
 
 #include <cstdlib>
 #include <deque>
-#include <fstream>
 #include <set>
 
 namespace vmm::jail {
@@ -163,9 +163,10 @@ public:
     }
 
     void marker() {
-        std::ofstream out(root_ + kJailMarker);
-        out << "vmm-anchor jail\n";
-        if (!out) throw Error(std::string("jail: cannot write ") + kJailMarker);
+        static constexpr char kText[] = "vmm-anchor jail\n";
+        Fd out(::open((root_ + kJailMarker).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        if (!out || ::write(out.get(), kText, sizeof kText - 1) != static_cast<ssize_t>(sizeof kText - 1))
+            throw_errno(std::string("jail: cannot write ") + kJailMarker);
     }
 
 private:
@@ -174,11 +175,11 @@ private:
 };
 
 int thread_count() {
-    std::ifstream status("/proc/self/status");
-    std::string line;
-    while (std::getline(status, line))
-        if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
-    return -1;
+    const auto status = read_small_file("/proc/self/status", 16384);
+    if (!status) return -1;
+    const auto at = status->find("\nThreads:");
+    if (at == std::string::npos) return -1;
+    return std::atoi(status->c_str() + at + 9);
 }
 
 void create_host_dir(const std::string& path, const std::optional<JailIdentity>& who) {

@@ -1,5 +1,7 @@
 #include "run/state_dir.h"
 
+#include "common/small_file.h"
+
 #include "common/error.h"
 
 #include <fcntl.h>
@@ -9,7 +11,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 
 namespace vmm::run {
 
@@ -33,10 +34,8 @@ const std::vector<std::string>& StateDir::known_files() {
 }
 
 int read_pid_file(const std::string& dir) {
-    std::ifstream in(dir + "/pid");
-    int pid = -1;
-    if (!(in >> pid)) return -1;
-    return pid;
+    const auto pid = read_small_number(dir + "/pid");
+    return pid && *pid <= 0x7fffffff ? static_cast<int>(*pid) : -1;
 }
 
 StateDir::StateDir(const std::string& run_dir, const std::string& hypervisor, const std::string& name) {
