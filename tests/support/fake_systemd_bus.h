@@ -59,6 +59,11 @@ public:
         std::lock_guard lock(mu_);
         return calls_;
     }
+    // When each answer was sent (or, for a client that gave up, would have been).
+    std::vector<std::chrono::steady_clock::time_point> answered() const {
+        std::lock_guard lock(mu_);
+        return answered_;
+    }
     std::string problem() const {
         std::lock_guard lock(mu_);
         return problem_;
@@ -154,6 +159,7 @@ private:
                         name = error_name_;
                         text = error_message_;
                         wake_.wait_for(lock, delay_, [this] { return closing_; });
+                        answered_.push_back(std::chrono::steady_clock::now());
                     }
                     const auto r = reply(serial, name, name.empty() ? "/org/freedesktop/systemd1/job/42" : text);
                     ::send(c, r.data(), r.size(), MSG_NOSIGNAL);
@@ -172,6 +178,7 @@ private:
     std::condition_variable wake_;
     bool closing_ = false;
     std::chrono::milliseconds delay_{0};
+    std::vector<std::chrono::steady_clock::time_point> answered_;
     std::vector<std::vector<std::uint8_t>> calls_;
     std::string error_name_, error_message_, problem_;
 };

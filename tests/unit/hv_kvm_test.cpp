@@ -532,33 +532,34 @@ TEST_F(KvmHvCgroupTest, UnderSystemdTheAnchorGoesIntoAScopeOfTheSliceWithTheLimi
 TEST_F(KvmHvCgroupTest, ASlowOrSilentSystemdDoesNotHoldUpVmmd) {
     test::FakeSystemdBus bus(root_ + "/systemd-private");
     KvmConfig c = systemd_config();
-    c.systemd_timeout = std::chrono::milliseconds(1500);
+    c.systemd_timeout = std::chrono::milliseconds(3000);
     auto h = make(c);
+    using Clock = std::chrono::steady_clock;
 
     // slow, but within the timeout: up after the answer, and only then
-    bus.delay_answers(std::chrono::milliseconds(600));
+    bus.delay_answers(std::chrono::milliseconds(1500));
     h->setup(manifest("slow"));
-    auto t0 = std::chrono::steady_clock::now();
+    auto t0 = Clock::now();
     h->start("slow");
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(400)) << "start() waited for systemd";
+    EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(1000)) << "start() waited for systemd";
     bool ticked = false;
     boost::asio::steady_timer tick(io_, std::chrono::milliseconds(50));
     tick.async_wait([&](const boost::system::error_code&) { ticked = true; });
-    ASSERT_TRUE(run_until([&] { return ticked; }, 400)) << "the io thread was blocked";
-    EXPECT_EQ(last(DomainEvent::Kind::Running), nullptr) << "up before systemd answered";
+    ASSERT_TRUE(run_until([&] { return ticked; }, 1000)) << "the io thread was blocked";
     ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Running) != nullptr; }));
-    EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(550));
-    EXPECT_EQ(bus.calls().size(), 1u);
+    const auto up = Clock::now();  // within one 10 ms slice of run_until after the event
+    ASSERT_EQ(bus.answered().size(), 1u);
+    EXPECT_GE(up, bus.answered()[0]) << "reported up before systemd answered";
     h->stop("slow", {false, std::chrono::milliseconds(5000)});
     ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Exited) != nullptr; }));
 
     // silent past the timeout: the anchor goes, and its exit says why
     events_.clear();
-    bus.delay_answers(std::chrono::milliseconds(4000));
+    bus.delay_answers(std::chrono::milliseconds(8000));
     h->setup(manifest("silent"));
-    t0 = std::chrono::steady_clock::now();
+    t0 = Clock::now();
     h->start("silent");
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(400));
+    EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(1000));
     ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Exited) != nullptr; }));
     EXPECT_EQ(last(DomainEvent::Kind::Running), nullptr);
     EXPECT_THAT(last(DomainEvent::Kind::Exited)->exit.detail,
