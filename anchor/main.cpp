@@ -15,10 +15,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <exception>
+#include <string>
 #include <filesystem>
 #include <vector>
 

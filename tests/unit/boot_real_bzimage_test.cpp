@@ -10,6 +10,7 @@
 
 #include <asm/bootparam.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -67,6 +68,20 @@ TEST(RealBzImage, ParsesAndLoads) {
     std::uint64_t first = 0;
     std::memcpy(&first, image.data() + info.kernel_offset, sizeof first);
     EXPECT_EQ(mem.memory().read_obj<std::uint64_t>(s.kernel_addr), first);
+    // The anchor's path (KernelFile: headers read, payload pread into guest RAM) puts the very
+    // same bytes there.
+    test::FakeGuestMemory direct({{0, ram.low_size}});
+    const KernelFile file = KernelFile::open(path, ram.total());
+    EXPECT_LT(file.head.size(), image.size());
+    BootImages fim = file.images(path);
+    fim.cmdline = im.cmdline;
+    const BootSetup fs = load_bzimage(direct, ram, fim);
+    EXPECT_EQ(fs.kernel_addr, s.kernel_addr);
+    EXPECT_EQ(fs.kernel_size, s.kernel_size);
+    std::vector<std::uint8_t> got(info.kernel_size);
+    ASSERT_TRUE(direct.memory().read(fs.kernel_addr, got.data(), got.size()));
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), image.begin() + static_cast<std::ptrdiff_t>(info.kernel_offset)))
+        << "the payload read from the file differs from the file's bytes";
     std::printf("protocol %u.%u, setup_sects %u, payload %zu bytes, init_size %u, pref_address 0x%llx, loaded at "
                 "0x%llx, initrd at 0x%llx\n",
                 info.protocol >> 8, info.protocol & 0xff, info.setup_sects, info.kernel_size, info.init_size,
