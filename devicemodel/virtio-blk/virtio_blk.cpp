@@ -167,7 +167,6 @@ void VirtioBlk::reset_locked(std::unique_lock<std::mutex>& lock) {
     memory_ = nullptr;
     interrupt_.reset();
     broken_reported_ = false;
-    owed_notify_ = owed_broken_ = false;  // an engine batch still open signals nothing now
 }
 
 unsigned VirtioBlk::in_flight() const {
@@ -417,7 +416,7 @@ void VirtioBlk::drain_queue(std::unique_lock<std::mutex>&, bool& notify, bool& b
 }
 
 void VirtioBlk::complete(std::uint32_t generation, std::uint16_t head, int result) {
-    bool notify = false, broken = false;
+    bool notify = false, broken = false, deferred = false;
     std::shared_ptr<virtio::VirtioInterrupt> irq;
     {
         std::lock_guard lock(mu_);
@@ -436,26 +435,42 @@ void VirtioBlk::complete(std::uint32_t generation, std::uint16_t head, int resul
             if ((notify || broken) && CompletionBatch::defer(&VirtioBlk::flush_owed, this)) {
                 owed_notify_ = owed_notify_ || notify;
                 owed_broken_ = owed_broken_ || broken;
-                notify = broken = false;
+                ++owed_in_flight_;  // still in flight until its interrupt is out (flush_owed)
+                deferred = true;
             }
         }
+        // A request is in flight until the driver has been told: in_flight() == 0 then means
+        // every used entry *and* its interrupt are out, and a reset waits for both.
+        if (!deferred && !notify && !broken) --in_flight_;
+    }
+    if (deferred) return;
+    if (notify || broken) {
+        signal(notify, broken, irq);
+        std::lock_guard lock(mu_);
         --in_flight_;
     }
     idle_cv_.notify_all();
-    signal(notify, broken, irq);
 }
 
 void VirtioBlk::flush_owed(void* self) {
     auto* dev = static_cast<VirtioBlk*>(self);
     bool notify, broken;
+    unsigned owed;
     std::shared_ptr<virtio::VirtioInterrupt> irq;
     {
         std::lock_guard lock(dev->mu_);
         notify = std::exchange(dev->owed_notify_, false);
         broken = std::exchange(dev->owed_broken_, false);
-        irq = dev->interrupt_;
+        owed = std::exchange(dev->owed_in_flight_, 0u);
+        // A reset under way (it waits for these): the driver is told nothing any more.
+        if (dev->active_) irq = dev->interrupt_;
     }
     dev->signal(notify, broken, irq);
+    {
+        std::lock_guard lock(dev->mu_);
+        dev->in_flight_ -= owed;
+    }
+    dev->idle_cv_.notify_all();
 }
 
 void VirtioBlk::signal(bool notify, bool broken, const std::shared_ptr<virtio::VirtioInterrupt>& irq) {

@@ -123,7 +123,8 @@ public:
 
     const DiskImage& disk() const noexcept { return disk_; }
     const char* io_engine_name() const noexcept { return engine_->name(); }
-    // Requests handed to the engine and not completed yet (for tests).
+    // Requests taken from the ring and not yet completed with their interrupt sent (tests;
+    // 0 means every used entry and its interrupt are out).
     unsigned in_flight() const;
     PollStats poll_stats() const;
 
@@ -184,6 +185,7 @@ private:
     bool stop_ = false;
     bool active_ = false, broken_reported_ = false;
     bool owed_notify_ = false, owed_broken_ = false;  // deferred to a CompletionBatch's end
+    unsigned owed_in_flight_ = 0;                     // completions whose interrupt is deferred
     std::uint64_t generation_ = 0;
     unsigned in_flight_ = 0;
     // Where each in-flight request (by head) gets its status byte and its used length; guarded

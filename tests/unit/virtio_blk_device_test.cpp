@@ -251,6 +251,41 @@ TEST_P(VirtioBlkDeviceTest, ReadReturnsFileContents) {
     EXPECT_EQ(irq->queue_notifies, 1);
 }
 
+// A request counts as in flight until the driver has been told: while its interrupt is being
+// delivered (here held inside notify_queue) its used entry is out but in_flight() is not 0; a
+// test (or a reset) that waits for in_flight() == 0 finds the interrupt sent. For a lone
+// request (the dispatcher's inline path) and for a burst (an engine's batch, flushed once).
+TEST_P(VirtioBlkDeviceTest, ARequestIsInFlightUntilItsInterruptIsOut) {
+    struct HeldInterrupt : test::FakeVirtioInterrupt {
+        void notify_queue(std::uint16_t queue) override {
+            entered = true;
+            while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            FakeVirtioInterrupt::notify_queue(queue);
+        }
+        std::atomic<bool> entered{false}, release{false};
+    };
+    for (const int requests : {1, 8}) {
+        blk->reset();
+        auto held = std::make_shared<HeldInterrupt>();
+        drv = std::make_unique<Drv>(fake.memory(), 0x1000, 64);
+        blk->activate(fake.memory(),
+                      feature_bit(virtio::kFeatureVersion1) | feature_bit(virtio::kFeatureIndirectDesc),
+                      {drv->config()}, held);
+        for (int i = 0; i < requests; ++i) {
+            write_header(VIRTIO_BLK_T_IN, 10 + static_cast<std::uint64_t>(i) * 8, 0x9000 + i * 16);
+            drv->add_chain({Drv::rd(0x9000 + i * 16, 16), Drv::wr(kData + i * 4096, 4096), Drv::wr(0x9800 + i, 1)});
+        }
+        blk->queue_notify(0);
+        ASSERT_TRUE(held->wait_for([&] { return held->entered.load(); })) << requests;
+        EXPECT_GE(drv->used_idx(), 1) << requests << ": the used entry goes out first";
+        EXPECT_GT(blk->in_flight(), 0u) << requests << ": in flight until the interrupt is out";
+        held->release = true;
+        ASSERT_TRUE(held->wait_for([&] { return drv->used_idx() == requests && blk->in_flight() == 0; })) << requests;
+        EXPECT_GE(held->queue_notifies.load(), 1) << requests;
+        drv->reclaim();
+    }
+}
+
 // A burst of requests handed to the engine together completes inside the engine's completion
 // batches: the driver gets an interrupt per batch, not one per request (the pool's workers
 // batch up to CompletionBatch::kMaxBatchOps reads/writes each: with 2 workers and 8 requests,
