@@ -247,15 +247,16 @@ void KvmHypervisor::ask_for_scope(const AnchorPtr& a) {
 void KvmHypervisor::on_scope_answer(const AnchorPtr& a, const jail::ScopeRequest& q, const std::string& failure) {
     // The anchor may have exited meanwhile, and the domain started again with a new one.
     if (!a || !a->running || a->pid != q.pid) return;
-    a->placing = false;
     const std::string name = a->manifest.name;
     if (failure.empty()) {
+        a->placing = false;  // it may be reported up now
         log()->info("{}: anchor pid {} in {} of {} (MemoryMax {}{})", name, q.pid, q.unit, q.slice, *q.memory_max,
                     q.cpu_quota_per_sec_us ? ", CPUQuota " + std::to_string(*q.cpu_quota_per_sec_us / 10000) + "%" : "");
         return;
     }
-    // No anchor outside its limits: it has not been reported running, and it goes now. Its
-    // exit (on_exit) reports this as the reason and cleans its state directory.
+    // No anchor outside its limits: it has not been reported running, and it goes now (still
+    // `placing`, so it is never reported up before its exit is seen). Its exit (on_exit)
+    // reports this as the reason and cleans its state directory.
     a->start_failure = "cannot put the anchor into " + q.unit + " of " + q.slice + ": " + failure;
     log()->error("{}: {}; killing anchor pid {}", name, a->start_failure, q.pid);
     pidfd_send_signal(a->watch.native_handle(), SIGKILL);

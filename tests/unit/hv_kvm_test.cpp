@@ -553,6 +553,20 @@ TEST_F(KvmHvCgroupTest, ASlowOrSilentSystemdDoesNotHoldUpVmmd) {
     h->stop("slow", {false, std::chrono::milliseconds(5000)});
     ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Exited) != nullptr; }));
 
+    // a late refusal, the anchor long up by then: it goes without ever being reported up
+    // (polled every millisecond here, so a poll between the kill and its exit would show)
+    events_.clear();
+    c.poll_interval = std::chrono::milliseconds(1);
+    h = make(c);
+    bus.fail_with("org.freedesktop.systemd1.UnitExists", "Unit vmm-late.scope was already loaded.");
+    bus.delay_answers(std::chrono::milliseconds(700));
+    h->setup(manifest("late"));
+    h->start("late");
+    ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Exited) != nullptr; }));
+    EXPECT_EQ(last(DomainEvent::Kind::Running), nullptr);
+    EXPECT_THAT(last(DomainEvent::Kind::Exited)->exit.detail, HasSubstr("UnitExists"));
+    bus.fail_with("", "");
+
     // silent past the timeout: the anchor goes, and its exit says why
     events_.clear();
     bus.delay_answers(std::chrono::milliseconds(8000));
