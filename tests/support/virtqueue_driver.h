@@ -151,6 +151,14 @@ public:
         put(avail_ + 2, avail_idx_);
     }
 
+    // Puts all of `heads` in the avail ring and then bumps avail idx once: a device reading the
+    // idx at any moment sees none of them or all of them (a burst the device cannot split).
+    void publish_all(const std::vector<std::uint16_t>& heads) {
+        for (const std::uint16_t head : heads) put(avail_ + 4 + 2ull * (avail_idx_++ % size_), head);
+        std::atomic_thread_fence(std::memory_order_release);
+        put(avail_ + 2, avail_idx_);
+    }
+
     // Raw ring fields for hostile tests.
     void set_avail_idx(std::uint16_t v) {
         avail_idx_ = v;
