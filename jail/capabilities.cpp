@@ -38,15 +38,24 @@ std::atomic<int> g_answer_count{0};
 std::atomic<int> g_error{0};
 std::atomic<pid_t> g_error_tid{0};
 
-// Runs on each thread (directly, or in the signal handler): raw syscalls only.
-int drop_on_this_thread() {
-    if (g_plan.drop_bounding) {
-        for (int cap = 0; cap <= g_plan.last_cap; ++cap) {
-            if (g_plan.keep & cap_bit(cap)) continue;
-            if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1) continue;
-            if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) return errno;
+// Drops what is outside `keep` from the calling thread's bounding set; 0, or the errno (and
+// the capability that failed in *failed). Raw syscalls only (it also runs in the signal handler).
+int drop_bounding_on_this_thread(CapMask keep, int last_cap, int* failed = nullptr) {
+    for (int cap = 0; cap <= last_cap; ++cap) {
+        if (keep & cap_bit(cap)) continue;
+        if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1) continue;
+        if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+            if (failed) *failed = cap;
+            return errno;
         }
     }
+    return 0;
+}
+
+// Runs on each thread (directly, or in the signal handler): raw syscalls only.
+int drop_on_this_thread() {
+    if (g_plan.drop_bounding)
+        if (const int err = drop_bounding_on_this_thread(g_plan.keep, g_plan.last_cap); err != 0) return err;
     // Ambient capabilities would survive execve: none.
     if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) return errno;
     __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
@@ -132,12 +141,9 @@ bool in_bounding_set(int cap) { return ::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) ==
 
 void drop_bounding_set(CapMask keep) {
     if ((current_capabilities().effective & cap_bit(CAP_SETPCAP)) == 0) return;
-    const int last = last_capability();
-    for (int cap = 0; cap <= last; ++cap) {
-        if (keep & cap_bit(cap)) continue;
-        if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1) continue;
-        if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) throw_errno("PR_CAPBSET_DROP " + std::to_string(cap));
-    }
+    int cap = -1;
+    if (const int err = drop_bounding_on_this_thread(keep, last_capability(), &cap); err != 0)
+        throw_errno("PR_CAPBSET_DROP " + std::to_string(cap), err);
 }
 
 namespace {

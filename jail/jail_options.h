@@ -7,7 +7,7 @@
 namespace vmm::jail {
 
 // Whether --jail, --jail-uid, --jail-gid (and, `ranged`: vmmd's --jail-uids) go together: ""
-// when they do, else what is wrong. Shared with vmm-anchor's own parser (anchor/anchor_cli.h).
+// when they do, else what is wrong.
 inline std::string jail_option_problem(bool jail, bool uid, bool gid, bool uids, bool ranged) {
     if ((uid || gid || uids) && !jail)
         return ranged ? "--jail-uid, --jail-gid and --jail-uids need --jail" : "--jail-uid and --jail-gid need --jail";

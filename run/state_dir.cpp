@@ -1,8 +1,7 @@
 #include "run/state_dir.h"
 
-#include "common/small_file.h"
-
 #include "common/error.h"
+#include "common/small_file.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
