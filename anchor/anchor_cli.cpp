@@ -49,6 +49,8 @@ std::string anchor_usage(const std::string& program) {
            "                        namespaces, and network without taps; docs/SECURITY.md)\n"
            "  --jail-uid UID        with --jail: the uid to run as (the domain's files must be open to it)\n"
            "  --jail-gid GID        with --jail: the gid to run as (default: --jail-uid)\n"
+           "  --jail-pid-ns         with --jail: also a pid namespace of its own, kept by a small process outside\n"
+           "                        it that stays the pid the host knows (docs/SECURITY.md)\n"
            "  --log-level LEVEL     trace, debug, info, warn, error, critical, off; default warn\n";
 }
 
@@ -66,9 +68,9 @@ AnchorCliResult parse_anchor_cli(const std::vector<std::string>& args) {
                 name = arg.substr(0, eq);
                 inline_value = arg.substr(eq + 1);
             }
-            if (name == "--jail") {
-                if (inline_value) throw Usage{"--jail takes no value"};
-                cli.jail = true;
+            if (name == "--jail" || name == "--jail-pid-ns") {
+                if (inline_value) throw Usage{name + " takes no value"};
+                (name == "--jail" ? cli.jail : cli.jail_pid_ns) = true;
                 continue;
             }
             auto value = [&]() -> std::string {
@@ -108,7 +110,8 @@ AnchorCliResult parse_anchor_cli(const std::vector<std::string>& args) {
         }
         if (!have_manifest) throw Usage{"--manifest is required"};
         if (const std::string problem =
-                jail::jail_option_problem(cli.jail, cli.jail_uid.has_value(), cli.jail_gid.has_value(), false, false);
+                jail::jail_option_problem(cli.jail, cli.jail_uid.has_value(), cli.jail_gid.has_value(), false, false,
+                                          cli.jail_pid_ns);
             !problem.empty())
             throw Usage{problem};
     } catch (const Usage& u) {

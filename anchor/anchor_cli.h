@@ -21,6 +21,7 @@ struct AnchorCli {
     std::string dump_acpi;      // --dump-acpi DIR (an existing directory)
     std::vector<std::string> allow_dirs;
     bool jail = false;
+    bool jail_pid_ns = false;  // --jail-pid-ns: a pid namespace of its own (jail/pid_namespace.h)
     std::optional<unsigned> jail_uid, jail_gid;
     std::string log_level = "warn";
 };

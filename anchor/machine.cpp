@@ -55,7 +55,7 @@ Machine::Machine(const DomainManifest& manifest, const MachineOptions& options)
     // The state directory first: a second anchor for a live domain stops here, before it
     // touches KVM.
     state_dir_ = std::make_unique<run::StateDir>(options_.run_dir, "kvm", manifest_.name);
-    state_dir_->write_pid(static_cast<int>(::getpid()));
+    state_dir_->write_pid(static_cast<int>(options_.pid_file_pid > 0 ? options_.pid_file_pid : ::getpid()));
     auto log = logger("anchor");
     log->debug("startup: state directory");
     kvm_ = std::make_unique<KvmSystem>();
@@ -297,8 +297,12 @@ StopReason Machine::run() {
     AnchorQmpInfo info;
     info.name = manifest_.name;
     info.vcpu_thread_ids = [this] {
-        std::lock_guard lock(vcpu_tids_mutex_);
-        return vcpu_tids_;
+        std::vector<int> tids;
+        {
+            std::lock_guard lock(vcpu_tids_mutex_);
+            tids = vcpu_tids_;
+        }
+        return options_.host_thread_ids ? options_.host_thread_ids(tids) : tids;
     };
     info.disks = manifest_.disks;
     info.chardevs.emplace_back("serial0", console_->pty_path().empty() ? "stdio" : "pty:" + console_->pty_path());

@@ -20,6 +20,9 @@
 #include "x86/acpi/acpi_tables.h"
 #include "x86/cpu_state.h"
 
+#include <sys/types.h>
+
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -51,6 +54,11 @@ struct MachineOptions {
     std::string run_dir = "/run/hypervisor";
     ConsoleMode console = ConsoleMode::Stdio;
     std::string seccomp = "on";  // on | log | off: jail/seccomp_policy.h, installed by run()
+    // In a pid namespace of its own (--jail-pid-ns): the pid the `pid` file holds (the keeper's,
+    // which the host knows; 0: getpid()), and the host's ids of the given thread ids (what QMP's
+    // query-cpus-fast reports; empty: the ids as they are). main() sets both.
+    pid_t pid_file_pid = 0;
+    std::function<std::vector<int>(const std::vector<int>&)> host_thread_ids;
 };
 
 class PciDevices;

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/thread_name.h"
 #include "jail/capabilities.h"
+#include "jail/pid_namespace.h"
 #include "manifest/domain_manifest.h"
 #include "manifest/path_policy.h"
 
@@ -19,6 +20,7 @@
 #include <exception>
 #include <string>
 #include <filesystem>
+#include <optional>
 #include <vector>
 
 int main(int argc, char** argv) {
@@ -45,7 +47,7 @@ int main(int argc, char** argv) {
     }
     const AnchorCli& cli = *parsed.cli;
     const std::string& manifest_path = cli.manifest_path;
-    const MachineOptions& options = cli.options;
+    MachineOptions options = cli.options;
 
     DomainManifest manifest;
     try {
@@ -77,6 +79,20 @@ int main(int argc, char** argv) {
     // The executable's host path, read while /proc is still there: a restart inside the jail
     // execs it (RestartThread).
     const std::string executable = jailed ? self_executable() : "";
+    // --jail-pid-ns: from here on this process is pid 1 of a namespace of its own; the process
+    // the host started stays outside as its keeper (jail/pid_namespace.h). A restart finds both.
+    std::optional<jail::PidNamespace> pid_namespace;
+    if (cli.jail_pid_ns) {
+        try {
+            pid_namespace.emplace(jail::PidNamespace::enter(jail::parse_seccomp_mode(options.seccomp)));
+            options.pid_file_pid = pid_namespace->keeper_pid();
+            options.host_thread_ids = [ns = &*pid_namespace](const std::vector<int>& tids) { return ns->host_tids(tids); };
+            logger("anchor")->debug("startup: in a pid namespace of its own (keeper pid {})", options.pid_file_pid);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "vmm-anchor: %s: %s\n", manifest.name.c_str(), e.what());
+            return kExitHostSetup;
+        }
+    }
     if (jailed && jail::inside_jail()) {
         // A restart (re-exec on guest reset) of a jailed anchor: it is in its jail already.
         logger("anchor")->debug("startup: inside the jail already (restart)");

@@ -90,6 +90,15 @@ std::optional<ProcessUsage> read_process_usage(int pid, const std::string& proc_
     return u;
 }
 
+std::vector<int> read_process_children(int pid, const std::string& proc_root) {
+    std::vector<int> children;
+    if (pid <= 0) return children;
+    const std::string id = std::to_string(pid);
+    std::istringstream in(slurp(proc_root + "/" + id + "/task/" + id + "/children"));
+    for (int child = 0; in >> child;) children.push_back(child);
+    return children;
+}
+
 std::optional<unsigned> read_process_uid(int pid, const std::string& proc_root) {
     if (pid <= 0) return std::nullopt;
     const auto uid = status_number(slurp(proc_root + "/" + std::to_string(pid) + "/status"), "Uid");

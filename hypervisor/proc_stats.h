@@ -22,6 +22,9 @@ struct ProcessUsage {
 // Nothing when the process is gone (or unreadable).
 std::optional<ProcessUsage> read_process_usage(int pid, const std::string& proc_root = "/proc");
 
+// The children of a live process (/proc/PID/task/PID/children); empty when it has none or is gone.
+std::vector<int> read_process_children(int pid, const std::string& proc_root = "/proc");
+
 // The real uid of a live process (the first of /proc/PID/status's Uid line); nothing when gone.
 std::optional<unsigned> read_process_uid(int pid, const std::string& proc_root = "/proc");
 

@@ -95,6 +95,26 @@ void remove_cgroup(const std::string& path) {
     if (::rmdir(path.c_str()) != 0 && errno != ENOENT) throw_errno("cgroup: rmdir " + path);
 }
 
+int move_children_along(pid_t pid, const std::string& root, const std::string& proc) {
+    const std::string id = std::to_string(pid);
+    std::ifstream children(proc + "/" + id + "/task/" + id + "/children");
+    if (!children) return 0;
+    const std::string target = cgroup_of(pid, proc);
+    int moved = 0;
+    for (pid_t child = 0; children >> child;) {
+        std::string now;
+        try {
+            now = cgroup_of(child, proc);
+        } catch (const std::exception&) {
+            continue;  // it has exited meanwhile
+        }
+        if (now == target) continue;
+        write_file(root + target + "/cgroup.procs", std::to_string(child));
+        ++moved;
+    }
+    return moved;
+}
+
 std::string cgroup_of(pid_t pid, const std::string& proc) {
     const std::string file = proc + "/" + std::to_string(pid) + "/cgroup";
     std::istringstream lines(read_file(file));

@@ -47,4 +47,12 @@ void remove_cgroup(const std::string& path);
 // from /proc/<pid>/cgroup (the "0::" line); `proc` is for tests.
 std::string cgroup_of(pid_t pid, const std::string& proc = "/proc");
 
+// Moves the children of `pid` (/proc/<pid>/task/<pid>/children) that are not in `pid`'s cgroup
+// into it (<root><cgroup_of(pid)>/cgroup.procs): an anchor with a pid namespace (vmm-anchor
+// --jail-pid-ns, jail/pid_namespace.h) is a child of the process the host placed, and it may
+// have been forked before that process was moved. Called after the move; a child forked later
+// is in the cgroup by birth. Returns how many it moved (0 when `pid` is gone). Throws like
+// place_in_cgroup.
+int move_children_along(pid_t pid, const std::string& root, const std::string& proc = "/proc");
+
 }  // namespace vmm::jail

@@ -15,6 +15,7 @@ namespace vmm::jail {
 
 struct JailCliOptions {
     bool jail = false;
+    bool pid_ns = false;  // --jail-pid-ns
     std::optional<unsigned> uid() const { return uid_opt_ && uid_opt_->count() ? std::optional(uid_) : std::nullopt; }
     std::optional<unsigned> gid() const { return gid_opt_ && gid_opt_->count() ? std::optional(gid_) : std::nullopt; }
     // --jail-uids FIRST-LAST (vmmd only): each anchor gets a uid of its own from the range.
@@ -31,6 +32,9 @@ struct JailCliOptions {
         gid_opt_ = app.add_option("--jail-gid", gid_,
                                   with_uid_range ? "with --jail: the gid to run as (default: the uid)"
                                                  : "with --jail: the gid to run as (default: --jail-uid)");
+        app.add_flag("--jail-pid-ns", pid_ns,
+                     "with --jail: also a pid namespace of its own per anchor, under a small keeper process that "
+                     "stays the pid the host knows (docs/SECURITY.md)");
         if (!with_uid_range) return;
         uids_opt_ = app.add_option("--jail-uids", uids_text_,
                                    "with --jail: FIRST-LAST, a range of uids vmmd gives out, one per running kvm domain "
@@ -48,7 +52,7 @@ struct JailCliOptions {
     // "" when the options go together, else what is wrong.
     std::string problem() const {
         return jail_option_problem(jail, uid().has_value(), gid().has_value(), uids().has_value(),
-                                   uids_opt_ != nullptr /* vmmd's options */);
+                                   uids_opt_ != nullptr /* vmmd's options */, pid_ns);
     }
 
 private:

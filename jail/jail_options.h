@@ -6,9 +6,10 @@
 
 namespace vmm::jail {
 
-// Whether --jail, --jail-uid, --jail-gid (and, `ranged`: vmmd's --jail-uids) go together: ""
-// when they do, else what is wrong.
-inline std::string jail_option_problem(bool jail, bool uid, bool gid, bool uids, bool ranged) {
+// Whether --jail, --jail-uid, --jail-gid, --jail-pid-ns (and, `ranged`: vmmd's --jail-uids) go
+// together: "" when they do, else what is wrong.
+inline std::string jail_option_problem(bool jail, bool uid, bool gid, bool uids, bool ranged, bool pid_ns = false) {
+    if (pid_ns && !jail) return "--jail-pid-ns needs --jail";
     if ((uid || gid || uids) && !jail)
         return ranged ? "--jail-uid, --jail-gid and --jail-uids need --jail" : "--jail-uid and --jail-gid need --jail";
     if (uid && uids) return "--jail-uid and --jail-uids exclude each other";

@@ -67,8 +67,9 @@ void on_sigsys(int, siginfo_t* info, void* context) {
 // Loads `kind`'s program with our pid, for this thread or (tsync) every thread of the process.
 // PR_SET_NO_NEW_PRIVS first, as the kernel requires of a process without CAP_SYS_ADMIN (and
 // libseccomp's seccomp_load did).
-void load(FilterKind kind, SeccompMode mode, bool tsync) {
-    std::vector<sock_filter> program = precompiled_seccomp_filter(kind, mode, static_cast<std::uint32_t>(::getpid()));
+void load(FilterKind kind, SeccompMode mode, bool tsync, pid_t peer = 0) {
+    std::vector<sock_filter> program =
+        precompiled_seccomp_filter(kind, mode, static_cast<std::uint32_t>(::getpid()), static_cast<std::uint32_t>(peer));
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw_errno("seccomp: PR_SET_NO_NEW_PRIVS");
     sock_fprog fprog{static_cast<unsigned short>(program.size()), program.data()};
     const long rc = ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, tsync ? SECCOMP_FILTER_FLAG_TSYNC : 0u, &fprog);
@@ -140,6 +141,12 @@ void install_vcpu_seccomp(SeccompMode mode) {
     load(FilterKind::Vcpu, mode, false);  // this thread only
 }
 
+void install_keeper_seccomp(SeccompMode mode, pid_t anchor) {
+    if (mode == SeccompMode::Off) return;
+    if (mode == SeccompMode::Enforce) install_sigsys_reporter();
+    load(FilterKind::Keeper, mode, false, anchor);
+}
+
 const char* to_string(IoThreadKind kind) {
     switch (kind) {
         case IoThreadKind::Block: return "block";
@@ -165,17 +172,20 @@ const char* to_string(FilterKind kind) {
         case FilterKind::Vcpu: return "vcpu";
         case FilterKind::IoBlock: return "block I/O";
         case FilterKind::IoNet: return "net I/O";
+        case FilterKind::Keeper: return "pid namespace keeper";
         case FilterKind::IoNotify: break;
     }
     return "notify";
 }
 
-std::vector<sock_filter> precompiled_seccomp_filter(FilterKind kind, SeccompMode mode, std::uint32_t pid) {
+std::vector<sock_filter> precompiled_seccomp_filter(FilterKind kind, SeccompMode mode, std::uint32_t pid,
+                                                    std::uint32_t peer) {
     for (const PrecompiledProgram& p : kPrograms) {
         if (p.kind != kind || p.mode != mode) continue;
         std::vector<sock_filter> program(p.code, p.code + p.length);
         for (sock_filter& insn : program)
             if (insn.code == (BPF_JMP | BPF_JEQ | BPF_K) && insn.k == kSeccompPidPlaceholder) insn.k = pid;
+            else if (insn.code == (BPF_JMP | BPF_JEQ | BPF_K) && insn.k == kSeccompPeerPidPlaceholder) insn.k = peer;
         return program;
     }
     throw Error(std::string("seccomp: no precompiled ") + to_string(kind) + " filter for mode " + to_string(mode));

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <linux/filter.h>
+#include <sys/types.h>
 
 #include <cstdint>
 #include <string>
@@ -93,24 +94,37 @@ void install_io_thread_seccomp(SeccompMode mode, IoThreadKind kind);
 // The syscalls a kind's filter allows (ioctl only with argument checks).
 std::vector<std::string> io_thread_seccomp_syscalls(IoThreadKind kind);
 
+// The pid namespace keeper's filter (jail/pid_namespace.h), for the calling process, which is
+// single-threaded: signals only to `anchor` (kill) and itself (tgkill), files opened read-only,
+// polling, reading and writing its fds, waiting for the anchor, exit. Installs the SIGSYS
+// reporter for Enforce. Nothing for Off. Throws like install_anchor_seccomp.
+void install_keeper_seccomp(SeccompMode mode, pid_t anchor);
+// The syscalls it allows (kill, tgkill and openat only with argument checks).
+std::vector<std::string> keeper_seccomp_syscalls();
+
 // The names of the syscalls the policy allows (some only with argument checks), for tests
 // and docs (defined with the rules, jail/seccomp_rules.cpp).
 std::vector<std::string> anchor_seccomp_syscalls(const SeccompOptions& options = {});
 
 // The filters the anchor loads. Their programs are compiled from the policy
 // (jail/seccomp_rules.h) when the anchor is built, one per kind and mode (Enforce, Log).
-enum class FilterKind { ProcessReexec, ProcessStrict, Vcpu, IoBlock, IoNet, IoNotify };
+// Keeper: the pid namespace's keeper process (jail/pid_namespace.h), not an anchor thread.
+enum class FilterKind { ProcessReexec, ProcessStrict, Vcpu, IoBlock, IoNet, IoNotify, Keeper };
 inline constexpr FilterKind kFilterKinds[] = {FilterKind::ProcessReexec, FilterKind::ProcessStrict, FilterKind::Vcpu,
-                                              FilterKind::IoBlock,       FilterKind::IoNet,         FilterKind::IoNotify};
+                                              FilterKind::IoBlock,       FilterKind::IoNet,         FilterKind::IoNotify,
+                                              FilterKind::Keeper};
 const char* to_string(FilterKind kind);
 
 // tgkill's pid in the precompiled programs: above any pid (pid_max is at most 2^22), replaced
 // with the anchor's own when a program is loaded.
 inline constexpr std::uint32_t kSeccompPidPlaceholder = 0x7e57a11d;
+// The keeper's kill: the pid of the anchor it keeps, replaced the same way.
+inline constexpr std::uint32_t kSeccompPeerPidPlaceholder = 0x7e57a11e;
 
 // The program the anchor loads for `kind` in `mode` (Enforce or Log): the precompiled one with
-// `pid` in place of kSeccompPidPlaceholder.
-std::vector<sock_filter> precompiled_seccomp_filter(FilterKind kind, SeccompMode mode, std::uint32_t pid);
+// `pid` in place of kSeccompPidPlaceholder and `peer` in place of kSeccompPeerPidPlaceholder.
+std::vector<sock_filter> precompiled_seccomp_filter(FilterKind kind, SeccompMode mode, std::uint32_t pid,
+                                                    std::uint32_t peer = 0);
 
 // Installs only the SIGSYS reporter (also done by install_anchor_seccomp).
 void install_sigsys_reporter();

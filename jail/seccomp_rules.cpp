@@ -272,7 +272,27 @@ std::vector<sock_filter> export_bpf(scmp_filter_ctx ctx) {
 
 }  // namespace
 
-std::vector<sock_filter> compile_seccomp_filter(FilterKind kind, SeccompMode mode, std::uint32_t pid) {
+// ---- the pid namespace keeper's filter ---------------------------------------------------------
+// The keeper (jail/pid_namespace.h) is a process of its own, outside the anchor's jail: it waits
+// for the anchor, passes signals on to it, and answers its questions about host thread ids from
+// /proc. Signals go to the anchor (kill) and, to end the way the anchor ended, to itself.
+constexpr const char* kKeeperSyscalls[] = {
+    "read", "write", "close", "getdents64", "poll", "ppoll", "recvfrom", "sendto",  // its socket, /proc
+    "fstat", "newfstatat", "lseek",                                                 // stdio's buffers
+    "wait4", "waitid", "rt_sigprocmask", "rt_sigaction", "rt_sigreturn",
+    "getpid", "gettid", "brk", "mmap", "munmap", "exit", "exit_group",
+};
+
+void add_keeper_policy(scmp_filter_ctx ctx, std::uint32_t pid, std::uint32_t peer) {
+    for (const char* name : kKeeperSyscalls) add(ctx, name);
+    add_own_tgkill(ctx, pid);
+    add_if(ctx, "kill", SCMP_A0_32(SCMP_CMP_EQ, peer));
+    constexpr std::uint32_t mask = O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND;
+    add_if(ctx, "openat", SCMP_A2_32(SCMP_CMP_MASKED_EQ, mask, O_RDONLY));
+}
+
+std::vector<sock_filter> compile_seccomp_filter(FilterKind kind, SeccompMode mode, std::uint32_t pid,
+                                                std::uint32_t peer) {
     if (mode == SeccompMode::Off) throw Error("seccomp: no filter to compile for mode off");
     Ctx ctx(seccomp_init(mode == SeccompMode::Enforce ? SCMP_ACT_TRAP : SCMP_ACT_LOG));
     if (!ctx) throw Error("seccomp_init failed");
@@ -283,6 +303,7 @@ std::vector<sock_filter> compile_seccomp_filter(FilterKind kind, SeccompMode mod
         case FilterKind::IoBlock: add_io_thread_policy(ctx.get(), IoThreadKind::Block); break;
         case FilterKind::IoNet: add_io_thread_policy(ctx.get(), IoThreadKind::Net); break;
         case FilterKind::IoNotify: add_io_thread_policy(ctx.get(), IoThreadKind::Notify); break;
+        case FilterKind::Keeper: add_keeper_policy(ctx.get(), pid, peer); break;
     }
     return export_bpf(ctx.get());
 }
@@ -291,6 +312,12 @@ std::vector<std::string> io_thread_seccomp_syscalls(IoThreadKind kind) {
     std::vector<std::string> names(std::begin(kIoCommonSyscalls), std::end(kIoCommonSyscalls));
     for (const char* n : io_kind_syscalls(kind)) names.emplace_back(n);
     names.emplace_back("ioctl");
+    return names;
+}
+
+std::vector<std::string> keeper_seccomp_syscalls() {
+    std::vector<std::string> names(std::begin(kKeeperSyscalls), std::end(kKeeperSyscalls));
+    for (const char* n : {"kill", "tgkill", "openat"}) names.emplace_back(n);
     return names;
 }
 

@@ -18,6 +18,8 @@ namespace vmm::jail {
 // The BPF libseccomp makes of the policy for `kind`, with `mode`'s default action (Enforce:
 // SECCOMP_RET_TRAP, Log: SECCOMP_RET_LOG) and tgkill allowed for `pid` only. Throws vmm::Error
 // (or std::system_error) when libseccomp refuses, and for SeccompMode::Off.
-std::vector<sock_filter> compile_seccomp_filter(FilterKind kind, SeccompMode mode, std::uint32_t pid);
+// The keeper's filter allows kill for `peer` only.
+std::vector<sock_filter> compile_seccomp_filter(FilterKind kind, SeccompMode mode, std::uint32_t pid,
+                                                std::uint32_t peer = 0);
 
 }  // namespace vmm::jail

@@ -131,6 +131,7 @@ int main(int argc, char** argv) {
                 k.cgroup_parent = cgroup_parent;
                 k.systemd_slice = systemd_slice;
                 k.jail = jail_cli.jail;
+                k.jail_pid_namespace = jail_cli.pid_ns;
                 k.jail_uid = jail_cli.uid();
                 k.jail_gid = jail_cli.gid();
                 k.jail_uids = jail_cli.uids();

@@ -142,6 +142,7 @@ void KvmHypervisor::start(const std::string& name) {
     const std::optional<unsigned> uid = jail_uid_for(*a);
     if (config_.jail) {
         argv.emplace_back("--jail");
+        if (config_.jail_pid_namespace) argv.emplace_back("--jail-pid-ns");
         // With a manifest identity the anchor takes it from there (and --jail-uid loses).
         if (uid && !a->manifest.jail) {
             argv.insert(argv.end(), {"--jail-uid", std::to_string(*uid)});
@@ -248,7 +249,15 @@ void KvmHypervisor::on_scope_answer(const AnchorPtr& a, const jail::ScopeRequest
     // The anchor may have exited meanwhile, and the domain started again with a new one.
     if (!a || !a->running || a->pid != q.pid) return;
     const std::string name = a->manifest.name;
-    if (failure.empty()) {
+    std::string failed = failure;
+    if (failed.empty()) {
+        try {
+            follow_with_children(q.pid);
+        } catch (const std::exception& e) {
+            failed = e.what();
+        }
+    }
+    if (failed.empty()) {
         a->placing = false;  // it may be reported up now
         log()->info("{}: anchor pid {} in {} of {} (MemoryMax {}{})", name, q.pid, q.unit, q.slice, *q.memory_max,
                     q.cpu_quota_per_sec_us ? ", CPUQuota " + std::to_string(*q.cpu_quota_per_sec_us / 10000) + "%" : "");
@@ -257,7 +266,7 @@ void KvmHypervisor::on_scope_answer(const AnchorPtr& a, const jail::ScopeRequest
     // No anchor outside its limits: it has not been reported running, and it goes now (still
     // `placing`, so it is never reported up before its exit is seen). Its exit (on_exit)
     // reports this as the reason and cleans its state directory.
-    a->start_failure = "cannot put the anchor into " + q.unit + " of " + q.slice + ": " + failure;
+    a->start_failure = "cannot put the anchor into " + q.unit + " of " + q.slice + ": " + failed;
     log()->error("{}: {}; killing anchor pid {}", name, a->start_failure, q.pid);
     pidfd_send_signal(a->watch.native_handle(), SIGKILL);
 }
@@ -312,6 +321,7 @@ void KvmHypervisor::place_anchor(Anchor& a, int pid) {
     if (config_.cgroup_parent.empty()) return;
     try {
         a.cgroup = jail::place_in_cgroup(config_.cgroup_root, config_.cgroup_parent, m.name, pid, limits);
+        follow_with_children(pid);
     } catch (const std::exception& e) {
         discard_unplaced_anchor(m.name, pid);
         std::error_code ignored;
@@ -320,6 +330,19 @@ void KvmHypervisor::place_anchor(Anchor& a, int pid) {
     }
     log()->info("{}: anchor pid {} in cgroup {} (cpu.max {}, memory.max {})", m.name, pid, a.cgroup,
                 jail::cpu_max_value(limits), *limits.memory_max);
+}
+
+int KvmHypervisor::anchor_process(int pid) const {
+    if (!config_.jail || !config_.jail_pid_namespace) return pid;
+    const std::vector<int> children = read_process_children(pid);
+    return children.size() == 1 ? children.front() : pid;  // the keeper's one child
+}
+
+void KvmHypervisor::follow_with_children(int pid) const {
+    // The anchor in a pid namespace is the keeper's child: forked perhaps before the keeper
+    // was moved, it goes where the keeper went.
+    if (!config_.jail || !config_.jail_pid_namespace) return;
+    jail::move_children_along(pid, config_.cgroup_root);
 }
 
 void KvmHypervisor::remove_cgroup(Anchor& a) {
@@ -541,7 +564,14 @@ DomainUsage KvmHypervisor::usage(const std::string& name) const {
     DomainUsage u;
     u.available_memory_mb = a.manifest.memory_mb;
     if (!a.running) return u;
-    if (auto p = read_process_usage(a.pid)) {
+    // With a pid namespace the memory is the anchor's (the keeper's resident pages are mostly
+    // shared with it since the fork) and the CPU time both processes' (the keeper did the
+    // start-up before the fork).
+    const int process = anchor_process(a.pid);
+    auto p = read_process_usage(process);
+    if (p && process != a.pid)
+        if (const auto keeper = read_process_usage(a.pid)) p->cpu_total_ns += keeper->cpu_total_ns;
+    if (p) {
         u.cpu_total_ns = p->cpu_total_ns;
         u.used_memory_mb = p->rss_kb / 1024;
         u.max_used_memory_mb = p->hwm_kb / 1024;
@@ -604,7 +634,7 @@ std::vector<AdoptedDomain> KvmHypervisor::adopt() {
         a->watch = boost::asio::posix::stream_descriptor(io_, pidfd_owner.release());
         a->pid = probe.pid;
         // Jailed by an earlier vmmd: its uid stays taken while it runs.
-        if (const auto uid = read_process_uid(probe.pid); uid && *uid != 0) a->uid = uid;
+        if (const auto uid = read_process_uid(anchor_process(probe.pid)); uid && *uid != 0) a->uid = uid;
         a->child = false;
         a->running = a->up = true;
         a->paused = control(*a).query_status() == "paused";

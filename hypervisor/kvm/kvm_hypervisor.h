@@ -81,6 +81,9 @@ struct KvmConfig {
     // no other running domain has (gid: jail_gid, else that uid). A manifest's "jail" identity
     // wins over both; a uid of the range is never given to two running domains, whoever asked.
     bool jail = false;
+    // With jail: each anchor also in a pid namespace of its own (vmm-anchor --jail-pid-ns): the
+    // spawned process is its keeper; vmmd places the keeper's child (the anchor) with it.
+    bool jail_pid_namespace = false;
     std::optional<unsigned> jail_uid, jail_gid;
     std::optional<jail::UidRange> jail_uids;
     // pci_reserve() binds the device to vfio-pci through this (driver_override; the host's
@@ -145,6 +148,11 @@ private:
     // Moves a just-spawned anchor into its cgroupfs cgroup; on failure kills and reaps it and
     // throws. (Under systemd, ask_for_scope instead.)
     void place_anchor(Anchor& a, int pid);
+    // With jail_pid_namespace: the children of `pid` into its cgroup (jail::move_children_along).
+    void follow_with_children(int pid) const;
+    // The process that runs the domain: the anchor, which is the keeper's child with
+    // jail_pid_namespace (its memory and uid are the domain's; the CPU time is both's).
+    int anchor_process(int pid) const;
     // Asks PID 1 for the anchor's scope on a thread of its own (jail::start_transient_scope
     // blocks up to systemd_timeout); on_scope_answer runs on the io thread with the outcome:
     // the anchor is reported up only once it is in its scope, and killed if systemd refused

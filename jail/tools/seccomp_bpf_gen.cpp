@@ -27,6 +27,7 @@ const char* kind_name(FilterKind kind) {
         case FilterKind::Vcpu: return "Vcpu";
         case FilterKind::IoBlock: return "IoBlock";
         case FilterKind::IoNet: return "IoNet";
+        case FilterKind::Keeper: return "Keeper";
         case FilterKind::IoNotify: break;
     }
     return "IoNotify";
@@ -35,15 +36,25 @@ const char* kind_name(FilterKind kind) {
 // The placeholder may only be tgkill's comparison (a BPF_JEQ|BPF_K constant), and must be there
 // in the filters that allow tgkill: anything else would be patched wrongly at load.
 void check_placeholder(FilterKind kind, const std::vector<sock_filter>& program) {
-    int jeq = 0;
+    int jeq = 0, peer = 0;
     for (const sock_filter& insn : program) {
+        if (insn.k == kSeccompPeerPidPlaceholder) {
+            if (insn.code != (BPF_JMP | BPF_JEQ | BPF_K))
+                throw vmm::Error(std::string("the peer placeholder appears outside a comparison in the ") +
+                                 kind_name(kind) + " filter");
+            ++peer;
+        }
         if (insn.k != kSeccompPidPlaceholder) continue;
         if (insn.code != (BPF_JMP | BPF_JEQ | BPF_K))
             throw vmm::Error(std::string("the pid placeholder appears outside a comparison in the ") + kind_name(kind) +
                              " filter");
         ++jeq;
     }
-    const bool has_tgkill = kind == FilterKind::ProcessReexec || kind == FilterKind::ProcessStrict || kind == FilterKind::Vcpu;
+    if ((kind == FilterKind::Keeper) != (peer > 0))
+        throw vmm::Error(std::string("the ") + kind_name(kind) + " filter compares the peer placeholder " +
+                         std::to_string(peer) + " time(s)");
+    const bool has_tgkill = kind == FilterKind::ProcessReexec || kind == FilterKind::ProcessStrict ||
+                            kind == FilterKind::Vcpu || kind == FilterKind::Keeper;
     if (has_tgkill != (jeq > 0))
         throw vmm::Error(std::string("the ") + kind_name(kind) + " filter compares the pid placeholder " +
                          std::to_string(jeq) + " time(s)");
@@ -69,7 +80,7 @@ int main(int argc, char** argv) {
     try {
         for (FilterKind kind : kFilterKinds) {
             for (SeccompMode mode : {SeccompMode::Enforce, SeccompMode::Log}) {
-                const auto program = compile_seccomp_filter(kind, mode, kSeccompPidPlaceholder);
+                const auto program = compile_seccomp_filter(kind, mode, kSeccompPidPlaceholder, kSeccompPeerPidPlaceholder);
                 check_placeholder(kind, program);
                 if (program.empty() || program.size() > 4096)
                     throw vmm::Error(std::string("the ") + kind_name(kind) + " filter has " +

@@ -12,6 +12,8 @@
 #   - systemctl restart vmmd: the domain survives (KillMode=process) and the new vmmd adopts it;
 #   - a site's drop-in adding --jail-uids (and SETUID/SETGID to the bounding set): the next
 #     domain's anchor runs as the range's first uid;
+#   - a drop-in adding --jail-pid-ns: the pid file names the keeper, the anchor is pid 1 of its
+#     own namespace, and both are in the domain's scope;
 #   - vmctl stop, systemctl stop, dpkg -r: nothing is left running or installed.
 # There is no systemd PID 1 on the host (nor, in CI, /dev/kvm), so the host side builds the
 # .deb with cpack and boots the nested-KVM VM with systemd as its init
@@ -150,6 +152,35 @@ wait_for "the guest's line as uid 70000" grep -q "idle: up" /run/hypervisor/kvm/
 echo "with --jail-uids 70000-70009 (a drop-in): anchor $ANCHOR runs as uid 70000"
 vmctl stop idle --timeout 5 >/dev/null || die "vmctl stop idle (uid 70000)"
 wait_for "the anchor gone" bash -c "! kill -0 $ANCHOR 2>/dev/null"
+rm -r /etc/systemd/system/vmmd.service.d && systemctl daemon-reload
+
+# 5b. A drop-in gives every anchor a pid namespace of its own (--jail-pid-ns): the pid file names
+#     the keeper vmmd spawned; the anchor, its child, is pid 1 of its namespace, and both are in
+#     the domain's scope (vmmd moves the child there after systemd placed the keeper).
+mkdir -p /etc/systemd/system/vmmd.service.d
+cat >/etc/systemd/system/vmmd.service.d/pid-ns.conf <<EOF
+[Service]
+ExecStart=
+ExecStart=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/vmmd.service) --jail-pid-ns
+EOF
+systemctl daemon-reload && systemctl restart vmmd.service || die "restart with the pid-ns drop-in"
+wait_for "vmmd's API socket with --jail-pid-ns" vmctl_ok
+vmctl start /var/lib/vmm-test/idle.json >/dev/null || die "vmctl start with --jail-pid-ns"
+is_state idle running || die "idle is $(state_of idle) with --jail-pid-ns"
+KEEPER=$(cat /run/hypervisor/kvm/idle/pid)
+ANCHOR=$(cat /proc/$KEEPER/task/$KEEPER/children | tr -d ' ')
+[[ $ANCHOR =~ ^[0-9]+$ ]] || die "the keeper $KEEPER has no single child: '$ANCHOR'"
+grep -q "^NSpid:[[:space:]]*$ANCHOR[[:space:]]*1$" /proc/$ANCHOR/status ||
+    die "the anchor is not pid 1 of a namespace: $(grep NSpid /proc/$ANCHOR/status)"
+for P in $KEEPER $ANCHOR; do
+    grep -q '^0::/machine.slice/vmm-idle.scope$' /proc/$P/cgroup || die "pid $P is not in vmm-idle.scope: $(cat /proc/$P/cgroup)"
+done
+[ -e "/proc/$ANCHOR/root$GUEST" ] && [ ! -e /proc/$ANCHOR/root/usr/bin/vmmd ] || die "the anchor is not jailed"
+wait_for "the guest's line in a pid namespace" grep -q "idle: up" /run/hypervisor/kvm/idle/console.log
+echo "with --jail-pid-ns (a drop-in): keeper $KEEPER and anchor $ANCHOR (pid 1 inside) in vmm-idle.scope"
+vmctl stop idle --timeout 5 >/dev/null || die "vmctl stop idle (pid namespace)"
+wait_for "keeper and anchor gone" bash -c "! kill -0 $KEEPER 2>/dev/null && ! kill -0 $ANCHOR 2>/dev/null"
+wait_for "the scope collected" bash -c "[ ! -d $SCOPE ]"
 rm -r /etc/systemd/system/vmmd.service.d && systemctl daemon-reload
 
 # 6. Everything stops and goes.

@@ -26,6 +26,7 @@ TEST(AnchorCliTest, DefaultsWithOnlyTheManifest) {
     EXPECT_TRUE(r.cli->allow_dirs.empty());
     EXPECT_TRUE(r.cli->dump_acpi.empty());
     EXPECT_FALSE(r.cli->jail);
+    EXPECT_FALSE(r.cli->jail_pid_ns);
     EXPECT_FALSE(r.cli->jail_uid);
 }
 
@@ -33,7 +34,7 @@ TEST(AnchorCliTest, EveryOptionInBothSpellings) {
     const std::string dir = ::testing::TempDir();
     const auto r = parse({"--manifest=/m.json", "--run-dir", "/run/x", "--console=pty", "--seccomp", "log",
                           "--allow-dir", "/images", "--allow-dir=/disks", "--jail", "--jail-uid", "70000",
-                          "--jail-gid=70001", "--log-level", "debug", "--dump-acpi", dir});
+                          "--jail-gid=70001", "--jail-pid-ns", "--log-level", "debug", "--dump-acpi", dir});
     ASSERT_TRUE(r.cli) << r.message;
     EXPECT_EQ(r.cli->manifest_path, "/m.json");
     EXPECT_EQ(r.cli->options.run_dir, "/run/x");
@@ -41,6 +42,7 @@ TEST(AnchorCliTest, EveryOptionInBothSpellings) {
     EXPECT_EQ(r.cli->options.seccomp, "log");
     EXPECT_EQ(r.cli->allow_dirs, (std::vector<std::string>{"/images", "/disks"}));
     EXPECT_TRUE(r.cli->jail);
+    EXPECT_TRUE(r.cli->jail_pid_ns);
     EXPECT_EQ(r.cli->jail_uid, 70000u);
     EXPECT_EQ(r.cli->jail_gid, 70001u);
     EXPECT_EQ(r.cli->log_level, "debug");
@@ -60,7 +62,7 @@ TEST(AnchorCliTest, HelpExitsZeroAndTheUsageListsEveryOption) {
     }
     const std::string usage = anchor_usage("vmm-anchor");
     for (const char* o : {"--manifest", "--run-dir", "--console", "--dump-acpi", "--seccomp", "--allow-dir", "--jail",
-                          "--jail-uid", "--jail-gid", "--log-level"})
+                          "--jail-uid", "--jail-gid", "--jail-pid-ns", "--log-level"})
         EXPECT_THAT(usage, HasSubstr(o));
 }
 
@@ -79,6 +81,8 @@ TEST(AnchorCliTest, UsageErrorsNameWhatIsWrong) {
         {{"--manifest", "/m", "--jail-uid", "5"}, "--jail-uid and --jail-gid need --jail"},
         {{"--manifest", "/m", "--jail", "--jail-gid", "5"}, "--jail-gid needs --jail-uid"},
         {{"--manifest", "/m", "--jail=yes"}, "--jail takes no value"},
+        {{"--manifest", "/m", "--jail-pid-ns"}, "--jail-pid-ns needs --jail"},
+        {{"--manifest", "/m", "--jail", "--jail-pid-ns=1"}, "--jail-pid-ns takes no value"},
         {{"--manifest", "/m", "--verbose"}, "unknown option \"--verbose\""},
         {{"--manifest", "/m", "extra"}, "unexpected argument \"extra\""},
         {{"--manifest", "/m", "-v"}, "unexpected argument \"-v\""},

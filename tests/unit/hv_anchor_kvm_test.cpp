@@ -5,6 +5,8 @@
 // whose state directory the jail made and vmmd removes. With --jail-uids each jailed anchor runs
 // as a uid of its own.
 #include "hypervisor/kvm/kvm_hypervisor.h"
+#include "hypervisor/proc_stats.h"
+#include "jail/cgroup.h"
 #include "tests/support/proc_status.h"
 #include "tests/support/test_paths.h"
 
@@ -15,7 +17,11 @@
 #include <fstream>
 #include <map>
 
+#include <sys/mount.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 namespace vmm::hv::kvm {
 namespace {
@@ -127,6 +133,85 @@ TEST_F(AnchorKvmTest, JailedDomainsRunAsUidsOfTheirOwnFromTheRange) {
         EXPECT_FALSE(e.crashed) << name << ": " << e.detail;
         EXPECT_FALSE(fs::exists(h.state_dir(name))) << name;
     }
+}
+
+// vmmd --jail --jail-pid-ns with real cgroup v2 placement: vmmd spawns the keeper and places it;
+// the anchor, the keeper's child (pid 1 of its own namespace), is in the domain's cgroup too,
+// even if it was forked before the keeper was moved; the domain's usage is the anchor's.
+TEST_F(AnchorKvmTest, AnAnchorInItsOwnPidNamespaceSharesItsKeepersCgroup) {
+    if (::geteuid() != 0) GTEST_SKIP() << "the jail needs root";
+    // The cgroup2 hierarchy: the host's, or mounted here (the nested VM's init mounts none).
+    std::string cg = "/sys/fs/cgroup";
+    bool mounted = false;
+    if (!fs::exists(cg + "/cgroup.controllers")) {
+        cg = root_ + "/cgroup2";
+        fs::create_directories(cg);
+        if (::mount("none", cg.c_str(), "cgroup2", 0, nullptr) != 0)
+            GTEST_SKIP() << "no cgroup v2 hierarchy here (mount: " << std::strerror(errno) << ")";
+        mounted = true;
+    }
+    const std::string top = "vmmtest-" + std::to_string(::getpid());
+    auto enable = [](const std::string& dir) {
+        std::ofstream(dir + "/cgroup.subtree_control") << "+cpu +memory";
+    };
+    enable(cg);
+    fs::create_directories(cg + "/" + top);
+    enable(cg + "/" + top);
+    struct Cleanup {
+        std::string top_dir;
+        std::string mountpoint;
+        ~Cleanup() {
+            ::rmdir((top_dir + "/domains").c_str());
+            ::rmdir(top_dir.c_str());
+            if (!mountpoint.empty()) ::umount2(mountpoint.c_str(), MNT_DETACH);
+        }
+    } cleanup{cg + "/" + top, mounted ? cg : ""};
+
+    KvmConfig c = config(true);
+    c.jail_pid_namespace = true;
+    c.cgroup_root = cg;
+    c.cgroup_parent = top + "/domains";
+    KvmHypervisor h(io_, c);
+    int up = 0;
+    std::optional<ExitInfo> exit;
+    h.set_event_sink([&](const DomainEvent& e) {
+        if (e.kind == DomainEvent::Kind::Running) up = e.pid;
+        if (e.kind == DomainEvent::Kind::Exited) exit = e.exit;
+    });
+    h.setup(parse_manifest({{"name", "pidns"}, {"memory_mb", 16}, {"kernel", test::guest_path("idle.bin")},
+                            {"flat", {{"load_address", "0x100000"}, {"entry", "0x100000"}, {"mode", "protected32"}}}},
+                           root_));
+    try {
+        h.start("pidns");
+    } catch (const std::exception& e) {
+        GTEST_SKIP() << "this cgroup v2 hierarchy does not take the domain: " << e.what();
+    }
+    ASSERT_TRUE(run_until([&] { return up > 0 || exit.has_value(); }));
+    ASSERT_GT(up, 0) << (exit ? exit->detail : "");
+    const std::vector<int> children = read_process_children(up);
+    ASSERT_EQ(children.size(), 1u) << "the keeper has the anchor as its one child";
+    const int anchor = children.front();
+    EXPECT_EQ(test::proc_status_line(anchor, "NSpid"), "NSpid:\t" + std::to_string(anchor) + "\t1");
+    const std::string want = "/" + top + "/domains/pidns";
+    EXPECT_EQ(jail::cgroup_of(up), want);
+    EXPECT_EQ(jail::cgroup_of(anchor), want);
+    // The domain's CPU time is the keeper's (the start-up before the fork) and the anchor's.
+    auto cpu_of_both = [&] {
+        const auto k = read_process_usage(up);
+        const auto a = read_process_usage(anchor);
+        return k && a ? k->cpu_total_ns + a->cpu_total_ns : 0;
+    };
+    const std::uint64_t before = cpu_of_both();
+    const DomainUsage u = h.usage("pidns");
+    const std::uint64_t after = cpu_of_both();
+    EXPECT_GE(u.cpu_total_ns, before);
+    EXPECT_LE(u.cpu_total_ns, after);
+
+    h.stop("pidns", {true, std::chrono::milliseconds(5000)});
+    ASSERT_TRUE(run_until([&] { return exit.has_value(); }));
+    EXPECT_FALSE(exit->crashed) << exit->detail;
+    EXPECT_FALSE(fs::exists("/proc/" + std::to_string(anchor))) << "the anchor ended with its keeper";
+    EXPECT_FALSE(fs::exists(cg + want)) << "the domain's cgroup is removed";
 }
 
 // A kernel the anchor cannot load (no bzImage, no multiboot header, no "flat"): the anchor has

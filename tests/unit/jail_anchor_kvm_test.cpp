@@ -234,6 +234,78 @@ TEST_F(JailedAnchorTest, ADedicatedUidRunsAndRestartsTheDomain) {
     EXPECT_EQ(r.exit_status, 8) << r.err;
 }
 
+// --jail-pid-ns (jail/pid_namespace.h): the process the host started (the `pid` file's) is the
+// keeper; the anchor under it is pid 1 of a namespace of its own. QMP still reports host thread
+// ids (a host pins vCPUs by them), a restart stays in the namespace under the same keeper, and
+// SIGTERM to the keeper stops the domain as it would stop an anchor without one.
+TEST_F(JailedAnchorTest, APidNamespaceOfItsOwnReportsHostThreadIdsAndSurvivesRestarts) {
+    const std::string extra = R"("disks": [{"path": ")" + disk() + R"("}])";
+    start(manifest("jpid", "idle.bin", extra, true), {"--jail-pid-ns", "--jail-uid", "65534", "--jail-gid", "65534"});
+    const int keeper = pid("jpid");
+    ASSERT_GT(keeper, 0);
+    auto anchor_of = [](int k) {
+        std::ifstream f("/proc/" + std::to_string(k) + "/task/" + std::to_string(k) + "/children");
+        int child = 0;
+        f >> child;
+        return child;
+    };
+    auto vcpu0_host_tid = [&] {
+        qmp::QmpClient c(state("jpid", "qmp"), 30s);
+        const Json cpus = c.execute("query-cpus-fast");
+        return cpus.size() == 1 ? cpus[0]["thread-id"].get<int>() : -1;
+    };
+    int anchor = 0;
+    {
+        qmp::QmpClient c(state("jpid", "qmp"), 30s);
+        EXPECT_EQ(c.execute("query-status")["status"], "prelaunch");
+        anchor = anchor_of(keeper);
+        ASSERT_GT(anchor, 0) << "the keeper has a child";
+        EXPECT_NE(ns(std::to_string(anchor), "pid"), ns("self", "pid"));
+        EXPECT_EQ(ns(std::to_string(keeper), "pid"), ns("self", "pid"));
+        EXPECT_EQ(proc_status_line(anchor, "NSpid"), "NSpid:\t" + std::to_string(anchor) + "\t1");
+        EXPECT_EQ(proc_status_line(anchor, "Uid"), "Uid:\t65534\t65534\t65534\t65534");
+        EXPECT_EQ(wait_proc_status(anchor, "Seccomp", "2"), "Seccomp:\t2");
+        // The keeper: root outside the jail, but with CAP_KILL only and a filter of its own.
+        EXPECT_EQ(proc_status_line(keeper, "CapEff"), "CapEff:\t0000000000000020");
+        EXPECT_EQ(proc_status_line(keeper, "Seccomp"), "Seccomp:\t2");
+        EXPECT_TRUE(sees(anchor, "/.vmm-jail"));
+        EXPECT_FALSE(sees(keeper, "/.vmm-jail")) << "the keeper stays in the host's mount namespace";
+    }
+    for (int round = 0; round < 2; ++round) {
+        const int tid = vcpu0_host_tid();
+        ASSERT_GT(tid, 1) << "round " << round;
+        EXPECT_EQ(proc_status_line(tid, "Tgid"), "Tgid:\t" + std::to_string(anchor)) << "a host id of the anchor's thread";
+        EXPECT_THAT(proc_status_line(tid, "Name"), HasSubstr("vcpu0"));
+        {
+            qmp::QmpClient q(state("jpid", "qmp"), 30s);
+            q.execute("cont");
+            q.execute("system_reset");
+        }
+        std::this_thread::sleep_for(500ms);
+        qmp::QmpClient again(state("jpid", "qmp"), 30s);
+        EXPECT_EQ(again.execute("query-status")["status"], "prelaunch") << "round " << round;
+        EXPECT_EQ(pid("jpid"), keeper);
+        EXPECT_EQ(anchor_of(keeper), anchor) << "the restart stays pid 1 of the same namespace";
+        EXPECT_NE(vcpu0_host_tid(), tid) << "a new vCPU thread, its host id found again";
+    }
+    ASSERT_EQ(::kill(keeper, SIGTERM), 0);
+    const auto r = finish();
+    EXPECT_EQ(r.exit_status, 8) << r.err;  // kExitHostRequest, passed on by the keeper
+    EXPECT_THAT(r.err, Not(HasSubstr("seccomp")));
+    EXPECT_FALSE(fs::exists("/proc/" + std::to_string(anchor))) << "the anchor ended with its keeper";
+}
+
+// The guest's exit status reaches the host through the keeper.
+TEST_F(JailedAnchorTest, InAPidNamespaceTheBlkGuestsExitStatusComesThroughTheKeeper) {
+    const std::string path = disk(128 * 512);
+    auto r = run_process({anchor_path(), "--manifest",
+                          manifest("jpidblk", "virtio_blk.bin", "\"disks\": [{\"path\": \"" + path + "\"}]", false),
+                          "--run-dir", dir_ + "/run", "--jail", "--jail-pid-ns"},
+                         60s);
+    EXPECT_THAT(r.out, HasSubstr("sector 1 read back ok")) << r.out << r.err;
+    EXPECT_EQ(r.exit_status, (0x42 << 1) | 1) << r.out << r.err;
+}
+
 // A manifest that names its jail identity is jailed as that uid without --jail (the controller
 // chose it for this domain).
 TEST_F(JailedAnchorTest, AManifestsJailIdentityJailsTheDomainWithoutTheFlag) {

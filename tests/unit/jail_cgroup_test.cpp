@@ -54,6 +54,34 @@ TEST_F(CgroupTest, PlacesThePidWithCpuAndMemoryLimits) {
     EXPECT_NO_THROW(remove_cgroup(path)) << "already gone is fine";
 }
 
+// A keeper placed after it forked (vmm-anchor --jail-pid-ns): its child follows it; a child in
+// the cgroup already and one that is gone are left alone. A fake /proc and cgroup tree.
+TEST_F(CgroupTest, ChildrenFollowTheirParentIntoItsCgroup) {
+    const std::string proc = root_ + "/proc";
+    auto process = [&](int pid, const std::string& cgroup, const std::string& children) {
+        const std::string dir = proc + "/" + std::to_string(pid);
+        fs::create_directories(dir + "/task/" + std::to_string(pid));
+        std::ofstream(dir + "/cgroup") << "0::" << cgroup << "\n";
+        std::ofstream(dir + "/task/" + std::to_string(pid) + "/children") << children;
+    };
+    process(100, "/vmmd/domains/web", "101 102 103 ");
+    process(101, "/vmmd", "");                // forked before its parent was moved
+    process(102, "/vmmd/domains/web", "");    // forked after: there already
+    fs::create_directories(root_ + "/vmmd/domains/web");  // 103 is gone
+    EXPECT_EQ(move_children_along(100, root_, proc), 1);
+    EXPECT_EQ(slurp(root_ + "/vmmd/domains/web/cgroup.procs"), "101");
+    EXPECT_EQ(move_children_along(102, root_, proc), 0) << "no children";
+    EXPECT_EQ(move_children_along(999, root_, proc), 0) << "a process that is gone";
+    // A cgroup that cannot take it is an error naming the file.
+    process(200, "/vmmd/domains/missing", "101 ");
+    try {
+        move_children_along(200, root_, proc);
+        FAIL() << "no error";
+    } catch (const std::system_error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("/vmmd/domains/missing/cgroup.procs"));
+    }
+}
+
 TEST_F(CgroupTest, NoLimitsWriteMax) {
     const std::string path = place_in_cgroup(root_, "vmmd/domains", "free", 7, {});
     EXPECT_EQ(slurp(path + "/cpu.max"), "max 100000");

@@ -691,8 +691,8 @@ TEST(SeccompPrecompiledTest, EachProgramIsWhatThePolicyCompilesTo) {
     const auto pid = static_cast<std::uint32_t>(::getpid());
     for (FilterKind kind : kFilterKinds) {
         for (SeccompMode mode : {SeccompMode::Enforce, SeccompMode::Log}) {
-            const std::vector<sock_filter> loaded = precompiled_seccomp_filter(kind, mode, pid);
-            const std::vector<sock_filter> compiled = compile_seccomp_filter(kind, mode, pid);
+            const std::vector<sock_filter> loaded = precompiled_seccomp_filter(kind, mode, pid, pid + 7);
+            const std::vector<sock_filter> compiled = compile_seccomp_filter(kind, mode, pid, pid + 7);
             ASSERT_EQ(loaded.size(), compiled.size()) << to_string(kind) << " " << to_string(mode);
             for (std::size_t i = 0; i < loaded.size(); ++i) {
                 EXPECT_EQ(loaded[i].code, compiled[i].code) << to_string(kind) << " " << to_string(mode) << " insn " << i;
@@ -711,8 +711,14 @@ TEST(SeccompPrecompiledTest, ThePidIsPatchedIntoTgkillsComparisonOnly) {
     const std::uint32_t pid = 4194303;  // pid_max's largest
     for (FilterKind kind : kFilterKinds) {
         const auto program = precompiled_seccomp_filter(kind, SeccompMode::Enforce, pid);
-        const bool tgkill = kind == FilterKind::ProcessReexec || kind == FilterKind::ProcessStrict || kind == FilterKind::Vcpu;
+        const bool tgkill = kind == FilterKind::ProcessReexec || kind == FilterKind::ProcessStrict ||
+                            kind == FilterKind::Vcpu || kind == FilterKind::Keeper;
         EXPECT_EQ(count_k(program, kSeccompPidPlaceholder), 0) << to_string(kind);
+        EXPECT_EQ(count_k(program, kSeccompPeerPidPlaceholder), 0) << to_string(kind);
+        // The keeper's kill compares the anchor's pid, given apart from its own.
+        EXPECT_EQ(count_k(precompiled_seccomp_filter(kind, SeccompMode::Enforce, pid, 4194301), 4194301) > 0,
+                  kind == FilterKind::Keeper)
+            << to_string(kind);
         EXPECT_EQ(count_k(program, pid) > 0, tgkill) << to_string(kind);
         EXPECT_EQ(count_k(precompiled_seccomp_filter(kind, SeccompMode::Enforce, pid + 1), pid), 0) << to_string(kind);
     }
