@@ -84,8 +84,10 @@ jail::JailSpec anchor_jail_spec(const DomainManifest& m, const AnchorJailOptions
     if (o.executable.empty() || o.executable[0] != '/')
         throw Error("jail: the anchor's executable path \"" + o.executable + "\" is not absolute");
     exec(o.executable);
-    for (const auto& so : loaded_objects()) exec(so);
-    if (exists("/etc/ld.so.cache")) ro("/etc/ld.so.cache");
+    // A static vmm-anchor (the default build) has none and needs no loader cache either.
+    const std::vector<std::string> objects = loaded_objects();
+    for (const auto& so : objects) exec(so);
+    if (!objects.empty() && exists("/etc/ld.so.cache")) ro("/etc/ld.so.cache");
     if (exists("/etc/localtime")) ro("/etc/localtime");
     if (!o.manifest_path.empty()) ro(std::filesystem::absolute(o.manifest_path).string());
 

@@ -1,8 +1,9 @@
 // What a jailed anchor's file-system jail holds (jail/mount_jail.h), derived from its manifest:
 // the anchor's wiring decides, jail/ only builds. Every path stays where it is on the host.
-//   - its runtime, read-only and executable: the vmm-anchor binary, the shared objects it has
-//     loaded (as the dynamic loader named them, so the symlinks it follows exist), ld.so.cache
-//     — so that a restart (re-exec on guest reset) works inside the jail;
+//   - its runtime, read-only and executable: the vmm-anchor binary and, when it is linked
+//     dynamically (the sanitizer build; the default is a static PIE), the shared objects it has
+//     loaded (as the dynamic loader named them, so the symlinks it follows exist) and
+//     ld.so.cache — so that a restart (re-exec on guest reset) works inside the jail;
 //   - read-only: the manifest, kernel, initrd, read-only disks, /etc/localtime (log times);
 //     writable: the other disks, the state directory, the directories of socket consoles,
 //     /dev/pts (the ptys of the consoles, linked from the state directory for the host);
