@@ -91,7 +91,8 @@ void shed_everything_but(int keep) {
 }
 
 // One question on the socket: answered, or false when the socket is closed.
-bool answer(int sock, pid_t anchor) {
+// `proc`: where the host's /proc is seen from the keeper's root ("" once it is that root).
+bool answer(int sock, pid_t anchor, const char* proc) {
     // [sequence number, ids...] in, [the same number, host ids...] out.
     int question[1 + kMaxTidsPerQuestion];
     int reply[1 + kMaxTidsPerQuestion];
@@ -101,7 +102,7 @@ bool answer(int sock, pid_t anchor) {
     if (n < static_cast<ssize_t>(sizeof(int))) return true;
     const std::size_t count = static_cast<std::size_t>(n) / sizeof(int) - 1;
     reply[0] = question[0];
-    translate_tids("/proc", anchor, question + 1, reply + 1, count);
+    translate_tids(proc, anchor, question + 1, reply + 1, count);
     [[maybe_unused]] ssize_t w = ::send(sock, reply, (count + 1) * sizeof(int), MSG_NOSIGNAL);
     return true;
 }
@@ -120,9 +121,25 @@ sigset_t keeper_signals() {
     const sigset_t set = keeper_signals();
     shed_everything_but(sock);
     const int sfd = ::signalfd(-1, &set, SFD_CLOEXEC);
+    const char* proc = "/proc";
     try {
         if (sfd < 0) throw_errno("signalfd");
-        drop_capabilities(cap_bit(CAP_KILL));  // also PR_SET_NO_NEW_PRIVS
+        // Down to what the next two steps need (also PR_SET_NO_NEW_PRIVS), while /proc still
+        // lists this process's threads for drop_capabilities.
+        drop_capabilities(cap_bit(CAP_KILL) | cap_bit(CAP_SYS_CHROOT) | cap_bit(CAP_SETPCAP));
+        // A root of its own: the host's /proc, which is all it reads. Without CAP_SYS_CHROOT
+        // (dropped next) and with no fd left outside, there is no way back to the host's files;
+        // /proc/<pid>/root of another process needs ptrace rights over it, which no capability
+        // of the keeper's gives.
+        if (::chdir("/proc") != 0) throw_errno("chdir /proc");
+        if (::chroot(".") != 0) throw_errno("chroot /proc");
+        proc = "";
+        for (int cap : {CAP_SYS_CHROOT, CAP_SETPCAP})
+            if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) throw_errno("PR_CAPBSET_DROP " + std::to_string(cap));
+        __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+        __user_cap_data_struct data[2]{};
+        data[0].effective = data[0].permitted = static_cast<__u32>(cap_bit(CAP_KILL));
+        if (::syscall(SYS_capset, &header, data) != 0) throw_errno("capset");
         install_keeper_seccomp(seccomp, anchor);
     } catch (const std::exception& e) {
         say(e.what());
@@ -145,7 +162,7 @@ sigset_t keeper_signals() {
             const pid_t r = ::waitpid(anchor, &status, WNOHANG);
             if (r == anchor) end_like(status);
         }
-        if (sock_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) sock_open = answer(sock, anchor);
+        if (sock_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) sock_open = answer(sock, anchor, proc);
     }
 }
 

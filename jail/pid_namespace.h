@@ -12,9 +12,10 @@
 //   - it answers the one question the anchor cannot answer itself: the host's ids of its
 //     threads (QMP query-cpus-fast reports those, by which the host pins vCPU threads), read
 //     from /proc/<anchor>/task/*/status (NSpid), which a jailed anchor has no way to see;
-//   - it keeps no capability but CAP_KILL, no fd but stdio and the anchor's socket, and runs
-//     under a seccomp filter of its own (FilterKind::Keeper: kill only to the anchor, files
-//     opened read-only) with PR_SET_NO_NEW_PRIVS.
+//   - it keeps no capability but CAP_KILL, no fd but stdio and the anchor's socket, no root
+//     but the host's /proc (chroot), and runs under a seccomp filter of its own
+//     (FilterKind::Keeper: kill only to the anchor, files opened read-only) with
+//     PR_SET_NO_NEW_PRIVS.
 // A restart (re-exec on guest reset) stays in the namespace, with the same keeper: the socket
 // survives the exec and the environment variable kPidNamespaceEnv names it. An anchor that
 // finds the variable but is not pid 1 ignores it (a variable alone does not pass for a

@@ -164,6 +164,9 @@ TEST_F(PidNamespaceTest, TheKeeperKeepsOnlyCapKillUnderItsOwnFilter) {
     EXPECT_EQ(status_field(keeper_, "CapEff"), "0000000000000020");  // CAP_KILL
     EXPECT_EQ(status_field(keeper_, "CapPrm"), "0000000000000020");
     EXPECT_EQ(status_field(keeper_, "CapBnd"), "0000000000000020");
+    // Its root: the host's /proc, all it reads.
+    EXPECT_EQ(fs::read_symlink("/proc/" + std::to_string(keeper_) + "/root"), "/proc");
+    EXPECT_EQ(fs::read_symlink("/proc/" + std::to_string(keeper_) + "/cwd"), "/proc");
     // Its fds: stdio and the anchor's socket, nothing it had before the fork.
     std::vector<std::string> fds;
     for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(keeper_) + "/fd"))
