@@ -22,7 +22,9 @@ on stdout; --json FILE also writes the raw numbers.
 import argparse
 import json
 import os
+import re
 import select
+import shutil
 import socket
 import statistics
 import subprocess
@@ -40,6 +42,27 @@ QEMU_COMMON = ["-nodefaults", "-no-user-config", "-display", "none", "-accel", "
                "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
 FLAT_BIOS = {"load_address": "0xf0000", "entry": "0xffff0", "mode": "real16"}
 FLAT_32 = {"load_address": "0x100000", "entry": "0x100000", "mode": "protected32"}
+
+
+def localize(tmp):
+    """--local: copies the anchor, and QEMU with every shared library it loads, into tmp (L1's
+    tmpfs), so that both start from a local file system as in a deployment, not through the
+    nested VM's shared folder (virtio-fs), where each page fault on a binary is a round trip
+    to the host. QEMU's firmware directory stays where it is (-L)."""
+    global ANCHOR, QEMU, QEMU_COMMON
+    d = os.path.join(tmp, "local")
+    libs = os.path.join(d, "lib")
+    os.makedirs(libs)
+    ANCHOR = shutil.copy2(ANCHOR, d)
+    qemu = shutil.which(QEMU)
+    for line in subprocess.run(["ldd", qemu], capture_output=True, text=True, check=True).stdout.splitlines():
+        m = re.search(r"=> (/\S+)", line)
+        if m:
+            shutil.copy2(m.group(1), libs)
+    QEMU = shutil.copy2(qemu, d)
+    QEMU_COMMON = QEMU_COMMON + ["-L", "/usr/share/qemu"]
+    # Only QEMU is linked against shared libraries among what is timed (the anchor is static).
+    os.environ["LD_LIBRARY_PATH"] = libs
 
 
 def write_manifest(tmp, name, **fields):
@@ -93,12 +116,15 @@ def bench_startup(tmp, rounds):
     m_exit = write_manifest(tmp, "startup-exit", kernel=exit_img, memory_mb=128, flat=FLAT_BIOS)
     m_hello = write_manifest(tmp, "startup-hello", kernel=hello_img, memory_mb=128, flat=FLAT_BIOS)
     q = [QEMU, "-M", "microvm", "-m", "128", *QEMU_COMMON, "-serial", "stdio"]
-    res = {"anchor_first_insn": [], "anchor_jail_first_insn": [], "qemu_first_insn": [], "anchor_hello": [],
-           "qemu_hello": []}
+    res = {"anchor_first_insn": [], "anchor_jail_first_insn": [], "anchor_jail_pidns_first_insn": [],
+           "qemu_first_insn": [], "anchor_hello": [], "qemu_hello": []}
     for _ in range(rounds):  # interleaved, so both see the same machine load
         res["anchor_first_insn"].append(time_exit(anchor_cmd(m_exit, tmp), (0x17 << 1) | 1))
         # the same in the mount jail (--jail): what namespaces, binds and pivot_root cost
         res["anchor_jail_first_insn"].append(time_exit(anchor_cmd(m_exit, tmp) + ["--jail"], (0x17 << 1) | 1))
+        # and with a pid namespace of its own under its keeper (--jail-pid-ns): the fork and the keeper's set-up
+        res["anchor_jail_pidns_first_insn"].append(
+            time_exit(anchor_cmd(m_exit, tmp) + ["--jail", "--jail-pid-ns"], (0x17 << 1) | 1))
         res["qemu_first_insn"].append(time_exit(q + ["-bios", exit_img], (0x17 << 1) | 1))
         res["anchor_hello"].append(time_line(anchor_cmd(m_hello, tmp), "hello16: real mode ok"))
         res["qemu_hello"].append(time_line(q + ["-bios", hello_img], "hello16: real mode ok"))
@@ -311,11 +337,15 @@ def main():
     ap.add_argument("--domains", type=int, default=50)
     ap.add_argument("--only", default="startup,memory,density,control")
     ap.add_argument("--json")
+    ap.add_argument("--local", action="store_true",
+                    help="run the anchor and QEMU (with its libraries) from copies in a tmpfs, not the build/system folders")
     a = ap.parse_args()
     if not os.path.exists("/dev/kvm"):
         sys.exit("vm_bench.py: /dev/kvm missing (bench/run-vm-bench runs it in a nested-KVM VM)")
     results = {}
     with tempfile.TemporaryDirectory(prefix="vm-bench.") as tmp:
+        if a.local:
+            localize(tmp)
         for part in a.only.split(","):
             t0 = time.time()
             if part == "startup":

@@ -16,10 +16,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -170,8 +170,9 @@ sigset_t keeper_signals() {
 
 void translate_tids(const char* proc_root, pid_t anchor, const int* tids, int* host, std::size_t count) {
     for (std::size_t i = 0; i < count; ++i) host[i] = 0;
-    char path[64];
-    std::snprintf(path, sizeof path, "%s/%d/task", proc_root, static_cast<int>(anchor));
+    char path[512];
+    if (std::snprintf(path, sizeof path, "%s/%d/task", proc_root, static_cast<int>(anchor)) >= static_cast<int>(sizeof path))
+        return;
     const int dir = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0) return;
     alignas(8) char entries[4096];
@@ -179,14 +180,7 @@ void translate_tids(const char* proc_root, pid_t anchor, const int* tids, int* h
         const long n = ::syscall(SYS_getdents64, dir, entries, sizeof entries);
         if (n <= 0) break;
         for (long off = 0; off < n;) {
-            struct Dirent64 {
-                ino64_t d_ino;
-                off64_t d_off;
-                unsigned short d_reclen;
-                unsigned char d_type;
-                char d_name[1];
-            };
-            const auto* d = reinterpret_cast<const Dirent64*>(entries + off);
+            const auto* d = reinterpret_cast<const dirent64*>(entries + off);  // getdents64's layout
             off += d->d_reclen;
             char* end = nullptr;
             const long host_tid = std::strtol(d->d_name, &end, 10);
