@@ -48,7 +48,7 @@ def localize(tmp):
     """--local: copies the anchor, and QEMU with every shared library it loads, into tmp (L1's
     tmpfs), so that both start from a local file system as in a deployment, not through the
     nested VM's shared folder (virtio-fs), where each page fault on a binary is a round trip
-    to the host. QEMU's firmware directory stays where it is (-L)."""
+    to the host. QEMU's firmware directories stay where they are (-L)."""
     global ANCHOR, QEMU, QEMU_COMMON
     d = os.path.join(tmp, "local")
     libs = os.path.join(d, "lib")
@@ -60,9 +60,16 @@ def localize(tmp):
         if m:
             shutil.copy2(m.group(1), libs)
     QEMU = shutil.copy2(qemu, d)
-    QEMU_COMMON = QEMU_COMMON + ["-L", "/usr/share/qemu"]
+    # The firmware path Debian's QEMU has built in (relative to the binary once it is moved).
+    for d in ("/usr/share/qemu", "/usr/share/seabios", "/usr/lib/ipxe/qemu"):
+        if os.path.isdir(d):
+            QEMU_COMMON = QEMU_COMMON + ["-L", d]
     # Only QEMU is linked against shared libraries among what is timed (the anchor is static).
     os.environ["LD_LIBRARY_PATH"] = libs
+    # Its loadable modules (accelerators, devices) from where the package put them.
+    modules = "/usr/lib/x86_64-linux-gnu/qemu"
+    if os.path.isdir(modules):
+        os.environ["QEMU_MODULE_DIR"] = modules
 
 
 def write_manifest(tmp, name, **fields):

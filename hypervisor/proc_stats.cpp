@@ -99,6 +99,19 @@ std::vector<int> read_process_children(int pid, const std::string& proc_root) {
     return children;
 }
 
+std::optional<int> pid_namespace_child(int pid, const std::string& proc_root) {
+    const std::vector<int> children = read_process_children(pid, proc_root);
+    if (children.size() != 1) return std::nullopt;
+    const std::string status = slurp(proc_root + "/" + std::to_string(children.front()) + "/status");
+    const auto at = status.find("\nNSpid:");
+    if (at == std::string::npos) return std::nullopt;
+    std::istringstream ids(status.substr(at + 7, status.find('\n', at + 1) - (at + 7)));
+    std::vector<long> nspid;
+    for (long id = 0; ids >> id;) nspid.push_back(id);
+    if (nspid.size() < 2 || nspid.back() != 1) return std::nullopt;
+    return children.front();
+}
+
 std::optional<unsigned> read_process_uid(int pid, const std::string& proc_root) {
     if (pid <= 0) return std::nullopt;
     const auto uid = status_number(slurp(proc_root + "/" + std::to_string(pid) + "/status"), "Uid");

@@ -25,6 +25,10 @@ std::optional<ProcessUsage> read_process_usage(int pid, const std::string& proc_
 // The children of a live process (/proc/PID/task/PID/children); empty when it has none or is gone.
 std::vector<int> read_process_children(int pid, const std::string& proc_root = "/proc");
 
+// The one child of `pid` that is pid 1 of a pid namespace below pid's (its NSpid line ends in
+// 1): an anchor under its keeper (vmm-anchor --jail-pid-ns). Nothing otherwise.
+std::optional<int> pid_namespace_child(int pid, const std::string& proc_root = "/proc");
+
 // The real uid of a live process (the first of /proc/PID/status's Uid line); nothing when gone.
 std::optional<unsigned> read_process_uid(int pid, const std::string& proc_root = "/proc");
 

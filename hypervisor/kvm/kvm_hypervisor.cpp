@@ -333,9 +333,8 @@ void KvmHypervisor::place_anchor(Anchor& a, int pid) {
 }
 
 int KvmHypervisor::anchor_process(int pid) const {
-    if (!config_.jail || !config_.jail_pid_namespace) return pid;
-    const std::vector<int> children = read_process_children(pid);
-    return children.size() == 1 ? children.front() : pid;  // the keeper's one child
+    // Whatever this vmmd's options: an adopted anchor may have been started with others.
+    return pid_namespace_child(pid).value_or(pid);
 }
 
 void KvmHypervisor::follow_with_children(int pid) const {

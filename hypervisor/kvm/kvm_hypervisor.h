@@ -150,8 +150,8 @@ private:
     void place_anchor(Anchor& a, int pid);
     // With jail_pid_namespace: the children of `pid` into its cgroup (jail::move_children_along).
     void follow_with_children(int pid) const;
-    // The process that runs the domain: the anchor, which is the keeper's child with
-    // jail_pid_namespace (its memory and uid are the domain's; the CPU time is both's).
+    // The process that runs the domain: `pid`, or the anchor under `pid` when `pid` is the
+    // keeper of a pid namespace (its memory and uid are the domain's; the CPU time is both's).
     int anchor_process(int pid) const;
     // Asks PID 1 for the anchor's scope on a thread of its own (jail::start_transient_scope
     // blocks up to systemd_timeout); on_scope_answer runs on the io thread with the outcome:
