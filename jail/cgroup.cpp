@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <thread>
 #include <fstream>
 #include <sstream>
 
@@ -113,6 +114,18 @@ int move_children_along(pid_t pid, const std::string& root, const std::string& p
         ++moved;
     }
     return moved;
+}
+
+int move_children_along_once_in(pid_t pid, const std::string& cgroup, const std::string& root,
+                                std::chrono::milliseconds timeout, const std::string& proc) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (std::string now = cgroup_of(pid, proc); now != cgroup; now = cgroup_of(pid, proc)) {
+        if (std::chrono::steady_clock::now() >= deadline)
+            throw Error("cgroup: pid " + std::to_string(pid) + " is still in " + now + ", not " + cgroup + ", after " +
+                        std::to_string(timeout.count()) + " ms");
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return move_children_along(pid, root, proc);
 }
 
 std::string cgroup_of(pid_t pid, const std::string& proc) {

@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -54,5 +55,13 @@ std::string cgroup_of(pid_t pid, const std::string& proc = "/proc");
 // is in the cgroup by birth. Returns how many it moved (0 when `pid` is gone). Throws like
 // place_in_cgroup.
 int move_children_along(pid_t pid, const std::string& root, const std::string& proc = "/proc");
+
+// The same for a process that someone else moves, later: waits (polling each millisecond, at
+// most `timeout`) until `pid` is in `cgroup` (a path below the hierarchy's root, e.g. a systemd
+// scope's: PID 1 moves the process when the scope's start job runs, after it has answered the
+// call that asked for it), then moves its children along. Throws vmm::Error when `pid` does not
+// get there in time or is gone.
+int move_children_along_once_in(pid_t pid, const std::string& cgroup, const std::string& root,
+                                std::chrono::milliseconds timeout, const std::string& proc = "/proc");
 
 }  // namespace vmm::jail

@@ -214,6 +214,19 @@ Message read_message(Reader& r) {
 
 }  // namespace
 
+std::string scope_cgroup_path(const ScopeRequest& request) {
+    const std::string suffix = ".slice";
+    const std::string& slice = request.slice;
+    if (slice.size() <= suffix.size() || slice.compare(slice.size() - suffix.size(), suffix.size(), suffix) != 0)
+        throw Error("systemd: \"" + slice + "\" is not a slice's name");
+    if (slice == "-.slice") return "/" + request.unit;
+    const std::string stem = slice.substr(0, slice.size() - suffix.size());
+    std::string path;
+    for (std::size_t dash = stem.find('-'); dash != std::string::npos; dash = stem.find('-', dash + 1))
+        path += "/" + stem.substr(0, dash) + suffix;
+    return path + "/" + slice + "/" + request.unit;
+}
+
 std::vector<std::uint8_t> start_transient_unit_message(const ScopeRequest& q, std::uint32_t serial) {
     Writer body;
     body.str(q.unit);

@@ -30,6 +30,12 @@ struct ScopeRequest {
     std::optional<std::uint64_t> cpu_quota_per_sec_us;  // CPUQuota= as µs of CPU time per second
 };
 
+// The scope's cgroup v2 path below the hierarchy's root, as systemd lays slices out (a dash
+// in a slice's name nests it in the slice named by what comes before): "/machine.slice/
+// vmm-web.scope"; "/a.slice/a-b.slice/vmm-web.scope" for slice "a-b.slice"; "/vmm-web.scope"
+// for the root slice "-.slice". Throws vmm::Error for a name that is not a slice's.
+std::string scope_cgroup_path(const ScopeRequest& request);
+
 // The StartTransientUnit method call (mode "fail", CollectMode=inactive-or-failed so that the
 // scope is forgotten once its process has exited and the domain can start again), as the bytes
 // of one D-Bus message with this serial.

@@ -226,11 +226,16 @@ void KvmHypervisor::ask_for_scope(const AnchorPtr& a) {
     // and vmmd's one thread goes on serving its API and its other domains meanwhile. The thread
     // touches nothing of ours: it posts the outcome back to this thread.
     const std::uint64_t id = next_placer_++;
+    // With a pid namespace the anchor is the keeper's child: once PID 1 has moved the keeper
+    // (when the scope's start job runs, after its answer), the child goes along.
+    const bool follow = config_.jail && config_.jail_pid_namespace;
     placers_[id] = std::thread([this, id, q, weak = std::weak_ptr<Anchor>(a), alive = std::weak_ptr<int>(alive_),
-                                bus = config_.systemd_bus, timeout = config_.systemd_timeout] {
+                                bus = config_.systemd_bus, timeout = config_.systemd_timeout, follow,
+                                root = config_.cgroup_root] {
         std::string failure;
         try {
             jail::start_transient_scope(bus, q, timeout);
+            if (follow) jail::move_children_along_once_in(q.pid, jail::scope_cgroup_path(q), root, timeout);
         } catch (const std::exception& e) {
             failure = e.what();
         }
@@ -249,15 +254,7 @@ void KvmHypervisor::on_scope_answer(const AnchorPtr& a, const jail::ScopeRequest
     // The anchor may have exited meanwhile, and the domain started again with a new one.
     if (!a || !a->running || a->pid != q.pid) return;
     const std::string name = a->manifest.name;
-    std::string failed = failure;
-    if (failed.empty()) {
-        try {
-            follow_with_children(q.pid);
-        } catch (const std::exception& e) {
-            failed = e.what();
-        }
-    }
-    if (failed.empty()) {
+    if (failure.empty()) {
         a->placing = false;  // it may be reported up now
         log()->info("{}: anchor pid {} in {} of {} (MemoryMax {}{})", name, q.pid, q.unit, q.slice, *q.memory_max,
                     q.cpu_quota_per_sec_us ? ", CPUQuota " + std::to_string(*q.cpu_quota_per_sec_us / 10000) + "%" : "");
@@ -266,7 +263,7 @@ void KvmHypervisor::on_scope_answer(const AnchorPtr& a, const jail::ScopeRequest
     // No anchor outside its limits: it has not been reported running, and it goes now (still
     // `placing`, so it is never reported up before its exit is seen). Its exit (on_exit)
     // reports this as the reason and cleans its state directory.
-    a->start_failure = "cannot put the anchor into " + q.unit + " of " + q.slice + ": " + failed;
+    a->start_failure = "cannot put the anchor into " + q.unit + " of " + q.slice + ": " + failure;
     log()->error("{}: {}; killing anchor pid {}", name, a->start_failure, q.pid);
     pidfd_send_signal(a->watch.native_handle(), SIGKILL);
 }
@@ -339,7 +336,7 @@ int KvmHypervisor::anchor_process(int pid) const {
 
 void KvmHypervisor::follow_with_children(int pid) const {
     // The anchor in a pid namespace is the keeper's child: forked perhaps before the keeper
-    // was moved, it goes where the keeper went.
+    // was moved, it goes where the keeper went (under systemd: ask_for_scope's thread).
     if (!config_.jail || !config_.jail_pid_namespace) return;
     jail::move_children_along(pid, config_.cgroup_root);
 }

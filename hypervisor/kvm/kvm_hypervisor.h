@@ -148,7 +148,8 @@ private:
     // Moves a just-spawned anchor into its cgroupfs cgroup; on failure kills and reaps it and
     // throws. (Under systemd, ask_for_scope instead.)
     void place_anchor(Anchor& a, int pid);
-    // With jail_pid_namespace: the children of `pid` into its cgroup (jail::move_children_along).
+    // With jail_pid_namespace: the children of `pid` into its cgroupfs cgroup, right after it
+    // was placed there (jail::move_children_along).
     void follow_with_children(int pid) const;
     // The process that runs the domain: `pid`, or the anchor under `pid` when `pid` is the
     // keeper of a pid namespace (its memory and uid are the domain's; the CPU time is both's).

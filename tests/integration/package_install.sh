@@ -68,7 +68,8 @@ if command -v file >/dev/null; then
 fi
 grep -q '^ExecStart=/usr/bin/vmmd ' "$R/lib/systemd/system/vmmd.service" || fail "unit does not start /usr/bin/vmmd"
 grep -q '^ExecStart=/usr/bin/vmmd .* --jail' "$R/lib/systemd/system/vmmd.service" || fail "unit does not jail its anchors (--jail)"
-for cap in CAP_SYS_ADMIN CAP_MKNOD CAP_CHOWN; do  # what the jail needs: namespaces and mounts, its device nodes
+# what the jail needs: namespaces and mounts, its device nodes; the pid namespace keeper's chroot
+for cap in CAP_SYS_ADMIN CAP_MKNOD CAP_CHOWN CAP_SYS_CHROOT; do
     grep -q "^CapabilityBoundingSet=.*$cap" "$R/lib/systemd/system/vmmd.service" || fail "unit's bounding set lacks $cap (the jail needs it)"
 done
 

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 namespace vmm::jail {
 namespace {
@@ -79,6 +80,37 @@ TEST_F(CgroupTest, ChildrenFollowTheirParentIntoItsCgroup) {
         FAIL() << "no error";
     } catch (const std::system_error& e) {
         EXPECT_THAT(e.what(), HasSubstr("/vmmd/domains/missing/cgroup.procs"));
+    }
+}
+
+// Under systemd the keeper is moved by PID 1 after it answered: the children follow once the
+// keeper is there, and not before; a keeper that never gets there is an error in time.
+TEST_F(CgroupTest, ChildrenFollowOnceTheParentIsInTheScope) {
+    const std::string proc = root_ + "/proc";
+    auto process = [&](int pid, const std::string& cgroup, const std::string& children) {
+        const std::string dir = proc + "/" + std::to_string(pid);
+        fs::create_directories(dir + "/task/" + std::to_string(pid));
+        std::ofstream(dir + "/cgroup") << "0::" << cgroup << "\n";
+        std::ofstream(dir + "/task/" + std::to_string(pid) + "/children") << children;
+    };
+    const std::string scope = "/machine.slice/vmm-web.scope";
+    fs::create_directories(root_ + scope);
+    process(100, "/system.slice/vmmd.service", "101 ");
+    process(101, "/system.slice/vmmd.service", "");
+    std::thread systemd([&] {  // PID 1's start job, a little later
+        std::this_thread::sleep_for(std::chrono::milliseconds(30));
+        std::ofstream(proc + "/100/cgroup.new") << "0::" << scope << "\n";
+        fs::rename(proc + "/100/cgroup.new", proc + "/100/cgroup");  // never seen half-written
+    });
+    EXPECT_EQ(move_children_along_once_in(100, scope, root_, std::chrono::seconds(5), proc), 1);
+    systemd.join();
+    EXPECT_EQ(slurp(root_ + scope + "/cgroup.procs"), "101");
+    process(200, "/system.slice/vmmd.service", "201 ");
+    try {
+        move_children_along_once_in(200, scope, root_, std::chrono::milliseconds(20), proc);
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("still in /system.slice/vmmd.service"));
     }
 }
 

@@ -125,6 +125,22 @@ jail::ScopeRequest request() {
 
 }  // namespace
 
+// Where systemd puts the scope's cgroup: a dash nests a slice in its parent slice.
+TEST(SystemdScopeTest, TheScopesCgroupPathFollowsTheSliceNesting) {
+    jail::ScopeRequest q;
+    q.unit = "vmm-web.scope";
+    q.slice = "machine.slice";
+    EXPECT_EQ(jail::scope_cgroup_path(q), "/machine.slice/vmm-web.scope");
+    q.slice = "edge-vms.slice";
+    EXPECT_EQ(jail::scope_cgroup_path(q), "/edge.slice/edge-vms.slice/vmm-web.scope");
+    q.slice = "a-b-c.slice";
+    EXPECT_EQ(jail::scope_cgroup_path(q), "/a.slice/a-b.slice/a-b-c.slice/vmm-web.scope");
+    q.slice = "-.slice";
+    EXPECT_EQ(jail::scope_cgroup_path(q), "/vmm-web.scope");
+    q.slice = "machine";
+    EXPECT_THROW(jail::scope_cgroup_path(q), Error);
+}
+
 TEST(SystemdScopeTest, TheCallIsStartTransientUnitWithTheScopesProperties) {
     const Decoded d = decode(jail::start_transient_unit_message(request(), 9));
     EXPECT_EQ(d.type, 1) << "METHOD_CALL";
