@@ -34,7 +34,15 @@ protected:
         std::ofstream(root_ + "/vmmd/domains/cgroup.controllers") << "cpuset cpu io memory pids\n";
     }
     void TearDown() override { fs::remove_all(root_); }
+    // A process of the fake /proc (proc): its cgroup and its children.
+    void process(int pid, const std::string& cgroup, const std::string& children) {
+        const std::string dir = proc + "/" + std::to_string(pid);
+        fs::create_directories(dir + "/task/" + std::to_string(pid));
+        std::ofstream(dir + "/cgroup") << "0::" << cgroup << "\n";
+        std::ofstream(dir + "/task/" + std::to_string(pid) + "/children") << children;
+    }
     std::string root_ = test::make_temp_dir("jailcg");
+    std::string proc = root_ + "/proc";
 };
 
 TEST_F(CgroupTest, PlacesThePidWithCpuAndMemoryLimits) {
@@ -58,13 +66,6 @@ TEST_F(CgroupTest, PlacesThePidWithCpuAndMemoryLimits) {
 // A keeper placed after it forked (vmm-anchor --jail-pid-ns): its child follows it; a child in
 // the cgroup already and one that is gone are left alone. A fake /proc and cgroup tree.
 TEST_F(CgroupTest, ChildrenFollowTheirParentIntoItsCgroup) {
-    const std::string proc = root_ + "/proc";
-    auto process = [&](int pid, const std::string& cgroup, const std::string& children) {
-        const std::string dir = proc + "/" + std::to_string(pid);
-        fs::create_directories(dir + "/task/" + std::to_string(pid));
-        std::ofstream(dir + "/cgroup") << "0::" << cgroup << "\n";
-        std::ofstream(dir + "/task/" + std::to_string(pid) + "/children") << children;
-    };
     process(100, "/vmmd/domains/web", "101 102 103 ");
     process(101, "/vmmd", "");                // forked before its parent was moved
     process(102, "/vmmd/domains/web", "");    // forked after: there already
@@ -86,13 +87,6 @@ TEST_F(CgroupTest, ChildrenFollowTheirParentIntoItsCgroup) {
 // Under systemd the keeper is moved by PID 1 after it answered: the children follow once the
 // keeper is there, and not before; a keeper that never gets there is an error in time.
 TEST_F(CgroupTest, ChildrenFollowOnceTheParentIsInTheScope) {
-    const std::string proc = root_ + "/proc";
-    auto process = [&](int pid, const std::string& cgroup, const std::string& children) {
-        const std::string dir = proc + "/" + std::to_string(pid);
-        fs::create_directories(dir + "/task/" + std::to_string(pid));
-        std::ofstream(dir + "/cgroup") << "0::" << cgroup << "\n";
-        std::ofstream(dir + "/task/" + std::to_string(pid) + "/children") << children;
-    };
     const std::string scope = "/machine.slice/vmm-web.scope";
     fs::create_directories(root_ + scope);
     process(100, "/system.slice/vmmd.service", "101 ");
