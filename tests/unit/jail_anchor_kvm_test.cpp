@@ -25,6 +25,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -80,6 +81,17 @@ protected:
         anchor_.start(argv, 120s);
     }
     ProcessResult finish() { return anchor_.finish(); }
+    // Resumes the domain and resets it through QMP (the anchor restarts by re-exec), then
+    // returns a connection to the restarted anchor's QMP.
+    std::unique_ptr<qmp::QmpClient> reset_and_reconnect(const std::string& name) {
+        {
+            qmp::QmpClient q(state(name, "qmp"), 30s);
+            q.execute("cont");
+            q.execute("system_reset");
+        }
+        std::this_thread::sleep_for(500ms);
+        return std::make_unique<qmp::QmpClient>(state(name, "qmp"), 30s);
+    }
     std::string state(const std::string& name, const std::string& leaf) { return dir_ + "/run/kvm/" + name + "/" + leaf; }
     int pid(const std::string& name) { return wait_pid_file(dir_ + "/run/kvm/" + name); }
     static std::string ns(const std::string& pid, const std::string& kind) {
@@ -182,14 +194,8 @@ TEST_F(JailedAnchorTest, TheJailHoldsTheDomainsFilesOnlyAndSurvivesRestarts) {
 
     // Restarts: the same pid, back in prelaunch, still jailed.
     for (int round = 0; round < 2; ++round) {
-        {
-            qmp::QmpClient q(state("jailed", "qmp"), 30s);
-            q.execute("cont");
-            q.execute("system_reset");
-        }
-        std::this_thread::sleep_for(500ms);
-        qmp::QmpClient again(state("jailed", "qmp"), 30s);
-        EXPECT_EQ(again.execute("query-status")["status"], "prelaunch") << "round " << round;
+        auto again = reset_and_reconnect("jailed");
+        EXPECT_EQ(again->execute("query-status")["status"], "prelaunch") << "round " << round;
         EXPECT_EQ(pid("jailed"), p);
         EXPECT_FALSE(sees(p, "/etc/passwd")) << "round " << round;
         EXPECT_TRUE(sees(p, "/.vmm-jail")) << "round " << round;
@@ -276,14 +282,8 @@ TEST_F(JailedAnchorTest, APidNamespaceOfItsOwnReportsHostThreadIdsAndSurvivesRes
         ASSERT_GT(tid, 1) << "round " << round;
         EXPECT_EQ(proc_status_line(tid, "Tgid"), "Tgid:\t" + std::to_string(anchor)) << "a host id of the anchor's thread";
         EXPECT_THAT(proc_status_line(tid, "Name"), HasSubstr("vcpu0"));
-        {
-            qmp::QmpClient q(state("jpid", "qmp"), 30s);
-            q.execute("cont");
-            q.execute("system_reset");
-        }
-        std::this_thread::sleep_for(500ms);
-        qmp::QmpClient again(state("jpid", "qmp"), 30s);
-        EXPECT_EQ(again.execute("query-status")["status"], "prelaunch") << "round " << round;
+        auto again = reset_and_reconnect("jpid");
+        EXPECT_EQ(again->execute("query-status")["status"], "prelaunch") << "round " << round;
         EXPECT_EQ(pid("jpid"), keeper);
         EXPECT_EQ(anchor_of(keeper), anchor) << "the restart stays pid 1 of the same namespace";
         EXPECT_NE(vcpu0_host_tid(), tid) << "a new vCPU thread, its host id found again";
