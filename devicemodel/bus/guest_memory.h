@@ -6,7 +6,11 @@
 // exception). Host-side setup code that must not fail uses the *_or_throw variants.
 //
 // Thread-safety: the region list is fixed at construction; concurrent reads/writes of guest
-// bytes are the guest's business (as on real hardware).
+// bytes are the guest's business (as on real hardware). But a naturally aligned integer of 2, 4
+// or 8 bytes (a ring index, a flags word) is read and written by read_obj/write_obj in one
+// access, as the guest's own 16-bit store of an index is: the other side may be writing it
+// right then, and a copy made byte by byte (glibc's memcpy of 2 or 3 bytes) can return the new
+// high byte with the old low one, an avail idx up to 255 ahead of the driver's.
 #pragma once
 
 #include <cstddef>
@@ -45,6 +49,11 @@ public:
     template <typename T>
     std::optional<T> read_obj(std::uint64_t gpa) const noexcept {
         static_assert(std::is_trivially_copyable_v<T>);
+        if constexpr (single_access<T>()) {
+            const auto s = span(gpa, sizeof(T));
+            if (!s) return std::nullopt;
+            if (aligned<T>(s->data())) return __atomic_load_n(reinterpret_cast<const T*>(s->data()), __ATOMIC_RELAXED);
+        }
         T v;
         if (!read(gpa, &v, sizeof v)) return std::nullopt;
         return v;
@@ -52,6 +61,14 @@ public:
     template <typename T>
     bool write_obj(std::uint64_t gpa, const T& v) const noexcept {
         static_assert(std::is_trivially_copyable_v<T>);
+        if constexpr (single_access<T>()) {
+            const auto s = span(gpa, sizeof(T));
+            if (!s) return false;
+            if (aligned<T>(s->data())) {
+                __atomic_store_n(reinterpret_cast<T*>(s->data()), v, __ATOMIC_RELAXED);
+                return true;
+            }
+        }
         return write(gpa, &v, sizeof v);
     }
 
@@ -60,6 +77,16 @@ public:
     void write_or_throw(std::uint64_t gpa, const void* src, std::size_t len, const std::string& what) const;
 
 private:
+    // Integers the hardware loads and stores in one access (read_obj/write_obj above).
+    template <typename T>
+    static constexpr bool single_access() {
+        return std::is_integral_v<T> && (sizeof(T) == 2 || sizeof(T) == 4 || sizeof(T) == 8);
+    }
+    template <typename T>
+    static bool aligned(const std::uint8_t* p) noexcept {
+        return reinterpret_cast<std::uintptr_t>(p) % sizeof(T) == 0;
+    }
+
     std::vector<GuestRegion> regions_;  // sorted by gpa
 };
 
