@@ -1,10 +1,14 @@
 // IoEngine: runs a virtio-blk device's disk I/O off the vCPU threads.
 //
-// Two engines with the same interface: an io_uring ring served by one thread (when the build
-// found liburing and the kernel allows io_uring), or a small pool of threads doing
+// Two engines with the same interface: an io_uring ring (when the build found liburing and the
+// kernel allows io_uring), which the submitting thread enters itself and whose background
+// completions one engine thread reaps, or a small pool of threads doing
 // preadv/pwritev/fdatasync/fallocate. The device hands over whole operations whose iovecs point
 // into guest memory (already bounds-checked by the virtqueue), and learns the result through the
-// op's `done` callback, called exactly once on an engine thread.
+// op's `done` callback, called exactly once: on an engine thread, or (io_uring: an op that
+// completed at once, such as a read from the page cache; discard and write-zeroes) on the thread
+// that called submit(), before submit() returns. A caller of submit() must hold no lock that
+// `done` takes.
 //
 // Threads: submit() from any thread; the destructor waits for every submitted op to finish.
 // Every engine thread (the ring thread, each pool worker) calls `on_thread_start` (when set)

@@ -4,8 +4,8 @@
 // submitted (openat, connect, ...) against any fd would be a way around the block threads'
 // syscall filter (docs/SECURITY.md). The io_uring engine's ring is made disabled
 // (IORING_SETUP_R_DISABLED), gets its files registered, then IORING_REGISTER_RESTRICTIONS: every
-// submission must name a registered file by index (IOSQE_FIXED_FILE) and be READV, WRITEV, READ
-// or FSYNC; no register operation is allowed afterwards. Only then is it enabled. Needs Linux
+// submission must name a registered file by index (IOSQE_FIXED_FILE) and be READV, WRITEV, FSYNC
+// or NOP; no register operation is allowed afterwards. Only then is it enabled. Needs Linux
 // 5.10; where the kernel cannot, the caller falls back to the thread pool.
 #pragma once
 

@@ -6,10 +6,12 @@
 // Threads:
 //  - read_config / write_config / activate / reset: vCPU threads (the transport).
 //  - queue_notify: a vCPU or the I/O thread; it only wakes the device's dispatcher thread
-//    ("<name>-q"), which pops and parses chains and hands them to the IoEngine (io_uring ring
-//    thread "<name>-io", or the "<name>-ioN" pool). Completions write the status byte, add the
-//    chain to the used ring and call VirtioInterrupt::notify_queue() from an engine thread (or
-//    from the dispatcher, for a request it ran inline).
+//    ("<name>-q"), which pops and parses chains and hands them to the IoEngine: it enters an
+//    io_uring ring itself (reads, by default), whose thread "<name>-rd" (or "<name>-io") only
+//    reaps what completes in the background, or queues them for the "<name>-ioN" pool.
+//    Completions write the status byte, add the chain to the used ring and call
+//    VirtioInterrupt::notify_queue() from an engine thread, or from the dispatcher (a request it
+//    ran inline, a read the ring completed at once).
 //  - After serving the queue the dispatcher polls the avail ring for an adaptive window of up
 //    to `poll_max` with the driver's kicks suppressed (VIRTQ_USED_F_NO_NOTIFY / avail_event,
 //    virtio 1.2 §2.7.10), then re-enables kicks, re-checks the ring and only then sleeps.
