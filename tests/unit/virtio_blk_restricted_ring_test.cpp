@@ -100,16 +100,26 @@ TEST_F(RestrictedRingTest, RefusesRawFdsOtherOpcodesAndRegistering) {
                   io_uring_sqe_set_flags(s, IOSQE_FIXED_FILE);
               }),
               -EACCES);
-    // Other I/O opcodes on the registered file itself.
+    // Other I/O opcodes on the registered file itself (READ: the engine only uses READV).
     EXPECT_EQ(run([&](io_uring_sqe* s) {
                   io_uring_prep_fallocate(s, 0, 0, 0, 4096);
+                  io_uring_sqe_set_flags(s, IOSQE_FIXED_FILE);
+              }),
+              -EACCES);
+    EXPECT_EQ(run([&](io_uring_sqe* s) {
+                  io_uring_prep_read(s, 0, buf, sizeof buf, 0);
                   io_uring_sqe_set_flags(s, IOSQE_FIXED_FILE);
               }),
               -EACCES);
     // No more files can be registered.
     const int more[] = {other_.get()};
     EXPECT_LT(io_uring_register_files_update(&ring_, 0, more, 1), 0);
-    // Still serving what is allowed.
+    // Still serving what is allowed: a NOP (the engine wakes its thread with one), a read.
+    EXPECT_EQ(run([&](io_uring_sqe* s) {
+                  io_uring_prep_nop(s);
+                  io_uring_sqe_set_flags(s, IOSQE_FIXED_FILE);
+              }),
+              0);
     EXPECT_EQ(run([&](io_uring_sqe* s) {
                   io_uring_prep_readv(s, 0, &v, 1, 0);
                   io_uring_sqe_set_flags(s, IOSQE_FIXED_FILE);
