@@ -428,15 +428,21 @@ void VirtioBlk::complete(std::uint32_t generation, std::uint16_t head, int resul
             const std::uint32_t used_len = result == 0 ? p.used_len : 1;
             if (value != VIRTIO_BLK_S_OK && (++io_errors_ <= 10 || io_errors_ % 1000 == 0))
                 log_->warn("I/O error on request at head {} ({} so far)", head, io_errors_);
-            finish_locked(head, status, value, used_len, notify);
+            if (!status.empty()) status[0] = value;
+            queue_.add_used(head, used_len);
             if (queue_.broken() && !broken_reported_) broken_reported_ = broken = true;
             irq = interrupt_;
-            // On an engine thread the interrupt waits for the end of its batch of completions.
-            if ((notify || broken) && CompletionBatch::defer(&VirtioBlk::flush_owed, this)) {
-                owed_notify_ = owed_notify_ || notify;
+            // On an engine thread the interrupt waits for the end of its batch of completions,
+            // and so does the question whether the driver wants one: asked once for the batch
+            // (it covers every used entry added since the last, §2.7.10), not per entry, each
+            // a full fence and a read of the driver's busiest cache line.
+            if (CompletionBatch::defer(&VirtioBlk::flush_owed, this)) {
+                owed_check_ = true;
                 owed_broken_ = owed_broken_ || broken;
                 ++owed_in_flight_;  // still in flight until its interrupt is out (flush_owed)
                 deferred = true;
+            } else {
+                notify = queue_.needs_notification();
             }
         }
         // A request is in flight until the driver has been told: in_flight() == 0 then means
@@ -459,7 +465,8 @@ void VirtioBlk::flush_owed(void* self) {
     std::shared_ptr<virtio::VirtioInterrupt> irq;
     {
         std::lock_guard lock(dev->mu_);
-        notify = std::exchange(dev->owed_notify_, false);
+        // A reset under way (it waits for these) has nothing to ask the old rings.
+        notify = std::exchange(dev->owed_check_, false) && dev->active_ && dev->queue_.needs_notification();
         broken = std::exchange(dev->owed_broken_, false);
         owed = std::exchange(dev->owed_in_flight_, 0u);
         // A reset under way (it waits for these): the driver is told nothing any more.

@@ -186,7 +186,9 @@ private:
     std::atomic<bool> in_peek_{false};
     bool stop_ = false;
     bool active_ = false, broken_reported_ = false;
-    bool owed_notify_ = false, owed_broken_ = false;  // deferred to a CompletionBatch's end
+    // Deferred to a CompletionBatch's end: whether to ask the driver's suppression state (used
+    // entries were added), and a broken queue to report.
+    bool owed_check_ = false, owed_broken_ = false;
     unsigned owed_in_flight_ = 0;                     // completions whose interrupt is deferred
     std::uint64_t generation_ = 0;
     unsigned in_flight_ = 0;
