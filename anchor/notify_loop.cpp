@@ -21,9 +21,9 @@ NotifyLoop::NotifyLoop() : work_(boost::asio::make_work_guard(io_)) {}
 NotifyLoop::~NotifyLoop() { stop(); }
 
 void NotifyLoop::watch(int eventfd, std::function<void()> on_signal) {
-    const int dup = ::fcntl(eventfd, F_DUPFD_CLOEXEC, 0);
-    if (dup < 0) throw_errno("dup eventfd");
-    auto w = std::make_shared<Watch>(io_, dup, std::move(on_signal));
+    Fd dup = dup_fd(eventfd);
+    auto w = std::make_shared<Watch>(io_, dup.get(), std::move(on_signal));
+    dup.release();  // the stream descriptor owns it now
     boost::asio::post(io_, [this, w] {
         watches_.push_back(w);
         arm(w);

@@ -55,8 +55,17 @@ void PciDevices::add_transport(const std::string& name, std::shared_ptr<virtio::
     const unsigned queues = device->num_queues();
     auto msi = std::make_shared<KvmMsiSink>(vm_, queues + 1);
     auto t = std::make_unique<Transport>();
+    // A queue whose device waits on an eventfd of its own gets KVM's ioeventfd on that: the
+    // guest's notify wakes the device thread directly. The others are relayed by the notify
+    // thread to queue_notify().
+    std::vector<int> own_kick_fds;
+    for (unsigned q = 0; q < queues; ++q) own_kick_fds.push_back(device->queue_kick_fd(static_cast<std::uint16_t>(q)));
     t->transport = virtio::VirtioPciTransport::create(name, std::move(device), memory_, msi);
     for (unsigned q = 0; q < queues; ++q) {
+        if (own_kick_fds[q] >= 0) {
+            t->queue_eventfds.push_back(dup_fd(own_kick_fds[q]));
+            continue;
+        }
         t->queue_eventfds.push_back(make_eventfd());
         std::weak_ptr<virtio::VirtioPciTransport> weak = t->transport;
         notify_.watch(t->queue_eventfds.back().get(), [weak, q] {

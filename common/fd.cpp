@@ -29,4 +29,10 @@ Fd make_eventfd(int extra_flags) {
     return Fd(fd);
 }
 
+Fd dup_fd(int fd) {
+    const int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) throw_errno("dup fd");
+    return Fd(dup);
+}
+
 }  // namespace vmm

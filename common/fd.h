@@ -36,5 +36,7 @@ private:
 Fd open_fd(const char* path, int flags, unsigned mode = 0);
 // eventfd(2) with EFD_CLOEXEC | extra_flags; throws on failure.
 Fd make_eventfd(int extra_flags = 0);
+// A close-on-exec duplicate of `fd` (F_DUPFD_CLOEXEC); throws on failure.
+Fd dup_fd(int fd);
 
 }  // namespace vmm

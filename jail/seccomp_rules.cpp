@@ -209,10 +209,11 @@ constexpr const char* kIoCommonSyscalls[] = {
 };
 
 // Disk I/O of both engines: the pool's preadv/pwritev/fdatasync/fallocate (and pwrite for
-// write-zeroes without fallocate support), the io_uring ring thread's io_uring_enter (only on
-// the ring the engine set up: io_uring_setup is not listed).
+// write-zeroes without fallocate support), the dispatcher's and the ring thread's
+// io_uring_enter (only on the ring the engine set up: io_uring_setup is not listed); the
+// dispatcher's read of its kick eventfd (the queue's ioeventfd).
 constexpr const char* kBlockSyscalls[] = {
-    "preadv", "pwritev", "pwrite64", "fdatasync", "fallocate", "io_uring_enter",
+    "read", "preadv", "pwritev", "pwrite64", "fdatasync", "fallocate", "io_uring_enter",
 };
 
 // The NIC's event loop: epoll on the tap and the kick eventfd (epoll_ctl: EPOLLIN off while the

@@ -5,6 +5,7 @@
 #include "common/thread_name.h"
 
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -20,6 +21,12 @@ constexpr std::uint32_t kMaxDiscardSegments = 32;
 
 using Clock = std::chrono::steady_clock;
 
+// Wakes the dispatcher if it sleeps in read() on `fd` (an eventfd); else the next sleep returns at once.
+void signal_eventfd(const Fd& fd) noexcept {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = ::write(fd.get(), &one, sizeof one);
+}
+
 // One spin-wait step: lets the sibling hyper-thread run and saves power while polling.
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -33,6 +40,7 @@ VirtioBlk::VirtioBlk(DiskImage disk, VirtioBlkOptions options)
     : disk_(std::move(disk)),
       options_(std::move(options)),
       log_(logger(options_.name)),
+      kick_fd_(make_eventfd()),
       poll_(options_.poll_max, options_.poll_adaptive) {
     if (options_.serial.empty()) options_.serial = options_.name;
     poll_stats_.window = poll_.window();
@@ -80,7 +88,7 @@ VirtioBlk::~VirtioBlk() {
         std::lock_guard lock(mu_);
         stop_ = true;
     }
-    kick_cv_.notify_all();
+    signal_eventfd(kick_fd_);
     dispatcher_.join();
     engine_.reset();
 }
@@ -126,7 +134,7 @@ void VirtioBlk::activate(const GuestMemory& memory, std::uint64_t features, std:
         reason = queue_.broken_reason();
         kicked_ = true;  // buffers may already be waiting
     }
-    kick_cv_.notify_one();
+    signal_eventfd(kick_fd_);
     if (broken) {
         log_->warn("activate: {}", reason);
         interrupt->needs_reset();
@@ -135,18 +143,14 @@ void VirtioBlk::activate(const GuestMemory& memory, std::uint64_t features, std:
 
 void VirtioBlk::queue_notify(std::uint16_t queue) {
     if (queue != 0) return;
-    // No lock unless the dispatcher sleeps: while it polls, a kick (one that raced with
-    // suppression) is only a flag. See sleeping_.
+    // No lock: while the dispatcher polls, a kick (one that raced with suppression) is only a
+    // flag; while it sleeps (or is about to), a signal on its eventfd. See sleeping_.
     kicked_.store(true);
     if (sleeping_.load()) {
         // sched_getcpu() reads the rseq area or the vDSO: no system call (none to allow in the jail).
         kicked_cpu_.store(::sched_getcpu(), std::memory_order_relaxed);
         kicked_at_ns_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
-        // Taking mu_ once orders this kick against the dispatcher's check-then-wait (it holds mu_
-        // from setting sleeping_ until wait() releases it): either it is waiting now, or it will
-        // see kicked_. Notify after unlocking, or the woken thread blocks on mu_ straight away.
-        { std::lock_guard lock(mu_); }
-        kick_cv_.notify_one();
+        signal_eventfd(kick_fd_);
     }
 }
 
@@ -201,7 +205,17 @@ void VirtioBlk::dispatcher() {
                 kicked_at_ns_.store(0, std::memory_order_relaxed);
                 kicked_cpu_.store(-1, std::memory_order_relaxed);
                 sleeping_.store(true);
-                kick_cv_.wait(lock, [&] { return kicked_.load() || stop_; });
+                // kicked_ after sleeping_ (seq_cst, against queue_notify's pair): a kick that did
+                // not see sleeping_ is seen here. stop_ and activate() signal the eventfd too.
+                // A signal that came while the dispatcher was busy (KVM's, or a kick that raced
+                // with this) makes the next sleep return at once: one more look at the ring.
+                if (!kicked_.load() && !stop_) {
+                    lock.unlock();
+                    std::uint64_t count;
+                    while (::read(kick_fd_.get(), &count, sizeof count) < 0 && errno == EINTR) {
+                    }
+                    lock.lock();
+                }
                 sleeping_.store(false);
                 if (quiet && quiet_generation == generation_) {
                     // The kicker's timestamp and CPU when there are some (written before the

@@ -5,8 +5,9 @@
 //
 // Threads:
 //  - read_config / write_config / activate / reset: vCPU threads (the transport).
-//  - queue_notify: a vCPU or the I/O thread; it only wakes the device's dispatcher thread
-//    ("<name>-q"), which pops and parses chains and hands them to the IoEngine: it enters an
+//  - queue_notify (a vCPU or the I/O thread), or a signal on queue_kick_fd(0) (KVM's
+//    ioeventfd, pointed straight at it: no relay thread), only wakes the device's dispatcher
+//    thread ("<name>-q"), which sleeps in read() on that eventfd and pops and parses chains and hands them to the IoEngine: it enters an
 //    io_uring ring itself (reads, by default), whose thread "<name>-rd" (or "<name>-io") only
 //    reaps what completes in the background, or queues them for the "<name>-ioN" pool.
 //    Completions write the status byte, add the chain to the used ring and call
@@ -26,6 +27,7 @@
 // All device state is guarded by one mutex; VirtioInterrupt is never called with it held.
 #pragma once
 
+#include "common/fd.h"
 #include "devicemodel/virtio-blk/block_request.h"
 #include "devicemodel/virtio-blk/disk_image.h"
 #include "devicemodel/virtio-blk/io_engine.h"
@@ -121,6 +123,7 @@ public:
     void activate(const GuestMemory& memory, std::uint64_t features, std::vector<virtio::QueueConfig> queues,
                   std::shared_ptr<virtio::VirtioInterrupt> interrupt) override;
     void queue_notify(std::uint16_t queue) override;
+    int queue_kick_fd(std::uint16_t queue) const override { return queue == 0 ? kick_fd_.get() : -1; }
     void reset() override;
 
     const DiskImage& disk() const noexcept { return disk_; }
@@ -166,12 +169,14 @@ private:
 
     mutable std::mutex mu_;
     std::condition_variable idle_cv_;  // in_flight_ dropped to 0
-    std::condition_variable kick_cv_;  // work for the dispatcher
+    // The dispatcher sleeps in read() on this eventfd: KVM's ioeventfd for the queue, a kick
+    // through queue_notify while it sleeps, activate() and the destructor signal it.
+    Fd kick_fd_;
     // Kicks pending for the dispatcher; written without mu_ by queue_notify.
     std::atomic<bool> kicked_{false};
-    // The dispatcher is (about to be) blocked on kick_cv_. With kicked_, a store-then-load pair
-    // on each side (seq_cst): either queue_notify sees sleeping_ and notifies under mu_, or the
-    // dispatcher's wait predicate sees kicked_.
+    // The dispatcher is (about to be) blocked on kick_fd_. With kicked_, a store-then-load pair
+    // on each side (seq_cst): either queue_notify sees sleeping_ and signals kick_fd_, or the
+    // dispatcher's check before it blocks sees kicked_.
     std::atomic<bool> sleeping_{false};
     // When the kick that woke the sleeping dispatcher was made (steady_clock ns; 0 = none): the
     // adaptive window is fed the driver's real turnaround, not that plus our own wake-up latency

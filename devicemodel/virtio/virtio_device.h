@@ -87,6 +87,12 @@ public:
                           std::shared_ptr<VirtioInterrupt> interrupt) = 0;
     // The driver made buffers available on `queue`.
     virtual void queue_notify(std::uint16_t queue) = 0;
+    // An eventfd the device's own thread waits on for `queue`'s notifications, or -1 (the
+    // default: notifications come through queue_notify only). Where there is one, the VMM
+    // points the queue's ioeventfd straight at it, and a guest's notify wakes the device thread
+    // without a relay through another thread (which costs a wake-up per kick). A signal on it
+    // means exactly what queue_notify(queue) means; the device ignores it while not activated.
+    virtual int queue_kick_fd(std::uint16_t /*queue*/) const { return -1; }
     // The driver wrote 0 to device_status: stop serving, drop queue state, finish or cancel
     // in-flight requests (never touch guest memory after this returns), back to pre-activate.
     virtual void reset() = 0;
