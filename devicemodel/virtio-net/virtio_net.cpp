@@ -61,10 +61,13 @@ VirtioNet::VirtioNet(std::unique_ptr<NetBackend> backend, VirtioNetOptions optio
     if (ep < 0) throw_errno(options_.name + ": epoll_create1");
     epoll_ = Fd(ep);
     kick_fd_ = make_eventfd(EFD_NONBLOCK);
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = kick_fd_.get();
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, kick_fd_.get(), &ev) < 0) throw_errno(options_.name + ": epoll_ctl kick");
+    for (auto& q : queue_kick_fds_) q = make_eventfd(EFD_NONBLOCK);
+    for (const Fd* fd : {&kick_fd_, &queue_kick_fds_[kRxQueue], &queue_kick_fds_[kTxQueue]}) {
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.fd = fd->get();
+        if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd->get(), &ev) < 0) throw_errno(options_.name + ": epoll_ctl kick");
+    }
 
     log_->info("{} mac {} features {:#x}", backend_->description(), format_mac(options_.mac), features_);
     if (options_.own_thread)
@@ -196,16 +199,20 @@ bool VirtioNet::run_pass(int timeout_ms) {
         return false;
     }
     bool readable = false, writable = false;
+    std::uint32_t queue_kicks = 0;
     for (int i = 0; i < n; ++i) {
-        if (events[i].data.fd == kick_fd_.get()) {
+        const int fd = events[i].data.fd;
+        if (fd == kick_fd_.get() || fd == queue_kick_fds_[kRxQueue].get() || fd == queue_kick_fds_[kTxQueue].get()) {
             std::uint64_t v;
-            [[maybe_unused]] auto r = ::read(kick_fd_.get(), &v, sizeof v);
+            [[maybe_unused]] auto r = ::read(fd, &v, sizeof v);
+            if (fd == queue_kick_fds_[kRxQueue].get()) queue_kicks |= kKickRx;
+            if (fd == queue_kick_fds_[kTxQueue].get()) queue_kicks |= kKickTx;
         } else {
             readable |= (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0;
             writable |= (events[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
         }
     }
-    const std::uint32_t kicks = kicks_.exchange(0);
+    const std::uint32_t kicks = kicks_.exchange(0) | queue_kicks;
     if (stop_) return false;
 
     Signal s;

@@ -28,7 +28,9 @@
 //
 // Threads:
 //  - read_config / write_config / activate / reset: vCPU threads (the transport).
-//  - queue_notify: a vCPU or the anchor's I/O thread; it only writes an eventfd.
+//  - queue_notify: a vCPU or the anchor's I/O thread; it only writes an eventfd. Each queue
+//    also has a kick eventfd of its own in the loop's epoll set (queue_kick_fd), which the
+//    anchor points KVM's ioeventfd at: a guest's kick wakes the loop with no relay thread.
 //  - all queue and backend work: the event loop, an epoll loop on the thread "<name>-io"
 //    (options.own_thread; it first calls options.on_thread_start), or whoever calls poll()
 //    (tests, benchmarks).
@@ -106,6 +108,9 @@ public:
     void activate(const GuestMemory& memory, std::uint64_t features, std::vector<virtio::QueueConfig> queues,
                   std::shared_ptr<virtio::VirtioInterrupt> interrupt) override;
     void queue_notify(std::uint16_t queue) override;
+    int queue_kick_fd(std::uint16_t queue) const override {
+        return queue < std::size(queue_kick_fds_) ? queue_kick_fds_[queue].get() : -1;
+    }
     void reset() override;
 
     // Link state in the config space (VIRTIO_NET_S_LINK_UP); a change sends a config interrupt.
@@ -151,6 +156,7 @@ private:
     VirtioNetConfig config_{};  // guarded by mu_ (status changes with set_link_up)
 
     Fd epoll_, kick_fd_;
+    Fd queue_kick_fds_[2];  // RX, TX: what KVM's ioeventfds signal (queue_kick_fd)
     std::atomic<std::uint32_t> kicks_{0};
     std::atomic<bool> stop_{false};
     static constexpr std::uint32_t kKickRx = 1, kKickTx = 2;

@@ -517,6 +517,42 @@ TEST_F(NetFixture, TheEventLoopThreadServesBothQueues) {
     net.reset();  // joins the thread
 }
 
+// Each queue's kick eventfd (what the anchor points KVM's ioeventfd at) wakes the loop for that
+// queue with no queue_notify call: a TX kick sends the frame, an RX kick makes the new buffer
+// take the frame waiting in the backend.
+TEST_F(NetFixture, ASignalOnAQueueKickEventfdIsAKickForThatQueue) {
+    make_device(options(true), 0, SOCK_DGRAM);
+    activate(kV1 | kMrg);
+    const int rx_kick = net->queue_kick_fd(VirtioNet::kRxQueue), tx_kick = net->queue_kick_fd(VirtioNet::kTxQueue);
+    ASSERT_GE(rx_kick, 0);
+    ASSERT_GE(tx_kick, 0);
+    EXPECT_NE(rx_kick, tx_kick);
+    EXPECT_EQ(net->queue_kick_fd(2), -1);
+    const std::uint64_t one = 1;
+
+    const Bytes f = make_frame(90, 0x3);
+    txq.add_chain({Drv::rd(put(f), static_cast<std::uint32_t>(f.size()))});
+    ASSERT_EQ(::write(tx_kick, &one, sizeof one), 8);
+    pollfd p{peer.get(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1);
+    EXPECT_EQ(peer_recv(), f);
+    ASSERT_TRUE(irq->wait_for([&] { return irq->per_queue[VirtioNet::kTxQueue] == 1; }));
+
+    // A frame arrives while the guest has no buffer: it waits in the backend until the RX kick.
+    const Bytes in = make_frame(300, 0x4);
+    peer_send(in);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_EQ(rxq.used_idx(), 0);
+    const std::uint64_t buf = arena.alloc(2048);
+    rxq.add_chain({Drv::wr(buf, 2048)});
+    ASSERT_EQ(::write(rx_kick, &one, sizeof one), 8);
+    ASSERT_TRUE(irq->wait_for([&] { return irq->per_queue[VirtioNet::kRxQueue] == 1; }));
+    EXPECT_EQ(rxq.used_idx(), 1);
+    EXPECT_EQ(read_guest(buf + 12, 300), Bytes(in.begin() + 12, in.end()));
+    net->reset();
+    net.reset();
+}
+
 // The start hook (the anchor's jail gate) runs first on "<name>-io": while it holds the thread
 // a queued frame is not sent; once it lets go the loop serves the queue.
 TEST_F(NetFixture, TheEventLoopThreadRunsTheStartHookFirst) {
