@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <condition_variable>
@@ -371,10 +372,13 @@ private:
             const int r = io_uring_wait_cqe(&ring_, &cqe);
             lock.lock();
             if (r < 0 && r != -EINTR && r != -EAGAIN) {
-                logger("blk")->error("io_uring_wait_cqe: {}", std::strerror(-r));
-                return;
+                // Never seen; but the ops in the ring must still end (a reset waits for them):
+                // look at the completion queue every millisecond instead of waiting in it.
+                if (!wait_failed_) logger("blk")->error("io_uring_wait_cqe: {}; polling the ring", std::strerror(-r));
+                wait_failed_ = true;
             }
             reap_locked();
+            if (wait_failed_ && inflight_ > 0) waiting_.wait_for(lock, std::chrono::milliseconds(1));
         }
     }
 
@@ -387,6 +391,7 @@ private:
     std::condition_variable waiting_;      // the engine thread: the ring holds ops, or stop_
     unsigned inflight_ = 0;                // ops in the ring
     bool stop_ = false;
+    bool wait_failed_ = false;             // engine thread only
 };
 
 #endif
