@@ -64,6 +64,7 @@ void PciDevices::add_transport(const std::string& name, std::shared_ptr<virtio::
     for (unsigned q = 0; q < queues; ++q) {
         if (own_kick_fds[q] >= 0) {
             t->queue_eventfds.push_back(dup_fd(own_kick_fds[q]));
+            logger("anchor")->debug("{}: queue {} notifications go straight to the device's eventfd", name, q);
             continue;
         }
         t->queue_eventfds.push_back(make_eventfd());
