@@ -277,8 +277,10 @@ void VirtioPciTransport::bar_write(std::uint64_t offset, std::span<const std::ui
         device_->write_config(offset - kDeviceOffset, data);
     } else if (overlaps(offset, len, kNotifyOffset, kPage)) {
         const std::uint64_t rel = offset - kNotifyOffset;
-        if (rel % kNotifyMultiplier == 0 && rel / kNotifyMultiplier < num_queues_)
+        if (rel % kNotifyMultiplier == 0 && rel / kNotifyMultiplier < num_queues_) {
+            trapped_notifies_.fetch_add(1, std::memory_order_relaxed);
             handle_notify(std::uint16_t(rel / kNotifyMultiplier));
+        }
     } else if (overlaps(offset, len, kMsixTableOffset, msix_.table_bytes())) {
         msix_.table_write(offset - kMsixTableOffset, data);
     }

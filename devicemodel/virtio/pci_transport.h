@@ -50,6 +50,7 @@
 #include "devicemodel/virtio/virtio_device.h"
 
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -109,6 +110,9 @@ public:
     // The driver notified `queue` (ioeventfd fired, or a trapped write): forwarded to the device
     // if it is live and the queue enabled.
     void handle_notify(std::uint16_t queue);
+    // Notifications that came as a trapped BAR0 write (not through an ioeventfd): where the VMM
+    // keeps ioeventfds on every notify address, a guest's kick should never be one.
+    std::uint64_t trapped_notifies() const noexcept { return trapped_notifies_.load(std::memory_order_relaxed); }
 
     std::uint8_t device_status() const;
     std::uint64_t bar_size() const { return bar_size_; }
@@ -145,6 +149,7 @@ private:
     void signal_needs_reset(std::uint64_t epoch);
 
     const std::string name_;
+    std::atomic<std::uint64_t> trapped_notifies_{0};
     const std::shared_ptr<VirtioDevice> device_;
     const GuestMemory& memory_;
     const std::uint16_t num_queues_;

@@ -40,6 +40,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr const char* kFlat32 = R"("flat": {"load_address": "0x100000", "entry": "0x100000", "mode": "protected32"})";
 
@@ -59,8 +60,9 @@ protected:
                             << "\", \"memory_mb\": 16, " << kFlat32 << (extra.empty() ? "" : ", ") << extra << "}";
         return path;
     }
-    ProcessResult run(const std::string& manifest_path) {
-        auto r = run_process({anchor_path(), "--manifest", manifest_path, "--run-dir", dir_ + "/run"}, 60s);
+    ProcessResult run(const std::string& manifest_path, const std::string& log_level = "info") {
+        auto r = run_process(
+            {anchor_path(), "--manifest", manifest_path, "--run-dir", dir_ + "/run", "--log-level", log_level}, 60s);
         EXPECT_FALSE(r.timed_out) << r.out << r.err;
         return r;
     }
@@ -107,7 +109,11 @@ TEST_F(AnchorVirtioTest, PciProbeSeesTheHostBridgeAndEveryVirtioDevice) {
 
 TEST_F(AnchorVirtioTest, VirtioBlkGuestReadsWritesFlushesAndGetsIoErrPastTheEnd) {
     const std::string disk = make_disk();
-    auto r = run(manifest("blk", "virtio_blk.bin", "\"disks\": [{\"path\": \"" + disk + "\"}]"));
+    auto r = run(manifest("blk", "virtio_blk.bin", "\"disks\": [{\"path\": \"" + disk + "\"}]"), "debug");
+    // Every kick went through KVM's ioeventfd, straight to the dispatcher's eventfd: none trapped.
+    EXPECT_THAT(r.err, HasSubstr("queue 0 notifications go straight to the device's eventfd")) << r.err;
+    EXPECT_THAT(r.err, HasSubstr(": 0 queue notifications trapped")) << r.err;
+    EXPECT_THAT(r.err, Not(HasSubstr("notifications trap instead"))) << r.err;
     EXPECT_THAT(r.out, HasSubstr("capacity 128 sectors")) << r.out << r.err;
     EXPECT_THAT(r.out, HasSubstr("sector 0: 56 4d 4d 2d 42 4c 4b 2d"));  // "VMM-BLK-"
     EXPECT_THAT(r.out, HasSubstr("sector 1 read back ok"));
@@ -349,8 +355,12 @@ TEST_F(AnchorVirtioTest, VirtioNetGuestOnATapSendsArpAndGetsTheHostsReply) {
     const std::string path = dir_ + "/net.json";
     std::ofstream(path) << R"({"name": "net", "kernel": ")" << guest << R"(", "memory_mb": 16, )" << kFlat32
                         << R"(, "nics": [{"tap": "vmmtest0", "mac": "52:54:00:ab:cd:ef"}]})";
-    auto r = run(path);
+    auto r = run(path, "debug");
     EXPECT_THAT(r.out, HasSubstr("virtio-net: mac 52:54:00:ab:cd:ef")) << r.out << r.err;
+    // Both queues' kicks went through KVM's ioeventfds straight to the NIC's loop.
+    EXPECT_THAT(r.err, HasSubstr("queue 0 notifications go straight to the device's eventfd")) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("queue 1 notifications go straight to the device's eventfd")) << r.err;
+    EXPECT_THAT(r.err, HasSubstr(": 0 queue notifications trapped")) << r.err;
     EXPECT_THAT(r.out, HasSubstr("arp reply 10.0.2.2")) << r.out << r.err;
     EXPECT_EQ(r.exit_status, (0x4e << 1) | 1) << r.out << r.err;
     bool seen = false;
