@@ -6,11 +6,25 @@
 
 namespace vmm {
 
+namespace {
+
+// One stderr sink for every logger, made by the first logger() call (the process's start, before
+// any jail): a color sink asks isatty() (a TCGETS ioctl) when it is made, which a device
+// thread's seccomp filter refuses, so a logger first named on such a thread must not make one.
+// One sink also keeps lines of different components whole (one mutex).
+const std::shared_ptr<spdlog::sinks::sink>& stderr_sink() {
+    static const std::shared_ptr<spdlog::sinks::sink> sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+    return sink;
+}
+
+}  // namespace
+
 std::shared_ptr<spdlog::logger> logger(const std::string& name) {
     if (auto l = spdlog::get(name)) return l;
     try {
-        auto l = spdlog::stderr_color_mt(name);
+        auto l = std::make_shared<spdlog::logger>(name, stderr_sink());
         l->set_level(spdlog::get_level());
+        spdlog::register_logger(l);
         return l;
     } catch (const spdlog::spdlog_ex&) {
         // Another thread registered it first.

@@ -19,7 +19,8 @@ FMT_END_NAMESPACE
 
 namespace vmm {
 
-// Returns the logger `name`, creating it (stderr sink, global level) on first use.
+// Returns the logger `name`, creating it (the one shared stderr sink, the global level) on
+// first use. Creating one makes no system call once the sink exists (the first call makes it).
 std::shared_ptr<spdlog::logger> logger(const std::string& name);
 // Parses "trace|debug|info|warn|error|critical|off"; throws vmm::Error on anything else.
 void set_log_level(const std::string& level);

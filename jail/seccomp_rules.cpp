@@ -195,7 +195,7 @@ void add_vcpu_policy(scmp_filter_ctx ctx, std::uint32_t pid) {
 // (tests/unit/seccomp_io_threads_test.cpp).
 //
 // What every device I/O thread does: signal interrupts (an irqfd eventfd write, or KVM_IRQ_LINE
-// for a guest on INTx), log (a write to stderr), lock, allocate, exit (glibc blocks signals and
+// for a guest on INTx), log (a write to stderr, gettid for the first line), lock, allocate, exit (glibc blocks signals and
 // frees the stack: rt_sigprocmask, madvise). A process-directed signal (SIGTERM) may land on any
 // thread: Asio's handler writes a pipe and returns (write, rt_sigreturn). clock_gettime is the
 // vDSO's fallback (a clocksource without vDSO support, as under nested virtualisation).
@@ -206,6 +206,8 @@ constexpr const char* kIoCommonSyscalls[] = {
     "mmap", "munmap", "mprotect", "madvise", "mremap", "brk",
     // locks; libstdc++'s std::atomic wait spins with sched_yield before its futex
     "futex", "sched_yield", "clock_gettime", "rt_sigreturn", "rt_sigprocmask", "exit", "exit_group",
+    // spdlog's first message on a thread asks for the thread's id
+    "gettid",
 };
 
 // Disk I/O of both engines: the pool's preadv/pwritev/fdatasync/fallocate (and pwrite for

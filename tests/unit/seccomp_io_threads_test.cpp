@@ -10,6 +10,7 @@
 #include "anchor/socket_console.h"
 #include "devicemodel/virtio-blk/virtio_blk.h"
 #include "devicemodel/virtio-net/virtio_net.h"
+#include "common/log.h"
 #include "jail/seccomp_policy.h"
 #include "tests/support/child_process.h"
 #include "tests/support/seccomp_probe.h"
@@ -50,12 +51,19 @@ protected:
 };
 
 // The anchor's order: the process filter, then each device thread stacks its kind's.
+// The anchor logs before it jails itself, which makes the one stderr sink (common/log.h).
 void jail_process() {
     ::unsetenv(kSeccompEnvMarker);
+    logger("seccomp-test")->info("jailing the process");
     install_anchor_seccomp(SeccompMode::Enforce);
 }
+// Each thread then logs, as a device thread may at any time (an I/O error, a bad request):
+// spdlog's first message on a thread asks the kernel for its id (gettid).
 std::function<void()> stack(IoThreadKind kind) {
-    return [kind] { install_io_thread_seccomp(SeccompMode::Enforce, kind); };
+    return [kind] {
+        install_io_thread_seccomp(SeccompMode::Enforce, kind);
+        logger("seccomp-test")->warn("a {} thread under its filter", to_string(kind));
+    };
 }
 
 // Every virtio-blk request type on one engine ("threads", "io_uring" or "split": reads on a
