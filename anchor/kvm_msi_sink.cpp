@@ -64,8 +64,7 @@ void KvmMsiSink::trigger(unsigned vector) {
         if (!hold_masked_ && !vectors_[vector].attached) return;
         fd = vectors_[vector].eventfd.get();
     }
-    const std::uint64_t one = 1;
-    [[maybe_unused]] const ssize_t n = ::write(fd, &one, sizeof one);
+    signal_eventfd(fd);
 }
 
 int KvmMsiSink::vector_eventfd(unsigned vector) const {

@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <string>
 
 namespace vmm {
@@ -27,6 +28,11 @@ Fd make_eventfd(int extra_flags) {
     int fd = ::eventfd(0, EFD_CLOEXEC | extra_flags);
     if (fd < 0) throw_errno("eventfd");
     return Fd(fd);
+}
+
+void signal_eventfd(int fd) noexcept {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = ::write(fd, &one, sizeof one);
 }
 
 Fd dup_fd(int fd) {

@@ -36,6 +36,9 @@ private:
 Fd open_fd(const char* path, int flags, unsigned mode = 0);
 // eventfd(2) with EFD_CLOEXEC | extra_flags; throws on failure.
 Fd make_eventfd(int extra_flags = 0);
+// Adds 1 to the eventfd `fd`, waking whoever waits on it. Best effort, never fails: a
+// counter that is full already wakes its reader.
+void signal_eventfd(int fd) noexcept;
 // A close-on-exec duplicate of `fd` (F_DUPFD_CLOEXEC); throws on failure.
 Fd dup_fd(int fd);
 

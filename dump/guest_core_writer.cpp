@@ -60,11 +60,7 @@ public:
     SequentialWriter(int fd, std::stop_token stop) : fd_(fd), stop_(std::move(stop)) {
         if (stop_.stop_possible()) {
             wake_ = make_eventfd();
-            on_stop_.emplace(stop_, [fd = wake_.get()] {
-                const std::uint64_t one = 1;
-                // Best effort: a full counter already wakes poll.
-                [[maybe_unused]] const auto n = ::write(fd, &one, sizeof one);
-            });
+            on_stop_.emplace(stop_, [fd = wake_.get()] { signal_eventfd(fd); });
         }
     }
 

@@ -21,12 +21,6 @@ constexpr std::uint32_t kMaxDiscardSegments = 32;
 
 using Clock = std::chrono::steady_clock;
 
-// Wakes the dispatcher if it sleeps in read() on `fd` (an eventfd); else the next sleep returns at once.
-void signal_eventfd(const Fd& fd) noexcept {
-    const std::uint64_t one = 1;
-    [[maybe_unused]] const ssize_t n = ::write(fd.get(), &one, sizeof one);
-}
-
 // One spin-wait step: lets the sibling hyper-thread run and saves power while polling.
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -88,7 +82,7 @@ VirtioBlk::~VirtioBlk() {
         std::lock_guard lock(mu_);
         stop_ = true;
     }
-    signal_eventfd(kick_fd_);
+    signal_eventfd(kick_fd_.get());  // wakes the dispatcher's read(), or its next one
     dispatcher_.join();
     engine_.reset();
 }
@@ -134,7 +128,7 @@ void VirtioBlk::activate(const GuestMemory& memory, std::uint64_t features, std:
         reason = queue_.broken_reason();
         kicked_ = true;  // buffers may already be waiting
     }
-    signal_eventfd(kick_fd_);
+    signal_eventfd(kick_fd_.get());  // wakes the dispatcher's read(), or its next one
     if (broken) {
         log_->warn("activate: {}", reason);
         interrupt->needs_reset();
@@ -150,7 +144,7 @@ void VirtioBlk::queue_notify(std::uint16_t queue) {
         // sched_getcpu() reads the rseq area or the vDSO: no system call (none to allow in the jail).
         kicked_cpu_.store(::sched_getcpu(), std::memory_order_relaxed);
         kicked_at_ns_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
-        signal_eventfd(kick_fd_);
+        signal_eventfd(kick_fd_.get());  // wakes the dispatcher's read(), or its next one
     }
 }
 
@@ -348,10 +342,15 @@ bool VirtioBlk::inline_ok(const IoOp& op) const {
     return bytes <= options_.inline_max_bytes;
 }
 
-void VirtioBlk::finish_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value,
-                              std::uint32_t used_len, bool& notify) {
+void VirtioBlk::put_used_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value,
+                                std::uint32_t used_len) {
     if (!status.empty()) status[0] = value;
     queue_.add_used(head, used_len);
+}
+
+void VirtioBlk::finish_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value,
+                              std::uint32_t used_len, bool& notify) {
+    put_used_locked(head, status, value, used_len);
     notify = queue_.needs_notification() || notify;
 }
 
@@ -442,8 +441,7 @@ void VirtioBlk::complete(std::uint32_t generation, std::uint16_t head, int resul
             const std::uint32_t used_len = result == 0 ? p.used_len : 1;
             if (value != VIRTIO_BLK_S_OK && (++io_errors_ <= 10 || io_errors_ % 1000 == 0))
                 log_->warn("I/O error on request at head {} ({} so far)", head, io_errors_);
-            if (!status.empty()) status[0] = value;
-            queue_.add_used(head, used_len);
+            put_used_locked(head, status, value, used_len);
             if (queue_.broken() && !broken_reported_) broken_reported_ = broken = true;
             irq = interrupt_;
             // On an engine thread the interrupt waits for the end of its batch of completions,

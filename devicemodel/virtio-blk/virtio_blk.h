@@ -153,7 +153,9 @@ private:
     void complete(std::uint32_t generation, std::uint16_t head, int result);
     // A read or write small enough to run on the dispatcher (options_.inline_max_bytes).
     bool inline_ok(const IoOp& op) const;
-    // Writes status and returns the chain; decides on notification. mu_ held.
+    // Writes status and returns the chain. mu_ held.
+    void put_used_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value, std::uint32_t used_len);
+    // The same, and decides on notification. mu_ held.
     void finish_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value, std::uint32_t used_len,
                        bool& notify);
     void signal(bool notify, bool broken, const std::shared_ptr<virtio::VirtioInterrupt>& irq);

@@ -159,9 +159,7 @@ void VirtioNet::queue_notify(std::uint16_t queue) {
 
 void VirtioNet::kick(std::uint32_t bits) {
     kicks_.fetch_or(bits);
-    const std::uint64_t one = 1;
-    // A full eventfd counter (EAGAIN) still wakes the loop.
-    [[maybe_unused]] auto r = ::write(kick_fd_.get(), &one, sizeof one);
+    signal_eventfd(kick_fd_.get());
 }
 
 void VirtioNet::set_link_up(bool up) {
