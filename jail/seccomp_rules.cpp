@@ -218,10 +218,11 @@ constexpr const char* kBlockSyscalls[] = {
     "read", "preadv", "pwritev", "pwrite64", "fdatasync", "fallocate", "io_uring_enter",
 };
 
-// The NIC's event loop: epoll on the tap and the kick eventfd (epoll_ctl: EPOLLIN off while the
-// guest has no receive buffers); frames with readv/writev.
+// The NIC's event loop: epoll on the tap and the kick eventfds (epoll_ctl: EPOLLIN off while the
+// guest has no receive buffers); frames with readv/writev. No read: the kick eventfds are
+// edge-triggered and never drained.
 constexpr const char* kNetSyscalls[] = {
-    "read", "readv", "writev", "epoll_wait", "epoll_ctl",
+    "readv", "writev", "epoll_wait", "epoll_ctl",
 };
 
 // The notify thread's io_context (Asio's epoll reactor) reading the ioeventfds; virtio-console

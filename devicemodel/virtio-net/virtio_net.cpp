@@ -62,9 +62,12 @@ VirtioNet::VirtioNet(std::unique_ptr<NetBackend> backend, VirtioNetOptions optio
     epoll_ = Fd(ep);
     kick_fd_ = make_eventfd(EFD_NONBLOCK);
     for (auto& q : queue_kick_fds_) q = make_eventfd(EFD_NONBLOCK);
+    // Edge-triggered, and never read: every write to an eventfd (ours, or KVM's ioeventfd
+    // signalling it) wakes its waiters, so each kick is an edge, and a kick costs the loop no
+    // read() to drain the counter. The counter only grows; it would take 2^64 kicks to fill.
     for (const Fd* fd : {&kick_fd_, &queue_kick_fds_[kRxQueue], &queue_kick_fds_[kTxQueue]}) {
         epoll_event ev{};
-        ev.events = EPOLLIN;
+        ev.events = EPOLLIN | EPOLLET;
         ev.data.fd = fd->get();
         if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd->get(), &ev) < 0) throw_errno(options_.name + ": epoll_ctl kick");
     }
@@ -200,11 +203,12 @@ bool VirtioNet::run_pass(int timeout_ms) {
     std::uint32_t queue_kicks = 0;
     for (int i = 0; i < n; ++i) {
         const int fd = events[i].data.fd;
-        if (fd == kick_fd_.get() || fd == queue_kick_fds_[kRxQueue].get() || fd == queue_kick_fds_[kTxQueue].get()) {
-            std::uint64_t v;
-            [[maybe_unused]] auto r = ::read(fd, &v, sizeof v);
-            if (fd == queue_kick_fds_[kRxQueue].get()) queue_kicks |= kKickRx;
-            if (fd == queue_kick_fds_[kTxQueue].get()) queue_kicks |= kKickTx;
+        if (fd == queue_kick_fds_[kRxQueue].get()) {
+            queue_kicks |= kKickRx;
+        } else if (fd == queue_kick_fds_[kTxQueue].get()) {
+            queue_kicks |= kKickTx;
+        } else if (fd == kick_fd_.get()) {
+            // kicks_ says what for
         } else {
             readable |= (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0;
             writable |= (events[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
@@ -325,7 +329,15 @@ bool VirtioNet::process_rx_locked(bool& used) {
             guest_bytes += c.writable_bytes();
             ++direct_chains_;
         }
-        iov.push_back({bounce_.data(), bounce_.size()});
+        // The bounce area takes what does not fit the guest's buffers: the tail of a frame
+        // waiting for more buffers (MRG_RXBUF), or all of it from a chain of more than IOV_MAX
+        // pieces. Without MRG_RXBUF a frame longer than its one chain is dropped whatever, and
+        // both backends report a cut frame's full length, so a read into the chain alone tells
+        // the same; nor can any frame overflow buffers of kMaxFrame bytes. Where the bounce
+        // area is not needed it stays out of the read: one iovec is the kernel's fast path.
+        const bool bounce = guest_bytes < kMaxFrame && (mrg_ || direct_chains_ == 0);
+        if (bounce) iov.push_back({bounce_.data(), bounce_.size()});
+        const std::size_t room = guest_bytes + (bounce ? bounce_.size() : 0);
         const ssize_t n = backend_->read(iov);
         if (n == -EAGAIN) {
             rx_wanted_ = true;
@@ -338,7 +350,7 @@ bool VirtioNet::process_rx_locked(bool& used) {
             return false;
         }
         const std::size_t len = n > 0 ? static_cast<std::size_t>(n) : 0;
-        if (n < 0 || len < kVnetHeaderSize + kEthHeader || len > guest_bytes + bounce_.size()) {
+        if (n < 0 || len < kVnetHeaderSize + kEthHeader || (len > room && (mrg_ || direct_chains_ == 0))) {
             if (log_now(++stats_.rx_dropped))
                 log_->warn("rx from {}: {} frame dropped", backend_->description(),
                            n < 0 ? std::strerror(static_cast<int>(-n)) : len < kVnetHeaderSize + kEthHeader ? "runt" : "oversized");

@@ -48,7 +48,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -167,7 +166,9 @@ private:
     std::size_t rx_target_ = 0;  // bytes of held RX buffers wanted before a read
     virtio::VirtQueue rx_, tx_;
     std::shared_ptr<virtio::VirtioInterrupt> interrupt_;
-    std::deque<virtio::DescriptorChain> held_;  // popped RX chains not used yet, in order
+    // Popped RX chains not used yet, in order. A vector, not a deque: a deque of chains this
+    // size frees and allocates a node as one chain comes and goes, once per frame.
+    std::vector<virtio::DescriptorChain> held_;
     std::size_t direct_chains_ = 0;             // held_ chains the last read wrote into
     std::optional<std::size_t> pending_len_;    // a frame waiting for more RX buffers
     std::vector<std::uint8_t> bounce_;
