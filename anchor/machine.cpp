@@ -387,6 +387,10 @@ StopReason Machine::run() {
     for (auto& v : vcpus_) v->kick();
     for (auto& t : threads) t.join();
     log->debug("teardown: vCPU threads joined");
+    // No vCPU runs again: the PIT's reinjection goes off now, while nothing else is being torn
+    // down (kvm/kvm_vm.h, create_pit: later, once the devices' irqfds are released, the same
+    // step waits out a full SRCU grace period).
+    if (vm_->stop_pit_reinjection()) log->debug("teardown: PIT reinjection off");
     // The loop's own periodic work ends here (the flushers re-arm forever, the input reads and
     // the signal wait never finish): what still runs below is QMP's flush, and the loop
     // returns as soon as that is done instead of always waiting out the deadline.

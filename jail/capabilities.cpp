@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <linux/capability.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -17,7 +18,7 @@
 #include <cstring>
 #include <set>
 #include <string>
-#include <thread>
+#include <ctime>
 
 namespace vmm::jail {
 
@@ -40,10 +41,11 @@ std::atomic<pid_t> g_error_tid{0};
 
 // Drops what is outside `keep` from the calling thread's bounding set; 0, or the errno (and
 // the capability that failed in *failed). Raw syscalls only (it also runs in the signal handler).
+// The callers hold CAP_SETPCAP, with which dropping a capability that is already out of the
+// set succeeds too: one prctl per capability, no PR_CAPBSET_READ first.
 int drop_bounding_on_this_thread(CapMask keep, int last_cap, int* failed = nullptr) {
     for (int cap = 0; cap <= last_cap; ++cap) {
         if (keep & cap_bit(cap)) continue;
-        if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1) continue;
         if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
             if (failed) *failed = cap;
             return errno;
@@ -72,7 +74,18 @@ void on_drop_signal(int) {
         if (g_error.compare_exchange_strong(none, err)) g_error_tid.store(tid);
     }
     if (const int i = g_answer_count.fetch_add(1); i < kMaxAnswers) g_answers[i].store(tid);
+    // The broadcasting thread sleeps on the count (a futex word): wake it now rather than let
+    // it find the answer at its next poll.
+    ::syscall(SYS_futex, reinterpret_cast<int*>(&g_answer_count), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
     errno = saved;
+}
+
+// Sleeps until the answer count is no longer `seen`, at most `timeout` (or a signal).
+void wait_for_answers_after(int seen, std::chrono::microseconds timeout) {
+    static_assert(sizeof(std::atomic<int>) == sizeof(int) && std::atomic<int>::is_always_lock_free);
+    const auto s = std::chrono::duration_cast<std::chrono::seconds>(timeout);
+    timespec ts{static_cast<time_t>(s.count()), static_cast<long>((timeout - s).count() * 1000)};
+    ::syscall(SYS_futex, reinterpret_cast<int*>(&g_answer_count), FUTEX_WAIT_PRIVATE, seen, &ts, nullptr, 0);
 }
 
 std::set<pid_t> answered() {
@@ -139,16 +152,27 @@ CapabilityState current_capabilities() {
 
 bool in_bounding_set(int cap) { return ::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1; }
 
+namespace {
+// What drop_bounding_set left the (single-threaded) process's bounding set within, if it ran.
+std::atomic<bool> g_bounding_narrowed{false};
+std::atomic<CapMask> g_bounding_within{0};
+}  // namespace
+
 void drop_bounding_set(CapMask keep) {
     if ((current_capabilities().effective & cap_bit(CAP_SETPCAP)) == 0) return;
     int cap = -1;
     if (const int err = drop_bounding_on_this_thread(keep, last_capability(), &cap); err != 0)
         throw_errno("PR_CAPBSET_DROP " + std::to_string(cap), err);
+    g_bounding_within.store(keep);
+    g_bounding_narrowed.store(true);
 }
 
 namespace {
-// Whether the calling thread's bounding set still holds a capability outside `keep`.
+// Whether the calling thread's bounding set still holds a capability outside `keep`. Known
+// without asking the kernel once drop_bounding_set narrowed it to within `keep`: nothing
+// raises a bounding set again.
 bool bounding_set_exceeds(CapMask keep, int last) {
+    if (g_bounding_narrowed.load() && (g_bounding_within.load() & ~keep) == 0) return false;
     for (int cap = 0; cap <= last; ++cap)
         if (!(keep & cap_bit(cap)) && ::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1) return true;
     return false;
@@ -207,22 +231,20 @@ void drop_capabilities(CapMask keep) {
             signalled.insert(tid);
         }
         if (signalled.empty()) break;
-        // Wait until each has answered or exited.
+        // Wait until each has answered or exited: asleep on the answer count, which each
+        // answer wakes; every millisecond without one, look for threads that exited instead.
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-        for (int spin = 0; failure.empty(); ++spin) {
+        while (failure.empty()) {
+            const int seen = g_answer_count.load();
             for (pid_t tid : answered()) signalled.erase(tid);
             if (signalled.empty()) break;
-            if (spin < 64) {
-                std::this_thread::yield();
-                continue;
-            }
+            wait_for_answers_after(seen, std::chrono::milliseconds(1));
+            if (g_answer_count.load() != seen) continue;
             std::erase_if(signalled, [](pid_t tid) { return !thread_alive(tid); });
             if (signalled.empty()) break;
             if (std::chrono::steady_clock::now() > deadline)
                 failure = "thread " + std::to_string(*signalled.begin()) +
                           " did not drop its capabilities (signal blocked?)";
-            else
-                std::this_thread::sleep_for(std::chrono::microseconds(50));
         }
         if (const int err = g_error.load(); err != 0 && failure.empty())
             failure = "thread " + std::to_string(g_error_tid.load()) + ": " + std::strerror(err);
