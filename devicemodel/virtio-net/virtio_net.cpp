@@ -301,8 +301,13 @@ void VirtioNet::top_up_rx_locked(bool& used) {
             continue;
         }
         have += chain->writable_bytes();
-        held_.push_back(std::move(*chain));
+        hold_rx_chain_locked(std::move(*chain));
     }
+}
+
+void VirtioNet::hold_rx_chain_locked(virtio::DescriptorChain&& chain) {
+    if (held_.full()) held_.set_capacity(held_.capacity() * 2);  // never overwrite a held chain
+    held_.push_back(std::move(chain));
 }
 
 bool VirtioNet::process_rx_locked(bool& used) {
@@ -395,7 +400,7 @@ bool VirtioNet::deliver_pending_locked(bool& used) {
             continue;
         }
         have += chain->writable_bytes();
-        held_.push_back(std::move(*chain));
+        hold_rx_chain_locked(std::move(*chain));
     }
     finish_frame_locked(*pending_len_);
     pending_len_.reset();
@@ -422,7 +427,7 @@ void VirtioNet::finish_frame_locked(std::size_t len) {
     held_.front().write(offsetof(VirtioNetHdr, num_buffers),
                         {reinterpret_cast<const std::uint8_t*>(&num_buffers), sizeof num_buffers});
     for (auto [head, used_len] : done) rx_.add_used(head, used_len);
-    held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(done.size()));
+    held_.erase_begin(done.size());
     direct_chains_ = 0;
     ++stats_.rx_frames;
     stats_.rx_bytes += len - kVnetHeaderSize;

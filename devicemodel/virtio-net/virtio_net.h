@@ -46,6 +46,8 @@
 #include "devicemodel/virtio/virtio_device.h"
 #include "devicemodel/virtio/virtqueue.h"
 
+#include <boost/circular_buffer.hpp>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -135,6 +137,7 @@ private:
     bool process_rx_locked(bool& used);
     // Pops RX chains into held_ (completing useless ones) until the next frame has room.
     void top_up_rx_locked(bool& used);
+    void hold_rx_chain_locked(virtio::DescriptorChain&& chain);
     // Completes the frame of `len` bytes spread over held_ (the first `direct_chains_` chains
     // hold what the read put there, the rest comes from bounce_). mu_ held.
     void finish_frame_locked(std::size_t len);
@@ -166,9 +169,11 @@ private:
     std::size_t rx_target_ = 0;  // bytes of held RX buffers wanted before a read
     virtio::VirtQueue rx_, tx_;
     std::shared_ptr<virtio::VirtioInterrupt> interrupt_;
-    // Popped RX chains not used yet, in order. A vector, not a deque: a deque of chains this
-    // size frees and allocates a node as one chain comes and goes, once per frame.
-    std::vector<virtio::DescriptorChain> held_;
+    // Popped RX chains not used yet, in order. A ring: a std::deque of chains this size frees
+    // and allocates a node as each chain comes and goes (once per frame), and a vector would
+    // move every chain still held each time a frame completes (with MRG_RXBUF and guest GSO,
+    // some 40 chains of ~260 bytes). It grows (hold_rx_chain_locked) only when full.
+    boost::circular_buffer<virtio::DescriptorChain> held_{64};
     std::size_t direct_chains_ = 0;             // held_ chains the last read wrote into
     std::optional<std::size_t> pending_len_;    // a frame waiting for more RX buffers
     std::vector<std::uint8_t> bounce_;
