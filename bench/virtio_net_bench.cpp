@@ -1,12 +1,15 @@
 // virtio_net_bench: frames per second through VirtioNet (devicemodel/virtio-net) against raw
 // write/read on the same backend, in one run, with the ratio.
 //
-//   virtio_net_bench [--frames N] [--size BYTES] [--rounds R] [--tap NAME]
+//   virtio_net_bench [--frames N] [--size BYTES] [--rounds R] [--tap NAME] [--mrg]
 //
 // Default backend: a socketpair(AF_UNIX, SOCK_SEQPACKET) (SocketBackend), both directions:
 //   tx  guest chains (header + frame) → device writev → peer recv        vs  backend write → peer recv
 //   rx  peer send → device readv into posted guest buffers → used ring   vs  peer send → backend read
 // With --tap NAME (root): a tap brought up for the run, tx only (the kernel consumes the frames).
+// With --mrg: the driver Linux's virtio-net is on a tap with offloads: VIRTIO_NET_F_MRG_RXBUF
+// with GUEST_CSUM and GUEST_TSO4 (the backend offers TUN_F_CSUM | TUN_F_TSO4), and 1536-byte
+// receive buffers (its mergeable buffers for small frames); a frame may then be up to 64 KiB.
 // The device runs its event loop on the calling thread (own_thread = false, poll()), so both
 // sides measure one thread's work: the cost the device model adds per frame. Raw and device
 // runs alternate for R rounds (default 5); the medians and their ratio are reported, with the
@@ -20,6 +23,7 @@
 #include "tests/support/fakes.h"
 #include "tests/support/virtqueue_driver.h"
 
+#include <linux/if_tun.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -41,6 +45,8 @@ namespace {
 
 constexpr std::uint16_t kQueue = 256;
 constexpr int kBatch = 64;
+bool g_mrg = false;  // --mrg
+std::uint32_t rx_buffer_bytes() { return g_mrg ? 1536 : kVnetHeaderSize + 1514 + 4; }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -68,7 +74,13 @@ struct Rig {
         o.own_thread = false;
         net = std::make_unique<VirtioNet>(std::move(b), o);
     }
-    void activate() { net->activate(mem, virtio::feature_bit(virtio::kFeatureVersion1), {rxq.config(), txq.config()}, irq); }
+    void activate() {
+        std::uint64_t features = virtio::feature_bit(virtio::kFeatureVersion1);
+        if (g_mrg)
+            features |= virtio::feature_bit(kNetFMrgRxbuf) | virtio::feature_bit(kNetFGuestCsum) |
+                        virtio::feature_bit(kNetFGuestTso4);
+        net->activate(mem, features, {rxq.config(), txq.config()}, irq);
+    }
     void pump() {
         while (net->poll(0)) {
         }
@@ -154,7 +166,7 @@ double device_rx(Rig& r, int peer, std::size_t frames, std::size_t size) {
     auto post = [&] {
         r.rxq.reclaim();
         while (r.rxq.free_descriptors() > 0)
-            r.rxq.add_chain({Drv::wr(r.rx_area + (slot++ % kQueue) * 0x1000ull, kVnetHeaderSize + 1514 + 4)});
+            r.rxq.add_chain({Drv::wr(r.rx_area + (slot++ % kQueue) * 0x1000ull, rx_buffer_bytes())});
     };
     post();
     r.net->queue_notify(VirtioNet::kRxQueue);
@@ -206,10 +218,12 @@ int main(int argc, char** argv) {
             size = std::strtoull(argv[++i], nullptr, 0);
         else if (a == "--rounds" && i + 1 < argc)
             rounds = std::strtoull(argv[++i], nullptr, 0);
+        else if (a == "--mrg")
+            g_mrg = true;
         else if (a == "--tap" && i + 1 < argc)
             tap = argv[++i];
         else {
-            std::fprintf(stderr, "usage: %s [--frames N] [--size BYTES (14..1514)] [--rounds R] [--tap NAME]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--frames N] [--size BYTES (14..1514)] [--rounds R] [--tap NAME] [--mrg]\n", argv[0]);
             return 64;
         }
     }
@@ -238,11 +252,12 @@ int main(int argc, char** argv) {
             report("tx", tx);
             return 0;
         }
-        std::printf("backend socketpair(AF_UNIX, SOCK_SEQPACKET), %zu frames of %zu bytes (+12-byte header)\n", frames, size);
+        std::printf("backend socketpair(AF_UNIX, SOCK_SEQPACKET), %zu frames of %zu bytes (+12-byte header)%s\n", frames, size,
+                    g_mrg ? ", MRG_RXBUF + GUEST_TSO4, 1536-byte receive buffers" : "");
         int sv[2];
         if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) throw_errno("socketpair");
         Fd peer(sv[1]);
-        Rig r(std::make_unique<SocketBackend>(Fd(sv[0])));
+        Rig r(std::make_unique<SocketBackend>(Fd(sv[0]), g_mrg ? unsigned{TUN_F_CSUM | TUN_F_TSO4} : 0u));
         r.activate();
         Rounds tx, rx;
         for (std::size_t i = 0; i < rounds; ++i) {

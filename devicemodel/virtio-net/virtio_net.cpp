@@ -28,6 +28,8 @@ constexpr int kBudget = 256;
 constexpr std::size_t kEthHeader = 14;
 // Without guest GSO a frame is at most a 1500-byte MTU payload + Ethernet + VLAN header.
 constexpr std::size_t kMaxPlainFrame = kVnetHeaderSize + 1500 + kEthHeader + 4;
+// Frames in a row that fit kMaxPlainFrame before the RX read window narrows to it again.
+constexpr unsigned kNarrowAfter = 64;
 constexpr std::size_t kMaxIov = IOV_MAX - 1;  // room for the bounce area behind the guest's buffers
 
 // Log the 1st, 2nd, 4th, 8th... occurrence: a misbehaving guest or peer cannot flood the log.
@@ -117,6 +119,8 @@ void VirtioNet::activate(const GuestMemory& memory, std::uint64_t features, std:
         const bool guest_gso = features & (feature_bit(kNetFGuestTso4) | feature_bit(kNetFGuestTso6) |
                                            feature_bit(kNetFGuestUfo));
         rx_target_ = guest_gso ? kMaxFrame : kMaxPlainFrame;
+        rx_direct_ = kMaxPlainFrame;
+        rx_small_run_ = 0;
         // What the guest accepts on receive becomes the tap's offload set: the kernel finishes
         // checksums and segments GSO frames the guest did not ask for.
         unsigned offloads = 0;
@@ -328,6 +332,7 @@ bool VirtioNet::process_rx_locked(bool& used) {
         direct_chains_ = 0;
         for (const auto& c : held_) {
             if (!mrg_ && direct_chains_ == 1) break;
+            if (mrg_ && direct_chains_ > 0 && guest_bytes >= rx_direct_) break;
             auto v = c.writable_iov(0, c.writable_bytes());
             if (iov.size() + v->size() > kMaxIov) break;
             iov.insert(iov.end(), v->begin(), v->end());
@@ -428,6 +433,18 @@ void VirtioNet::finish_frame_locked(std::size_t len) {
                         {reinterpret_cast<const std::uint8_t*>(&num_buffers), sizeof num_buffers});
     for (auto [head, used_len] : done) rx_.add_used(head, used_len);
     held_.erase_begin(done.size());
+    // The read's window into the held chains follows the frames: a frame longer than it opens
+    // it to every chain held (the next big frame goes straight in, not through the bounce
+    // area); a run of frames that fit a plain Ethernet frame narrows it again (one chain and
+    // the bounce area: two iovecs for the kernel to import, not the ~40 chains of 1.5 KiB
+    // a guest with GSO keeps posted).
+    if (len > rx_direct_) {
+        rx_direct_ = rx_target_;
+        rx_small_run_ = 0;
+    } else if (rx_direct_ > kMaxPlainFrame && len <= kMaxPlainFrame && ++rx_small_run_ >= kNarrowAfter) {
+        rx_direct_ = kMaxPlainFrame;
+        rx_small_run_ = 0;
+    }
     direct_chains_ = 0;
     ++stats_.rx_frames;
     stats_.rx_bytes += len - kVnetHeaderSize;

@@ -167,6 +167,10 @@ private:
     bool active_ = false, broken_reported_ = false;
     bool mrg_ = false;
     std::size_t rx_target_ = 0;  // bytes of held RX buffers wanted before a read
+    // With MRG_RXBUF: bytes of held buffers a read writes straight into (at least one chain);
+    // the rest of a frame lands in bounce_ and is copied. Follows the frames (finish_frame_locked).
+    std::size_t rx_direct_ = 0;
+    unsigned rx_small_run_ = 0;
     virtio::VirtQueue rx_, tx_;
     std::shared_ptr<virtio::VirtioInterrupt> interrupt_;
     // Popped RX chains not used yet, in order. A ring: a std::deque of chains this size frees

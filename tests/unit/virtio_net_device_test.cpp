@@ -10,6 +10,7 @@
 #include "tests/support/virtqueue_driver.h"
 
 #include <gtest/gtest.h>
+
 #include <linux/if_tun.h>
 #include <poll.h>
 #include <pthread.h>
@@ -21,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -405,6 +407,114 @@ TEST_F(NetFixture, ManyTinyMergeableBuffersCarryFramesInOrder) {
         used = static_cast<std::uint16_t>(used + chains);
     }
     EXPECT_EQ(net->stats().rx_frames, 3u);
+    EXPECT_EQ(net->stats().rx_dropped, 0u);
+}
+
+// A backend that remembers how many iovecs each read was given.
+class IovCountingBackend : public NetBackend {
+public:
+    explicit IovCountingBackend(std::unique_ptr<NetBackend> inner) : inner_(std::move(inner)) {}
+    std::string description() const override { return inner_->description(); }
+    int fd() const override { return inner_->fd(); }
+    ssize_t read(std::span<const iovec> iov) override {
+        const ssize_t n = inner_->read(iov);
+        if (n > 0) iovs.push_back(iov.size());
+        return n;
+    }
+    ssize_t write(std::span<const iovec> iov) override { return inner_->write(iov); }
+    unsigned supported_offloads() const override { return inner_->supported_offloads(); }
+    bool set_offloads(unsigned f) override { return inner_->set_offloads(f); }
+    std::vector<std::size_t> iovs;  // per frame read
+
+private:
+    std::unique_ptr<NetBackend> inner_;
+};
+
+// A guest with GSO keeps ~64 KiB of 1.5 KiB mergeable buffers posted. A small frame is read
+// into one of them and the bounce area (two iovecs, not ~40); a frame longer than that window
+// still arrives whole (its tail copied from the bounce area) and opens the window to every
+// held chain; 64 small frames in a row narrow it again.
+TEST_F(NetFixture, TheReadWindowFollowsFrameSizesWithGuestGso) {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    peer = Fd(sv[1]);
+    auto counting = std::make_unique<IovCountingBackend>(
+        std::make_unique<SocketBackend>(Fd(sv[0]), unsigned{TUN_F_CSUM | TUN_F_TSO4}, "socketpair"));
+    IovCountingBackend* b = counting.get();
+    VirtioNetOptions o = options();
+    o.queue_size = 64;
+    net = std::make_unique<VirtioNet>(std::move(counting), o);
+    Drv big_rx{mem, 0x3000, 64};
+    net->activate(mem, kV1 | kMrg | feature_bit(kNetFGuestCsum) | feature_bit(kNetFGuestTso4),
+                  {big_rx.config(), txq.config()}, irq);
+    constexpr std::uint32_t kBuf = 1536;
+    std::map<std::uint16_t, std::uint64_t> buf_of;  // head -> its buffer
+    std::vector<std::uint64_t> free_bufs;
+    auto post = [&] {
+        for (const auto& u : big_rx.reclaim()) free_bufs.push_back(buf_of.at(static_cast<std::uint16_t>(u.id)));
+        while (big_rx.free_descriptors() > 0) {
+            std::uint64_t gpa;
+            if (free_bufs.empty()) {
+                gpa = arena.alloc(kBuf);
+            } else {
+                gpa = free_bufs.back();
+                free_bufs.pop_back();
+            }
+            buf_of[big_rx.add_chain({Drv::wr(gpa, kBuf)})] = gpa;
+        }
+        net->queue_notify(VirtioNet::kRxQueue);
+    };
+    // Delivers one frame; returns what the guest got across its buffers, and its num_buffers.
+    auto deliver = [&](const Bytes& f) {
+        post();
+        pump();
+        const std::uint16_t before = static_cast<std::uint16_t>(big_rx.used_idx());
+        peer_send(f);
+        pump();
+        Bytes got;
+        const std::uint16_t n = static_cast<std::uint16_t>(big_rx.used_idx() - before);
+        for (std::uint16_t k = 0; k < n; ++k) {
+            const auto u = big_rx.used(static_cast<std::uint16_t>(before + k));
+            const Bytes piece = read_guest(buf_of.at(static_cast<std::uint16_t>(u.id)), u.len);
+            got.insert(got.end(), piece.begin(), piece.end());
+        }
+        return std::pair{got, n};
+    };
+    auto expect_whole = [&](const Bytes& f, const Bytes& got, std::uint16_t n) {
+        ASSERT_EQ(got.size(), f.size());
+        Bytes expect = f;
+        expect[10] = static_cast<std::uint8_t>(n);
+        expect[11] = static_cast<std::uint8_t>(n >> 8);
+        EXPECT_EQ(got, expect);
+    };
+
+    const Bytes small = make_frame(100, 0x21);
+    auto [g1, n1] = deliver(small);
+    expect_whole(small, g1, n1);
+    EXPECT_EQ(n1, 1);
+    EXPECT_EQ(b->iovs.back(), 2u) << "one chain and the bounce area";
+
+    const Bytes big = make_frame(20000, 0x22);
+    auto [g2, n2] = deliver(big);
+    expect_whole(big, g2, n2);
+    EXPECT_EQ(n2, (big.size() + kBuf - 1) / kBuf);
+    EXPECT_EQ(b->iovs.back(), 2u) << "read through the narrow window: the tail came from the bounce area";
+
+    const Bytes big2 = make_frame(20000, 0x23);
+    auto [g3, n3] = deliver(big2);
+    expect_whole(big2, g3, n3);
+    EXPECT_GE(b->iovs.back(), 40u) << "the window opened to every held chain";
+
+    for (int i = 0; i < 64; ++i) {
+        const Bytes f = make_frame(60, static_cast<std::uint8_t>(i));
+        auto [g, n] = deliver(f);
+        expect_whole(f, g, n);
+    }
+    EXPECT_GE(b->iovs[b->iovs.size() - 2], 40u) << "the 63rd small frame still saw the wide window";
+    const Bytes last = make_frame(60, 0x7f);
+    auto [g4, n4] = deliver(last);
+    expect_whole(last, g4, n4);
+    EXPECT_EQ(b->iovs.back(), 2u) << "narrowed after 64 small frames";
     EXPECT_EQ(net->stats().rx_dropped, 0u);
 }
 
