@@ -18,8 +18,8 @@
              connection (pillar's way) is tests/qmp-go (bench/run-vm-bench reports it).
 
 Needs /dev/kvm (bench/run-vm-bench runs this inside the nested-KVM VM where it is missing),
-qemu-system-x86_64, and a build dir (VMM_BUILD_DIR, default ./build). Prints a markdown report
-on stdout; --json FILE also writes the raw numbers.
+qemu-system-x86_64, and a build dir (VMM_BUILD_DIR, default ./build). Prints the results
+(medians, ms) as JSON on stdout; --json FILE also writes them to FILE.
 """
 import argparse
 import json
