@@ -153,9 +153,9 @@ CapabilityState current_capabilities() {
 bool in_bounding_set(int cap) { return ::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1; }
 
 namespace {
-// What drop_bounding_set left the (single-threaded) process's bounding set within, if it ran.
-std::atomic<bool> g_bounding_narrowed{false};
-std::atomic<CapMask> g_bounding_within{0};
+// What the process's bounding set is known to lie within: everything until drop_bounding_set
+// (single-threaded) narrows it.
+std::atomic<CapMask> g_bounding_within{~CapMask{0}};
 }  // namespace
 
 void drop_bounding_set(CapMask keep) {
@@ -164,7 +164,6 @@ void drop_bounding_set(CapMask keep) {
     if (const int err = drop_bounding_on_this_thread(keep, last_capability(), &cap); err != 0)
         throw_errno("PR_CAPBSET_DROP " + std::to_string(cap), err);
     g_bounding_within.store(keep);
-    g_bounding_narrowed.store(true);
 }
 
 namespace {
@@ -172,7 +171,7 @@ namespace {
 // without asking the kernel once drop_bounding_set narrowed it to within `keep`: nothing
 // raises a bounding set again.
 bool bounding_set_exceeds(CapMask keep, int last) {
-    if (g_bounding_narrowed.load() && (g_bounding_within.load() & ~keep) == 0) return false;
+    if ((g_bounding_within.load() & ~keep) == 0) return false;
     for (int cap = 0; cap <= last; ++cap)
         if (!(keep & cap_bit(cap)) && ::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1) return true;
     return false;

@@ -195,8 +195,8 @@ void add_vcpu_policy(scmp_filter_ctx ctx, std::uint32_t pid) {
 // (tests/unit/seccomp_io_threads_test.cpp).
 //
 // What every device I/O thread does: signal interrupts (an irqfd eventfd write, or KVM_IRQ_LINE
-// for a guest on INTx), log (a write to stderr, gettid for the first line), lock, allocate, exit (glibc blocks signals and
-// frees the stack: rt_sigprocmask, madvise). A process-directed signal (SIGTERM) may land on any
+// for a guest on INTx), log (a write to stderr, gettid for the first line), lock, allocate,
+// exit (glibc blocks signals and frees the stack: rt_sigprocmask, madvise). A process-directed signal (SIGTERM) may land on any
 // thread: Asio's handler writes a pipe and returns (write, rt_sigreturn). clock_gettime is the
 // vDSO's fallback (a clocksource without vDSO support, as under nested virtualisation).
 constexpr const char* kIoCommonSyscalls[] = {

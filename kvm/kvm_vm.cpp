@@ -24,14 +24,14 @@ KvmVm::KvmVm(const KvmSystem& kvm) : kvm_(kvm) {
 
 KvmVm::~KvmVm() {
     // Best effort: the guest is gone, ticks mean nothing now; if it fails the kernel does it.
-    if (pit_ && !pit_reinjection_off_) (void)stop_pit_reinjection();
+    if (pit_reinjecting_) (void)stop_pit_reinjection();
 }
 
 bool KvmVm::stop_pit_reinjection() noexcept {
     kvm_reinject_control off{};
     off.pit_reinject = 0;
     if (::ioctl(fd_.get(), KVM_REINJECT_CONTROL, &off) != 0) return false;
-    pit_reinjection_off_ = true;
+    pit_reinjecting_ = false;
     return true;
 }
 
@@ -80,7 +80,7 @@ void KvmVm::create_pit() {
     // The speaker port 0x61 is then answered in the kernel too (Linux reads it to calibrate).
     cfg.flags = KVM_PIT_SPEAKER_DUMMY;
     if (::ioctl(fd_.get(), KVM_CREATE_PIT2, &cfg) < 0) throw_errno("KVM_CREATE_PIT2");
-    pit_ = true;
+    pit_reinjecting_ = true;
 }
 
 void KvmVm::set_irq_line(std::uint32_t gsi, bool level) {

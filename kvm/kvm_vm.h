@@ -77,7 +77,7 @@ private:
     std::mutex routes_mutex_;
     std::vector<Route> routes_;
     std::uint32_t next_msi_gsi_ = 24;
-    bool pit_ = false, pit_reinjection_off_ = false;
+    bool pit_reinjecting_ = false;  // a PIT exists and its reinjection is on
 };
 
 }  // namespace vmm

@@ -7,9 +7,10 @@
 //  - read_config / write_config / activate / reset: vCPU threads (the transport).
 //  - queue_notify (a vCPU or the I/O thread), or a signal on queue_kick_fd(0) (KVM's
 //    ioeventfd, pointed straight at it: no relay thread), only wakes the device's dispatcher
-//    thread ("<name>-q"), which sleeps in read() on that eventfd and pops and parses chains and hands them to the IoEngine: it enters an
-//    io_uring ring itself (reads, by default), whose thread "<name>-rd" (or "<name>-io") only
-//    reaps what completes in the background, or queues them for the "<name>-ioN" pool.
+//    thread ("<name>-q"), which sleeps in read() on that eventfd. It pops and parses chains
+//    and hands them to the IoEngine: it enters an io_uring ring itself (reads, by default),
+//    whose thread "<name>-rd" (or "<name>-io") only reaps what completes in the background, or
+//    queues them for the "<name>-ioN" pool.
 //    Completions write the status byte, add the chain to the used ring and call
 //    VirtioInterrupt::notify_queue() from an engine thread, or from the dispatcher (a request it
 //    ran inline, a read the ring completed at once).

@@ -438,10 +438,10 @@ void VirtioNet::finish_frame_locked(std::size_t len) {
     // area); a run of frames that fit a plain Ethernet frame narrows it again (one chain and
     // the bounce area: two iovecs for the kernel to import, not the ~40 chains of 1.5 KiB
     // a guest with GSO keeps posted).
-    if (len > rx_direct_) {
+    if (mrg_ && len > rx_direct_) {
         rx_direct_ = rx_target_;
         rx_small_run_ = 0;
-    } else if (rx_direct_ > kMaxPlainFrame && len <= kMaxPlainFrame && ++rx_small_run_ >= kNarrowAfter) {
+    } else if (mrg_ && rx_direct_ > kMaxPlainFrame && len <= kMaxPlainFrame && ++rx_small_run_ >= kNarrowAfter) {
         rx_direct_ = kMaxPlainFrame;
         rx_small_run_ = 0;
     }
