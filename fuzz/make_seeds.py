@@ -149,6 +149,34 @@ def virtio_pci():
 
 
 # ---- bzimage: kernel images (synthetic_images.h's make_bzimage, smaller) ----
+# ---- virtio_net: features byte, queue-size byte, then operations (virtio_net_fuzz.cpp) ----
+def virtio_net():
+    def rx(*lens):
+        return bytes([0, len(lens) - 1]) + b"".join(struct.pack("<H", n) for n in lens)
+
+    def tx(length, pieces=1, fill=0x11):
+        return bytes([1, pieces - 1]) + struct.pack("<HB", length, fill)
+
+    def send(length, fill=0x22):
+        return bytes([2]) + struct.pack("<HB", length, fill)
+
+    KICK_RX, KICK_TX, PASS, DRAIN, RESET = b"\x03", b"\x04", b"\x05", b"\x06", b"\x08"
+    plain = (rx(1530) * 4 + send(76) + send(1526) + send(90) + KICK_RX + PASS +
+             tx(76) + tx(600, 2) + tx(20) + KICK_TX + PASS + DRAIN)
+    put("virtio_net", "plain", bytes([0, 4]) + plain)
+    # MRG_RXBUF + GUEST_TSO4: small buffers, a frame that spans several, one that must wait for more.
+    merged = (rx(1536) * 6 + send(4000) + send(64) + KICK_RX + PASS + send(9000) + PASS +
+              rx(1536) * 6 + KICK_RX + PASS + tx(3000, 3) + KICK_TX + PASS + DRAIN)
+    put("virtio_net", "mergeable", bytes([0x05, 6]) + merged)
+    # EVENT_IDX + INDIRECT_DESC, a reset with a frame half delivered, then traffic again.
+    resets = (rx(600, 600) + rx(2000) + send(3000) + KICK_RX + PASS + RESET + rx(1530, 10) + send(100) +
+              KICK_RX + PASS + tx(200, 2) + KICK_TX + PASS + DRAIN)
+    put("virtio_net", "event-idx-indirect-reset", bytes([0x0f, 3]) + resets)
+    # A descriptor scribbled over after posting (the checks stop, the sanitizers go on).
+    scribble = rx(1530) + bytes([7]) + struct.pack("<IB", 0, 16) + b"\xff" * 16 + send(80) + KICK_RX + PASS
+    put("virtio_net", "scribble", bytes([0x01, 2]) + scribble)
+
+
 def bzimage():
     def make(version=0x020F, setup_sects=1, loadflags=1, xloadflags=1, payload=512, relocatable=1,
              init_size=0x40000, pref_address=0x100000):
@@ -237,6 +265,7 @@ def main():
     qmp()
     virtqueue()
     virtio_pci()
+    virtio_net()
     bzimage()
     pci_config()
     return 0

@@ -19,6 +19,7 @@
 #include "devicemodel/virtio/pci_transport.h"
 #include "devicemodel/virtio/virtio_device.h"
 #include "devicemodel/virtio/virtqueue.h"
+#include "fuzz/fuzz_reader.h"
 #include "tests/support/fakes.h"
 
 #include <spdlog/spdlog.h>
@@ -93,27 +94,8 @@ private:
     std::shared_ptr<VirtioInterrupt> interrupt_;
 };
 
-class Reader {
-public:
-    Reader(const std::uint8_t* data, std::size_t size) : p_(data), end_(data + size) {}
-    bool empty() const { return p_ == end_; }
-    std::uint64_t le(unsigned bytes) {
-        std::uint64_t v = 0;
-        for (unsigned i = 0; i < bytes && p_ != end_; ++i) v |= std::uint64_t(*p_++) << (8 * i);
-        return v;
-    }
-    std::size_t width() { return std::size_t{1} << (le(1) % 4); }
-    const std::uint8_t* take(std::size_t n, std::size_t& got) {
-        got = std::min<std::size_t>(n, static_cast<std::size_t>(end_ - p_));
-        const std::uint8_t* at = p_;
-        p_ += got;
-        return at;
-    }
-
-private:
-    const std::uint8_t* p_;
-    const std::uint8_t* end_;
-};
+// 1, 2, 4 or 8 bytes.
+std::size_t access_width(vmm::fuzz::FuzzReader& in) { return std::size_t{1} << (in.le(1) % 4); }
 
 // What PciRootBus passes on: 1, 2 or 4 bytes inside one dword of the 4 KiB config space.
 std::uint32_t config_offset(std::uint64_t raw, std::size_t width) {
@@ -135,7 +117,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size < 1) return 0;
-    Reader in(data + 1, size - 1);
+    vmm::fuzz::FuzzReader in(data + 1, size - 1);
     std::vector<std::uint8_t> ram((data[0] % 16 + 1) * std::size_t{4096}, 0);
     const vmm::GuestMemory memory({{0, ram.size(), ram.data()}});
 
@@ -155,26 +137,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         switch (in.le(1) % 7) {
         case 0: {
             const auto raw = in.le(2);
-            const std::size_t width = std::min<std::size_t>(in.width(), 4);
+            const std::size_t width = std::min<std::size_t>(access_width(in), 4);
             transport->config_read(config_offset(raw, width), std::span(buf, width));
             break;
         }
         case 1: {
             const auto raw = in.le(2);
-            const std::size_t width = std::min<std::size_t>(in.width(), 4);
+            const std::size_t width = std::min<std::size_t>(access_width(in), 4);
             vmm::set_bus_value(std::span(buf, width), in.le(4));
             transport->config_write(config_offset(raw, width), std::span<const std::uint8_t>(buf, width));
             break;
         }
         case 2: {
             const auto raw = in.le(2);
-            const std::size_t width = in.width();
+            const std::size_t width = access_width(in);
             transport->bar_read(bar_offset(raw, width, bar_size), std::span(buf, width));
             break;
         }
         case 3: {
             const auto raw = in.le(2);
-            const std::size_t width = in.width();
+            const std::size_t width = access_width(in);
             vmm::set_bus_value(std::span(buf, width), in.le(8));
             transport->bar_write(bar_offset(raw, width, bar_size), std::span<const std::uint8_t>(buf, width));
             break;
