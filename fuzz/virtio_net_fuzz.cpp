@@ -8,7 +8,8 @@
 //  - the device writes guest RAM only inside the receive buffers made available to it and not
 //    yet used, and in the two used rings;
 //  - every used receive entry is at most its chain's size, and a received frame arrives in as
-//    many used entries as its header's num_buffers says (1 without MRG_RXBUF);
+//    many used entries as its header's num_buffers says (1 without MRG_RXBUF), all in the same
+//    device step;
 //  - received frames reach the guest unaltered (but for num_buffers) and in order: what the
 //    guest gets is a subsequence of what the peer sent (a frame may be dropped, say too big
 //    for a non-mergeable buffer, never changed or delivered twice);
@@ -31,6 +32,7 @@
 #include "devicemodel/virtio-net/socket_backend.h"
 #include "devicemodel/virtio-net/virtio_net.h"
 #include "fuzz/fuzz_reader.h"
+#include "fuzz/guest_ram_watch.h"
 #include "tests/support/virtqueue_driver.h"
 
 #include <linux/if_tun.h>
@@ -92,7 +94,7 @@ bool consume_subsequence(std::deque<std::vector<std::uint8_t>>& expected, Match 
 class Harness {
 public:
     Harness(std::uint8_t feature_byte, std::uint16_t queue_size) : queue_size_(queue_size) {
-        std::fill(ram_.begin(), ram_.end(), 0);
+        ram_.clear();
         memory_ = GuestMemory({{0, ram_.size(), ram_.data()}});
         int sv[2];
         if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0) fail("socketpair");
@@ -168,10 +170,12 @@ public:
     // Runs `op` on the device, then checks what it wrote and takes back the used entries.
     template <typename Op>
     void device(Op op) {
-        if (!dirty_) std::memcpy(before_.data(), ram_.data(), kRam);
+        if (!dirty_) ram_.snapshot();
         op();
         if (!dirty_) check_writes();
         reclaim();
+        // A frame's used entries are added in one go: none may still be missing after a step.
+        if (frame_ && !dirty_) fail("a received frame's num_buffers counts more used entries than came");
     }
 
     void kick(std::uint16_t queue) {
@@ -230,22 +234,10 @@ private:
 
     // Every byte the device changed lies in a receive buffer it holds or in a used ring.
     void check_writes() {
-        if (std::memcmp(before_.data(), ram_.data(), kRam) == 0) return;
-        std::fill(allowed_.begin(), allowed_.end(), 0);
-        auto allow = [&](std::uint64_t from, std::uint64_t to) {
-            std::fill(allowed_.begin() + static_cast<std::ptrdiff_t>(from), allowed_.begin() + static_cast<std::ptrdiff_t>(to), 1);
-        };
-        for (const Driver* q : {&*rxq_, &*txq_}) allow(q->used_addr(), q->end());
+        for (const Driver* q : {&*rxq_, &*txq_}) ram_.allow(q->used_addr(), q->end());
         for (const auto& [head, chain] : rx_chains_)
-            for (const auto& b : chain.bufs) allow(b.gpa, b.gpa + b.len);
-        // Block by block (memcmp is not instrumented: a byte loop over all of RAM would be most
-        // of an input's time), byte by byte only where a block changed.
-        constexpr std::size_t kBlock = 256;
-        for (std::size_t at = 0; at < kRam; at += kBlock) {
-            if (std::memcmp(before_.data() + at, ram_.data() + at, kBlock) == 0) continue;
-            for (std::size_t i = at; i < at + kBlock; ++i)
-                if (before_[i] != ram_[i] && !allowed_[i]) fail("the device wrote guest RAM outside its receive buffers and used rings");
-        }
+            for (const auto& b : chain.bufs) ram_.allow(b.gpa, b.gpa + b.len);
+        if (ram_.changed_outside()) fail("the device wrote guest RAM outside its receive buffers and used rings");
     }
 
     void reclaim() {
@@ -273,8 +265,7 @@ private:
         for (const auto& b : chain.bufs) {
             if (bytes.size() == len) break;
             const std::size_t take = std::min<std::size_t>(b.len, len - bytes.size());
-            bytes.insert(bytes.end(), ram_.begin() + static_cast<std::ptrdiff_t>(b.gpa),
-                         ram_.begin() + static_cast<std::ptrdiff_t>(b.gpa + take));
+            bytes.insert(bytes.end(), ram_.data() + b.gpa, ram_.data() + b.gpa + take);
         }
         if (!frame_) {
             if (len == 0) return;  // a chain handed back unused (too small for a header)
@@ -297,10 +288,7 @@ private:
     };
 
     std::uint16_t queue_size_;
-    // Guest RAM (a buffer of exactly its size), its copy before a device step and which bytes
-    // the device may write: kept from one input to the next (fresh pages each time were a
-    // fifth of the run, the kernel zeroing them).
-    static inline std::vector<std::uint8_t> ram_ = std::vector<std::uint8_t>(kRam), before_ = ram_, allowed_ = ram_;
+    static inline fuzz::GuestRamWatch ram_{kRam};
     GuestMemory memory_;
     Fd peer_;
     std::unique_ptr<VirtioNet> net_;
