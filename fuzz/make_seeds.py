@@ -177,6 +177,29 @@ def virtio_net():
     put("virtio_net", "scribble", bytes([0x01, 2]) + scribble)
 
 
+# ---- virtio_blk: flags byte, queue-size byte, then operations (virtio_blk_fuzz.cpp) ----
+def virtio_blk():
+    IN, OUT, FLUSH, GET_ID, DISCARD, WZ = range(6)
+
+    def req(kind, sector, lens=(), fill=0x10):
+        return (bytes([0, kind]) + struct.pack("<HB", sector, len(lens)) +
+                b"".join(struct.pack("<H", n) for n in lens) + bytes([fill]))
+
+    KICK, KICK_NOWAIT, RESET = b"\x01", b"\x02", b"\x04"
+    rw = (req(OUT, 3, (512, 1024)) + KICK + req(IN, 3, (1536,)) + KICK + req(FLUSH, 0) + KICK +
+          req(GET_ID, 0, (20,)) + KICK + req(IN, 130, (512,)) + KICK + req(IN, 0, (100,)) + KICK +
+          req(9, 0, (512,)) + KICK + req(IN, 3, (512,), fill=0x11) + KICK)
+    put("virtio_blk", "read-write", bytes([0x04, 6]) + rw)
+    batch = b"".join(req(OUT, 8 * i, (4096,), fill=i) for i in range(8)) + KICK + req(IN, 0, (4096, 4096)) + KICK
+    put("virtio_blk", "uring-event-idx-poll", bytes([0x13, 5]) + batch)
+    put("virtio_blk", "read-only", bytes([0x08, 4]) + req(OUT, 1, (512,)) + KICK + req(IN, 1, (512,)) + KICK +
+        req(FLUSH, 0) + KICK)
+    inflight = b"".join(req(IN, i, (2048,)) for i in range(4)) + KICK_NOWAIT + RESET + req(OUT, 5, (512,)) + KICK
+    put("virtio_blk", "reset-in-flight", bytes([0x00, 3]) + inflight)
+    put("virtio_blk", "discard-write-zeroes", bytes([0x00, 4]) + req(DISCARD, 0, (16,)) + KICK +
+        req(WZ, 0, (16,), fill=0) + KICK + req(IN, 0, (512,)) + KICK)
+
+
 def bzimage():
     def make(version=0x020F, setup_sects=1, loadflags=1, xloadflags=1, payload=512, relocatable=1,
              init_size=0x40000, pref_address=0x100000):
@@ -266,6 +289,7 @@ def main():
     virtqueue()
     virtio_pci()
     virtio_net()
+    virtio_blk()
     bzimage()
     pci_config()
     return 0
