@@ -5,6 +5,8 @@
 // pages for every input were a fifth of a run: the kernel zeroing them); clear() starts one.
 #pragma once
 
+#include "fuzz/fuzz_reader.h"
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +22,14 @@ public:
     std::uint8_t* data() { return ram_.data(); }
     std::size_t size() const { return ram_.size(); }
     void clear() { std::fill(ram_.begin(), ram_.end(), 0); }
+    // A guest that stops behaving as a driver: takes u32 offset, u8 length and that many bytes
+    // off the input and writes them there (offset modulo the size, clipped at the end).
+    void scribble(FuzzReader& in) {
+        const std::size_t at = in.le(4) % ram_.size();
+        std::size_t got = 0;
+        const std::uint8_t* bytes = in.take(in.le(1), got);
+        std::memcpy(ram_.data() + at, bytes, std::min(got, ram_.size() - at));
+    }
 
     void snapshot() {
         std::memcpy(before_.data(), ram_.data(), ram_.size());

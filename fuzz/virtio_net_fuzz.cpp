@@ -191,10 +191,9 @@ public:
         device([&] { net_->reset(); });
         activate();
     }
-    void raw_write(std::uint32_t offset, const std::uint8_t* bytes, std::size_t len) {
+    void raw_write(fuzz::FuzzReader& in) {
         dirty_ = true;  // the guest is no longer a driver: from here on only the sanitizers judge
-        const std::size_t at = offset % kRam;
-        std::memcpy(ram_.data() + at, bytes, std::min(len, kRam - at));
+        ram_.scribble(in);
     }
 
 private:
@@ -327,13 +326,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             case 4: h.kick(VirtioNet::kTxQueue); break;
             case 5: h.passes(); break;
             case 6: h.peer_drain(); break;
-            case 7: {
-                const auto offset = static_cast<std::uint32_t>(in.le(4));
-                std::size_t got = 0;
-                const std::uint8_t* bytes = in.take(in.le(1), got);
-                h.raw_write(offset, bytes, got);
-                break;
-            }
+            case 7: h.raw_write(in); break;
             case 8: h.reset(); break;
         }
     }
