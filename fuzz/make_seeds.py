@@ -200,6 +200,28 @@ def virtio_blk():
         req(WZ, 0, (16,), fill=0) + KICK + req(IN, 0, (512,)) + KICK)
 
 
+# ---- virtio_console: features byte, queue-size byte, then operations (virtio_console_fuzz.cpp) ----
+def virtio_console():
+    def rx(*lens):
+        return bytes([0, len(lens) - 1, *lens])
+
+    def tx(*lens, fill=0x41):
+        return bytes([1, len(lens) - 1, *lens, fill])
+
+    def typed(length8, fill=0x61):
+        return bytes([2, length8, fill])
+
+    KICK_RX, KICK_TX, RESET = b"\x03", b"\x04", b"\x08"
+    chat = (rx(64) * 4 + typed(10) + KICK_RX + tx(20, 30) + KICK_TX + bytes([5, 0x21]) + bytes([6, 132, 43]) +
+            typed(100) + rx(255, 255) + KICK_RX + KICK_TX)
+    put("virtio_console", "chat", bytes([0x00, 4]) + chat)
+    # EVENT_IDX + INDIRECT_DESC; input waits over a reset (it is the backend's), output does not.
+    resets = typed(40) + tx(16) + RESET + rx(200, 200) + KICK_RX + tx(8, 8, 8) + KICK_TX + typed(255) + typed(255) + KICK_RX
+    put("virtio_console", "event-idx-indirect-reset", bytes([0x03, 3]) + resets)
+    put("virtio_console", "scribble", bytes([0x00, 2]) + rx(32) + bytes([7]) + struct.pack("<IB", 0, 8) + b"\xff" * 8 +
+        typed(4) + KICK_RX)
+
+
 def bzimage():
     def make(version=0x020F, setup_sects=1, loadflags=1, xloadflags=1, payload=512, relocatable=1,
              init_size=0x40000, pref_address=0x100000):
@@ -290,6 +312,7 @@ def main():
     virtio_pci()
     virtio_net()
     virtio_blk()
+    virtio_console()
     bzimage()
     pci_config()
     return 0

@@ -32,6 +32,7 @@
 // fuzz/make_seeds.py writes seeds that read, write, flush and reset.
 #include "devicemodel/bus/guest_memory.h"
 #include "devicemodel/virtio-blk/virtio_blk.h"
+#include "fuzz/chain_arena.h"
 #include "fuzz/fuzz_reader.h"
 #include "fuzz/guest_ram_watch.h"
 #include "tests/support/virtqueue_driver.h"
@@ -123,32 +124,25 @@ public:
         const auto fill = static_cast<std::uint8_t>(in.le(1));
         // Header (device-readable), data (device-writable for IN and GET_ID), status.
         const bool data_in = r.type == VIRTIO_BLK_T_IN || r.type == VIRTIO_BLK_T_GET_ID;
-        const auto hdr = alloc(sizeof(virtio_blk_outhdr));
+        const auto hdr = arena_.alloc(sizeof(virtio_blk_outhdr));
         if (!hdr) return;
         const virtio_blk_outhdr h{r.type, 0, r.sector};
         std::memcpy(ram_.data() + *hdr, &h, sizeof h);
         r.bufs.push_back(Driver::rd(*hdr, sizeof h));
         for (std::uint32_t len : lens) {
-            const auto at = alloc(len);
+            const auto at = arena_.alloc(len);
             if (!at) return;
             for (std::uint32_t i = 0; i < len; ++i) ram_.data()[*at + i] = static_cast<std::uint8_t>(fill + i * 3 + serial_);
             r.bufs.push_back(data_in ? Driver::wr(*at, len) : Driver::rd(*at, len));
             r.data_len += len;
         }
-        const auto status = alloc(1);
+        const auto status = arena_.alloc(1);
         if (!status) return;
         ram_.data()[*status] = 0xee;
         r.bufs.push_back(Driver::wr(*status, 1));
         r.status = *status;
         ++serial_;
-        const bool via_table = (features_ & bit(virtio::kFeatureIndirectDesc)) && (fill & 1);
-        std::optional<std::uint16_t> head;
-        if (via_table) {
-            const auto table = alloc(16 * r.bufs.size());
-            if (table && q_->free_descriptors() >= 1) head = q_->add_indirect_chain(r.bufs, *table);
-        } else if (q_->free_descriptors() >= r.bufs.size()) {
-            head = q_->add_chain(r.bufs);
-        }
+        const auto head = arena_.post(*q_, r.bufs, (features_ & bit(virtio::kFeatureIndirectDesc)) && (fill & 1));
         if (!head) return;
         for (const auto& b : r.bufs) r.writable += b.device_writable ? b.len : 0;
         // Requests out at the same time may run in any order (the device may poll the ring and
@@ -214,13 +208,6 @@ private:
         q_.emplace(memory_, kRings[ring_switch_ % 2], queue_size_);
         published_ = 0;
         step([&] { blk_->activate(memory_, features_, {q_->config()}, irq_); });
-    }
-
-    std::optional<std::uint64_t> alloc(std::uint64_t len) {
-        const std::uint64_t at = (next_ + 15) & ~std::uint64_t{15};
-        if (at + len > kRam) return std::nullopt;  // full: no more requests for this input
-        next_ = at + len;
-        return at;
     }
 
     // Runs `op` on the device, then checks what it wrote and takes back the used entries.
@@ -303,7 +290,8 @@ private:
     unsigned ring_switch_ = 0;
     std::uint16_t published_ = 0;  // requests answered since activation
     std::map<std::uint16_t, Request> outstanding_;  // by head
-    std::uint64_t next_ = kArena, serial_ = 0;
+    fuzz::ChainArena arena_{kArena, kRam};
+    std::uint64_t serial_ = 0;
 };
 
 }  // namespace

@@ -31,6 +31,7 @@
 #include "devicemodel/bus/guest_memory.h"
 #include "devicemodel/virtio-net/socket_backend.h"
 #include "devicemodel/virtio-net/virtio_net.h"
+#include "fuzz/chain_arena.h"
 #include "fuzz/fuzz_reader.h"
 #include "fuzz/guest_ram_watch.h"
 #include "tests/support/virtqueue_driver.h"
@@ -121,12 +122,12 @@ public:
         Chain chain;
         for (unsigned i = 0; i < n; ++i) {
             const auto len = static_cast<std::uint32_t>(in.le(2) % 4097);
-            const auto at = alloc(len);
+            const auto at = arena_.alloc(len);
             if (!at) return;
             chain.bufs.push_back(Driver::wr(*at, len));
             chain.writable += len;
         }
-        if (const auto head = post(*rxq_, chain.bufs, via_table)) rx_chains_[*head] = std::move(chain);
+        if (const auto head = arena_.post(*rxq_, chain.bufs, indirect_ && via_table)) rx_chains_[*head] = std::move(chain);
     }
 
     void post_tx(fuzz::FuzzReader& in) {
@@ -136,13 +137,13 @@ public:
         Chain chain;
         for (unsigned i = 0, off = 0; i < n; ++i) {
             const std::size_t piece = i + 1 == n ? len - off : len / n;
-            const auto at = alloc(piece);
+            const auto at = arena_.alloc(piece);
             if (!at) return;
             if (piece) std::memcpy(ram_.data() + *at, f.data() + off, piece);
             chain.bufs.push_back(Driver::rd(*at, static_cast<std::uint32_t>(piece)));
             off += static_cast<unsigned>(piece);
         }
-        const auto head = post(*txq_, chain.bufs, /*via_table=*/n & 2);
+        const auto head = arena_.post(*txq_, chain.bufs, indirect_ && (n & 2));
         if (!head) return;
         tx_chains_[*head] = std::move(chain);
         // What the device must send (§5.1.6.2: a header and at least an Ethernet header).
@@ -213,24 +214,6 @@ private:
         device([&] { net_->activate(memory_, features_, {rxq_->config(), txq_->config()}, irq_); });
     }
 
-    std::optional<std::uint64_t> alloc(std::uint64_t len) {
-        const std::uint64_t at = (next_ + 15) & ~std::uint64_t{15};
-        if (at + len > kArenaEnd) return std::nullopt;  // full: no more buffers for this input
-        next_ = at + len;
-        return at;
-    }
-
-    // Posts `bufs` directly or (sometimes, with INDIRECT_DESC) through an indirect table.
-    std::optional<std::uint16_t> post(Driver& q, const std::vector<Driver::Buf>& bufs, bool via_table) {
-        if (via_table && indirect_) {
-            const auto table = alloc(16 * bufs.size());
-            if (!table || q.free_descriptors() < 1) return std::nullopt;
-            return q.add_indirect_chain(bufs, *table);
-        }
-        if (q.free_descriptors() < bufs.size()) return std::nullopt;
-        return q.add_chain(bufs);
-    }
-
     // Every byte the device changed lies in a receive buffer it holds or in a used ring.
     void check_writes() {
         for (const Driver* q : {&*rxq_, &*txq_}) ram_.allow(q->used_addr(), q->end());
@@ -297,7 +280,8 @@ private:
     std::optional<Driver> rxq_, txq_;
     std::map<std::uint16_t, Chain> rx_chains_;  // by head: what the guest made available
     std::map<std::uint16_t, Chain> tx_chains_;
-    std::uint64_t next_ = kArena, serial_ = 0;
+    fuzz::ChainArena arena_{kArena, kArenaEnd};
+    std::uint64_t serial_ = 0;
     std::deque<std::vector<std::uint8_t>> sent_rx_, expected_tx_;
     std::optional<Frame> frame_;  // a merged frame whose pieces are still coming
 };
