@@ -142,12 +142,14 @@ public:
         cv_.notify_all();
         for (auto& t : workers_) t.join();
     }
-    void submit(std::vector<IoOp> ops) override {
+    void submit(std::vector<IoOp>& ops) override {
+        const std::size_t n = ops.size();
         {
             std::lock_guard lock(mu_);
             for (auto& op : ops) queue_.push_back(std::move(op));
         }
-        if (ops.size() == 1)
+        ops.clear();
+        if (n == 1)
             cv_.notify_one();
         else
             cv_.notify_all();
@@ -196,16 +198,17 @@ public:
     SplitEngine(std::unique_ptr<IoEngine> reads, std::unique_ptr<IoEngine> rest)
         : reads_(std::move(reads)), rest_(std::move(rest)),
           name_(std::string(reads_->name()) + " reads, " + rest_->name()) {}
-    void submit(std::vector<IoOp> ops) override {
+    void submit(std::vector<IoOp>& ops) override {
         const auto reads = std::count_if(ops.begin(), ops.end(), [](const IoOp& op) { return op.kind == IoOp::Kind::Read; });
-        if (reads == 0) return rest_->submit(std::move(ops));
-        if (static_cast<std::size_t>(reads) == ops.size()) return reads_->submit(std::move(ops));
+        if (reads == 0) return rest_->submit(ops);
+        if (static_cast<std::size_t>(reads) == ops.size()) return reads_->submit(ops);
         std::vector<IoOp> r, o;
         r.reserve(static_cast<std::size_t>(reads));
         o.reserve(ops.size() - static_cast<std::size_t>(reads));
         for (auto& op : ops) (op.kind == IoOp::Kind::Read ? r : o).push_back(std::move(op));
-        reads_->submit(std::move(r));
-        rest_->submit(std::move(o));
+        ops.clear();
+        reads_->submit(r);
+        rest_->submit(o);
     }
     const char* name() const override { return name_.c_str(); }
 
@@ -263,7 +266,7 @@ public:
         }
         if (ring_ok_) io_uring_queue_exit(&ring_);
     }
-    void submit(std::vector<IoOp> ops) override {
+    void submit(std::vector<IoOp>& ops) override {
         bool ring = false;
         for (auto& op : ops) {
             if (in_ring(op))
@@ -271,16 +274,17 @@ public:
             else
                 op.done(run_io_sync(fd_, op));
         }
-        if (!ring) return;
+        if (!ring) return ops.clear();
         bool background = false;
         {
             std::lock_guard lock(mu_);
             for (auto& op : ops)
-                if (in_ring(op)) start(new IoOp(std::move(op)));
+                if (in_ring(op)) start(slot_for(std::move(op)));
             io_uring_submit(&ring_);
             reap_locked();
             background = inflight_ > 0;
         }
+        ops.clear();
         if (background) waiting_.notify_one();
     }
     const char* name() const override { return "io_uring"; }
@@ -319,9 +323,22 @@ private:
         ++inflight_;
     }
 
+    // An op in the ring lives in a slot of its own (its iovecs must stay put until the
+    // completion); finished slots are kept for the next ops instead of a new and a delete per
+    // request. mu_ held.
+    IoOp* slot_for(IoOp&& op) {
+        if (spare_.empty()) return new IoOp(std::move(op));
+        IoOp* slot = spare_.back().release();
+        spare_.pop_back();
+        *slot = std::move(op);
+        return slot;
+    }
+
     void finish(IoOp* op, int r) {
         op->done(r);
-        delete op;
+        op->done = nullptr;
+        op->ranges.clear();
+        spare_.emplace_back(op);
     }
 
     // One CQE's op: finished (done called), or started again (true: the ring needs a submit).
@@ -390,6 +407,7 @@ private:
     std::mutex mu_;                        // the ring (SQ and CQ), inflight_, stop_
     std::condition_variable waiting_;      // the engine thread: the ring holds ops, or stop_
     unsigned inflight_ = 0;                // ops in the ring
+    std::vector<std::unique_ptr<IoOp>> spare_;  // finished ops' slots (slot_for)
     bool stop_ = false;
     bool wait_failed_ = false;             // engine thread only
 };

@@ -42,7 +42,9 @@ struct IoOp {
 class IoEngine {
 public:
     virtual ~IoEngine() = default;
-    virtual void submit(std::vector<IoOp> ops) = 0;
+    // Takes every op of `ops` and leaves it empty, its capacity kept for the caller's next
+    // batch (a device submits a batch per kick; no allocation per batch).
+    virtual void submit(std::vector<IoOp>& ops) = 0;
     virtual const char* name() const = 0;
 };
 

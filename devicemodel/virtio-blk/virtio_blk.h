@@ -155,7 +155,9 @@ private:
     // A read or write small enough to run on the dispatcher (options_.inline_max_bytes).
     bool inline_ok(const IoOp& op) const;
     // Writes status and returns the chain. mu_ held.
-    void put_used_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value, std::uint32_t used_len);
+    enum class Publish { Now, AtBatchEnd };  // AtBatchEnd: flush_owed's needs_notification() publishes
+    void put_used_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value, std::uint32_t used_len,
+                         Publish publish = Publish::Now);
     // The same, and decides on notification. mu_ held.
     void finish_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value, std::uint32_t used_len,
                        bool& notify);

@@ -236,6 +236,12 @@ void VirtQueue::walk(DescriptorChain& chain) {
 }
 
 bool VirtQueue::add_used(std::uint16_t head, std::uint32_t len) {
+    if (!add_used_unpublished(head, len)) return false;
+    publish_used();
+    return true;
+}
+
+bool VirtQueue::add_used_unpublished(std::uint16_t head, std::uint32_t len) {
     if (!enabled_ || broken()) return false;
     if (head >= size_) {
         mark_broken("add_used of head " + std::to_string(head) + " >= queue size");
@@ -245,10 +251,15 @@ bool VirtQueue::add_used(std::uint16_t head, std::uint32_t len) {
     memory_->write_obj(elem, VirtqUsedElem{head, len});
     ++next_used_;
     ++added_since_notify_;
-    // §2.7.8.2: the element is visible before the index that publishes it.
+    return true;
+}
+
+void VirtQueue::publish_used() {
+    if (!enabled_ || broken() || published_used_ == next_used_) return;
+    // §2.7.8.2: the elements are visible before the index that publishes them.
     std::atomic_thread_fence(std::memory_order_release);
     memory_->write_obj<std::uint16_t>(used_ + 2, next_used_);
-    return true;
+    published_used_ = next_used_;
 }
 
 void VirtQueue::disable_notifications() {
@@ -288,6 +299,7 @@ AvailIdxReader VirtQueue::avail_idx_reader() const noexcept {
 
 bool VirtQueue::needs_notification() {
     if (!enabled_ || broken()) return false;
+    publish_used();  // the driver is only ever told about entries it can see
     const std::uint16_t added = std::exchange(added_since_notify_, 0);
     if (added == 0) return false;
     // The used idx must be visible before we read the driver's suppression state (§2.7.10).

@@ -172,6 +172,11 @@ public:
     // Returns head to the driver with `len` bytes written into its writable buffers. False (and
     // the queue marked broken) if the queue is broken or head >= size.
     bool add_used(std::uint16_t head, std::uint32_t len);
+    // add_used without writing the used idx yet: publish_used() (or needs_notification(), which
+    // publishes first) makes a run of entries visible with one store. A driver that polls the
+    // index then pulls its cache line over once for the run, not once per entry.
+    bool add_used_unpublished(std::uint16_t head, std::uint32_t len);
+    void publish_used();
 
     // Whether the driver wants an interrupt for the buffers added since the last call (§2.7.7.2:
     // VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX). Resets that count.
@@ -208,6 +213,7 @@ private:
     bool indirect_ = false, event_idx_ = false;
     bool notify_enabled_ = true;
     std::uint16_t next_avail_ = 0, next_used_ = 0;
+    std::uint16_t published_used_ = 0;  // the used idx the driver can see
     std::uint16_t added_since_notify_ = 0;
     std::uint64_t bad_chains_ = 0;
 };

@@ -133,6 +133,38 @@ TEST(VirtioQueueTest, AddUsedPublishesElementAndIndex) {
     EXPECT_EQ(f.drv.used(1).len, 8u);
 }
 
+TEST(VirtioQueueTest, UnpublishedUsedEntriesAppearWithOneIndexStore) {
+    Fixture f;
+    auto vq = f.q(feature_bit(kFeatureVersion1));
+    const auto a = f.arena.alloc(8);
+    std::vector<std::uint16_t> heads;
+    for (int i = 0; i < 3; ++i) heads.push_back(f.drv.add_chain({Drv::wr(a, 8)}));
+    std::vector<DescriptorChain> chains;
+    while (auto c = vq.pop()) chains.push_back(std::move(*c));
+    ASSERT_EQ(chains.size(), 3u);
+    EXPECT_TRUE(vq.add_used_unpublished(chains[0].head(), 1));
+    EXPECT_TRUE(vq.add_used_unpublished(chains[1].head(), 2));
+    EXPECT_EQ(f.drv.used_idx(), 0) << "the driver sees no entry before the index is published";
+    EXPECT_EQ(f.drv.used(0).id, heads[0]) << "the elements themselves are written";
+    vq.publish_used();
+    EXPECT_EQ(f.drv.used_idx(), 2);
+    vq.publish_used();
+    EXPECT_EQ(f.drv.used_idx(), 2) << "publishing again changes nothing";
+    // needs_notification() publishes first: the driver is never told of an entry it cannot see.
+    EXPECT_TRUE(vq.needs_notification());
+    EXPECT_TRUE(vq.add_used_unpublished(chains[2].head(), 3));
+    EXPECT_EQ(f.drv.used_idx(), 2);
+    EXPECT_TRUE(vq.needs_notification());
+    EXPECT_EQ(f.drv.used_idx(), 3);
+    EXPECT_EQ(f.drv.used(2).id, heads[2]);
+    EXPECT_EQ(f.drv.used(2).len, 3u);
+    // A bad head breaks the queue as add_used does, and a broken queue publishes nothing more.
+    EXPECT_FALSE(vq.add_used_unpublished(999, 0));
+    EXPECT_TRUE(vq.broken());
+    vq.publish_used();
+    EXPECT_EQ(f.drv.used_idx(), 3);
+}
+
 TEST(VirtioQueueTest, IndicesWrapAround16Bits) {
     FakeGuestMemory fake({{0, 0x10000}});
     Drv drv(fake, 0x1000, 4);
