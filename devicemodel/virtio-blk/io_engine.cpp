@@ -18,7 +18,7 @@
 #include <thread>
 
 #ifdef VMM_HAVE_LIBURING
-#include "devicemodel/virtio-blk/restricted_ring.h"
+#include "devicemodel/uring/restricted_ring.h"
 
 #include <liburing.h>
 #endif
@@ -237,7 +237,9 @@ public:
         // ENOSYS/EPERM where the kernel or a seccomp policy forbids io_uring, EINVAL where it
         // cannot restrict a ring (before 5.10).
         const int files[] = {fd};
-        if (int r = setup_restricted_ring(e->ring_, depth, files); r < 0) {
+        // NOP: the engine wakes its own thread out of a wait in the ring with one.
+        const std::uint8_t ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC, IORING_OP_NOP};
+        if (int r = uring::setup_restricted_ring(e->ring_, depth, files, ops); r < 0) {
             logger("blk")->info("io_uring unavailable ({}), using the thread pool", std::strerror(-r));
             return nullptr;
         }
@@ -264,7 +266,7 @@ public:
             waiting_.notify_all();
             thread_.join();
         }
-        if (ring_ok_) io_uring_queue_exit(&ring_);
+        if (ring_ok_) uring::close_restricted_ring(ring_);
     }
     void submit(std::vector<IoOp>& ops) override {
         bool ring = false;

@@ -14,8 +14,13 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <memory>
 #include <span>
 #include <string>
+
+namespace vmm::uring {
+class FrameWriter;
+}
 
 namespace vmm::virtio_net {
 
@@ -23,7 +28,10 @@ inline constexpr std::size_t kVnetHeaderSize = 12;  // sizeof(struct virtio_net_
 
 class NetBackend {
 public:
-    virtual ~NetBackend() = default;
+    NetBackend();
+    virtual ~NetBackend();
+    NetBackend(const NetBackend&) = delete;
+    NetBackend& operator=(const NetBackend&) = delete;
 
     // A short name for logs ("tap vmtap0").
     virtual std::string description() const = 0;
@@ -39,6 +47,14 @@ public:
     // -EAGAIN when the backend cannot take it now (retry on writability), another -errno when the
     // frame was refused (e.g. a header the kernel rejects: the frame is dropped).
     virtual ssize_t write(std::span<const iovec> iov) = 0;
+    // Writes frames in order, as write() would one by one: results[i] (results is as long as
+    // frames) gets frame i's write() result. Returns how many frames have a result: all, or
+    // fewer when frame n (the return value) got -EAGAIN: it and the frames behind it were not
+    // written. A backend that set up a FrameWriter (Tap, SocketBackend) writes the run with one
+    // io_uring_enter; otherwise (or where io_uring is refused) this calls write() per frame.
+    std::size_t write_batch(std::span<const std::span<const iovec>> frames, std::span<ssize_t> results);
+    // Whether write_batch goes through io_uring (for tests and logs).
+    bool writes_in_batches() const noexcept { return writer_ != nullptr; }
 
     // TUN_F_* offloads (linux/if_tun.h) the backend can deliver to the device on read:
     // TUN_F_CSUM (frames may carry VIRTIO_NET_HDR_F_NEEDS_CSUM), TUN_F_TSO4/6/ECN (GSO frames).
@@ -46,6 +62,14 @@ public:
     virtual unsigned supported_offloads() const { return 0; }
     // Selects which of supported_offloads() the reader (the guest) accepts; false if refused.
     virtual bool set_offloads(unsigned tun_flags) { return tun_flags == 0; }
+
+protected:
+    // For a backend's constructor: write_batch through an io_uring restricted to this fd
+    // (socket: SENDMSG; otherwise WRITEV). Silently frame by frame where io_uring is refused.
+    void write_batches_with_io_uring(int fd, bool socket);
+
+private:
+    std::unique_ptr<uring::FrameWriter> writer_;
 };
 
 }  // namespace vmm::virtio_net

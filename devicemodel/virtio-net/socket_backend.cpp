@@ -16,6 +16,7 @@ SocketBackend::SocketBackend(Fd socket, unsigned offloads, std::string name)
     : fd_(std::move(socket)), offloads_(offloads), name_(std::move(name)) {
     const int fl = ::fcntl(fd_.get(), F_GETFL);
     if (fl < 0 || ::fcntl(fd_.get(), F_SETFL, fl | O_NONBLOCK) < 0) throw_errno(name_ + ": O_NONBLOCK");
+    write_batches_with_io_uring(fd_.get(), true);
 }
 
 ssize_t SocketBackend::read(std::span<const iovec> iov) {

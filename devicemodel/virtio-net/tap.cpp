@@ -72,7 +72,9 @@ Tap::Tap(const std::string& name) : name_(name) {
         }
     }
     if (::ioctl(fd_.get(), TUNSETOFFLOAD, 0ul) < 0) throw_errno("tap '" + name_ + "': TUNSETOFFLOAD 0");
-    logger("tap")->info("{}: opened (offloads {:#x})", name_, supported_);
+    write_batches_with_io_uring(fd_.get(), false);
+    logger("tap")->info("{}: opened (offloads {:#x}; {})", name_, supported_,
+                        writes_in_batches() ? "transmit in io_uring batches" : "one writev per frame");
 }
 
 ssize_t Tap::read(std::span<const iovec> iov) {

@@ -24,7 +24,10 @@ namespace {
 using virtio::feature_bit;
 
 // Frames (or chains) served per queue per pass, so a flood on one queue cannot starve the other.
-constexpr int kBudget = 256;
+constexpr std::size_t kBudget = 256;
+// TX chains written per backend call (one io_uring_enter with a FrameWriter).
+constexpr std::size_t kTxBatch = 64;
+constexpr int kTxUnusable = -1, kTxDropped = -2;  // tx_frame_of_ for a chain that is not a frame
 constexpr std::size_t kEthHeader = 14;
 // Without guest GSO a frame is at most a 1500-byte MTU payload + Ethernet + VLAN header.
 constexpr std::size_t kMaxPlainFrame = kVnetHeaderSize + 1500 + kEthHeader + 4;
@@ -111,7 +114,7 @@ void VirtioNet::activate(const GuestMemory& memory, std::uint64_t features, std:
     {
         std::lock_guard lock(mu_);
         drop_rx_state_locked();
-        tx_blocked_.reset();
+        drop_tx_state_locked();
         queues.resize(2);
         rx_ = virtio::VirtQueue(memory, queues[kRxQueue], options_.queue_size, features);
         tx_ = virtio::VirtQueue(memory, queues[kTxQueue], options_.queue_size, features);
@@ -147,7 +150,7 @@ void VirtioNet::reset() {
     std::lock_guard lock(mu_);
     active_ = false;
     drop_rx_state_locked();
-    tx_blocked_.reset();
+    drop_tx_state_locked();
     rx_ = virtio::VirtQueue{};
     tx_ = virtio::VirtQueue{};
     interrupt_.reset();
@@ -242,49 +245,87 @@ bool VirtioNet::run_pass(int timeout_ms) {
 }
 
 bool VirtioNet::process_tx_locked(bool& used) {
-    for (int i = 0; i < kBudget; ++i) {
-        std::optional<virtio::DescriptorChain> chain;
-        if (tx_blocked_)
-            chain.swap(tx_blocked_);
-        else
-            chain = tx_.pop();
-        if (!chain) return false;
-        const std::uint16_t head = chain->head();
-        const std::uint64_t len = chain->readable_bytes();
-        std::optional<virtio::IoVecs> iov;
-        if (chain->ok() && len >= kVnetHeaderSize + kEthHeader && len <= kMaxFrame) iov = chain->readable_iov(0, len);
-        if (!iov || iov->size() > IOV_MAX) {
-            // §5.1.6.2: a transmit chain is the header and the frame; anything else is the
-            // guest's mistake: give the chain back unsent.
-            if (log_now(++stats_.tx_errors))
-                log_->warn("tx chain at head {} unusable ({}, {} readable bytes): not sent", head,
-                           virtio::to_string(chain->error()), len);
-        } else if (backend_gone_) {
-            // Nowhere to send it; the guest still gets its buffer back.
-            ++stats_.tx_dropped;
-        } else {
-            const ssize_t n = backend_->write(std::span<const iovec>(iov->data(), iov->size()));
-            if (n == -EAGAIN) {
-                // The backend is full: keep the chain, retry when it is writable (EPOLLOUT).
-                tx_blocked_ = std::move(chain);
-                return false;
-            }
-            if (n == -EBADFD) {
-                backend_lost_locked("is gone (the interface was deleted)");
-                ++stats_.tx_dropped;
-            } else if (n < 0) {
+    std::size_t served = 0;
+    for (;;) {
+        // The chains held from a pass that found the backend full go first, in their order.
+        while (tx_chains_.size() < kTxBatch && served + tx_chains_.size() < kBudget) {
+            auto chain = tx_.pop();
+            if (!chain) break;
+            tx_chains_.push_back(std::move(*chain));
+        }
+        if (tx_chains_.empty()) {
+            tx_blocked_ = false;
+            return false;
+        }
+        // One frame per usable chain; the rest are given back unsent.
+        const std::size_t chains = tx_chains_.size();
+        tx_iovs_.resize(chains);
+        tx_frame_of_.assign(chains, kTxUnusable);
+        tx_frames_.clear();
+        for (std::size_t i = 0; i < chains; ++i) {
+            const virtio::DescriptorChain& chain = tx_chains_[i];
+            const std::uint64_t len = chain.readable_bytes();
+            std::optional<virtio::IoVecs> iov;
+            if (chain.ok() && len >= kVnetHeaderSize + kEthHeader && len <= kMaxFrame) iov = chain.readable_iov(0, len);
+            if (!iov || iov->size() > IOV_MAX) {
+                // §5.1.6.2: a transmit chain is the header and the frame; anything else is the
+                // guest's mistake: give the chain back unsent.
                 if (log_now(++stats_.tx_errors))
-                    log_->warn("tx of {} bytes to {} failed: {}", len, backend_->description(), std::strerror(static_cast<int>(-n)));
+                    log_->warn("tx chain at head {} unusable ({}, {} readable bytes): not sent", chain.head(),
+                               virtio::to_string(chain.error()), len);
+            } else if (backend_gone_) {
+                tx_frame_of_[i] = kTxDropped;  // nowhere to send it; the guest still gets its buffer back
             } else {
-                ++stats_.tx_frames;
-                stats_.tx_bytes += len - kVnetHeaderSize;
+                tx_iovs_[i] = std::move(*iov);
+                tx_frame_of_[i] = static_cast<int>(tx_frames_.size());
+                tx_frames_.emplace_back(tx_iovs_[i].data(), tx_iovs_[i].size());
             }
         }
-        // The device writes nothing into a transmit chain: used length 0.
-        tx_.add_used(head, 0);
-        used = true;
+        tx_results_.resize(tx_frames_.size());
+        const std::size_t written = tx_frames_.empty() ? 0 : backend_->write_batch(tx_frames_, tx_results_);
+        // Chains up to the first frame the backend could not take are done; that frame and
+        // everything behind it wait for EPOLLOUT (kept in order, not given back).
+        std::size_t done = chains;
+        if (written < tx_frames_.size())
+            done = static_cast<std::size_t>(std::find(tx_frame_of_.begin(), tx_frame_of_.end(), static_cast<int>(written)) -
+                                            tx_frame_of_.begin());
+        for (std::size_t i = 0; i < done; ++i) {
+            const int frame = tx_frame_of_[i];
+            if (frame == kTxDropped) {
+                ++stats_.tx_dropped;
+            } else if (frame >= 0) {
+                const ssize_t n = tx_results_[static_cast<std::size_t>(frame)];
+                const std::uint64_t len = tx_chains_[i].readable_bytes();
+                if (n == -EBADFD) {
+                    if (!backend_gone_) backend_lost_locked("is gone (the interface was deleted)");
+                    ++stats_.tx_dropped;
+                } else if (n < 0) {
+                    if (log_now(++stats_.tx_errors))
+                        log_->warn("tx of {} bytes to {} failed: {}", len, backend_->description(), std::strerror(static_cast<int>(-n)));
+                } else {
+                    ++stats_.tx_frames;
+                    stats_.tx_bytes += len - kVnetHeaderSize;
+                }
+            }
+            // The device writes nothing into a transmit chain: used length 0.
+            tx_.add_used(tx_chains_[i].head(), 0);
+            used = true;
+        }
+        tx_chains_.erase(tx_chains_.begin(), tx_chains_.begin() + static_cast<std::ptrdiff_t>(done));
+        served += done;
+        if (done < chains) {
+            // The backend is full: retry when it is writable (EPOLLOUT).
+            tx_blocked_ = true;
+            return false;
+        }
+        tx_blocked_ = false;
+        if (served >= kBudget) return true;
     }
-    return true;
+}
+
+void VirtioNet::drop_tx_state_locked() {
+    tx_chains_.clear();
+    tx_blocked_ = false;
 }
 
 void VirtioNet::top_up_rx_locked(bool& used) {
@@ -316,7 +357,7 @@ void VirtioNet::hold_rx_chain_locked(virtio::DescriptorChain&& chain) {
 
 bool VirtioNet::process_rx_locked(bool& used) {
     if (backend_gone_) return false;
-    for (int i = 0; i < kBudget; ++i) {
+    for (std::size_t i = 0; i < kBudget; ++i) {
         if (pending_len_ && !deliver_pending_locked(used)) {
             rx_wanted_ = false;  // resume on the next rx notify
             return false;

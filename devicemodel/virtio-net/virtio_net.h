@@ -145,6 +145,7 @@ private:
     // suffice. Returns whether it was delivered.
     bool deliver_pending_locked(bool& used);
     void drop_rx_state_locked();
+    void drop_tx_state_locked();
     // The backend has gone away for good (`why` for the log): stop polling it, link down.
     void backend_lost_locked(const char* why);
     void update_interest_locked();
@@ -185,7 +186,16 @@ private:
     // (head, length) pairs a frame completes.
     std::vector<iovec> rx_iov_;
     std::vector<std::pair<std::uint16_t, std::uint32_t>> rx_done_;
-    std::optional<virtio::DescriptorChain> tx_blocked_;  // backend was full: retry this first
+    // TX: chains popped and not yet given back, in order; while the backend is full
+    // (tx_blocked_) the first of them waits for EPOLLOUT. Per-batch scratch kept between passes:
+    // each chain's iovecs, its frame's index in tx_frames_ (or kTxUnusable / kTxDropped), the
+    // frames handed to write_batch and their results.
+    std::vector<virtio::DescriptorChain> tx_chains_;
+    std::vector<virtio::IoVecs> tx_iovs_;
+    std::vector<int> tx_frame_of_;
+    std::vector<std::span<const iovec>> tx_frames_;
+    std::vector<ssize_t> tx_results_;
+    bool tx_blocked_ = false;
     bool rx_wanted_ = false, backend_gone_ = false;
     bool config_changed_ = false;  // a config interrupt is owed (link status changed in the loop)
     bool rx_more_ = false, tx_more_ = false;  // a budget ran out: go on without waiting

@@ -2,7 +2,7 @@
 // on a temporary backing file, with both I/O engines (io_uring when available, thread pool):
 // every request type, read-only disks, capacity checks, hostile chains, interrupts and reset.
 #include "devicemodel/virtio-blk/virtio_blk.h"
-#include "devicemodel/virtio-blk/restricted_ring.h"
+#include "devicemodel/uring/restricted_ring.h"
 
 #include "tests/support/fakes.h"
 #include "tests/support/virtqueue_driver.h"
@@ -213,7 +213,8 @@ TEST_P(VirtioBlkDeviceTest, ConfigSpaceAndFeatures) {
         // Where this kernel makes restricted rings, the engine runs on one (no silent fallback).
         struct io_uring probe {};
         const int files[] = {::open(disk.path.c_str(), O_RDONLY | O_CLOEXEC)};
-        if (setup_restricted_ring(probe, 4, files) == 0) {
+        const std::uint8_t ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC, IORING_OP_NOP};
+        if (uring::setup_restricted_ring(probe, 4, files, ops) == 0) {
             io_uring_queue_exit(&probe);
             EXPECT_STREQ(blk->io_engine_name(), io_uring() ? "io_uring" : "io_uring reads, threads");
         }

@@ -1,0 +1,130 @@
+// FrameWriter (devicemodel/uring/frame_writer.h) on a SOCK_SEQPACKET socketpair: a run of frames
+// goes out whole and in order; a full socket stops the run at the first frame it cannot take
+// (nothing behind it is written, nothing is written twice); a frame the kernel refuses is that
+// frame's error and the frames behind it still go out.
+#include "devicemodel/uring/frame_writer.h"
+
+#include "common/fd.h"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace vmm::uring {
+namespace {
+
+class FrameWriterTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        int sv[2];
+        ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+        ours_ = Fd(sv[0]);
+        peer_ = Fd(sv[1]);
+        writer_ = FrameWriter::create(ours_.get(), FrameWriter::Kind::Sendmsg, 16);
+        if (!writer_) GTEST_SKIP() << "io_uring is not available here (the backends write frame by frame)";
+    }
+    // Frame i: a 12-byte header and a payload naming i, in two iovecs.
+    void make_frames(std::size_t n, std::size_t payload = 64) {
+        headers_.assign(n, std::string(12, 'h'));
+        payloads_.clear();
+        for (std::size_t i = 0; i < n; ++i) {
+            std::string p = "frame-" + std::to_string(i) + "-";
+            p.resize(payload, '.');
+            payloads_.push_back(p);
+        }
+        iovs_.clear();
+        for (std::size_t i = 0; i < n; ++i) {
+            iovs_.push_back({headers_[i].data(), headers_[i].size()});
+            iovs_.push_back({payloads_[i].data(), payloads_[i].size()});
+        }
+        frames_.clear();
+        for (std::size_t i = 0; i < n; ++i) frames_.emplace_back(&iovs_[2 * i], 2);
+        results_.assign(n, 12345);
+    }
+    // Every message waiting on the peer, as payload strings.
+    std::vector<std::string> received() {
+        std::vector<std::string> got;
+        std::vector<char> buf(1 << 20);
+        for (;;) {
+            const ssize_t n = ::recv(peer_.get(), buf.data(), buf.size(), MSG_DONTWAIT);
+            if (n < 0) break;
+            got.emplace_back(buf.data() + 12, static_cast<std::size_t>(n) - 12);
+        }
+        return got;
+    }
+
+    Fd ours_, peer_;
+    std::unique_ptr<FrameWriter> writer_;
+    std::vector<std::string> headers_, payloads_;
+    std::vector<iovec> iovs_;
+    std::vector<std::span<const iovec>> frames_;
+    std::vector<ssize_t> results_;
+};
+
+TEST_F(FrameWriterTest, ARunLongerThanTheRingGoesOutWholeAndInOrder) {
+    make_frames(40);  // the ring holds 16: three submissions
+    const auto n = writer_->write(frames_, results_);
+    ASSERT_TRUE(n);
+    EXPECT_EQ(*n, 40u);
+    for (std::size_t i = 0; i < 40; ++i) EXPECT_EQ(results_[i], 12 + 64) << i;
+    EXPECT_EQ(received(), payloads_);
+}
+
+TEST_F(FrameWriterTest, AFullSocketStopsTheRunAtTheFirstFrameItCannotTake) {
+    const int small = 4096;
+    ASSERT_EQ(::setsockopt(ours_.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    make_frames(200, 1000);
+    const auto n = writer_->write(frames_, results_);
+    ASSERT_TRUE(n);
+    ASSERT_GT(*n, 0u);
+    ASSERT_LT(*n, 200u) << "a 4 KiB send buffer cannot hold 200 KB";
+    for (std::size_t i = *n; i < 200; ++i) EXPECT_EQ(results_[i], 12345) << "frame " << i << " has no result";
+    auto got = received();
+    ASSERT_EQ(got.size(), *n);
+    // The rest, after the peer read: in order, none twice.
+    std::size_t at = *n;
+    for (int tries = 0; at < 200 && tries < 1000; ++tries) {
+        const auto more = writer_->write(std::span(frames_).subspan(at), std::span(results_).subspan(at));
+        ASSERT_TRUE(more);
+        at += *more;
+        for (auto& g : received()) got.push_back(std::move(g));
+    }
+    ASSERT_EQ(at, 200u);
+    EXPECT_EQ(got, payloads_);
+}
+
+TEST_F(FrameWriterTest, ARefusedFrameIsItsOwnErrorAndTheFramesBehindItGoOut) {
+    make_frames(10);
+    // Frame 4 is larger than a socket may ever send in one message: EMSGSIZE.
+    std::string huge(8 << 20, 'x');
+    iovs_[2 * 4 + 1] = {huge.data(), huge.size()};
+    const auto n = writer_->write(frames_, results_);
+    ASSERT_TRUE(n);
+    EXPECT_EQ(*n, 10u);
+    EXPECT_EQ(results_[4], -EMSGSIZE);
+    std::vector<std::string> want = payloads_;
+    want.erase(want.begin() + 4);
+    for (std::size_t i = 0; i < 10; ++i) {
+        if (i == 4) continue;
+        EXPECT_EQ(results_[i], 12 + 64) << i;
+    }
+    EXPECT_EQ(received(), want);
+}
+
+TEST_F(FrameWriterTest, AClosedPeerIsAnErrorNotASignal) {
+    peer_ = Fd();
+    make_frames(3);
+    const auto n = writer_->write(frames_, results_);  // SIGPIPE would end the test binary here
+    ASSERT_TRUE(n);
+    EXPECT_EQ(*n, 3u);
+    for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(results_[i], -EPIPE) << i;
+}
+
+}  // namespace
+}  // namespace vmm::uring
