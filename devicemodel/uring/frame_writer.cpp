@@ -36,15 +36,22 @@ public:
     }
 
     std::optional<std::size_t> write(std::span<const std::span<const iovec>> frames, std::span<ssize_t> results) override {
+        if (spent_) return std::nullopt;
         std::size_t done = 0;
         while (done < frames.size()) {
             const std::size_t n = std::min<std::size_t>(frames.size() - done, depth_);
             for (std::size_t i = 0; i < n; ++i) prepare(i, frames[done + i], i + 1 < n);
             const int submitted = io_uring_submit(&ring_);
-            if (submitted < 0) {
-                // The ring itself failed (never seen): frame by frame from here.
-                logger("net")->warn("io_uring_submit: {}; writing frames one by one", std::strerror(-submitted));
-                return done == 0 ? std::nullopt : std::optional<std::size_t>(done);
+            if (submitted < 0 || static_cast<std::size_t>(submitted) < n) {
+                // The kernel took fewer than it was given (never seen: no memory for a request,
+                // say). What it did not take stays in its queue, pointing at buffers the caller
+                // will reuse, so this ring is spent: the frames it took are reaped below, and
+                // the next write() says nullopt (the backend then drops the ring, and the
+                // leftovers with it, and writes frame by frame).
+                logger("net")->warn("io_uring_submit took {} of {} frames; writing frames one by one from now on",
+                                    submitted, n);
+                spent_ = true;
+                if (submitted <= 0) return done == 0 ? std::nullopt : std::optional<std::size_t>(done);
             }
             // Each submission was asked not to wait, so each completes inside io_uring_enter;
             // a kernel that parked one anyway is waited for (still correct, only slower).
@@ -80,6 +87,7 @@ public:
                 results[done + i] = r;
             }
             done += stop;
+            if (spent_) return done;
             if (stop < n && !refused_here) return done;  // the fd is full
         }
         return done;
@@ -106,6 +114,7 @@ private:
     const unsigned depth_;
     io_uring ring_{};
     bool ready_ = false;
+    bool spent_ = false;  // a short submission left entries in the ring: no more writes on it
     std::vector<msghdr> msgs_;
     std::vector<int> res_;
 };

@@ -283,14 +283,16 @@ bool VirtioNet::process_tx_locked(bool& used) {
         }
         tx_results_.resize(tx_frames_.size());
         const std::size_t written = tx_frames_.empty() ? 0 : backend_->write_batch(tx_frames_, tx_results_);
-        // Chains up to the first frame the backend could not take are done; that frame and
-        // everything behind it wait for EPOLLOUT (kept in order, not given back).
-        std::size_t done = chains;
-        if (written < tx_frames_.size())
-            done = static_cast<std::size_t>(std::find(tx_frame_of_.begin(), tx_frame_of_.end(), static_cast<int>(written)) -
-                                            tx_frame_of_.begin());
-        for (std::size_t i = 0; i < done; ++i) {
+        // Every chain but the frames the backend could not take (the first of them and those
+        // behind it) is done; those wait for EPOLLOUT, kept in order, not given back.
+        std::size_t kept = 0;
+        for (std::size_t i = 0; i < chains; ++i) {
             const int frame = tx_frame_of_[i];
+            if (frame >= 0 && static_cast<std::size_t>(frame) >= written) {
+                if (kept != i) tx_chains_[kept] = std::move(tx_chains_[i]);
+                ++kept;
+                continue;
+            }
             if (frame == kTxDropped) {
                 ++stats_.tx_dropped;
             } else if (frame >= 0) {
@@ -311,9 +313,10 @@ bool VirtioNet::process_tx_locked(bool& used) {
             tx_.add_used(tx_chains_[i].head(), 0);
             used = true;
         }
-        tx_chains_.erase(tx_chains_.begin(), tx_chains_.begin() + static_cast<std::ptrdiff_t>(done));
+        tx_chains_.erase(tx_chains_.begin() + static_cast<std::ptrdiff_t>(kept), tx_chains_.end());
+        const std::size_t done = chains - kept;
         served += done;
-        if (done < chains) {
+        if (kept > 0) {
             // The backend is full: retry when it is writable (EPOLLOUT).
             tx_blocked_ = true;
             return false;

@@ -250,6 +250,37 @@ TEST_F(NetFixture, AFullBackendDelaysTransmitButLosesNothing) {
     EXPECT_EQ(net->stats().tx_errors, 0u);
 }
 
+TEST_F(NetFixture, AChainThatIsNoFrameIsGivenBackOnceEvenBehindAFullBackend) {
+    const int small = 4096;
+    ASSERT_EQ(::setsockopt(backend->fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    activate();
+    // Frames that fill the socket, with chains too short to be a frame among and behind them:
+    // those go back at once (counted once each), the frames wait for room and keep their order.
+    std::vector<Bytes> frames;
+    const std::uint64_t stub = arena.alloc(8);
+    for (int i = 0; i < 12; ++i) {
+        frames.push_back(make_frame(1400, static_cast<std::uint8_t>(i)));
+        txq.add_chain({Drv::rd(put(frames.back()), static_cast<std::uint32_t>(frames.back().size()))});
+        if (i % 4 == 3) txq.add_chain({Drv::rd(stub, 8)});
+    }
+    net->queue_notify(VirtioNet::kTxQueue);
+    pump();
+    ASSERT_LT(txq.used_idx(), 15) << "the socket buffer must fill up for this test";
+    std::size_t received = 0;
+    for (int round = 0; round < 50 && received < frames.size(); ++round) {
+        while (auto f = peer_recv()) {
+            ASSERT_LT(received, frames.size());
+            EXPECT_EQ(*f, frames[received]) << "frame " << received << " in order";
+            ++received;
+        }
+        pump();
+    }
+    EXPECT_EQ(received, frames.size());
+    EXPECT_EQ(txq.used_idx(), 15) << "every chain given back once";
+    EXPECT_EQ(net->stats().tx_errors, 3u) << "each short chain counted once";
+    EXPECT_EQ(net->stats().tx_frames, 12u);
+}
+
 TEST_F(NetFixture, ReceiveGoesIntoAPostedBufferWithNumBuffersOne) {
     activate(kV1);  // no MRG_RXBUF: one chain per frame
     const std::uint64_t buf = arena.alloc(1526);
