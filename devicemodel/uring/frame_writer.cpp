@@ -37,6 +37,7 @@ public:
 
     std::optional<std::size_t> write(std::span<const std::span<const iovec>> frames, std::span<ssize_t> results) override {
         if (spent_) return std::nullopt;
+        if (no_nowait_) return std::nullopt;
         std::size_t done = 0;
         while (done < frames.size()) {
             const std::size_t n = std::min<std::size_t>(frames.size() - done, depth_);
@@ -83,7 +84,10 @@ public:
                     refused_here = i > 0;
                     break;
                 }
-                if (r == -EOPNOTSUPP && done + i == 0 && kind_ == Kind::Writev) return std::nullopt;  // no RWF_NOWAIT here
+                if (r == -EOPNOTSUPP && done + i == 0 && kind_ == Kind::Writev) {  // no RWF_NOWAIT here
+                    no_nowait_ = true;
+                    return std::nullopt;
+                }
                 results[done + i] = r;
             }
             done += stop;
@@ -115,6 +119,12 @@ private:
     io_uring ring_{};
     bool ready_ = false;
     bool spent_ = false;  // a short submission left entries in the ring: no more writes on it
+    bool no_nowait_ = false;  // the fd refused RWF_NOWAIT
+
+public:
+    const char* why_spent() const noexcept override {
+        return no_nowait_ ? "the fd refuses RWF_NOWAIT" : spent_ ? "the ring failed" : "not spent";
+    }
     std::vector<msghdr> msgs_;
     std::vector<int> res_;
 };

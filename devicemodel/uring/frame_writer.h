@@ -42,8 +42,11 @@ public:
     // written or -errno. Returns how many frames have a result: all of them, or fewer when
     // frame n (the return value) would have blocked: it and those behind it were not written.
     // nullopt when the fd cannot be driven this way (RWF_NOWAIT unsupported by an older
-    // kernel's tap): nothing was written; the writer is then of no further use.
+    // kernel's tap or socket, Linux 6.1): nothing was written; the writer is then of no further
+    // use (keep it until the fd's owner goes: its teardown is an io_uring_register call).
     virtual std::optional<std::size_t> write(std::span<const std::span<const iovec>> frames, std::span<ssize_t> results) = 0;
+    // After write() said nullopt: why ("the fd refuses RWF_NOWAIT", "the ring failed").
+    virtual const char* why_spent() const noexcept = 0;
 };
 
 }  // namespace vmm::uring

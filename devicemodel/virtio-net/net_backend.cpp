@@ -1,6 +1,7 @@
 // NetBackend: see net_backend.h.
 #include "devicemodel/virtio-net/net_backend.h"
 
+#include "common/log.h"
 #include "devicemodel/uring/frame_writer.h"
 
 #include <cerrno>
@@ -12,12 +13,16 @@ NetBackend::~NetBackend() = default;
 
 void NetBackend::write_batches_with_io_uring(int fd, bool socket) {
     writer_ = uring::FrameWriter::create(fd, socket ? uring::FrameWriter::Kind::Sendmsg : uring::FrameWriter::Kind::Writev);
+    batch_off_ = writer_ ? nullptr : "io_uring is not available";
 }
 
 std::size_t NetBackend::write_batch(std::span<const std::span<const iovec>> frames, std::span<ssize_t> results) {
-    if (writer_) {
+    if (!batch_off_) {
         if (auto n = writer_->write(frames, results)) return *n;
-        writer_.reset();  // this fd cannot be driven that way (nothing was written): frame by frame
+        // This fd cannot be driven that way (nothing was written), e.g. a kernel whose tap
+        // refuses RWF_NOWAIT (Linux 6.1): frame by frame from now on.
+        batch_off_ = writer_->why_spent();
+        logger("net")->info("{}: transmitting one frame per system call ({})", description(), batch_off_);
     }
     for (std::size_t i = 0; i < frames.size(); ++i) {
         const ssize_t n = write(frames[i]);

@@ -53,8 +53,9 @@ public:
     // written. A backend that set up a FrameWriter (Tap, SocketBackend) writes the run with one
     // io_uring_enter; otherwise (or where io_uring is refused) this calls write() per frame.
     std::size_t write_batch(std::span<const std::span<const iovec>> frames, std::span<ssize_t> results);
-    // Whether write_batch goes through io_uring (for tests and logs).
-    bool writes_in_batches() const noexcept { return writer_ != nullptr; }
+    // Whether write_batch goes through io_uring, and if not, why (for tests and logs).
+    bool writes_in_batches() const noexcept { return batch_off_ == nullptr; }
+    const char* why_not_in_batches() const noexcept { return batch_off_; }
 
     // TUN_F_* offloads (linux/if_tun.h) the backend can deliver to the device on read:
     // TUN_F_CSUM (frames may carry VIRTIO_NET_HDR_F_NEEDS_CSUM), TUN_F_TSO4/6/ECN (GSO frames).
@@ -69,7 +70,10 @@ protected:
     void write_batches_with_io_uring(int fd, bool socket);
 
 private:
+    // Kept until the backend goes even when it stopped being used: its teardown is a register
+    // call the device's thread may not make under its seccomp filter.
     std::unique_ptr<uring::FrameWriter> writer_;
+    const char* batch_off_ = "not set up";
 };
 
 }  // namespace vmm::virtio_net

@@ -5,6 +5,12 @@
 #include "devicemodel/uring/frame_writer.h"
 
 #include "common/fd.h"
+#include "devicemodel/virtio-net/net_backend.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
+#include <unistd.h>
 
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -124,6 +130,89 @@ TEST_F(FrameWriterTest, AClosedPeerIsAnErrorNotASignal) {
     ASSERT_TRUE(n);
     EXPECT_EQ(*n, 3u);
     for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(results_[i], -EPIPE) << i;
+}
+
+// A pty refuses RWF_NOWAIT (EOPNOTSUPP), as a tap does on Linux 6.1: the writer says so and
+// writes nothing; a backend then writes frame by frame, every frame, in order.
+struct PtyPair {
+    Fd master, slave;
+    PtyPair() {
+        int m = -1, s = -1;
+        if (::openpty(&m, &s, nullptr, nullptr, nullptr) == 0) {
+            master = Fd(m);
+            slave = Fd(s);
+            termios t{};
+            ::tcgetattr(s, &t);
+            ::cfmakeraw(&t);
+            ::tcsetattr(s, TCSANOW, &t);
+            ::fcntl(m, F_SETFL, ::fcntl(m, F_GETFL) | O_NONBLOCK);
+        }
+    }
+    std::string read_slave() {
+        std::string got;
+        char buf[4096];
+        for (;;) {
+            pollfd p{slave.get(), POLLIN, 0};
+            if (::poll(&p, 1, 200) != 1) break;
+            const ssize_t n = ::read(slave.get(), buf, sizeof buf);
+            if (n <= 0) break;
+            got.append(buf, static_cast<std::size_t>(n));
+        }
+        return got;
+    }
+};
+
+TEST(FrameWriterFallbackTest, AnFdThatRefusesNowaitIsReportedAndNothingIsWritten) {
+    PtyPair pty;
+    ASSERT_TRUE(pty.master) << "openpty";
+    auto w = FrameWriter::create(pty.master.get(), FrameWriter::Kind::Writev, 8);
+    if (!w) GTEST_SKIP() << "io_uring is not available here";
+    std::string a = "first-", b = "second";
+    iovec va{a.data(), a.size()}, vb{b.data(), b.size()};
+    std::vector<std::span<const iovec>> frames{{&va, 1}, {&vb, 1}};
+    std::vector<ssize_t> results(2, 12345);
+    const auto n = w->write(frames, results);
+    if (n) GTEST_SKIP() << "this kernel's pty takes RWF_NOWAIT: nothing to fall back from";
+    EXPECT_STREQ(w->why_spent(), "the fd refuses RWF_NOWAIT");
+    EXPECT_EQ(pty.read_slave(), "") << "nothing was written";
+    EXPECT_FALSE(w->write(frames, results)) << "a spent writer stays spent";
+}
+
+class PtyBackend : public virtio_net::NetBackend {
+public:
+    explicit PtyBackend(int fd) : fd_(fd) { write_batches_with_io_uring(fd, false); }
+    std::string description() const override { return "pty"; }
+    int fd() const override { return fd_; }
+    ssize_t read(std::span<const iovec>) override { return -EAGAIN; }
+    ssize_t write(std::span<const iovec> iov) override {
+        const ssize_t n = ::writev(fd_, iov.data(), static_cast<int>(iov.size()));
+        return n < 0 ? -errno : n;
+    }
+
+private:
+    int fd_;
+};
+
+TEST(FrameWriterFallbackTest, ABackendFallsBackToOneWritePerFrameAndLosesNothing) {
+    PtyPair pty;
+    ASSERT_TRUE(pty.master) << "openpty";
+    PtyBackend backend(pty.master.get());
+    if (!backend.writes_in_batches()) GTEST_SKIP() << "io_uring is not available here";
+    std::vector<std::string> payloads;
+    std::vector<iovec> iovs;
+    for (int i = 0; i < 5; ++i) payloads.push_back("<" + std::to_string(i) + ">");
+    for (auto& p : payloads) iovs.push_back({p.data(), p.size()});
+    std::vector<std::span<const iovec>> frames;
+    for (auto& v : iovs) frames.emplace_back(&v, 1);
+    std::vector<ssize_t> results(5, 12345);
+    EXPECT_EQ(backend.write_batch(frames, results), 5u);
+    if (backend.writes_in_batches()) GTEST_SKIP() << "this kernel's pty takes RWF_NOWAIT: nothing to fall back from";
+    EXPECT_STREQ(backend.why_not_in_batches(), "the fd refuses RWF_NOWAIT");
+    for (std::size_t i = 0; i < 5; ++i) EXPECT_EQ(results[i], 3) << i;
+    EXPECT_EQ(pty.read_slave(), "<0><1><2><3><4>");
+    // and again, straight to write() this time
+    EXPECT_EQ(backend.write_batch(frames, results), 5u);
+    EXPECT_EQ(pty.read_slave(), "<0><1><2><3><4>");
 }
 
 }  // namespace
