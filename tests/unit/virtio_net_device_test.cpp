@@ -95,6 +95,24 @@ struct NetFixture : ::testing::Test {
         b.resize(static_cast<std::size_t>(n));
         return b;
     }
+    // Reads what the peer gets while the device drains its held frames (it sees the socket
+    // writable again, EPOLLOUT, without another kick); checks they are `frames`, in order.
+    // Returns how many arrived.
+    std::size_t receive_in_order(const std::vector<Bytes>& frames) {
+        std::size_t received = 0;
+        for (int round = 0; round < 50 && received < frames.size(); ++round) {
+            while (auto f = peer_recv()) {
+                if (received >= frames.size()) {
+                    ADD_FAILURE() << "more frames than were sent";
+                    return received;
+                }
+                EXPECT_EQ(*f, frames[received]) << "frame " << received << " in order";
+                ++received;
+            }
+            pump();
+        }
+        return received;
+    }
     // Bytes waiting in the device's end of the socket (frames it has not read).
     bool device_side_has_data() const {
         char c;
@@ -236,16 +254,7 @@ TEST_F(NetFixture, AFullBackendDelaysTransmitButLosesNothing) {
     pump();
     const auto first = txq.used_idx();
     ASSERT_LT(first, 15) << "the socket buffer must fill up for this test";
-    std::size_t received = 0;
-    for (int round = 0; round < 50 && received < frames.size(); ++round) {
-        while (auto f = peer_recv()) {
-            ASSERT_LT(received, frames.size());
-            EXPECT_EQ(*f, frames[received]) << "frame " << received << " in order";
-            ++received;
-        }
-        pump();  // the device sees the socket writable again (EPOLLOUT) without another kick
-    }
-    EXPECT_EQ(received, frames.size());
+    EXPECT_EQ(receive_in_order(frames), frames.size());
     EXPECT_EQ(txq.used_idx(), 15);
     EXPECT_EQ(net->stats().tx_errors, 0u);
 }
@@ -266,16 +275,7 @@ TEST_F(NetFixture, AChainThatIsNoFrameIsGivenBackOnceEvenBehindAFullBackend) {
     net->queue_notify(VirtioNet::kTxQueue);
     pump();
     ASSERT_LT(txq.used_idx(), 15) << "the socket buffer must fill up for this test";
-    std::size_t received = 0;
-    for (int round = 0; round < 50 && received < frames.size(); ++round) {
-        while (auto f = peer_recv()) {
-            ASSERT_LT(received, frames.size());
-            EXPECT_EQ(*f, frames[received]) << "frame " << received << " in order";
-            ++received;
-        }
-        pump();
-    }
-    EXPECT_EQ(received, frames.size());
+    EXPECT_EQ(receive_in_order(frames), frames.size());
     EXPECT_EQ(txq.used_idx(), 15) << "every chain given back once";
     EXPECT_EQ(net->stats().tx_errors, 3u) << "each short chain counted once";
     EXPECT_EQ(net->stats().tx_frames, 12u);
