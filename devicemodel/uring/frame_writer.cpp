@@ -27,6 +27,8 @@ public:
         if (ready_) close_restricted_ring(ring_);
     }
 
+    const char* why_spent() const noexcept override { return spent_ ? spent_ : "not spent"; }
+
     int init(int fd) {
         const int files[] = {fd};
         const std::uint8_t ops[] = {kind_ == Kind::Writev ? std::uint8_t{IORING_OP_WRITEV} : std::uint8_t{IORING_OP_SENDMSG}};
@@ -37,7 +39,6 @@ public:
 
     std::optional<std::size_t> write(std::span<const std::span<const iovec>> frames, std::span<ssize_t> results) override {
         if (spent_) return std::nullopt;
-        if (no_nowait_) return std::nullopt;
         std::size_t done = 0;
         while (done < frames.size()) {
             const std::size_t n = std::min<std::size_t>(frames.size() - done, depth_);
@@ -46,20 +47,19 @@ public:
             if (submitted < 0 || static_cast<std::size_t>(submitted) < n) {
                 // The kernel took fewer than it was given (never seen: no memory for a request,
                 // say). What it did not take stays in its queue, pointing at buffers the caller
-                // will reuse, so this ring is spent: the frames it took are reaped below, and
-                // the next write() says nullopt (the backend then drops the ring, and the
-                // leftovers with it, and writes frame by frame).
+                // will reuse, so this ring is spent: the frames it took are reaped below, the
+                // next write() says nullopt and is never submitted again (the backend writes
+                // frame by frame; the leftovers go with the ring when the backend does).
                 logger("net")->warn("io_uring_submit took {} of {} frames; writing frames one by one from now on",
                                     submitted, n);
-                spent_ = true;
+                spent_ = "the ring failed";
                 if (submitted <= 0) return done == 0 ? std::nullopt : std::optional<std::size_t>(done);
             }
             // Each submission was asked not to wait, so each completes inside io_uring_enter;
             // a kernel that parked one anyway is waited for (still correct, only slower).
             std::size_t reaped = 0, stop = n;
             bool refused_here = false;
-            std::vector<int>& res = res_;
-            res.assign(n, -ECANCELED);
+            res_.assign(n, -ECANCELED);
             while (reaped < static_cast<std::size_t>(submitted)) {
                 io_uring_cqe* cqe = nullptr;
                 if (const int w = io_uring_wait_cqe(&ring_, &cqe); w < 0) {
@@ -69,12 +69,12 @@ public:
                     logger("net")->error("io_uring_wait_cqe: {}", std::strerror(-w));
                     break;
                 }
-                res[cqe->user_data] = cqe->res;
+                res_[cqe->user_data] = cqe->res;
                 io_uring_cqe_seen(&ring_, cqe);
                 ++reaped;
             }
             for (std::size_t i = 0; i < n; ++i) {
-                const int r = res[i];
+                const int r = res_[i];
                 if (r == -EAGAIN) {
                     stop = i;
                     break;
@@ -85,7 +85,7 @@ public:
                     break;
                 }
                 if (r == -EOPNOTSUPP && done + i == 0 && kind_ == Kind::Writev) {  // no RWF_NOWAIT here
-                    no_nowait_ = true;
+                    spent_ = "the fd refuses RWF_NOWAIT";
                     return std::nullopt;
                 }
                 results[done + i] = r;
@@ -118,15 +118,11 @@ private:
     const unsigned depth_;
     io_uring ring_{};
     bool ready_ = false;
-    bool spent_ = false;  // a short submission left entries in the ring: no more writes on it
-    bool no_nowait_ = false;  // the fd refused RWF_NOWAIT
-
-public:
-    const char* why_spent() const noexcept override {
-        return no_nowait_ ? "the fd refuses RWF_NOWAIT" : spent_ ? "the ring failed" : "not spent";
-    }
-    std::vector<msghdr> msgs_;
-    std::vector<int> res_;
+    // Why no more writes go through this ring (the fd refused RWF_NOWAIT, or a short
+    // submission left entries in it); nullptr while it is in use.
+    const char* spent_ = nullptr;
+    std::vector<msghdr> msgs_;  // SENDMSG: one header per submission of a batch
+    std::vector<int> res_;      // a batch's results by submission, reused
 };
 
 }  // namespace
