@@ -74,8 +74,12 @@ func queryStatus(socket string) (string, error) {
 	return result.Return.Status, nil
 }
 
+// eventTimeout bounds a wait for an event: long enough for a TCG guest on a loaded CI machine
+// (this is a hang detector, not a latency check).
+const eventTimeout = 30 * time.Second
+
 func waitEvent(events <-chan qmp.Event, name string) (qmp.Event, error) {
-	deadline := time.After(5 * time.Second)
+	deadline := time.After(eventTimeout)
 	for {
 		select {
 		case e, ok := <-events:
@@ -90,7 +94,7 @@ func waitEvent(events <-chan qmp.Event, name string) (qmp.Event, error) {
 				return e, nil
 			}
 		case <-deadline:
-			return qmp.Event{}, fmt.Errorf("no %s event within 5 s", name)
+			return qmp.Event{}, fmt.Errorf("no %s event within %v", name, eventTimeout)
 		}
 	}
 }
@@ -150,6 +154,17 @@ func openListener(socket string) (*qmp.SocketMonitor, <-chan qmp.Event, error) {
 	return listener, events, nil
 }
 
+// closeListener disconnects the event connection. go-qemu's reader blocks handing over an event
+// nobody reads, and Disconnect waits for that reader: after a failed step (an event left
+// unread) it would hang for ever and hide the step's error. So the events are drained first.
+func closeListener(listener *qmp.SocketMonitor, events <-chan qmp.Event) {
+	go func() {
+		for range events {
+		}
+	}()
+	listener.Disconnect()
+}
+
 // runPanic is pillar's crash path (qmp_crash.go) for tests/guests/panic.bin: the guest reports
 // a panic through pvpanic; GUEST_PANICKED and run-state guest-panicked follow; guest memory is
 // dumped (paging false, detached, to a file) while query-dump is polled until it completes and
@@ -166,7 +181,7 @@ func runPanic(qmpSock, listenerSock, core string) error {
 	if err != nil {
 		return err
 	}
-	defer listener.Disconnect()
+	defer closeListener(listener, events)
 	if _, err := execRawCmd(qmpSock, `{ "execute": "cont" }`); err != nil {
 		return fmt.Errorf("cont: %v", err)
 	}
@@ -251,7 +266,7 @@ func run(qmpSock, listenerSock string, guest bool, benchRounds int, serialFile, 
 	// 1. Poll until the domain is there and in prelaunch.
 	var status string
 	var err error
-	for i := 0; i < 100; i++ {
+	for i := 0; i < 400; i++ {
 		if status, err = queryStatus(qmpSock); err == nil && status == "prelaunch" {
 			break
 		}
@@ -277,7 +292,7 @@ func run(qmpSock, listenerSock string, guest bool, benchRounds int, serialFile, 
 	if err != nil {
 		return err
 	}
-	defer listener.Disconnect()
+	defer closeListener(listener, events)
 
 	// 2. cont takes effect before its reply.
 	if _, err := execRawCmd(qmpSock, `{ "execute": "cont" }`); err != nil {

@@ -61,7 +61,7 @@ qemu)
 *) echo "usage: pillar_flow.sh anchor|qemu"; exit 64 ;;
 esac
 
-for _ in $(seq 100); do [[ -S $dir/qmp && -S $dir/listener.qmp ]] && break; sleep 0.05; done
+for _ in $(seq 400); do [[ -S $dir/qmp && -S $dir/listener.qmp ]] && break; sleep 0.05; done
 status=0
 if [[ $flow == panic ]]; then
     timeout 120 "$gobin" -panic "$tmp/core" "$dir/qmp" "$dir/listener.qmp" || status=1
