@@ -101,7 +101,7 @@ void add_ioctls(scmp_filter_ctx ctx, bool restart) {
     const unsigned long tty[] = {TCGETS, TCSETS, TCSETSW, TCSETSF, TIOCGWINSZ, FIONBIO, FIONREAD, FIOCLEX, FIONCLEX,
                                  TIOCGPTN, TIOCSPTLCK, TIOCGPTPEER,
                                  // tap (virtio-net): set up once, offloads renegotiated by the guest
-                                 TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ};
+                                 TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ, TUNGETSNDBUF};
     for (unsigned long req : tty) add_if(ctx, "ioctl", SCMP_A1_32(SCMP_CMP_EQ, static_cast<std::uint32_t>(req)));
     if (restart) {
         // disk geometry of block-device backed disks (DiskImage::open)

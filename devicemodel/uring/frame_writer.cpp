@@ -22,12 +22,14 @@ constexpr int kFile = 0;  // the registered fd's index
 
 class RingFrameWriter final : public FrameWriter {
 public:
-    RingFrameWriter(Kind kind, unsigned depth) : kind_(kind), depth_(depth), msgs_(depth) {}
+    RingFrameWriter(Kind kind, Backpressure backpressure, unsigned depth)
+        : kind_(kind), depth_(depth), linked_(backpressure == Backpressure::Possible), msgs_(depth) {}
     ~RingFrameWriter() override {
         if (ready_) close_restricted_ring(ring_);
     }
 
     const char* why_spent() const noexcept override { return spent_ ? spent_ : "not spent"; }
+    bool linked() const noexcept override { return linked_; }
 
     int init(int fd) {
         const int files[] = {fd};
@@ -75,9 +77,16 @@ public:
             }
             for (std::size_t i = 0; i < n; ++i) {
                 const int r = res_[i];
-                if (r == -EAGAIN) {
+                if (r == -EAGAIN && !written_after(i, n)) {
                     stop = i;
                     break;
+                }
+                if (r == -EAGAIN) {
+                    // Unlinked, the fd refused this frame and took a later one: sent now, it
+                    // would arrive after that one. It is lost instead; link from now on.
+                    logger("net")->warn("an fd said to be never full refused a frame for now and took a later one: "
+                                        "that frame is dropped, and frames are linked from now on");
+                    linked_ = true;
                 }
                 if (r == -ECANCELED) {  // behind a refused frame: not written, submit again
                     stop = i;
@@ -98,6 +107,12 @@ public:
     }
 
 private:
+    // Whether a submission after i (of n) wrote its frame: only possible without links.
+    bool written_after(std::size_t i, std::size_t n) const {
+        return std::any_of(res_.begin() + static_cast<std::ptrdiff_t>(i) + 1, res_.begin() + static_cast<std::ptrdiff_t>(n),
+                           [](int r) { return r >= 0; });
+    }
+
     void prepare(std::size_t i, std::span<const iovec> frame, bool link) {
         io_uring_sqe* s = io_uring_get_sqe(&ring_);  // never null: at most depth_ per submission
         const unsigned count = static_cast<unsigned>(std::min<std::size_t>(frame.size(), IOV_MAX));
@@ -110,12 +125,13 @@ private:
             msgs_[i].msg_iovlen = count;
             io_uring_prep_sendmsg(s, kFile, &msgs_[i], MSG_DONTWAIT | MSG_NOSIGNAL);
         }
-        io_uring_sqe_set_flags(s, IOSQE_FIXED_FILE | (link ? IOSQE_IO_LINK : 0));
+        io_uring_sqe_set_flags(s, IOSQE_FIXED_FILE | (link && linked_ ? IOSQE_IO_LINK : 0));
         s->user_data = i;
     }
 
     const Kind kind_;
     const unsigned depth_;
+    bool linked_;
     io_uring ring_{};
     bool ready_ = false;
     // Why no more writes go through this ring (the fd refused RWF_NOWAIT, or a short
@@ -127,8 +143,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<FrameWriter> FrameWriter::create(int fd, Kind kind, unsigned depth) {
-    auto w = std::make_unique<RingFrameWriter>(kind, std::max(1u, depth));
+std::unique_ptr<FrameWriter> FrameWriter::create(int fd, Kind kind, Backpressure backpressure, unsigned depth) {
+    auto w = std::make_unique<RingFrameWriter>(kind, backpressure, std::max(1u, depth));
     if (const int r = w->init(fd); r < 0) {
         logger("net")->info("io_uring unavailable for frame writes ({}): one system call per frame", std::strerror(-r));
         return nullptr;
@@ -138,7 +154,7 @@ std::unique_ptr<FrameWriter> FrameWriter::create(int fd, Kind kind, unsigned dep
 
 #else
 
-std::unique_ptr<FrameWriter> FrameWriter::create(int, Kind, unsigned) { return nullptr; }
+std::unique_ptr<FrameWriter> FrameWriter::create(int, Kind, Backpressure, unsigned) { return nullptr; }
 
 #endif
 

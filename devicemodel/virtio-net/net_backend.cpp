@@ -11,10 +11,14 @@ namespace vmm::virtio_net {
 NetBackend::NetBackend() = default;
 NetBackend::~NetBackend() = default;
 
-void NetBackend::write_batches_with_io_uring(int fd, bool socket) {
-    writer_ = uring::FrameWriter::create(fd, socket ? uring::FrameWriter::Kind::Sendmsg : uring::FrameWriter::Kind::Writev);
+void NetBackend::write_batches_with_io_uring(int fd, bool socket, bool never_full) {
+    using uring::FrameWriter;
+    writer_ = FrameWriter::create(fd, socket ? FrameWriter::Kind::Sendmsg : FrameWriter::Kind::Writev,
+                                  never_full ? FrameWriter::Backpressure::None : FrameWriter::Backpressure::Possible);
     batch_off_ = writer_ ? nullptr : "io_uring is not available";
 }
+
+bool NetBackend::batches_linked() const noexcept { return writer_ && writer_->linked(); }
 
 std::size_t NetBackend::write_batch(std::span<const std::span<const iovec>> frames, std::span<ssize_t> results) {
     if (!batch_off_) {

@@ -50,11 +50,14 @@ public:
     // Writes frames in order, as write() would one by one: results[i] (results is as long as
     // frames) gets frame i's write() result. Returns how many frames have a result: all, or
     // fewer when frame n (the return value) got -EAGAIN: it and the frames behind it were not
-    // written. A backend that set up a FrameWriter (Tap, SocketBackend) writes the run with one
+    // written. (A result of -EAGAIN: a backend said never to be full was, for that frame only,
+    // and took the next; that frame is dropped rather than sent out of order.) A backend that set up a FrameWriter (Tap, SocketBackend) writes the run with one
     // io_uring_enter; otherwise (or where io_uring is refused) this calls write() per frame.
     std::size_t write_batch(std::span<const std::span<const iovec>> frames, std::span<ssize_t> results);
     // Whether write_batch goes through io_uring, and if not, why (for tests and logs).
     bool writes_in_batches() const noexcept { return batch_off_ == nullptr; }
+    // Whether a batch's submissions are linked (needed where the fd may be full for now).
+    bool batches_linked() const noexcept;
     const char* why_not_in_batches() const noexcept { return batch_off_; }
 
     // TUN_F_* offloads (linux/if_tun.h) the backend can deliver to the device on read:
@@ -67,7 +70,9 @@ public:
 protected:
     // For a backend's constructor: write_batch through an io_uring restricted to this fd
     // (socket: SENDMSG; otherwise WRITEV). Silently frame by frame where io_uring is refused.
-    void write_batches_with_io_uring(int fd, bool socket);
+    // `never_full`: the fd never answers EAGAIN (a tap whose send buffer is unlimited), so the
+    // batch's submissions need no links to keep the frames in order.
+    void write_batches_with_io_uring(int fd, bool socket, bool never_full = false);
 
 private:
     // Kept until the backend goes even when it stopped being used: its teardown is a register

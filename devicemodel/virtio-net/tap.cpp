@@ -72,9 +72,16 @@ Tap::Tap(const std::string& name) : name_(name) {
         }
     }
     if (::ioctl(fd_.get(), TUNSETOFFLOAD, 0ul) < 0) throw_errno("tap '" + name_ + "': TUNSETOFFLOAD 0");
-    write_batches_with_io_uring(fd_.get(), false);
+    // A tap's write waits (or, non-blocking, answers EAGAIN) only for its send buffer, which is
+    // unlimited (INT_MAX) unless someone set it (TUNSETSNDBUF): then nothing can be full for now,
+    // and a batch's frames keep their order without links. TUNGETSNDBUF writes an int.
+    int sndbuf = 0;
+    const bool never_full = ::ioctl(fd_.get(), TUNGETSNDBUF, &sndbuf) == 0 && sndbuf == INT_MAX;
+    write_batches_with_io_uring(fd_.get(), false, never_full);
     logger("tap")->info("{}: opened (offloads {:#x}; {})", name_, supported_,
-                        writes_in_batches() ? "transmit in io_uring batches" : "one writev per frame");
+                        !writes_in_batches() ? "one writev per frame"
+                        : batches_linked()   ? "transmit in linked io_uring batches"
+                                             : "transmit in io_uring batches");
 }
 
 ssize_t Tap::read(std::span<const iovec> iov) {

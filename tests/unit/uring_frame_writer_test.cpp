@@ -32,7 +32,7 @@ protected:
         ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
         ours_ = Fd(sv[0]);
         peer_ = Fd(sv[1]);
-        writer_ = FrameWriter::create(ours_.get(), FrameWriter::Kind::Sendmsg, 16);
+        writer_ = FrameWriter::create(ours_.get(), FrameWriter::Kind::Sendmsg, FrameWriter::Backpressure::Possible, 16);
         if (!writer_) GTEST_SKIP() << "io_uring is not available here (the backends write frame by frame)";
     }
     // Frame i: a 12-byte header and a payload naming i, in two iovecs.
@@ -80,6 +80,19 @@ TEST_F(FrameWriterTest, ARunLongerThanTheRingGoesOutWholeAndInOrder) {
     EXPECT_EQ(*n, 40u);
     for (std::size_t i = 0; i < 40; ++i) EXPECT_EQ(results_[i], 12 + 64) << i;
     EXPECT_EQ(received(), payloads_);
+}
+
+TEST_F(FrameWriterTest, UnlinkedARunLongerThanTheRingGoesOutWholeAndInOrderToo) {
+    writer_ = FrameWriter::create(ours_.get(), FrameWriter::Kind::Sendmsg, FrameWriter::Backpressure::None, 16);
+    ASSERT_TRUE(writer_);
+    EXPECT_FALSE(writer_->linked());
+    make_frames(40);
+    const auto n = writer_->write(frames_, results_);
+    ASSERT_TRUE(n);
+    EXPECT_EQ(*n, 40u);
+    for (std::size_t i = 0; i < 40; ++i) EXPECT_EQ(results_[i], 12 + 64) << i;
+    EXPECT_EQ(received(), payloads_);
+    EXPECT_FALSE(writer_->linked()) << "nothing was refused: still unlinked";
 }
 
 TEST_F(FrameWriterTest, AFullSocketStopsTheRunAtTheFirstFrameItCannotTake) {
@@ -132,6 +145,51 @@ TEST_F(FrameWriterTest, AClosedPeerIsAnErrorNotASignal) {
     for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(results_[i], -EPIPE) << i;
 }
 
+// An fd said never to be full that refuses one frame for now and takes the next. A one-page
+// pipe holding 4000 bytes does that: a 200-byte write does not fit the rest of the page and
+// there is no second page (EAGAIN), a 50-byte write is merged into the page. Unlinked, the
+// refused frame must not be sent later, behind the frame that went: it is dropped (its result
+// -EAGAIN) and the writer links its submissions from then on, so the next such pair stops at
+// its first frame and writes nothing.
+TEST(FrameWriterUnlinkedTest, AFrameRefusedWhileALaterOneWentIsDroppedAndTheWriterLinksFromThenOn) {
+    int p[2];
+    ASSERT_EQ(::pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    Fd rd(p[0]), wr(p[1]);
+    if (::fcntl(wr.get(), F_SETPIPE_SZ, 4096) != 4096) GTEST_SKIP() << "cannot make a one-page pipe here";
+    const std::string fill(4000, 'f');
+    ASSERT_EQ(::write(wr.get(), fill.data(), fill.size()), 4000);
+    auto w = FrameWriter::create(wr.get(), FrameWriter::Kind::Writev, FrameWriter::Backpressure::None, 8);
+    if (!w) GTEST_SKIP() << "io_uring is not available here";
+    EXPECT_FALSE(w->linked());
+
+    std::string big(200, 'B'), small(50, 's');
+    iovec vb{big.data(), big.size()}, vs{small.data(), small.size()};
+    std::vector<std::span<const iovec>> frames{{&vb, 1}, {&vs, 1}};
+    std::vector<ssize_t> results(2, 12345);
+    const auto n = w->write(frames, results);
+    if (!n) GTEST_SKIP() << "this kernel's pipe refuses io_uring writes with RWF_NOWAIT: " << w->why_spent();
+    EXPECT_EQ(*n, 2u);
+    EXPECT_EQ(results[0], -EAGAIN) << "the frame that did not fit is dropped";
+    EXPECT_EQ(results[1], 50);
+    EXPECT_TRUE(w->linked());
+
+    std::string big2(200, 'C'), small2(40, 't');
+    iovec vb2{big2.data(), big2.size()}, vs2{small2.data(), small2.size()};
+    std::vector<std::span<const iovec>> frames2{{&vb2, 1}, {&vs2, 1}};
+    results.assign(2, 12345);
+    const auto n2 = w->write(frames2, results);
+    ASSERT_TRUE(n2);
+    EXPECT_EQ(*n2, 0u) << "linked: the refused frame stops the one behind it (which would have fit)";
+    EXPECT_EQ(results[0], 12345);
+    EXPECT_EQ(results[1], 12345);
+
+    std::string got(8192, '\0');
+    const ssize_t r = ::read(rd.get(), got.data(), got.size());
+    ASSERT_GE(r, 0);
+    got.resize(static_cast<std::size_t>(r));
+    EXPECT_EQ(got, fill + small) << "the pipe holds the fill and the small frame, nothing else";
+}
+
 // A pty refuses RWF_NOWAIT (EOPNOTSUPP), as a tap does on Linux 6.1: the writer says so and
 // writes nothing; a backend then writes frame by frame, every frame, in order.
 struct PtyPair {
@@ -165,7 +223,7 @@ struct PtyPair {
 TEST(FrameWriterFallbackTest, AnFdThatRefusesNowaitIsReportedAndNothingIsWritten) {
     PtyPair pty;
     ASSERT_TRUE(pty.master) << "openpty";
-    auto w = FrameWriter::create(pty.master.get(), FrameWriter::Kind::Writev, 8);
+    auto w = FrameWriter::create(pty.master.get(), FrameWriter::Kind::Writev, FrameWriter::Backpressure::Possible, 8);
     if (!w) GTEST_SKIP() << "io_uring is not available here";
     std::string a = "first-", b = "second";
     iovec va{a.data(), a.size()}, vb{b.data(), b.size()};
