@@ -6,7 +6,9 @@
 // Default backend: a socketpair(AF_UNIX, SOCK_SEQPACKET) (SocketBackend), both directions:
 //   tx  guest chains (header + frame) → device writev → peer recv        vs  backend write → peer recv
 //   rx  peer send → device readv into posted guest buffers → used ring   vs  peer send → backend read
-// With --tap NAME (root): a tap brought up for the run, tx only (the kernel consumes the frames).
+// With --tap NAME (root): a tap brought up for the run. tx: the kernel consumes the frames. rx: a
+// packet socket on the tap's interface sends them, the tap's reader (raw read, or the device)
+// gets each with the virtio-net header the kernel puts in front.
 // With --mrg: the driver Linux's virtio-net is on a tap with offloads: VIRTIO_NET_F_MRG_RXBUF
 // with GUEST_CSUM and GUEST_TSO4 (the backend offers TUN_F_CSUM | TUN_F_TSO4), and 1536-byte
 // receive buffers (its mergeable buffers for small frames); a frame may then be up to 64 KiB.
@@ -31,6 +33,7 @@
 #ifdef VMM_HAVE_LIBURING
 #include <liburing.h>
 #endif
+#include <linux/if_packet.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
@@ -39,6 +42,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -87,6 +91,19 @@ DeviceRound device_round(std::size_t frames, double total_seconds, const DriverC
 
 void drain(int fd, std::vector<std::uint8_t>& buf, std::size_t& count) {
     while (::recv(fd, buf.data(), buf.size(), MSG_DONTWAIT) > 0) ++count;
+}
+
+// A packet socket on the tap's interface: what it sends goes out of the interface, to the
+// tap's reader. Protocol 0: it receives nothing itself.
+Fd tap_sender(const std::string& name) {
+    Fd s(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
+    if (!s) throw_errno("socket(AF_PACKET, SOCK_RAW)");
+    sockaddr_ll a{};
+    a.sll_family = AF_PACKET;
+    a.sll_ifindex = static_cast<int>(::if_nametoindex(name.c_str()));
+    if (a.sll_ifindex == 0) throw_errno("if_nametoindex " + name);
+    if (::bind(s.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a) < 0) throw_errno("bind AF_PACKET to " + name);
+    return s;
 }
 
 struct Rig {
@@ -226,21 +243,51 @@ DeviceRound device_tx(Rig& r, int peer, std::size_t frames, std::size_t size) {
     return round;
 }
 
-double raw_rx(NetBackend& b, int peer, std::size_t frames, std::size_t size) {
+// The peer's send of one frame: a socketpair peer sends the header too, a packet socket on a
+// tap's interface the Ethernet frame alone (the tap's reader gets the header from the kernel).
+void peer_send(int peer, bool ethernet_only, const std::vector<std::uint8_t>& f) {
+    const std::size_t skip = ethernet_only ? kVnetHeaderSize : 0;
+    if (::send(peer, f.data() + skip, f.size() - skip, 0) < 0) {
+        std::fprintf(stderr, "peer send: %s\n", std::strerror(errno));
+        std::exit(1);
+    }
+}
+
+// Stops a round that would wait for ever (a frame lost where none may be).
+class Progress {
+public:
+    void check(std::uint64_t done) {
+        const auto now = std::chrono::steady_clock::now();
+        if (done != last_) {
+            last_ = done;
+            at_ = now;
+        } else if (now - at_ > std::chrono::seconds(5)) {
+            std::fprintf(stderr, "rx: no frame for 5 s after %llu\n", static_cast<unsigned long long>(done));
+            std::exit(1);
+        }
+    }
+
+private:
+    std::uint64_t last_ = ~0ull;
+    std::chrono::steady_clock::time_point at_ = std::chrono::steady_clock::now();
+};
+
+double raw_rx(NetBackend& b, int peer, bool ethernet_only, std::size_t frames, std::size_t size) {
     auto f = frame(size);
     std::vector<std::uint8_t> buf(kVnetHeaderSize + 1514 + 4);
     iovec iov{buf.data(), buf.size()};
     const auto t0 = std::chrono::steady_clock::now();
     for (std::size_t i = 0; i < frames; i += kBatch) {
         const std::size_t n = std::min<std::size_t>(kBatch, frames - i);
-        for (std::size_t k = 0; k < n; ++k) (void)::send(peer, f.data(), f.size(), 0);
-        for (std::size_t k = 0; k < n;)
+        for (std::size_t k = 0; k < n; ++k) peer_send(peer, ethernet_only, f);
+        Progress progress;
+        for (std::size_t k = 0; k < n; progress.check(k))
             if (b.read({&iov, 1}) > 0) ++k;
     }
     return static_cast<double>(frames) / seconds_since(t0);
 }
 
-DeviceRound device_rx(Rig& r, int peer, std::size_t frames, std::size_t size) {
+DeviceRound device_rx(Rig& r, int peer, bool ethernet_only, std::size_t frames, std::size_t size) {
     auto f = frame(size);
     std::size_t slot = 0;
     auto post = [&] {
@@ -256,8 +303,9 @@ DeviceRound device_rx(Rig& r, int peer, std::size_t frames, std::size_t size) {
     const auto t0 = std::chrono::steady_clock::now();
     for (std::size_t i = 0; i < frames; i += kBatch) {
         const std::size_t n = std::min<std::size_t>(kBatch, frames - i);
-        for (std::size_t k = 0; k < n; ++k) (void)::send(peer, f.data(), f.size(), 0);
-        while (r.net->stats().rx_frames - before < i + n) {
+        for (std::size_t k = 0; k < n; ++k) peer_send(peer, ethernet_only, f);
+        Progress progress;
+        for (std::uint64_t got; (got = r.net->stats().rx_frames - before) < i + n; progress.check(got)) {
             r.pump();
             driver.run([&] {
                 post();
@@ -345,16 +393,24 @@ int main(int argc, char** argv) {
             if (::ioctl(ctl.get(), SIOCGIFFLAGS, &ifr) < 0) throw_errno("SIOCGIFFLAGS " + tap);
             ifr.ifr_flags |= IFF_UP;  // a tap that is down refuses writes (EIO)
             if (::ioctl(ctl.get(), SIOCSIFFLAGS, &ifr) < 0) throw_errno("SIOCSIFFLAGS " + tap);
+            // No IPv6 on the tap: the host would send its own frames (router solicitations)
+            // into the rx rounds. Best effort: a kernel without IPv6 sends none anyway.
+            std::ofstream("/proc/sys/net/ipv6/conf/" + tap + "/disable_ipv6") << "1\n";
+            Fd sender = tap_sender(tap);
             Rig r(std::move(t));
-            std::printf("backend tap %s, %zu frames of %zu bytes (+12-byte header)\n", tap.c_str(), frames, size);
+            std::printf("backend tap %s, %zu frames of %zu bytes (+12-byte header)%s\n", tap.c_str(), frames, size,
+                        g_mrg ? ", MRG_RXBUF + GUEST_TSO4, 1536-byte receive buffers" : "");
             r.activate();
-            Rounds tx;
+            Rounds tx, rx;
             for (std::size_t i = 0; i < rounds; ++i) {
                 tx.raw.push_back(raw_tx(*r.backend, -1, frames, size));
                 tx.raw_batch.push_back(raw_tx_batch(r.backend->fd(), false, -1, frames, size));
                 tx.device.push_back(device_tx(r, -1, frames, size));
+                rx.raw.push_back(raw_rx(*r.backend, sender.get(), true, frames, size));
+                rx.device.push_back(device_rx(r, sender.get(), true, frames, size));
             }
             report("tx", tx);
+            report("rx", rx);
             return 0;
         }
         std::printf("backend socketpair(AF_UNIX, SOCK_SEQPACKET), %zu frames of %zu bytes (+12-byte header)%s\n", frames, size,
@@ -369,8 +425,8 @@ int main(int argc, char** argv) {
             tx.raw.push_back(raw_tx(*r.backend, peer.get(), frames, size));
             tx.raw_batch.push_back(raw_tx_batch(r.backend->fd(), true, peer.get(), frames, size));
             tx.device.push_back(device_tx(r, peer.get(), frames, size));
-            rx.raw.push_back(raw_rx(*r.backend, peer.get(), frames, size));
-            rx.device.push_back(device_rx(r, peer.get(), frames, size));
+            rx.raw.push_back(raw_rx(*r.backend, peer.get(), false, frames, size));
+            rx.device.push_back(device_rx(r, peer.get(), false, frames, size));
         }
         report("tx", tx);
         report("rx", rx);
