@@ -7,6 +7,9 @@
 //    completion), at depth 1 and 32. The driver kicks (VirtioBlk::queue_notify) only when the
 //    device's suppression state asks for it, as Linux's virtqueue_kick_prepare does. Its
 //    interrupt is an eventfd, as the anchor's irqfd.
+//    `one thread`: the driver's thread also serves the device (VirtioBlk's own_thread off,
+//    serve_queue() in place of the kick, interrupts suppressed): the device model's own work
+//    per request, the way virtio_net_bench measures its device, without a hand-off.
 //    Two drivers: `irq` blocks in read() on the interrupt eventfd (Linux's virtio-blk), `polled`
 //    sets VRING_AVAIL_F_NO_INTERRUPT and spins on the used index (our test guests; at depth 32,
 //    Linux's virtio_blk.poll_queues with io_uring's polled I/O). Each with the device's adaptive
@@ -235,9 +238,14 @@ struct DeviceConfig {
     unsigned depth;
     bool polled_driver;
     bool device_poll;
+    // The driver's thread serves the device itself (VirtioBlkOptions::own_thread = false,
+    // serve_queue() after each batch of submissions, no kicks, no interrupts): the device
+    // model's own work per request, without the hand-off between two threads.
+    bool one_thread = false;
 };
 
 std::string name_of(const DeviceConfig& c) {
+    if (c.one_thread) return std::string("qd") + std::to_string(c.depth) + " one thread";
     return std::string("qd") + std::to_string(c.depth) + (c.polled_driver ? " polled driver" : " irq driver") +
            (c.device_poll ? ", poll on" : ", poll off");
 }
@@ -337,6 +345,7 @@ Result device_run(const Args& a, const DeviceConfig& c, bool write, std::uint64_
     opts.reads_on_io_uring = a.engine == "split";
     opts.inline_max_bytes = a.inline_max;
     opts.poll_max = c.device_poll ? a.poll_max : std::chrono::nanoseconds{0};
+    opts.own_thread = !c.one_thread;
     virtio_blk::VirtioBlk blk(virtio_blk::DiskImage::open({a.file, std::nullopt, false}), opts);
     if (a.pin) pin_to(0);
     test::FakeGuestMemory fake({{0, LeanDriver::kData + std::uint64_t{c.depth} * kLen}});
@@ -365,6 +374,7 @@ Result device_run(const Args& a, const DeviceConfig& c, bool write, std::uint64_
         });
     const int kick_fd = a.kick == "eventfd" ? blk.queue_kick_fd(0) : relay_fd.get();
     auto kick = [&] {
+        if (c.one_thread) return blk.serve_queue();  // the driver's thread is the device's
         if (drv.needs_kick()) {
             ++kicks;
             if (a.kick == "call") {
@@ -384,7 +394,11 @@ Result device_run(const Args& a, const DeviceConfig& c, bool write, std::uint64_
     unsigned outstanding = c.depth;
     const std::uint64_t irqs_before = irq->count.load();
     while (outstanding) {
-        if (c.polled_driver) {
+        if (c.one_thread) {
+            // Served inline or by the ring at once (reads, and a lone request), or by an engine
+            // thread (writes at depth 32 go to the pool): then wait for it.
+            while (!drv.has_used()) cpu_relax();
+        } else if (c.polled_driver) {
             while (!drv.has_used()) cpu_relax();
         } else {
             while (!drv.has_used()) irq->wait();
@@ -552,7 +566,7 @@ int main(int argc, char** argv) {
     std::vector<DeviceConfig> configs;
     for (const DeviceConfig& c : std::initializer_list<DeviceConfig>{
              {1, false, false}, {1, false, true}, {1, true, false}, {1, true, true}, {32, false, false}, {32, false, true},
-             {32, true, true}})
+             {32, true, true}, {1, true, false, true}, {32, true, false, true}})
         if (name_of(c).find(a.only) != std::string::npos) configs.push_back(c);
     std::vector<std::string> raws{"raw pread/pwrite qd1"};
 #ifdef VMM_HAVE_LIBURING

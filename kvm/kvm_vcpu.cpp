@@ -45,7 +45,7 @@ void ioctl_or_throw(int fd, unsigned long req, void* arg, const char* what, unsi
 
 }  // namespace
 
-KvmVcpu::KvmVcpu(KvmVm& vm, unsigned index) : vm_(vm), index_(index) {
+KvmVcpu::KvmVcpu(KvmVm& vm, unsigned index) : index_(index) {
     const int fd = ::ioctl(vm.fd(), KVM_CREATE_VCPU, static_cast<unsigned long>(index));
     if (fd < 0) throw_errno("KVM_CREATE_VCPU " + std::to_string(index));
     fd_ = Fd(fd);

@@ -47,7 +47,6 @@ public:
     static int kick_signal();
 
 private:
-    KvmVm& vm_;
     unsigned index_;
     Fd fd_;
     Mapping run_map_;

@@ -1,6 +1,7 @@
 // VirtioBlk: see virtio_blk.h.
 #include "devicemodel/virtio-blk/virtio_blk.h"
 
+#include "common/error.h"
 #include "common/log.h"
 #include "common/thread_name.h"
 
@@ -69,11 +70,12 @@ VirtioBlk::VirtioBlk(DiskImage disk, VirtioBlkOptions options)
     if (!engine_) engine_ = pool();
     log_->info("{}{}: {} sectors at offset {}, {} I/O", disk_.path(), disk_.read_only() ? " (read-only)" : "",
                limits_.capacity_sectors, disk_.offset(), engine_->name());
-    dispatcher_ = std::thread([this] {
-        set_thread_name(options_.name + "-q");
-        if (options_.on_thread_start) options_.on_thread_start();
-        dispatcher();
-    });
+    if (options_.own_thread)
+        dispatcher_ = std::thread([this] {
+            set_thread_name(options_.name + "-q");
+            if (options_.on_thread_start) options_.on_thread_start();
+            dispatcher();
+        });
 }
 
 VirtioBlk::~VirtioBlk() {
@@ -83,8 +85,15 @@ VirtioBlk::~VirtioBlk() {
         stop_ = true;
     }
     signal_eventfd(kick_fd_.get());  // wakes the dispatcher's read(), or its next one
-    dispatcher_.join();
+    if (dispatcher_.joinable()) dispatcher_.join();
     engine_.reset();
+}
+
+void VirtioBlk::serve_queue() {
+    if (options_.own_thread) throw Error(options_.name + ": serve_queue() on a device that runs its own dispatcher");
+    std::unique_lock lock(mu_);
+    kicked_ = false;
+    if (active_) serve(lock);
 }
 
 std::uint64_t VirtioBlk::device_features() const {

@@ -89,6 +89,11 @@ struct VirtioBlkOptions {
     std::chrono::nanoseconds poll_max{32768};
     // false: always poll for poll_max (tests and benchmarks that want a fixed window).
     bool poll_adaptive = true;
+    // false: no dispatcher thread; the caller serves the queue with serve_queue() (kicks only
+    // set a flag). Benchmarks use it to measure the device model's own work on one thread, with
+    // no hand-off between a driver and the dispatcher (as VirtioNet's own_thread = false does).
+    // Engine threads (the ring's reaper, the pool) still run.
+    bool own_thread = true;
     // Test seam: called on the dispatcher thread, without the device mutex, at each PollStep.
     std::function<void(PollStep)> poll_hook;
     // Called first thing on every thread the device starts (the dispatcher "<name>-q" and the
@@ -126,6 +131,12 @@ public:
     void queue_notify(std::uint16_t queue) override;
     int queue_kick_fd(std::uint16_t queue) const override { return queue == 0 ? kick_fd_.get() : -1; }
     void reset() override;
+
+    // With options.own_thread false: pops, parses and starts every available request on the
+    // calling thread, as the dispatcher's serve step does (a lone small request, or a read the
+    // io_uring ring completes at once, is completed before this returns). One caller at a time.
+    // Throws on a device that runs its own dispatcher.
+    void serve_queue();
 
     const DiskImage& disk() const noexcept { return disk_; }
     const char* io_engine_name() const noexcept { return engine_->name(); }

@@ -2,6 +2,7 @@
 // on a temporary backing file, with both I/O engines (io_uring when available, thread pool):
 // every request type, read-only disks, capacity checks, hostile chains, interrupts and reset.
 #include "devicemodel/virtio-blk/virtio_blk.h"
+#include "common/error.h"
 #include "devicemodel/uring/restricted_ring.h"
 
 #include "tests/support/fakes.h"
@@ -720,6 +721,54 @@ INSTANTIATE_TEST_SUITE_P(EnginesAndPolling, VirtioBlkDeviceTest,
                              return std::string(e == Engine::IoUring ? "io_uring" : e == Engine::Split ? "split" : "thread_pool") +
                                     (std::get<1>(info.param) ? "_polling" : "_no_polling");
                          });
+
+// own_thread off (the benchmarks' one-thread mode): no dispatcher thread, so a kick alone
+// serves nothing; serve_queue() serves the queue on the caller's thread, and a lone read is
+// complete, its used entry out, before it returns. A device with its own dispatcher refuses it.
+TEST(VirtioBlkOneThreadTest, WithoutItsOwnThreadTheCallerServesTheQueue) {
+    TempDisk disk;
+    test::FakeGuestMemory fake{{{0, 0x100000}}};
+    std::mutex mu;
+    std::set<std::string> names;
+    VirtioBlkOptions opts;
+    opts.name = "blk1t";
+    opts.queue_size = 64;
+    opts.own_thread = false;
+    opts.on_thread_start = [&] {
+        char name[16] = {};
+        ::pthread_getname_np(::pthread_self(), name, sizeof name);
+        std::lock_guard lock(mu);
+        names.insert(name);
+    };
+    VirtioBlk blk(DiskImage::open({disk.path, std::nullopt, false}), opts);
+    auto irq = std::make_shared<test::FakeVirtioInterrupt>();
+    Drv drv(fake.memory(), 0x1000, 64);
+    blk.activate(fake.memory(), feature_bit(virtio::kFeatureVersion1), {drv.config()}, irq);
+
+    virtio_blk_outhdr hdr{VIRTIO_BLK_T_IN, 0, 3};
+    fake.memory().write(kHdr, &hdr, sizeof hdr);
+    fake.memory().write_obj<std::uint8_t>(kStatus, 0xee);
+    drv.add_chain({Drv::rd(kHdr, 16), Drv::wr(kData, 512), Drv::wr(kStatus, 1)});
+    blk.queue_notify(0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(drv.used_idx(), 0) << "no dispatcher: a kick alone serves nothing";
+
+    blk.serve_queue();
+    EXPECT_EQ(drv.used_idx(), 1) << "served on this thread before serve_queue() returned";
+    EXPECT_EQ(*fake.memory().read_obj<std::uint8_t>(kStatus), VIRTIO_BLK_S_OK);
+    std::vector<std::uint8_t> got(512);
+    fake.memory().read(kData, got.data(), got.size());
+    EXPECT_EQ(got, disk.read(3 * 512, 512));
+    {
+        std::lock_guard lock(mu);
+        EXPECT_EQ(names.count("blk1t-q"), 0u) << "no dispatcher thread was started";
+    }
+
+    VirtioBlkOptions own;
+    own.name = "blkown";
+    VirtioBlk with_thread(DiskImage::open({disk.path, std::nullopt, false}), own);
+    EXPECT_THROW(with_thread.serve_queue(), Error);
+}
 
 }  // namespace
 }  // namespace vmm::virtio_blk
