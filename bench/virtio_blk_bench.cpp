@@ -394,11 +394,9 @@ Result device_run(const Args& a, const DeviceConfig& c, bool write, std::uint64_
     unsigned outstanding = c.depth;
     const std::uint64_t irqs_before = irq->count.load();
     while (outstanding) {
-        if (c.one_thread) {
-            // Served inline or by the ring at once (reads, and a lone request), or by an engine
-            // thread (writes at depth 32 go to the pool): then wait for it.
-            while (!drv.has_used()) cpu_relax();
-        } else if (c.polled_driver) {
+        if (c.polled_driver) {
+            // One thread (its configurations poll too): served inline or by the ring at once
+            // (reads, a lone request), or by an engine thread (writes at depth 32 go to the pool).
             while (!drv.has_used()) cpu_relax();
         } else {
             while (!drv.has_used()) irq->wait();

@@ -77,11 +77,11 @@ public:
             }
             for (std::size_t i = 0; i < n; ++i) {
                 const int r = res_[i];
-                if (r == -EAGAIN && !written_after(i, n)) {
-                    stop = i;
-                    break;
-                }
                 if (r == -EAGAIN) {
+                    if (!written_after(i, n)) {  // the fd is full: this frame and those behind wait
+                        stop = i;
+                        break;
+                    }
                     // Unlinked, the fd refused this frame and took a later one: sent now, it
                     // would arrive after that one. It is lost instead; link from now on.
                     logger("net")->warn("an fd said to be never full refused a frame for now and took a later one: "
