@@ -256,14 +256,62 @@ void VirtioBlk::serve(std::unique_lock<std::mutex>& lock) {
     if (notify || broken) irq = interrupt_;
     lock.unlock();
     signal(notify, broken, irq);
-    if (alone && inline_ok(ops_.front())) {
-        IoOp& op = ops_.front();
-        op.done(run_io_sync(disk_.fd(), op));
-        ops_.clear();  // keeps its capacity for the next request
-    } else if (!ops_.empty()) {
-        engine_->submit(ops_);  // leaves ops_ empty, its capacity kept
+    if (ops_.empty()) {
+    } else if (alone && inline_ok(ops_.front()) && (ops_.front().kind != IoOp::Kind::Write || writes_inline_now())) {
+        run_inline(ops_);
+    } else {
+        // The small writes stay here; the rest (in order) goes to the engine first, so reads
+        // and flushes proceed while the writes run.
+        if (options_.inline_writes && writes_inline_now()) {
+            auto stays = [&](const IoOp& op) { return op.kind == IoOp::Kind::Write && inline_ok(op); };
+            auto kept = ops_.begin();
+            for (auto it = ops_.begin(); it != ops_.end(); ++it) {
+                if (stays(*it)) {
+                    inline_ops_.push_back(std::move(*it));
+                } else {
+                    if (kept != it) *kept = std::move(*it);  // never onto itself: that empties it
+                    ++kept;
+                }
+            }
+            ops_.erase(kept, ops_.end());
+        }
+        if (!ops_.empty()) engine_->submit(ops_);  // leaves ops_ empty, its capacity kept
+        if (!inline_ops_.empty()) run_inline(inline_ops_);
     }
     lock.lock();
+}
+
+bool VirtioBlk::writes_inline_now() const {
+    return writes_inline_after_ == Clock::time_point{} || Clock::now() >= writes_inline_after_;
+}
+
+void VirtioBlk::run_inline(std::vector<IoOp>& ops) {
+    std::optional<CompletionBatch> batch;
+    unsigned batched = 0;
+    auto last = Clock::now();
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+        if (ops.size() > 1 && !batch) batch.emplace();
+        IoOp& op = ops[i];
+        op.done(run_io_sync(disk_.fd(), op));
+        if (++batched == CompletionBatch::kMaxBatchOps) {
+            batch.reset();  // the interrupt for these goes out now
+            batched = 0;
+        }
+        if (op.kind != IoOp::Kind::Write) continue;
+        const auto now = Clock::now();
+        const auto took = now - std::exchange(last, now);
+        if (took <= options_.inline_write_stall) continue;
+        writes_inline_after_ = now + options_.inline_write_backoff;
+        inline_write_stalls_.fetch_add(1, std::memory_order_relaxed);
+        log_->debug("an inline write took {} us; writes go to the engine for {} ms",
+                    std::chrono::duration_cast<std::chrono::microseconds>(took).count(),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(options_.inline_write_backoff).count());
+        ops.erase(ops.begin(), ops.begin() + static_cast<std::ptrdiff_t>(i + 1));
+        batch.reset();
+        if (!ops.empty()) engine_->submit(ops);
+        break;
+    }
+    ops.clear();  // keeps its capacity for the next request
 }
 
 std::optional<std::uint16_t> VirtioBlk::peek_avail(const virtio::AvailIdxReader& reader, std::uint64_t epoch) {

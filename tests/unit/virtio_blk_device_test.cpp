@@ -770,5 +770,114 @@ TEST(VirtioBlkOneThreadTest, WithoutItsOwnThreadTheCallerServesTheQueue) {
     EXPECT_THROW(with_thread.serve_queue(), Error);
 }
 
+// Small writes run on the serving thread even when several are in flight (inline_writes), the
+// batch's other requests going to the engine; a write slower than inline_write_stall hands the
+// rest of its batch to the engine. The engine's threads are held in on_thread_start here, so
+// whatever completes before serve_queue() returns was done inline, and whatever was handed to
+// the engine is still in flight.
+class VirtioBlkInlineWritesTest : public ::testing::Test {
+protected:
+    static constexpr unsigned kWrites = 4;
+
+    void open(bool inline_writes, std::chrono::nanoseconds stall = std::chrono::microseconds(500)) {
+        VirtioBlkOptions opts;
+        opts.name = "blkinl";
+        opts.queue_size = 64;
+        opts.own_thread = false;
+        opts.inline_writes = inline_writes;
+        opts.inline_write_stall = stall;
+        opts.inline_write_backoff = std::chrono::hours(1);
+        opts.on_thread_start = [this] {
+            std::unique_lock lock(mu);
+            cv.wait(lock, [this] { return released; });
+        };
+        blk = std::make_unique<VirtioBlk>(DiskImage::open({disk.path, std::nullopt, false}), opts);
+        blk->activate(fake.memory(), feature_bit(virtio::kFeatureVersion1), {drv.config()},
+                      std::make_shared<test::FakeVirtioInterrupt>());
+    }
+    void TearDown() override { release(); }  // before blk's engine threads are joined
+    void release() {
+        {
+            std::lock_guard lock(mu);
+            released = true;
+        }
+        cv.notify_all();
+    }
+    // kWrites one-sector writes of sector 10 + i (bytes 0x40 + i), then a flush; all published
+    // before one serve_queue().
+    void queue_writes_and_flush() {
+        const GuestMemory& mem = fake.memory();
+        for (unsigned i = 0; i <= kWrites; ++i) {
+            const std::uint64_t hdr = kHdr + 16 * i, status = kStatus + i, data = kData + 512 * i;
+            virtio_blk_outhdr h{i < kWrites ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_FLUSH + 0u, 0, i < kWrites ? 10u + i : 0u};
+            mem.write(hdr, &h, sizeof h);
+            mem.write_obj<std::uint8_t>(status, 0xee);
+            if (i < kWrites) {
+                const std::vector<std::uint8_t> bytes(512, static_cast<std::uint8_t>(0x40 + i));
+                mem.write(data, bytes.data(), bytes.size());
+                drv.add_chain({Drv::rd(hdr, 16), Drv::rd(data, 512), Drv::wr(status, 1)});
+            } else {
+                drv.add_chain({Drv::rd(hdr, 16), Drv::wr(status, 1)});
+            }
+        }
+    }
+    bool written(unsigned i) const { return disk.read((10 + i) * 512, 512) == std::vector<std::uint8_t>(512, static_cast<std::uint8_t>(0x40 + i)); }
+    bool wait_used(std::uint16_t idx) {
+        for (int i = 0; i < 2000 && drv.used_idx() != idx; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        return drv.used_idx() == idx;
+    }
+
+    TempDisk disk;
+    test::FakeGuestMemory fake{{{0, 0x100000}}};
+    Drv drv{fake.memory(), 0x1000, 64};
+    std::mutex mu;
+    std::condition_variable cv;
+    bool released = false;
+    std::unique_ptr<VirtioBlk> blk;
+};
+
+TEST_F(VirtioBlkInlineWritesTest, SmallWritesInFlightTogetherRunOnTheServingThreadAndTheFlushOnTheEngine) {
+    open(true);
+    queue_writes_and_flush();
+    blk->serve_queue();
+    EXPECT_EQ(drv.used_idx(), kWrites) << "every write completed before serve_queue() returned";
+    for (unsigned i = 0; i < kWrites; ++i) {
+        EXPECT_TRUE(written(i)) << "write " << i;
+        EXPECT_EQ(*fake.memory().read_obj<std::uint8_t>(kStatus + i), VIRTIO_BLK_S_OK);
+    }
+    EXPECT_EQ(blk->in_flight(), 1u) << "the flush waits on the engine's held threads";
+    EXPECT_EQ(blk->inline_write_stalls(), 0u);
+    release();
+    EXPECT_TRUE(wait_used(kWrites + 1));
+    EXPECT_EQ(*fake.memory().read_obj<std::uint8_t>(kStatus + kWrites), VIRTIO_BLK_S_OK);
+}
+
+TEST_F(VirtioBlkInlineWritesTest, TurnedOffEveryWriteInABatchGoesToTheEngine) {
+    open(false);
+    queue_writes_and_flush();
+    blk->serve_queue();
+    EXPECT_EQ(drv.used_idx(), 0);
+    EXPECT_EQ(blk->in_flight(), kWrites + 1);
+    release();
+    EXPECT_TRUE(wait_used(kWrites + 1));
+    for (unsigned i = 0; i < kWrites; ++i) EXPECT_TRUE(written(i)) << "write " << i;
+}
+
+// A stall threshold of 0: the first write counts as stalled, so the writes behind it, and
+// every write of the backoff (an hour here), go to the engine.
+TEST_F(VirtioBlkInlineWritesTest, AWriteSlowerThanTheStallThresholdSendsTheRestToTheEngine) {
+    open(true, std::chrono::nanoseconds(0));
+    queue_writes_and_flush();
+    blk->serve_queue();
+    EXPECT_EQ(drv.used_idx(), 1) << "only the first write ran inline";
+    EXPECT_TRUE(written(0));
+    EXPECT_EQ(blk->inline_write_stalls(), 1u);
+    EXPECT_EQ(blk->in_flight(), kWrites) << "the other writes and the flush wait on the engine";
+    release();
+    EXPECT_TRUE(wait_used(kWrites + 1));
+    for (unsigned i = 0; i < kWrites; ++i) EXPECT_TRUE(written(i)) << "write " << i;
+    EXPECT_EQ(blk->inline_write_stalls(), 1u) << "backed off: no write ran inline since";
+}
+
 }  // namespace
 }  // namespace vmm::virtio_blk
