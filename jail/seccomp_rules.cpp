@@ -24,6 +24,13 @@ namespace vmm::jail {
 
 namespace {
 
+// libseccomp's SCMP_An_32(op, a[, b]): a comparison of argument `arg` with its data cast to 32
+// bits, as those macros do, but with every field given (their compound literal leaves datum_b
+// out, which clang's -Wmissing-field-initializers refuses).
+constexpr scmp_arg_cmp cmp32(unsigned arg, scmp_compare op, std::uint64_t a, std::uint64_t b = 0) {
+    return scmp_arg_cmp{arg, op, static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(b)};
+}
+
 // KVMIO, linux/kvm.h (only kvm/ includes that header): every KVM ioctl has type byte 0xAE.
 constexpr unsigned kKvmIoctlType = 0xAE;
 
@@ -86,27 +93,27 @@ void add_if(scmp_filter_ctx ctx, const char* name, scmp_arg_cmp cmp) { add(ctx, 
 // anchor runs as root (or a uid shared by anchors) and must not signal anything else. The pid
 // stays the same across the restart's execve, so the inherited filter still fits.
 void add_own_tgkill(scmp_filter_ctx ctx, std::uint32_t pid) {
-    add_if(ctx, "tgkill", SCMP_A0_32(SCMP_CMP_EQ, pid));
+    add_if(ctx, "tgkill", cmp32(0, SCMP_CMP_EQ, pid));
 }
 
 // ioctl: the kernel reads the request as an unsigned int, so only the low 32 bits are compared
-// (SCMP_A1_32): high garbage bits cannot smuggle a request past the list.
+// (cmp32): high garbage bits cannot smuggle a request past the list.
 void add_ioctls(scmp_filter_ctx ctx, bool restart) {
     // KVM (every fd the anchor holds: /dev/kvm, VM, vCPUs) and VFIO (container, group, device):
     // the whole ioctl type; those requests mean nothing on other fds.
-    add_if(ctx, "ioctl", SCMP_A1_32(SCMP_CMP_MASKED_EQ, 0xff00u, kKvmIoctlType << 8));
-    add_if(ctx, "ioctl", SCMP_A1_32(SCMP_CMP_MASKED_EQ, 0xff00u, static_cast<unsigned>(VFIO_TYPE) << 8));
+    add_if(ctx, "ioctl", cmp32(1, SCMP_CMP_MASKED_EQ, 0xff00u, kKvmIoctlType << 8));
+    add_if(ctx, "ioctl", cmp32(1, SCMP_CMP_MASKED_EQ, 0xff00u, static_cast<unsigned>(VFIO_TYPE) << 8));
     // tty and generic fd requests one by one: type 'T' also holds TIOCSTI (push input into a
     // terminal: the operator's, with --console stdio) and TIOCLINUX, which stay refused.
     const unsigned long tty[] = {TCGETS, TCSETS, TCSETSW, TCSETSF, TIOCGWINSZ, FIONBIO, FIONREAD, FIOCLEX, FIONCLEX,
                                  TIOCGPTN, TIOCSPTLCK, TIOCGPTPEER,
                                  // tap (virtio-net): set up once, offloads renegotiated by the guest
                                  TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ, TUNGETSNDBUF};
-    for (unsigned long req : tty) add_if(ctx, "ioctl", SCMP_A1_32(SCMP_CMP_EQ, static_cast<std::uint32_t>(req)));
+    for (unsigned long req : tty) add_if(ctx, "ioctl", cmp32(1, SCMP_CMP_EQ, static_cast<std::uint32_t>(req)));
     if (restart) {
         // disk geometry of block-device backed disks (DiskImage::open)
         for (unsigned long req : {BLKGETSIZE64, static_cast<unsigned long>(BLKSSZGET)})
-            add_if(ctx, "ioctl", SCMP_A1_32(SCMP_CMP_EQ, static_cast<std::uint32_t>(req)));
+            add_if(ctx, "ioctl", cmp32(1, SCMP_CMP_EQ, static_cast<std::uint32_t>(req)));
     }
 }
 
@@ -123,12 +130,12 @@ void add_policy(scmp_filter_ctx ctx, const SeccompOptions& options, std::uint32_
     add(ctx, "clone3", 0, nullptr, SCMP_ACT_ERRNO(ENOSYS));
 
     // Sockets: unix only (QMP listening sockets are made at setup, i.e. again after restart).
-    if (options.allow_reexec) add_if(ctx, "socket", SCMP_A0_32(SCMP_CMP_EQ, AF_UNIX));
+    if (options.allow_reexec) add_if(ctx, "socket", cmp32(0, SCMP_CMP_EQ, AF_UNIX));
 
     // prctl: thread names (pthread_setname_np), and what lowering privileges uses.
     for (int option : {PR_SET_NAME, PR_GET_NAME, PR_GET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS,
                        PR_CAPBSET_READ, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_GET_SECUREBITS, PR_GET_SECCOMP})
-        add_if(ctx, "prctl", SCMP_A0_32(SCMP_CMP_EQ, static_cast<std::uint32_t>(option)));
+        add_if(ctx, "prctl", cmp32(0, SCMP_CMP_EQ, static_cast<std::uint32_t>(option)));
 }
 
 // ---- the vCPU threads' filter ---------------------------------------------------------------
@@ -171,7 +178,7 @@ void add_vcpu_policy(scmp_filter_ctx ctx, std::uint32_t pid) {
     for (const char* name : kVcpuSyscalls) add(ctx, name);
     add_own_tgkill(ctx, pid);
     for (unsigned nr : kVcpuKvmIoctls)
-        add_if(ctx, "ioctl", SCMP_A1_32(SCMP_CMP_MASKED_EQ, 0xffffu, (kKvmIoctlType << 8) | nr));
+        add_if(ctx, "ioctl", cmp32(1, SCMP_CMP_MASKED_EQ, 0xffffu, (kKvmIoctlType << 8) | nr));
     // VFIO device requests a config-space write leads to (interrupt setup, function reset);
     // not the container/group/IOMMU ones.
     for (unsigned long req : {static_cast<unsigned long>(VFIO_DEVICE_SET_IRQS),
@@ -180,12 +187,12 @@ void add_vcpu_policy(scmp_filter_ctx ctx, std::uint32_t pid) {
                               static_cast<unsigned long>(VFIO_DEVICE_GET_REGION_INFO),
                               // virtio-net: the guest's offload features reach the tap
                               static_cast<unsigned long>(TUNSETOFFLOAD)})
-        add_if(ctx, "ioctl", SCMP_A1_32(SCMP_CMP_EQ, static_cast<std::uint32_t>(req)));
+        add_if(ctx, "ioctl", cmp32(1, SCMP_CMP_EQ, static_cast<std::uint32_t>(req)));
     // No new threads (clone is not listed); clone3 answers ENOSYS as in the process filter.
     add(ctx, "clone3", 0, nullptr, SCMP_ACT_ERRNO(ENOSYS));
     // openat only to create/append a write-only file (console.log rotation): never to read.
     constexpr std::uint32_t mask = O_ACCMODE | O_CREAT | O_APPEND;
-    add_if(ctx, "openat", SCMP_A2_32(SCMP_CMP_MASKED_EQ, mask, O_WRONLY | O_CREAT | O_APPEND));
+    add_if(ctx, "openat", cmp32(2, SCMP_CMP_MASKED_EQ, mask, O_WRONLY | O_CREAT | O_APPEND));
 }
 
 // ---- the device I/O threads' filters -------------------------------------------------------
@@ -251,10 +258,10 @@ void add_io_thread_policy(scmp_filter_ctx ctx, IoThreadKind kind) {
     for (const char* name : kIoCommonSyscalls) add(ctx, name);
     for (const char* name : io_kind_syscalls(kind)) add(ctx, name);
     for (unsigned nr : kIoKvmIoctls)
-        add_if(ctx, "ioctl", SCMP_A1_32(SCMP_CMP_MASKED_EQ, 0xffffu, (kKvmIoctlType << 8) | nr));
+        add_if(ctx, "ioctl", cmp32(1, SCMP_CMP_MASKED_EQ, 0xffffu, (kKvmIoctlType << 8) | nr));
     // Asio makes an accepted socket non-blocking (FIONBIO) before its first read.
     if (kind == IoThreadKind::Notify)
-        add_if(ctx, "ioctl", SCMP_A1_32(SCMP_CMP_EQ, static_cast<std::uint32_t>(FIONBIO)));
+        add_if(ctx, "ioctl", cmp32(1, SCMP_CMP_EQ, static_cast<std::uint32_t>(FIONBIO)));
     // No new threads (clone is not listed); clone3 answers ENOSYS as in the process filter.
     add(ctx, "clone3", 0, nullptr, SCMP_ACT_ERRNO(ENOSYS));
 }
@@ -292,9 +299,9 @@ constexpr const char* kKeeperSyscalls[] = {
 void add_keeper_policy(scmp_filter_ctx ctx, std::uint32_t pid, std::uint32_t peer) {
     for (const char* name : kKeeperSyscalls) add(ctx, name);
     add_own_tgkill(ctx, pid);
-    add_if(ctx, "kill", SCMP_A0_32(SCMP_CMP_EQ, peer));
+    add_if(ctx, "kill", cmp32(0, SCMP_CMP_EQ, peer));
     constexpr std::uint32_t mask = O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND;
-    add_if(ctx, "openat", SCMP_A2_32(SCMP_CMP_MASKED_EQ, mask, O_RDONLY));
+    add_if(ctx, "openat", cmp32(2, SCMP_CMP_MASKED_EQ, mask, O_RDONLY));
 }
 
 std::vector<sock_filter> compile_seccomp_filter(FilterKind kind, SeccompMode mode, std::uint32_t pid,

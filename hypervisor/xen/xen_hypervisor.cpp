@@ -203,7 +203,7 @@ void XenHypervisor::poll() {
     }
     for (auto& [name, d] : domains_) {
         if (!d.running) continue;
-        auto it = std::find_if(live.begin(), live.end(), [&](const XlDomain& x) { return x.name == name; });
+        auto it = std::find_if(live.begin(), live.end(), [&n = name](const XlDomain& x) { return x.name == n; });
         if (it == live.end()) {
             exited(name, d, false, d.stop_requested ? "shut down" : "the domain is gone from xl list");
         } else if (it->state.find('c') != std::string::npos) {

@@ -32,7 +32,7 @@ class PciConfigTest : public ::testing::Test {
 protected:
     PciConfigTest()
         : bus(pio, mmio, pc_pci_windows(x86::ram_layout(256 << 20)),
-              [this](std::uint32_t) { return std::make_shared<test::FakeInterruptLine>(); }) {
+              [](std::uint32_t) { return std::make_shared<test::FakeInterruptLine>(); }) {
         bus.install_config_access();
         dev = std::make_shared<PlainDevice>(kPlainId);
         bus.add_device(3, dev);

@@ -272,7 +272,7 @@ TEST_F(SeccompPolicyTest, MainThreadFilterRefusesSetupButTheRestartThreadCanStil
                   char* const argv[] = {const_cast<char*>("true"), nullptr};
                   return ::execv("/bin/true", argv);
               }}}) {
-        const ChildResult r = with_restart_thread([&call](std::atomic<int>&) { return call() < 0 ? 20 : 21; });
+        const ChildResult r = with_restart_thread([&c = call](std::atomic<int>&) { return c() < 0 ? 20 : 21; });
         EXPECT_EQ(r.status, kExitSeccompDenied) << what << ": " << r.out;
         EXPECT_THAT(r.out, HasSubstr(what));
     }
