@@ -256,10 +256,11 @@ void VirtioBlk::serve(std::unique_lock<std::mutex>& lock) {
     if (notify || broken) irq = interrupt_;
     lock.unlock();
     signal(notify, broken, irq);
-    if (ops_.empty()) {
-    } else if (alone && inline_ok(ops_.front()) && (ops_.front().kind != IoOp::Kind::Write || writes_inline_now())) {
+    const bool lone_inline = alone && inline_ok(ops_.front()) &&
+                             (ops_.front().kind != IoOp::Kind::Write || writes_inline_now());
+    if (lone_inline) {
         run_inline(ops_);
-    } else {
+    } else if (!ops_.empty()) {
         // The small writes stay here; the rest (in order) goes to the engine first, so reads
         // and flushes proceed while the writes run.
         if (options_.inline_writes && writes_inline_now()) {
