@@ -84,8 +84,9 @@ struct VirtioBlkOptions {
     // Small writes (up to inline_max_bytes) also run on the dispatcher when others are in
     // flight, after the batch's other requests went to the engine: a buffered write to one file
     // holds the inode's lock in the kernel, so the pool's threads only serialise there and add
-    // two hand-offs per write (bench/RESULTS.md, 2026-12-06: writes at depth 32 went from 0.6
-    // to 0.9 of the raw pwrite loop). What the disk makes wait must not hold up the queue: a
+    // two hand-offs per write (bench/RESULTS.md, 2026-12-06, eighth session: 4 KiB writes at
+    // depth 32 went from 0.73-0.86 to 0.92 of the raw pwrite loop on one thread, from 0.49-0.57
+    // to 0.82-0.88 with a polled driver). What the disk makes wait must not hold up the queue: a
     // write that takes longer than inline_write_stall (dirty-page throttling, a partial block
     // read from disk) sends the rest of its batch, and every write for inline_write_backoff
     // after it, to the engine. A lone write (nothing else in flight) stays inline unless backed off.
