@@ -79,6 +79,21 @@ bool CompletionBatch::defer(Flush flush, void* arg) {
     return true;
 }
 
+int read_cached(int fd, IoOp& op) {
+    while (!op.iov.empty()) {
+        const int cnt = static_cast<int>(std::min<std::size_t>(op.iov.size(), IOV_MAX));
+        const ssize_t n = ::preadv2(fd, op.iov.data(), cnt, static_cast<off_t>(op.offset), RWF_NOWAIT);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        }
+        if (n == 0) return -EIO;  // past the end of the file: the host truncated it
+        op.offset += static_cast<std::uint64_t>(n);
+        advance(op.iov, static_cast<std::size_t>(n));
+    }
+    return 0;
+}
+
 int run_io_sync(int fd, IoOp& op) {
     switch (op.kind) {
         case IoOp::Kind::Read:

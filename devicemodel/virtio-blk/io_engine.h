@@ -87,4 +87,10 @@ private:
 // Runs one op synchronously on the calling thread; returns 0 or -errno (does not call done).
 int run_io_sync(int fd, IoOp& op);
 
+// A read of what the page cache holds, without waiting for the disk (preadv2 RWF_NOWAIT), the
+// way io_uring first tries a read. 0: all of it was read. -EAGAIN: the rest would wait; op's
+// offset and iovecs now cover only that rest. -EOPNOTSUPP: the file cannot do it (op untouched).
+// Another -errno: the read failed. Does not call done.
+int read_cached(int fd, IoOp& op);
+
 }  // namespace vmm::virtio_blk

@@ -67,7 +67,10 @@ VirtioBlk::VirtioBlk(DiskImage disk, VirtioBlkOptions options)
         if (auto reads = make_uring_engine(disk_.fd(), options_.queue_size, options_.name + "-rd", options_.on_thread_start))
             engine_ = make_split_engine(std::move(reads), pool());
     }
-    if (!engine_) engine_ = pool();
+    if (!engine_) {
+        engine_ = pool();
+        batch_reads_inline_ = options_.inline_cached_reads && options_.inline_max_bytes > 0;
+    }
     log_->info("{}{}: {} sectors at offset {}, {} I/O", disk_.path(), disk_.read_only() ? " (read-only)" : "",
                limits_.capacity_sectors, disk_.offset(), engine_->name());
     if (options_.own_thread)
@@ -263,8 +266,12 @@ void VirtioBlk::serve(std::unique_lock<std::mutex>& lock) {
     } else if (!ops_.empty()) {
         // The small writes stay here; the rest (in order) goes to the engine first, so reads
         // and flushes proceed while the writes run.
-        if (options_.inline_writes && writes_inline_now()) {
-            auto stays = [&](const IoOp& op) { return op.kind == IoOp::Kind::Write && inline_ok(op); };
+        const bool writes = options_.inline_writes && writes_inline_now();
+        if (writes || batch_reads_inline_) {
+            auto stays = [&](const IoOp& op) {
+                const bool here = op.kind == IoOp::Kind::Write ? writes : op.kind == IoOp::Kind::Read && batch_reads_inline_;
+                return here && inline_ok(op);
+            };
             auto kept = ops_.begin();
             for (auto it = ops_.begin(); it != ops_.end(); ++it) {
                 if (stays(*it)) {
@@ -290,29 +297,44 @@ void VirtioBlk::run_inline(std::vector<IoOp>& ops) {
     std::optional<CompletionBatch> batch;
     unsigned batched = 0;
     auto last = Clock::now();
+    const bool cached_reads = ops.size() > 1 && batch_reads_inline_;  // a lone read just reads
     for (std::size_t i = 0; i < ops.size(); ++i) {
         if (ops.size() > 1 && !batch) batch.emplace();
         IoOp& op = ops[i];
-        op.done(run_io_sync(disk_.fd(), op));
+        int result;
+        if (cached_reads && op.kind == IoOp::Kind::Read) {
+            result = read_cached(disk_.fd(), op);
+            if (result == -EAGAIN || result == -EOPNOTSUPP) {
+                if (result == -EOPNOTSUPP) {
+                    log_->info("{}: no reads without waiting (RWF_NOWAIT) on this file; reads go to the pool", disk_.path());
+                    batch_reads_inline_ = false;
+                }
+                to_engine_.push_back(std::move(op));  // the part the page cache did not hold
+                last = Clock::now();
+                continue;
+            }
+        } else {
+            result = run_io_sync(disk_.fd(), op);
+        }
+        op.done(result);
         if (++batched == CompletionBatch::kMaxBatchOps) {
             batch.reset();  // the interrupt for these goes out now
             batched = 0;
         }
-        if (op.kind != IoOp::Kind::Write) continue;
         const auto now = Clock::now();
         const auto took = now - std::exchange(last, now);
-        if (took <= options_.inline_write_stall) continue;
+        if (op.kind != IoOp::Kind::Write || took <= options_.inline_write_stall) continue;
         writes_inline_after_ = now + options_.inline_write_backoff;
         inline_write_stalls_.fetch_add(1, std::memory_order_relaxed);
         log_->debug("an inline write took {} us; writes go to the engine for {} ms",
                     std::chrono::duration_cast<std::chrono::microseconds>(took).count(),
                     std::chrono::duration_cast<std::chrono::milliseconds>(options_.inline_write_backoff).count());
-        ops.erase(ops.begin(), ops.begin() + static_cast<std::ptrdiff_t>(i + 1));
-        batch.reset();
-        if (!ops.empty()) engine_->submit(ops);
+        for (std::size_t j = i + 1; j < ops.size(); ++j) to_engine_.push_back(std::move(ops[j]));
         break;
     }
+    batch.reset();
     ops.clear();  // keeps its capacity for the next request
+    if (!to_engine_.empty()) engine_->submit(to_engine_);  // leaves it empty, its capacity kept
 }
 
 std::optional<std::uint16_t> VirtioBlk::peek_avail(const virtio::AvailIdxReader& reader, std::uint64_t epoch) {

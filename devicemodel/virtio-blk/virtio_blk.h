@@ -91,6 +91,12 @@ struct VirtioBlkOptions {
     // read from disk) sends the rest of its batch, and every write for inline_write_backoff
     // after it, to the engine. A lone write (nothing else in flight) stays inline unless backed off.
     bool inline_writes = true;
+    // Where reads go to the pool (no io_uring ring for them: use_io_uring and reads_on_io_uring
+    // off, or io_uring refused, as under Docker's default seccomp profile), the dispatcher first
+    // tries a batch's small reads itself with RWF_NOWAIT: what the page cache holds completes
+    // at once, as a ring would complete it inside io_uring_enter, and only a read that would wait
+    // for the disk goes to the pool (with whatever part was already read left out).
+    bool inline_cached_reads = true;
     std::chrono::nanoseconds inline_write_stall = std::chrono::microseconds(500);
     std::chrono::nanoseconds inline_write_backoff = std::chrono::milliseconds(100);
     // Adaptive polling (devicemodel/virtio/adaptive_poll.h): after serving the queue the
@@ -184,6 +190,8 @@ private:
     // Runs `ops` on the serving thread, in order, and leaves it empty. A write that stalls
     // starts a backoff and hands the ops after it to the engine. Completions of more than one
     // op are signalled in CompletionBatches of up to kMaxBatchOps. mu_ not held.
+    // Reads among them (batch_reads_inline_) are tried with read_cached(); those that would wait
+    // for the disk go to the engine after the loop.
     void run_inline(std::vector<IoOp>& ops);
     // Writes status and returns the chain. mu_ held.
     enum class Publish { Now, AtBatchEnd };  // AtBatchEnd: flush_owed's needs_notification() publishes
@@ -242,7 +250,11 @@ private:
     };
     std::vector<PendingRequest> pending_;
     std::vector<IoOp> ops_;  // the dispatcher's, reused: serving a request allocates nothing
-    std::vector<IoOp> inline_ops_;  // the writes of ops_ that run on the dispatcher, reused too
+    std::vector<IoOp> inline_ops_;  // the writes (and cached reads) of ops_ run on the dispatcher, reused too
+    std::vector<IoOp> to_engine_;   // what run_inline hands on to the engine, reused too
+    // Reads of a batch are tried on the dispatcher (inline_cached_reads, and no ring reads them);
+    // cleared for good when the file refuses RWF_NOWAIT. The serving thread's.
+    bool batch_reads_inline_ = false;
     std::chrono::steady_clock::time_point writes_inline_after_{};  // the serving thread's: end of a stall's backoff
     std::atomic<std::uint64_t> inline_write_stalls_{0};
     std::uint64_t bad_requests_ = 0, io_errors_ = 0;  // for rate-limited logging

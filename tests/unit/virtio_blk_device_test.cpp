@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <linux/virtio_blk.h>
 
@@ -781,8 +782,9 @@ protected:
 
     // The default stall threshold (500 µs) is no test's to rely on: under an emulated CPU (the
     // nested VM) a page-cache write can take that long. 10 s: no write here stalls.
-    void open(bool inline_writes, std::chrono::nanoseconds stall = std::chrono::seconds(10)) {
+    void open(bool inline_writes, std::chrono::nanoseconds stall = std::chrono::seconds(10), bool pool_only = false) {
         VirtioBlkOptions opts;
+        if (pool_only) opts.use_io_uring = opts.reads_on_io_uring = false;  // no ring reads: reads on the pool
         opts.name = "blkinl";
         opts.queue_size = 64;
         opts.own_thread = false;
@@ -879,6 +881,90 @@ TEST_F(VirtioBlkInlineWritesTest, AWriteSlowerThanTheStallThresholdSendsTheRestT
     EXPECT_TRUE(wait_used(kWrites + 1));
     for (unsigned i = 0; i < kWrites; ++i) EXPECT_TRUE(written(i)) << "write " << i;
     EXPECT_EQ(blk->inline_write_stalls(), 1u) << "backed off: no write ran inline since";
+}
+
+// Where no io_uring ring reads (the pool alone), a batch's reads are tried on the serving thread
+// with RWF_NOWAIT: those the page cache holds complete before serve_queue() returns, one that
+// would wait for the disk goes to the (held) pool and completes, with the right data, from there.
+class VirtioBlkCachedReadsTest : public VirtioBlkInlineWritesTest {
+protected:
+    // Two one-sector reads, of sectors 5 and 1800, into their own buffers; then a flush.
+    void queue_reads_and_flush() {
+        const GuestMemory& mem = fake.memory();
+        const std::uint64_t sectors[] = {5, 1800};
+        for (unsigned i = 0; i < 3; ++i) {
+            const std::uint64_t hdr = kHdr + 16 * i, status = kStatus + i, data = kData + 512 * i;
+            virtio_blk_outhdr h{i < 2 ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_FLUSH + 0u, 0, i < 2 ? sectors[i] : 0};
+            mem.write(hdr, &h, sizeof h);
+            mem.write_obj<std::uint8_t>(status, 0xee);
+            if (i < 2)
+                drv.add_chain({Drv::rd(hdr, 16), Drv::wr(data, 512), Drv::wr(status, 1)});
+            else
+                drv.add_chain({Drv::rd(hdr, 16), Drv::wr(status, 1)});
+        }
+    }
+    // Skips where the file refuses RWF_NOWAIT (tmpfs before Linux 6.6: EOPNOTSUPP), so the
+    // device sends every read to the pool.
+    void skip_without_nowait_reads() {
+        Fd fd(::open(disk.path.c_str(), O_RDONLY | O_CLOEXEC));
+        ASSERT_TRUE(fd.valid());
+        char sector[512];
+        iovec iov{sector, sizeof sector};
+        if (::preadv2(fd.get(), &iov, 1, 0, RWF_NOWAIT) < 0 && errno == EOPNOTSUPP)
+            GTEST_SKIP() << "this file system refuses reads without waiting (RWF_NOWAIT): every read goes to the pool";
+    }
+    bool read_back(unsigned i, std::uint64_t sector) const {
+        std::vector<std::uint8_t> got(512);
+        fake.memory().read(kData + 512 * i, got.data(), got.size());
+        return got == disk.read(sector * 512, 512) && *fake.memory().read_obj<std::uint8_t>(kStatus + i) == VIRTIO_BLK_S_OK;
+    }
+};
+
+TEST_F(VirtioBlkCachedReadsTest, ReadsThePageCacheHoldsCompleteOnTheServingThread) {
+    skip_without_nowait_reads();
+    if (IsSkipped()) return;
+    (void)disk.read(0, kDiskSectors * 512);  // all of it in the page cache
+    open(true, std::chrono::seconds(10), true);
+    queue_reads_and_flush();
+    blk->serve_queue();
+    EXPECT_EQ(drv.used_idx(), 2) << "both reads completed before serve_queue() returned";
+    EXPECT_TRUE(read_back(0, 5));
+    EXPECT_TRUE(read_back(1, 1800));
+    EXPECT_EQ(blk->in_flight(), 1u) << "the flush waits on the engine's held threads";
+    release();
+    EXPECT_TRUE(wait_used(3));
+}
+
+TEST_F(VirtioBlkCachedReadsTest, AReadThatWouldWaitForTheDiskGoesToThePool) {
+    skip_without_nowait_reads();
+    if (IsSkipped()) return;
+    {
+        // The file out of the page cache (written back, then dropped: a large folio goes only
+        // whole), then sector 5 read back in; readahead stops well short of sector 1800.
+        Fd fd(::open(disk.path.c_str(), O_RDONLY | O_CLOEXEC));
+        ASSERT_TRUE(fd.valid());
+        ASSERT_EQ(::fdatasync(fd.get()), 0);
+        ASSERT_EQ(::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED), 0);
+        char sector[512];
+        ASSERT_EQ(::pread(fd.get(), sector, sizeof sector, 5 * 512), 512);
+        void* map = ::mmap(nullptr, kDiskSectors * 512, PROT_READ, MAP_SHARED, fd.get(), 0);
+        ASSERT_NE(map, MAP_FAILED);
+        unsigned char resident[kDiskSectors * 512 / 4096] = {};
+        const int r = ::mincore(map, kDiskSectors * 512, resident);
+        ::munmap(map, kDiskSectors * 512);
+        ASSERT_EQ(r, 0);
+        if (resident[1800 * 512 / 4096] & 1) GTEST_SKIP() << "this file system kept the page cached: no read here waits for a disk";
+        ASSERT_TRUE(resident[5 * 512 / 4096] & 1);
+    }
+    open(true, std::chrono::seconds(10), true);
+    queue_reads_and_flush();
+    blk->serve_queue();
+    EXPECT_EQ(drv.used_idx(), 1) << "only the cached read completed before serve_queue() returned";
+    EXPECT_TRUE(read_back(0, 5));
+    EXPECT_EQ(blk->in_flight(), 2u) << "the uncached read and the flush wait on the engine's held threads";
+    release();
+    EXPECT_TRUE(wait_used(3));
+    EXPECT_TRUE(read_back(1, 1800));
 }
 
 }  // namespace
