@@ -262,10 +262,10 @@ void VirtioBlk::serve(std::unique_lock<std::mutex>& lock) {
     const bool lone_inline = alone && inline_ok(ops_.front()) &&
                              (ops_.front().kind != IoOp::Kind::Write || writes_inline_now());
     if (lone_inline) {
-        run_inline(ops_);
+        run_inline(ops_, false);
     } else if (!ops_.empty()) {
-        // The small writes stay here; the rest (in order) goes to the engine first, so reads
-        // and flushes proceed while the writes run.
+        // The small writes (and, where no ring reads, the small reads) stay here; the rest (in
+        // order) goes to the engine first, so it proceeds while these run.
         const bool writes = options_.inline_writes && writes_inline_now();
         if (writes || batch_reads_inline_) {
             auto stays = [&](const IoOp& op) {
@@ -284,7 +284,7 @@ void VirtioBlk::serve(std::unique_lock<std::mutex>& lock) {
             ops_.erase(kept, ops_.end());
         }
         if (!ops_.empty()) engine_->submit(ops_);  // leaves ops_ empty, its capacity kept
-        if (!inline_ops_.empty()) run_inline(inline_ops_);
+        if (!inline_ops_.empty()) run_inline(inline_ops_, true);
     }
     lock.lock();
 }
@@ -293,11 +293,11 @@ bool VirtioBlk::writes_inline_now() const {
     return writes_inline_after_ == Clock::time_point{} || Clock::now() >= writes_inline_after_;
 }
 
-void VirtioBlk::run_inline(std::vector<IoOp>& ops) {
+void VirtioBlk::run_inline(std::vector<IoOp>& ops, bool of_batch) {
     std::optional<CompletionBatch> batch;
     unsigned batched = 0;
     auto last = Clock::now();
-    const bool cached_reads = ops.size() > 1 && batch_reads_inline_;  // a lone read just reads
+    const bool cached_reads = of_batch && batch_reads_inline_;  // a lone read (nothing else in flight) just reads
     for (std::size_t i = 0; i < ops.size(); ++i) {
         if (ops.size() > 1 && !batch) batch.emplace();
         IoOp& op = ops[i];

@@ -190,9 +190,9 @@ private:
     // Runs `ops` on the serving thread, in order, and leaves it empty. A write that stalls
     // starts a backoff and hands the ops after it to the engine. Completions of more than one
     // op are signalled in CompletionBatches of up to kMaxBatchOps. mu_ not held.
-    // Reads among them (batch_reads_inline_) are tried with read_cached(); those that would wait
-    // for the disk go to the engine after the loop.
-    void run_inline(std::vector<IoOp>& ops);
+    // Reads of a batch (of_batch: others are in flight; batch_reads_inline_) are tried with
+    // read_cached(); those that would wait for the disk go to the engine after the loop.
+    void run_inline(std::vector<IoOp>& ops, bool of_batch);
     // Writes status and returns the chain. mu_ held.
     enum class Publish { Now, AtBatchEnd };  // AtBatchEnd: flush_owed's needs_notification() publishes
     void put_used_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value, std::uint32_t used_len,
