@@ -21,7 +21,8 @@
 //
 // Input: byte 0: bit 0 io_uring for every request (else the default: reads on a ring, the rest
 // on the pool), bit 1 EVENT_IDX, bit 2 INDIRECT_DESC (requests then sometimes posted through an
-// indirect table), bit 3 a read-only disk, bit 4 adaptive polling on; byte 1: queue size
+// indirect table), bit 3 a read-only disk, bit 4 adaptive polling on, bit 5 no ring for reads
+// (without bit 0: the pool reads, and a batch's cached reads run inline); byte 1: queue size
 // 1 << (b % 8). Then operations, a kind byte and its arguments (little-endian):
 //   0 request   u8 type (0 IN, 1 OUT, 2 FLUSH, 3 GET_ID, 4 DISCARD, 5 WRITE_ZEROES, else that
 //               byte as the type), u16 sector (% (capacity + 8)), u8 n (n % 4 data buffers),
@@ -98,6 +99,7 @@ public:
         o.name = "blkfuzz";
         o.queue_size = 128;
         o.use_io_uring = flags & 1;
+        o.reads_on_io_uring = !(flags & 32);  // off (without use_io_uring): the pool reads, cached reads inline
         o.io_threads = 1;
         if (!(flags & 16)) o.poll_max = std::chrono::nanoseconds{0};
         blk_ = std::make_unique<VirtioBlk>(DiskImage::open({disk_path(), std::nullopt, read_only_}), o);
