@@ -903,7 +903,7 @@ protected:
                 drv.add_chain({Drv::rd(hdr, 16), Drv::wr(status, 1)});
         }
     }
-    // Skips where the file refuses RWF_NOWAIT (tmpfs before Linux 6.6: EOPNOTSUPP), so the
+    // Skips where the file refuses RWF_NOWAIT (EOPNOTSUPP: the nested VM's 6.1 tmpfs), so the
     // device sends every read to the pool.
     void skip_without_nowait_reads() {
         Fd fd(::open(disk.path.c_str(), O_RDONLY | O_CLOEXEC));
