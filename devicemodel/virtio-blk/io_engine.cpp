@@ -60,6 +60,28 @@ int write_zeroes_slow(int fd, std::uint64_t off, std::uint64_t len) {
     return 0;
 }
 
+// Moves op's bytes at op.offset, continuing after short transfers; op.offset and op.iov follow
+// the progress, so an op that stopped part-way (-EAGAIN) can be finished by someone else.
+// read_flags 0 keeps to preadv/pwritev: the blk threads' seccomp list has preadv2, not pwritev2.
+int transfer(int fd, IoOp& op, int read_flags) {
+    const bool read = op.kind == IoOp::Kind::Read;
+    while (!op.iov.empty()) {
+        const int cnt = static_cast<int>(std::min<std::size_t>(op.iov.size(), IOV_MAX));
+        const auto off = static_cast<off_t>(op.offset);
+        const ssize_t n = !read         ? ::pwritev(fd, op.iov.data(), cnt, off)
+                          : read_flags ? ::preadv2(fd, op.iov.data(), cnt, off, read_flags)
+                                       : ::preadv(fd, op.iov.data(), cnt, off);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        if (n == 0) return -EIO;  // past the end of the file: the host truncated it
+        op.offset += static_cast<std::uint64_t>(n);
+        advance(op.iov, static_cast<std::size_t>(n));
+    }
+    return 0;
+}
+
 }  // namespace
 
 thread_local CompletionBatch* CompletionBatch::current_ = nullptr;
@@ -79,40 +101,13 @@ bool CompletionBatch::defer(Flush flush, void* arg) {
     return true;
 }
 
-int read_cached(int fd, IoOp& op) {
-    while (!op.iov.empty()) {
-        const int cnt = static_cast<int>(std::min<std::size_t>(op.iov.size(), IOV_MAX));
-        const ssize_t n = ::preadv2(fd, op.iov.data(), cnt, static_cast<off_t>(op.offset), RWF_NOWAIT);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-        }
-        if (n == 0) return -EIO;  // past the end of the file: the host truncated it
-        op.offset += static_cast<std::uint64_t>(n);
-        advance(op.iov, static_cast<std::size_t>(n));
-    }
-    return 0;
-}
+int read_cached(int fd, IoOp& op) { return transfer(fd, op, RWF_NOWAIT); }
 
 int run_io_sync(int fd, IoOp& op) {
     switch (op.kind) {
         case IoOp::Kind::Read:
-        case IoOp::Kind::Write: {
-            std::uint64_t off = op.offset;
-            while (!op.iov.empty()) {
-                const int cnt = static_cast<int>(std::min<std::size_t>(op.iov.size(), IOV_MAX));
-                const ssize_t n = op.kind == IoOp::Kind::Read ? ::preadv(fd, op.iov.data(), cnt, static_cast<off_t>(off))
-                                                              : ::pwritev(fd, op.iov.data(), cnt, static_cast<off_t>(off));
-                if (n < 0) {
-                    if (errno == EINTR) continue;
-                    return -errno;
-                }
-                if (n == 0) return -EIO;  // past the end of the file: the host truncated it
-                off += static_cast<std::uint64_t>(n);
-                advance(op.iov, static_cast<std::size_t>(n));
-            }
-            return 0;
-        }
+        case IoOp::Kind::Write:
+            return transfer(fd, op, 0);
         case IoOp::Kind::Flush:
             return ::fdatasync(fd) == 0 ? 0 : -errno;
         case IoOp::Kind::Discard:

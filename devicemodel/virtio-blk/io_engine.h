@@ -85,6 +85,7 @@ private:
 };
 
 // Runs one op synchronously on the calling thread; returns 0 or -errno (does not call done).
+// A read or write consumes op's iovecs and moves op.offset along as it goes.
 int run_io_sync(int fd, IoOp& op);
 
 // A read of what the page cache holds, without waiting for the disk (preadv2 RWF_NOWAIT), the

@@ -807,23 +807,33 @@ protected:
         }
         cv.notify_all();
     }
-    // kWrites one-sector writes of sector 10 + i (bytes 0x40 + i), then a flush; all published
-    // before one serve_queue().
-    void queue_writes_and_flush() {
+    // One-sector requests of `type` (VIRTIO_BLK_T_IN or _OUT) for `sectors`, request i with its
+    // own header, data buffer (kData + 512 * i; a write's holds bytes 0x40 + i) and status byte;
+    // then a flush. All published before one serve_queue().
+    void queue_and_flush(std::uint32_t type, const std::vector<std::uint64_t>& sectors) {
         const GuestMemory& mem = fake.memory();
-        for (unsigned i = 0; i <= kWrites; ++i) {
+        const unsigned n = static_cast<unsigned>(sectors.size());
+        for (unsigned i = 0; i <= n; ++i) {
             const std::uint64_t hdr = kHdr + 16 * i, status = kStatus + i, data = kData + 512 * i;
-            virtio_blk_outhdr h{i < kWrites ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_FLUSH + 0u, 0, i < kWrites ? 10u + i : 0u};
+            virtio_blk_outhdr h{i < n ? type : VIRTIO_BLK_T_FLUSH + 0u, 0, i < n ? sectors[i] : 0};
             mem.write(hdr, &h, sizeof h);
             mem.write_obj<std::uint8_t>(status, 0xee);
-            if (i < kWrites) {
+            if (i == n) {
+                drv.add_chain({Drv::rd(hdr, 16), Drv::wr(status, 1)});
+            } else if (type == VIRTIO_BLK_T_OUT) {
                 const std::vector<std::uint8_t> bytes(512, static_cast<std::uint8_t>(0x40 + i));
                 mem.write(data, bytes.data(), bytes.size());
                 drv.add_chain({Drv::rd(hdr, 16), Drv::rd(data, 512), Drv::wr(status, 1)});
             } else {
-                drv.add_chain({Drv::rd(hdr, 16), Drv::wr(status, 1)});
+                drv.add_chain({Drv::rd(hdr, 16), Drv::wr(data, 512), Drv::wr(status, 1)});
             }
         }
+    }
+    // kWrites one-sector writes of sector 10 + i (bytes 0x40 + i), then a flush.
+    void queue_writes_and_flush() {
+        std::vector<std::uint64_t> sectors;
+        for (unsigned i = 0; i < kWrites; ++i) sectors.push_back(10 + i);
+        queue_and_flush(VIRTIO_BLK_T_OUT, sectors);
     }
     bool written(unsigned i) const { return disk.read((10 + i) * 512, 512) == std::vector<std::uint8_t>(512, static_cast<std::uint8_t>(0x40 + i)); }
     bool wait_used(std::uint16_t idx) {
@@ -889,20 +899,7 @@ TEST_F(VirtioBlkInlineWritesTest, AWriteSlowerThanTheStallThresholdSendsTheRestT
 class VirtioBlkCachedReadsTest : public VirtioBlkInlineWritesTest {
 protected:
     // One-sector reads of `sectors` (default: 5 and 1800), each into its own buffer; then a flush.
-    void queue_reads_and_flush(std::vector<std::uint64_t> sectors = {5, 1800}) {
-        const GuestMemory& mem = fake.memory();
-        const unsigned n = static_cast<unsigned>(sectors.size());
-        for (unsigned i = 0; i <= n; ++i) {
-            const std::uint64_t hdr = kHdr + 16 * i, status = kStatus + i, data = kData + 512 * i;
-            virtio_blk_outhdr h{i < n ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_FLUSH + 0u, 0, i < n ? sectors[i] : 0};
-            mem.write(hdr, &h, sizeof h);
-            mem.write_obj<std::uint8_t>(status, 0xee);
-            if (i < n)
-                drv.add_chain({Drv::rd(hdr, 16), Drv::wr(data, 512), Drv::wr(status, 1)});
-            else
-                drv.add_chain({Drv::rd(hdr, 16), Drv::wr(status, 1)});
-        }
-    }
+    void queue_reads_and_flush(const std::vector<std::uint64_t>& sectors = {5, 1800}) { queue_and_flush(VIRTIO_BLK_T_IN, sectors); }
     // Skips where the file refuses RWF_NOWAIT (EOPNOTSUPP: the nested VM's 6.1 tmpfs), so the
     // device sends every read to the pool.
     void skip_without_nowait_reads() {
