@@ -9,7 +9,9 @@
 //    interrupt is an eventfd, as the anchor's irqfd.
 //    `one thread`: the driver's thread also serves the device (VirtioBlk's own_thread off,
 //    serve_queue() in place of the kick, interrupts suppressed): the device model's own work
-//    per request, the way virtio_net_bench measures its device, without a hand-off.
+//    per request, the way virtio_net_bench measures its device, without a hand-off. These rows
+//    also time serve_queue() itself: "the device model alone" leaves out the bench driver's
+//    posting and reclaiming (a guest's work, on its own vCPU), as virtio_net_bench does.
 //    Two drivers: `irq` blocks in read() on the interrupt eventfd (Linux's virtio-blk), `polled`
 //    sets VRING_AVAIL_F_NO_INTERRUPT and spins on the used index (our test guests; at depth 32,
 //    Linux's virtio_blk.poll_queues with io_uring's polled I/O). Each with the device's adaptive
@@ -91,7 +93,11 @@ struct Result {
     // request costs when no thread of ours was preempted (the throughput of a spinning thread on
     // a loaded host is dominated by the time slices it loses).
     double p50_us = 0, p99_us = 0;
+    // One-thread device runs: the time spent inside serve_queue(), the device model's own work
+    // (the bench driver's posting and reclaiming, a guest's share, left out); 0 otherwise.
+    double model_secs = 0;
     double iops() const { return secs > 0 ? ops / secs : 0; }
+    double model_iops() const { return model_secs > 0 ? ops / model_secs : 0; }
 };
 
 class Latencies {
@@ -373,8 +379,14 @@ Result device_run(const Args& a, const DeviceConfig& c, bool write, std::uint64_
             while (::read(relay_fd.get(), &n, sizeof n) == sizeof n && !relay_stop) blk.queue_notify(0);
         });
     const int kick_fd = a.kick == "eventfd" ? blk.queue_kick_fd(0) : relay_fd.get();
+    Clock::duration in_device{};
     auto kick = [&] {
-        if (c.one_thread) return blk.serve_queue();  // the driver's thread is the device's
+        if (c.one_thread) {  // the driver's thread is the device's
+            const auto t0 = Clock::now();
+            blk.serve_queue();
+            in_device += Clock::now() - t0;
+            return;
+        }
         if (drv.needs_kick()) {
             ++kicks;
             if (a.kick == "call") {
@@ -387,6 +399,7 @@ Result device_run(const Args& a, const DeviceConfig& c, bool write, std::uint64_
     };
     for (unsigned s = 0; s < c.depth; ++s) submit(s);
     kick();
+    in_device = {};  // the first batch's serving is outside `secs` too
     Result r;
     const auto start = Clock::now();
     const auto end = start + std::chrono::duration<double>(a.seconds);
@@ -416,6 +429,7 @@ Result device_run(const Args& a, const DeviceConfig& c, bool write, std::uint64_
         if (!draining) kick();
     }
     r.secs = std::chrono::duration<double>(Clock::now() - start).count();
+    r.model_secs = std::chrono::duration<double>(in_device).count();
     r.kicks_per_op = static_cast<double>(kicks) / static_cast<double>(r.ops);
     r.irqs_per_op = static_cast<double>(irq->count.load() - irqs_before) / static_cast<double>(r.ops);
     r.poll = blk.poll_stats();
@@ -491,6 +505,11 @@ void summarise(const char* workload, const Samples& s, const std::vector<std::st
         if (raw.iops() > 0) return dev.iops() / raw.iops();
         return std::nullopt;
     });
+    table("the device model alone (time inside serve_queue(), one thread) / raw within each round",
+          [](const Result& dev, const Result& raw) -> std::optional<double> {
+              if (dev.model_iops() > 0 && raw.iops() > 0) return dev.model_iops() / raw.iops();
+              return std::nullopt;
+          });
     table("median latency, raw p50 / device p50 within each round (1 = no overhead)",
           [](const Result& dev, const Result& raw) -> std::optional<double> {
               if (dev.p50_us > 0) return raw.p50_us / dev.p50_us;
