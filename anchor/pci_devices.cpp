@@ -151,6 +151,7 @@ std::vector<std::string> PciDevices::add_consoles(const std::vector<ConsoleSpec>
         if (specs[i].kind == "socket") {
             virtio_console::VirtioConsoleOptions options;
             options.name = "console" + std::to_string(i);
+            options.port_name = specs[i].name;
             NotifyLoop* loop = &notify_;
             auto device_slot = std::make_shared<std::weak_ptr<virtio_console::VirtioConsole>>();
             std::shared_ptr<SocketConsole> sock;
@@ -175,6 +176,7 @@ std::vector<std::string> PciDevices::add_consoles(const std::vector<ConsoleSpec>
         Console* out = pty.get();
         virtio_console::VirtioConsoleOptions options;
         options.name = "console" + std::to_string(i);
+        options.port_name = specs[i].name;
         NotifyLoop* loop = &notify_;
         auto device = std::make_shared<virtio_console::VirtioConsole>(
             [out](std::span<const std::uint8_t> bytes) { out->write(bytes); }, options,

@@ -220,6 +220,17 @@ def virtio_console():
     put("virtio_console", "event-idx-indirect-reset", bytes([0x03, 3]) + resets)
     put("virtio_console", "scribble", bytes([0x00, 2]) + rx(32) + bytes([7]) + struct.pack("<IB", 0, 8) + b"\xff" * 8 +
         typed(4) + KICK_RX)
+    # A named port (MULTIPORT): the handshake, input held until PORT_OPEN, then closed again.
+    def control(event, port, value):  # port 0, or 1 for the DEVICE_READY id (VIRTIO_CONSOLE_BAD_ID)
+        return bytes([10, event, port, value])
+
+    def control_rx(length):
+        return bytes([9, length])
+
+    port = (control_rx(200) * 4 + control(0, 1, 1) + control(3, 0, 1) + rx(64) + typed(3) + KICK_RX +
+            control(6, 0, 1) + tx(12) + KICK_TX + control(6, 0, 0) + typed(2) + rx(16) + KICK_RX + control_rx(8) +
+            control(0, 1, 1))
+    put("virtio_console", "named-port", bytes([0x04, 4]) + port)
 
 
 def bzimage():

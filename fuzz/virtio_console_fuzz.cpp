@@ -13,15 +13,21 @@
 //  - no used entry is longer than its chain.
 // Always: ASan and UBSan (guest RAM is a buffer of exactly its size).
 //
+// With a port name (byte 0 bit 2) the device is a named port and the driver takes MULTIPORT: its
+// control queues get chains too, the device writes only inside the control receive buffers it
+// holds, and input is held until the guest's PORT_OPEN (still whole and in order).
+//
 // Input: byte 0 features: bit 0 EVENT_IDX, bit 1 INDIRECT_DESC (chains then sometimes posted
-// through an indirect table); byte 1: queue size 1 << (b % 9). Then operations, a kind byte and
-// its arguments (little-endian):
+// through an indirect table), bit 2 a named port with MULTIPORT; byte 1: queue size
+// 1 << (b % 9). Then operations, a kind byte and its arguments (little-endian):
 //   0 post rx chain  u8 n (n % 3 + 1 buffers), n × u8 length
 //   1 post tx chain  u8 n (n % 3 + 1 buffers), n × u8 length, u8 fill
 //   2 input          u8 length (× 8), u8 fill  3 kick rx        4 kick tx
 //   5 emerg_wr       u8 byte                   6 resize         u8 cols, u8 rows
 //   7 RAM write      u32 offset, u8 length, the bytes (the checks stop here)
 //   8 device reset, then activation with fresh rings elsewhere
+//   9 post control rx chain  u8 length      10 control message  u8 event (% 8), u8 id, u8 value
+//                                              (id: 0 port 0, 1 the DEVICE_READY id, else 7)
 // fuzz/make_seeds.py writes seeds that type both ways, overflow nothing and reset.
 #include "devicemodel/bus/guest_memory.h"
 #include "devicemodel/virtio-console/virtio_console.h"
@@ -49,8 +55,9 @@ using namespace vmm::virtio_console;
 using Driver = test::VirtqueueDriver;
 
 constexpr std::size_t kRam = 128 * 1024;
-constexpr std::uint64_t kRings[2][2] = {{0, 0x2000}, {0x4000, 0x6000}};  // rx, tx; < 7 KiB each at 256
-constexpr std::uint64_t kArena = 0x8000;
+// rx, tx, control rx, control tx; < 7 KiB each at 256
+constexpr std::uint64_t kRings[2][4] = {{0, 0x2000, 0x4000, 0x6000}, {0x8000, 0xa000, 0xc000, 0xe000}};
+constexpr std::uint64_t kArena = 0x10000;
 
 [[noreturn]] void fail(const char* what) {
     std::fprintf(stderr, "virtio_console_fuzz: %s\n", what);
@@ -61,13 +68,15 @@ class Harness {
 public:
     Harness(std::uint8_t flags, std::uint16_t queue_size)
         : queue_size_(queue_size),
+          multiport_(flags & 4),
           console_([this](std::span<const std::uint8_t> bytes) { output_.insert(output_.end(), bytes.begin(), bytes.end()); },
-                   VirtioConsoleOptions{"confuzz", 256, 4096, 80, 25}) {
+                   VirtioConsoleOptions{"confuzz", 256, 4096, 80, 25, multiport_ ? "org.qemu.guest_agent.0" : ""}) {
         ram_.clear();
         memory_ = GuestMemory({{0, ram_.size(), ram_.data()}});
         features_ = std::uint64_t{1} << virtio::kFeatureVersion1;
         if (flags & 1) features_ |= std::uint64_t{1} << virtio::kFeatureEventIdx;
         if (flags & 2) features_ |= std::uint64_t{1} << virtio::kFeatureIndirectDesc;
+        if (multiport_) features_ |= std::uint64_t{1} << VIRTIO_CONSOLE_F_MULTIPORT;
         activate();
     }
 
@@ -114,6 +123,31 @@ public:
         });
     }
 
+    void post_control_rx(fuzz::FuzzReader& in) {
+        if (!multiport_) return;
+        const auto len = static_cast<std::uint32_t>(in.le(1));
+        const auto at = arena_.alloc(len);
+        if (!at) return;
+        Chain c;
+        c.bufs.push_back(Driver::wr(*at, len));
+        c.writable = len;
+        if (const auto head = arena_.post(*crxq_, c.bufs, via_table())) control_rx_chains_[*head] = std::move(c);
+        step([&] { console_.queue_notify(VirtioConsole::kControlReceiveQueue); });
+    }
+    void control(fuzz::FuzzReader& in) {
+        const auto event = static_cast<std::uint16_t>(in.le(1) % 8);
+        const auto id = static_cast<std::uint8_t>(in.le(1));
+        const auto value = static_cast<std::uint16_t>(in.le(1));
+        if (!multiport_) return;
+        const virtio_console_control m{id == 0 ? 0u : id == 1 ? VIRTIO_CONSOLE_BAD_ID : 7u, event, value};
+        const auto at = arena_.alloc(sizeof m);
+        if (!at) return;
+        std::memcpy(ram_.data() + *at, &m, sizeof m);
+        const std::vector<Driver::Buf> bufs{Driver::rd(*at, sizeof m)};
+        if (const auto head = arena_.post(*ctxq_, bufs, via_table())) control_tx_chains_[*head] = Chain{bufs, 0};
+        step([&] { console_.queue_notify(VirtioConsole::kControlTransmitQueue); });
+    }
+
     void kick_rx() {
         step([&] { console_.queue_notify(VirtioConsole::kReceiveQueue); });
     }
@@ -154,11 +188,18 @@ private:
     bool via_table() const { return (features_ & (std::uint64_t{1} << virtio::kFeatureIndirectDesc)) && (serial_ & 1); }
 
     void activate() {
-        rxq_.emplace(memory_, kRings[ring_switch_ % 2][0], queue_size_);
-        txq_.emplace(memory_, kRings[ring_switch_ % 2][1], queue_size_);
+        const auto& rings = kRings[ring_switch_ % 2];
+        rxq_.emplace(memory_, rings[0], queue_size_);
+        txq_.emplace(memory_, rings[1], queue_size_);
+        crxq_.emplace(memory_, rings[2], queue_size_);
+        ctxq_.emplace(memory_, rings[3], queue_size_);
         rx_chains_.clear();
         tx_chains_.clear();
-        step([&] { console_.activate(memory_, features_, {rxq_->config(), txq_->config()}, irq_); });
+        control_rx_chains_.clear();
+        control_tx_chains_.clear();
+        std::vector<virtio::QueueConfig> queues{rxq_->config(), txq_->config()};
+        if (multiport_) queues.insert(queues.end(), {crxq_->config(), ctxq_->config()});
+        step([&] { console_.activate(memory_, features_, queues, irq_); });
     }
 
     // Runs `op` on the device, then checks what it wrote, takes back the used entries and
@@ -168,9 +209,10 @@ private:
         if (!dirty_) ram_.snapshot();
         op();
         if (!dirty_) {
-            for (const Driver* q : {&*rxq_, &*txq_}) ram_.allow(q->used_addr(), q->end());
-            for (const auto& [head, c] : rx_chains_)
-                for (const auto& b : c.bufs) ram_.allow(b.gpa, b.gpa + b.len);
+            for (const Driver* q : {&*rxq_, &*txq_, &*crxq_, &*ctxq_}) ram_.allow(q->used_addr(), q->end());
+            for (const auto* chains : {&rx_chains_, &control_rx_chains_})
+                for (const auto& [head, c] : *chains)
+                    for (const auto& b : c.bufs) ram_.allow(b.gpa, b.gpa + b.len);
             if (ram_.changed_outside()) fail("the device wrote guest RAM outside its receive buffers and used rings");
         }
         for (const auto& e : rxq_->reclaim()) {
@@ -193,6 +235,18 @@ private:
         for (const auto& e : txq_->reclaim())
             if (tx_chains_.erase(static_cast<std::uint16_t>(e.id)) == 0 && !dirty_)
                 fail("a used transmit entry names no chain the guest made available");
+        for (const auto& e : ctxq_->reclaim())
+            if (control_tx_chains_.erase(static_cast<std::uint16_t>(e.id)) == 0 && !dirty_)
+                fail("a used control transmit entry names no chain the guest made available");
+        for (const auto& e : crxq_->reclaim()) {
+            auto it = control_rx_chains_.find(static_cast<std::uint16_t>(e.id));
+            if (it == control_rx_chains_.end()) {
+                if (!dirty_) fail("a used control receive entry names no chain the guest made available");
+                continue;
+            }
+            if (!dirty_ && e.len > it->second.writable) fail("a used control receive entry is longer than its chain");
+            control_rx_chains_.erase(it);
+        }
         if (dirty_) return;
         if (output_ != expected_out_) fail("the output is not what the guest transmitted, in order");
         if (delivered_.size() + console_.pending_input() != accepted_.size() ||
@@ -202,6 +256,7 @@ private:
 
     static inline fuzz::GuestRamWatch ram_{kRam};
     std::uint16_t queue_size_;
+    bool multiport_;
     GuestMemory memory_;
     std::vector<std::uint8_t> output_, expected_out_, unsent_, accepted_, delivered_;
     VirtioConsole console_;  // after output_: its Output appends there
@@ -209,8 +264,9 @@ private:
     std::uint64_t features_ = 0;
     bool dirty_ = false;
     unsigned ring_switch_ = 0;
-    std::optional<Driver> rxq_, txq_;
-    std::map<std::uint16_t, Chain> rx_chains_, tx_chains_;  // by head: what the guest made available
+    std::optional<Driver> rxq_, txq_, crxq_, ctxq_;
+    // By head: what the guest made available.
+    std::map<std::uint16_t, Chain> rx_chains_, tx_chains_, control_rx_chains_, control_tx_chains_;
     fuzz::ChainArena arena_{kArena, kRam};
     std::uint64_t serial_ = 0;
 };
@@ -227,7 +283,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     Harness h(data[0], static_cast<std::uint16_t>(1u << (data[1] % 9)));
     vmm::fuzz::FuzzReader in(data + 2, size - 2);
     while (!in.empty()) {
-        switch (in.le(1) % 9) {
+        switch (in.le(1) % 11) {
             case 0: h.post_rx(in); break;
             case 1: h.post_tx(in); break;
             case 2: {
@@ -245,6 +301,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             }
             case 7: h.raw_write(in); break;
             case 8: h.reset(); break;
+            case 9: h.post_control_rx(in); break;
+            case 10: h.control(in); break;
         }
     }
     h.kick_rx();

@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -146,10 +147,10 @@ std::vector<NicSpec> parse_nics(const std::string& field, const json& value) {
 
 std::vector<ConsoleSpec> parse_consoles(const std::string& field, const json& value, const std::filesystem::path& base_dir) {
     std::vector<ConsoleSpec> consoles;
-    for (const json& entry : expect_array(field, value, kMaxConsoles, "consoles {\"kind\", \"path\"}")) {
+    for (const json& entry : expect_array(field, value, kMaxConsoles, "consoles {\"kind\", \"path\", \"name\"}")) {
         const std::string f = field + "[" + std::to_string(consoles.size()) + "]";
-        expect_object(f, entry, "{\"kind\": \"pty\" | \"socket\", \"path\"}");
-        reject_unknown_fields(f, entry, {"kind", "path"});
+        expect_object(f, entry, "{\"kind\": \"pty\" | \"socket\", \"path\", \"name\"}");
+        reject_unknown_fields(f, entry, {"kind", "path", "name"});
         ConsoleSpec c;
         if (entry.contains("kind")) c.kind = expect_enum(f + ".kind", entry.at("kind"), {"pty", "socket"});
         if (c.kind == "socket") {
@@ -161,6 +162,19 @@ std::vector<ConsoleSpec> parse_consoles(const std::string& field, const json& va
             if (c.path.size() >= 108) throw ManifestError(f + ".path", "is longer than a unix socket path may be (107 bytes)");
         } else if (entry.contains("path")) {
             throw ManifestError(f + ".path", "is only for kind \"socket\"; a pty's path is chosen by the kernel");
+        }
+        if (entry.contains("name")) {
+            c.name = expect_string(f + ".name", entry.at("name"), "a port name");
+            // 127: virtio_console::kMaxPortName (the manifest does not depend on the device model).
+            static constexpr std::string_view kAccepted = "1 to 127 characters from A-Z a-z 0-9 . _ - :";
+            if (c.name.empty() || c.name.size() > 127 ||
+                !std::all_of(c.name.begin(), c.name.end(), [](char ch) {
+                    return std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-' || ch == ':';
+                }))
+                throw ManifestError(f + ".name", "\"" + c.name + "\" is not a port name; accepted: " + std::string(kAccepted) +
+                                                     " (the guest's /dev/virtio-ports/<name>)");
+            for (const ConsoleSpec& other : consoles)
+                if (other.name == c.name) throw ManifestError(f + ".name", "\"" + c.name + "\" is already used by another console");
         }
         consoles.push_back(std::move(c));
     }
@@ -206,6 +220,7 @@ json to_json(const NicSpec& n) {
 json to_json(const ConsoleSpec& c) {
     json j = {{"kind", c.kind}};
     if (!c.path.empty()) j["path"] = c.path;
+    if (!c.name.empty()) j["name"] = c.name;
     return j;
 }
 json to_json(const PciSpec& p) {

@@ -226,7 +226,7 @@ const std::vector<FieldHandler>& fields() {
              if (m.nics.empty()) return;
              for (const auto& x : m.nics) d["nics"].push_back(manifest::to_json(x));
          }},
-        {"consoles", false, "an array of {\"kind\": \"pty\" | \"socket\", \"path\"}",
+        {"consoles", false, "an array of {\"kind\": \"pty\" | \"socket\", \"path\", \"name\"}",
          [](const std::string& f, const json& v, const ParseContext& ctx, DomainManifest& m) {
              m.consoles = parse_consoles(f, v, ctx.base_dir);
          },

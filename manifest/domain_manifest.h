@@ -56,10 +56,13 @@ struct NicSpec {
     bool operator==(const NicSpec&) const = default;
 };
 
-// A virtio-console port 0 backend.
+// A virtio-console device's port 0 and its backend.
 struct ConsoleSpec {
     std::string kind = "pty";  // "pty" | "socket" (a unix socket the anchor listens on)
     std::string path;          // socket path (kind "socket")
+    // "" : the port is the guest's console (hvc). A name (e.g. "org.qemu.guest_agent.0"): a
+    // named port (virtio MULTIPORT, as QEMU's virtserialport), /dev/virtio-ports/<name> in the guest.
+    std::string name;
     bool operator==(const ConsoleSpec&) const = default;
 };
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 namespace vmm::virtio_console {
@@ -15,13 +16,16 @@ VirtioConsole::VirtioConsole(Output output, VirtioConsoleOptions options, Execut
     config_.cols = options_.cols;
     config_.rows = options_.rows;
     config_.max_nr_ports = 1;
+    if (options_.port_name.size() > kMaxPortName)
+        throw std::invalid_argument("virtio-console port name longer than " + std::to_string(kMaxPortName) + " bytes");
 }
 
 std::uint64_t VirtioConsole::device_features() const {
     using virtio::feature_bit;
     return feature_bit(virtio::kFeatureVersion1) | feature_bit(virtio::kFeatureIndirectDesc) |
            feature_bit(virtio::kFeatureEventIdx) | feature_bit(VIRTIO_CONSOLE_F_SIZE) |
-           feature_bit(VIRTIO_CONSOLE_F_EMERG_WRITE);
+           feature_bit(VIRTIO_CONSOLE_F_EMERG_WRITE) |
+           (options_.port_name.empty() ? 0 : feature_bit(VIRTIO_CONSOLE_F_MULTIPORT));
 }
 
 void VirtioConsole::read_config(std::uint64_t offset, std::span<std::uint8_t> data) {
@@ -46,16 +50,22 @@ void VirtioConsole::activate(const GuestMemory& memory, std::uint64_t features, 
     Signal s;
     {
         std::lock_guard lock(mu_);
-        queues.resize(2);
+        multiport_ = !options_.port_name.empty() && (features & virtio::feature_bit(VIRTIO_CONSOLE_F_MULTIPORT));
+        queues.resize(multiport_ ? 4 : 2);
         rx_ = virtio::VirtQueue(memory, queues[kReceiveQueue], options_.queue_size, features);
         tx_ = virtio::VirtQueue(memory, queues[kTransmitQueue], options_.queue_size, features);
+        if (multiport_) {
+            control_rx_ = virtio::VirtQueue(memory, queues[kControlReceiveQueue], options_.queue_size, features);
+            control_tx_ = virtio::VirtQueue(memory, queues[kControlTransmitQueue], options_.queue_size, features);
+        }
         interrupt_ = std::move(interrupt);
         active_ = true;
         broken_reported_ = false;
         check_broken_locked(s);
     }
     send(s);
-    // Buffers may already be waiting on either queue, and input may be pending.
+    // Buffers may already be waiting on any queue, and input may be pending.
+    if (multiport_) queue_notify(kControlTransmitQueue);
     queue_notify(kTransmitQueue);
     queue_notify(kReceiveQueue);
 }
@@ -65,6 +75,11 @@ void VirtioConsole::reset() {
     active_ = false;
     rx_ = virtio::VirtQueue{};
     tx_ = virtio::VirtQueue{};
+    control_rx_ = virtio::VirtQueue{};
+    control_tx_ = virtio::VirtQueue{};
+    multiport_ = guest_open_ = false;
+    control_out_.clear();
+    control_broken_.clear();
     interrupt_.reset();
     // Pending input is the backend's, not the driver's: it survives a reset.
 }
@@ -81,6 +96,10 @@ void VirtioConsole::queue_notify(std::uint16_t queue) {
         run([this] { process_rx(); });
     else if (queue == kTransmitQueue)
         run([this] { process_tx(); });
+    else if (queue == kControlTransmitQueue)
+        run([this] { process_control_tx(); });
+    else if (queue == kControlReceiveQueue)  // new buffers for messages held back
+        run([this] { process_control_tx(); });
 }
 
 std::size_t VirtioConsole::feed_input(std::span<const std::uint8_t> data) {
@@ -121,9 +140,14 @@ std::uint64_t VirtioConsole::dropped_input() const {
     return dropped_;
 }
 
+bool VirtioConsole::guest_open() const {
+    std::lock_guard lock(mu_);
+    return guest_open_;
+}
+
 bool VirtioConsole::deliver_locked() {
     bool used = false;
-    while (!pending_.empty()) {
+    while (!pending_.empty() && input_open_locked()) {
         auto chain = rx_.pop();
         if (!chain) break;
         std::uint32_t n = 0;
@@ -170,12 +194,109 @@ void VirtioConsole::process_tx() {
     send(s);
 }
 
+void VirtioConsole::process_control_tx() {
+    Signal s;
+    {
+        std::lock_guard lock(mu_);
+        if (!active_ || !multiport_) return;
+        bool used = false;
+        while (control_broken_.empty()) {
+            auto chain = control_tx_.pop();
+            if (!chain) break;
+            virtio_console_control msg{};
+            if (chain->ok() && chain->read(0, {reinterpret_cast<std::uint8_t*>(&msg), sizeof msg}) == sizeof msg) {
+                control_message_locked(msg);
+            } else if (!warned_control_) {
+                warned_control_ = true;
+                log_->warn("a control message of {} bytes, shorter than its {}-byte header: ignored", chain->readable_bytes(),
+                           sizeof msg);
+            }
+            control_tx_.add_used(chain->head(), 0);
+            used = true;
+        }
+        s.control_tx = used && control_tx_.needs_notification();
+        s.control_rx = deliver_control_locked();
+        s.rx = deliver_locked();  // the guest may have just opened the port
+        check_broken_locked(s);
+    }
+    send(s);
+}
+
+void VirtioConsole::control_message_locked(const virtio_console_control& msg) {
+    if (msg.event == VIRTIO_CONSOLE_DEVICE_READY) {
+        if (msg.value == 1)
+            queue_control_locked(VIRTIO_CONSOLE_PORT_ADD, 0);
+        else
+            log_->warn("the driver could not set up the device (DEVICE_READY 0)");
+        return;
+    }
+    if (msg.id != 0) {
+        if (!warned_control_) {
+            warned_control_ = true;
+            log_->warn("control message {} for port {}: this device has port 0 only; ignored", msg.event, msg.id);
+        }
+        return;
+    }
+    switch (msg.event) {
+        case VIRTIO_CONSOLE_PORT_READY:
+            if (msg.value != 1) {
+                log_->warn("the driver could not add port 0 (PORT_READY 0)");
+                return;
+            }
+            // With its NUL, as QEMU sends it (Linux copies what fits and terminates it itself).
+            queue_control_locked(VIRTIO_CONSOLE_PORT_NAME, 1, {options_.port_name.c_str(), options_.port_name.size() + 1});
+            queue_control_locked(VIRTIO_CONSOLE_PORT_OPEN, 1);  // the host side: the backend is always there
+            return;
+        case VIRTIO_CONSOLE_PORT_OPEN:
+            if (guest_open_ != (msg.value != 0)) log_->info("port \"{}\" {} by the guest", options_.port_name, msg.value ? "opened" : "closed");
+            guest_open_ = msg.value != 0;
+            return;
+        default:
+            return;  // nothing else is the driver's to send (§5.3.6.2.1)
+    }
+}
+
+void VirtioConsole::queue_control_locked(std::uint16_t event, std::uint16_t value, std::string_view payload) {
+    const virtio_console_control msg{0, event, value};
+    std::vector<std::uint8_t> bytes(sizeof msg + payload.size());
+    std::memcpy(bytes.data(), &msg, sizeof msg);
+    if (!payload.empty()) std::memcpy(bytes.data() + sizeof msg, payload.data(), payload.size());
+    control_out_.push_back(std::move(bytes));
+}
+
+bool VirtioConsole::deliver_control_locked() {
+    bool used = false;
+    while (!control_out_.empty() && control_broken_.empty()) {
+        auto chain = control_rx_.pop();
+        if (!chain) break;
+        std::uint32_t n = 0;
+        const std::vector<std::uint8_t>& msg = control_out_.front();
+        if (chain->ok() && chain->writable_bytes() >= msg.size()) {
+            n = static_cast<std::uint32_t>(chain->write(0, msg));
+            control_out_.pop_front();
+        } else if (chain->ok()) {
+            control_broken_ = "a control receive buffer of " + std::to_string(chain->writable_bytes()) +
+                              " bytes is too small for a " + std::to_string(msg.size()) + "-byte message";
+        }
+        control_rx_.add_used(chain->head(), n);
+        used = true;
+    }
+    return used && control_rx_.needs_notification();
+}
+
 void VirtioConsole::check_broken_locked(Signal& s) {
     s.irq = interrupt_;
-    if (!broken_reported_ && (rx_.broken() || tx_.broken())) {
-        broken_reported_ = s.broken = true;
-        log_->warn("queue broken: {}", rx_.broken() ? rx_.broken_reason() : tx_.broken_reason());
-    }
+    if (broken_reported_) return;
+    std::string reason;
+    for (const virtio::VirtQueue* q : {&rx_, &tx_, &control_rx_, &control_tx_})
+        if (q->broken()) {
+            reason = q->broken_reason();
+            break;
+        }
+    if (reason.empty()) reason = control_broken_;
+    if (reason.empty()) return;
+    broken_reported_ = s.broken = true;
+    log_->warn("device broken: {}", reason);
 }
 
 void VirtioConsole::send(const Signal& s) {
@@ -183,6 +304,8 @@ void VirtioConsole::send(const Signal& s) {
     if (s.broken) s.irq->needs_reset();
     if (s.rx) s.irq->notify_queue(kReceiveQueue);
     if (s.tx) s.irq->notify_queue(kTransmitQueue);
+    if (s.control_rx) s.irq->notify_queue(kControlReceiveQueue);
+    if (s.control_tx) s.irq->notify_queue(kControlTransmitQueue);
 }
 
 }  // namespace vmm::virtio_console

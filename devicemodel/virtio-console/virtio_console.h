@@ -1,5 +1,17 @@
-// VirtioConsole: the virtio console device (virtio 1.2 §5.3), port 0 only (no MULTIPORT).
+// VirtioConsole: the virtio console device (virtio 1.2 §5.3), one port: port 0.
 // Queue 0 (receiveq) carries input to the guest, queue 1 (transmitq) its output.
+//
+// Without a port name port 0 is the guest's console (hvc0), as a plain virtio console is. With
+// one (VirtioConsoleOptions::port_name, e.g. "org.qemu.guest_agent.0") the device offers
+// VIRTIO_CONSOLE_F_MULTIPORT, and port 0 becomes a named port, as QEMU's virtserialport: queues
+// 2 and 3 are the control receiveq and transmitq; the driver says DEVICE_READY, the device
+// announces port 0 (PORT_ADD), and once the driver's PORT_READY comes, its name (PORT_NAME)
+// and that the host side is open (PORT_OPEN 1: the backend is always there). The guest then
+// finds it as /dev/virtio-ports/<name>. Input is held until the guest opens the port (its
+// PORT_OPEN 1), since Linux drops what arrives on a port nobody has open. A driver that does not
+// take MULTIPORT gets port 0 as a console, as before. A control message shorter than its
+// header, or one for a port other than 0, is ignored with a warning; a control receive buffer
+// too small for the device's message breaks the device (NEEDS_RESET).
 //
 // The backend is two plain hooks so the anchor can connect a pty or a unix socket: an Output
 // callback receives whatever the guest transmits, and feed_input() hands over what the backend
@@ -28,6 +40,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 
 namespace spdlog {
 class logger;
@@ -40,7 +53,11 @@ struct VirtioConsoleOptions {
     std::uint16_t queue_size = 256;
     std::size_t max_pending_input = 64 * 1024;
     std::uint16_t cols = 80, rows = 25;
+    // Non-empty: port 0 is a named port (MULTIPORT), not the console. At most kMaxPortName bytes.
+    std::string port_name;
 };
+
+inline constexpr std::size_t kMaxPortName = 127;
 
 class VirtioConsole final : public virtio::VirtioDevice {
 public:
@@ -49,12 +66,14 @@ public:
 
     static constexpr std::uint16_t kReceiveQueue = 0;
     static constexpr std::uint16_t kTransmitQueue = 1;
+    static constexpr std::uint16_t kControlReceiveQueue = 2;   // MULTIPORT only
+    static constexpr std::uint16_t kControlTransmitQueue = 3;  // MULTIPORT only
 
     explicit VirtioConsole(Output output, VirtioConsoleOptions options = {}, Executor executor = {});
 
     virtio::DeviceType device_type() const override { return virtio::DeviceType::Console; }
     std::uint64_t device_features() const override;
-    std::uint16_t num_queues() const override { return 2; }
+    std::uint16_t num_queues() const override { return options_.port_name.empty() ? 2 : 4; }
     std::uint16_t max_queue_size() const override { return options_.queue_size; }
     void read_config(std::uint64_t offset, std::span<std::uint8_t> data) override;
     void write_config(std::uint64_t offset, std::span<const std::uint8_t> data) override;
@@ -71,15 +90,26 @@ public:
 
     std::size_t pending_input() const;
     std::uint64_t dropped_input() const;
+    // MULTIPORT: whether the guest has port 0 open (its last PORT_OPEN).
+    bool guest_open() const;
 
 private:
     void run(std::function<void()> work);
     void process_rx();
     void process_tx();
+    void process_control_tx();
+    // Handles one control message from the driver. mu_ held.
+    void control_message_locked(const virtio_console_control& msg);
+    // Queues a control message for the driver (header, then `payload`). mu_ held.
+    void queue_control_locked(std::uint16_t event, std::uint16_t value, std::string_view payload = {});
+    // Delivers queued control messages into control RX buffers; returns whether to notify. mu_ held.
+    bool deliver_control_locked();
+    // Whether port 0's input may go to the guest now (a named port: only while the guest has it open).
+    bool input_open_locked() const { return !multiport_ || guest_open_; }
     // Delivers pending input into RX buffers; returns whether to notify. mu_ held.
     bool deliver_locked();
     struct Signal {
-        bool rx = false, tx = false, broken = false;
+        bool rx = false, tx = false, control_rx = false, control_tx = false, broken = false;
         std::shared_ptr<virtio::VirtioInterrupt> irq;
     };
     void check_broken_locked(Signal& s);
@@ -94,6 +124,12 @@ private:
     virtio_console_config config_{};
     bool active_ = false, broken_reported_ = false;
     virtio::VirtQueue rx_, tx_;
+    // MULTIPORT (negotiated): control queues, messages waiting for control RX buffers, the
+    // guest's side of port 0, and a device-level fault (a control buffer too small).
+    bool multiport_ = false, guest_open_ = false, warned_control_ = false;
+    virtio::VirtQueue control_rx_, control_tx_;
+    std::deque<std::vector<std::uint8_t>> control_out_;
+    std::string control_broken_;
     std::shared_ptr<virtio::VirtioInterrupt> interrupt_;
     std::deque<std::uint8_t> pending_;
     std::uint64_t dropped_ = 0;

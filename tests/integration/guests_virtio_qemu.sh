@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # guests_virtio_qemu.sh — runs the PCI and virtio driver guests of tests/guests/ (pci_probe.bin,
-# virtio_blk.bin, virtio_net.bin, virtio_console.bin) under QEMU TCG against QEMU's own
+# virtio_blk.bin, virtio_net.bin, virtio_console.bin, virtio_port.bin) under QEMU TCG against QEMU's own
 # modern-only virtio-pci devices, so the drivers are known to be right before vmm-anchor's
 # PCI bus and virtio devices run them. Checks each guest's COM1 output, its debug-exit status
 # and its side effects: the disk image after virtio-blk, the frames in a filter-dump pcap after
@@ -16,7 +16,7 @@ set -uo pipefail
 . "$(dirname "$0")/lib/qemu_guest.sh"
 qg_init guests_virtio_qemu od awk
 guests=$build/tests/guests
-for g in pci_probe virtio_blk virtio_net virtio_console; do qg_need "$guests/$g.bin"; done
+for g in pci_probe virtio_blk virtio_net virtio_console virtio_port; do qg_need "$guests/$g.bin"; done
 
 
 hex() { od -An -v -tx1 "$@" | tr -d ' \n'; }
@@ -247,5 +247,56 @@ patch_flag "$guests/virtio_console.bin" VMM-PCI-CLEARBAR "$tmp/virtio_console-cl
 run virtio_console-clearbar "$tmp/virtio_console-clearbar.bin" $(console_dev "$tmp/console2.out")
 expect virtio_console-clearbar $(((0x43 << 1) | 1)) "$(console_out "$guest_assigned")"$'\n'
 check_console_file virtio_console-clearbar "$tmp/console2.out"
+
+# ---------------------------------------------------------------------------------------------
+# virtio_port.bin: MULTIPORT, a port found by its name as Linux's driver finds the guest agent's.
+# QEMU reserves port 0 for a virtconsole, so its virtserialport is port 1 (queues 4/5); vmm-anchor
+# names port 0. Once with a file chardev (no input), once on a unix socket whose client sends
+# "ping" before the guest runs (server=on,wait=on): QEMU reads nothing from the chardev until the
+# guest opens the port, and the guest checks that nothing reached the port before it did.
+port_out() {  # <last-but-one line>
+  virtio_line virtio-port 07 1043
+  printf '%s\n' 'virtio-port: max_nr_ports 2' 'virtio-port: port 1 added' 'virtio-port: port 1 is "vmm\.test\.port"' \
+    'virtio-port: port 1 opened by the host' 'virtio-port: port 1: sent 19 bytes' "$1" 'virtio-port: ok'
+}
+port_dev() {  # <chardev options>
+  echo "-device virtio-serial-pci,disable-legacy=on,addr=0x7,max_ports=2 -chardev $1 -device virtserialport,chardev=c0,name=vmm.test.port"
+}
+run virtio_port "$guests/virtio_port.bin" $(port_dev "file,id=c0,path=$tmp/port.out")
+expect virtio_port $(((0x44 << 1) | 1)) "$(port_out 'virtio-port: no input')"$'\n'
+if [[ $(cat "$tmp/port.out" 2>/dev/null; echo .) == $'virtio-port: hello\n.' ]]; then
+  pass "virtio_port: the chardev got exactly \"virtio-port: hello\\n\""
+else
+  fail "virtio_port: chardev file holds $(printf '%q' "$(cat "$tmp/port.out" 2>/dev/null)")"
+fi
+python3 - "$tmp/port.sock" "$tmp/port-sock.out" <<'PY' &
+import socket, sys, time
+path, out = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX)
+for _ in range(300):
+    try:
+        s.connect(path)
+        break
+    except OSError:
+        time.sleep(0.1)
+s.sendall(b"ping")
+s.settimeout(60)
+got = b""
+while not got.endswith(b"\n"):
+    b = s.recv(256)
+    if not b:
+        break
+    got += b
+open(out, "wb").write(got)
+PY
+client=$!
+run virtio_port-socket "$guests/virtio_port.bin" $(port_dev "socket,id=c0,path=$tmp/port.sock,server=on,wait=on")
+wait "$client"
+expect virtio_port-socket $(((0x44 << 1) | 1)) "$(port_out 'virtio-port: received 4 bytes: ping')"$'\n'
+if [[ $(cat "$tmp/port-sock.out" 2>/dev/null; echo .) == $'virtio-port: hello\n.' ]]; then
+  pass "virtio_port-socket: the socket's client got \"virtio-port: hello\\n\""
+else
+  fail "virtio_port-socket: the socket's client got $(printf '%q' "$(cat "$tmp/port-sock.out" 2>/dev/null)")"
+fi
 
 qg_finish

@@ -31,7 +31,7 @@ DomainManifest web() {
     m.kernel = "/images/vmlinuz";
     m.initrd = "/images/initrd";
     m.disks = {{"/images/root.img", false, "", ""}, {"/images/seed.iso", true, "", ""}};
-    m.consoles = {{"socket", "/run/consoles/web.sock"}, {"pty", ""}};
+    m.consoles = {{"socket", "/run/consoles/web.sock", "org.qemu.guest_agent.0"}, {"pty", "", ""}};
     return m;
 }
 

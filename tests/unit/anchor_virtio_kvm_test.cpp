@@ -266,6 +266,48 @@ TEST_F(AnchorVirtioTest, VirtioConsoleOnAUnixSocket) {
     EXPECT_FALSE(fs::exists(sock_path)) << "the anchor removes the socket it created";
 }
 
+// A named port (consoles[].name: virtio MULTIPORT, QEMU's virtserialport) on a unix socket: the
+// guest finds port 0 by its name, and "ping", sent by a client while the domain is paused, is held
+// until the guest opens the port (Linux drops what reaches a port nobody has open); the guest's
+// line reaches the client. tests/integration/guests_virtio_qemu.sh runs the same guest on QEMU.
+TEST_F(AnchorVirtioTest, NamedPortOnAUnixSocketHoldsInputUntilTheGuestOpensIt) {
+    const std::string sock_path = dir_ + "/vport.sock";
+    const std::string m = manifest("vport", "virtio_port.bin",
+                                   R"("start_paused": true, "consoles": [{"kind": "socket", "path": ")" + sock_path +
+                                       R"(", "name": "vmm.test.port"}])");
+    ProcessResult r;
+    std::thread anchor([&] { r = run(m); });
+    std::string out;
+    try {
+        qmp::QmpClient qmp(dir_ + "/run/kvm/vport/qmp", 20s);
+        Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::snprintf(a.sun_path, sizeof a.sun_path, "%s", sock_path.c_str());
+        ASSERT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+        ASSERT_EQ(::write(fd.get(), "ping", 4), 4);
+        qmp.execute("cont");
+        const auto deadline = std::chrono::steady_clock::now() + 30s;
+        while (out.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+            pollfd p{fd.get(), POLLIN, 0};
+            if (::poll(&p, 1, 200) <= 0) continue;
+            char buf[256];
+            const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+            if (n <= 0) break;
+            out.append(buf, static_cast<std::size_t>(n));
+        }
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+    }
+    anchor.join();
+    EXPECT_EQ(out, "virtio-port: hello\n") << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("virtio-port: max_nr_ports 1\nvirtio-port: port 0 added\n"
+                                 "virtio-port: port 0 is \"vmm.test.port\"\nvirtio-port: port 0 opened by the host\n"))
+        << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("virtio-port: received 4 bytes: ping\nvirtio-port: ok\n")) << r.out << r.err;
+    EXPECT_EQ(r.exit_status, (0x44 << 1) | 1) << r.out << r.err;
+}
+
 // A persistent host tap for the anchor to attach to, with 10.0.2.2/24 on it so the host
 // kernel answers the guest's ARP request, and a packet socket that sees what the guest sends.
 class HostTap {

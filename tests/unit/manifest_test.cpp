@@ -95,7 +95,7 @@ json full_doc() {
             {"disks", {{{"path", "initrd.img"}, {"readonly", true}},
                        {{"path", "vmlinuz"}, {"partuuid", "0FC63DAF-8483-4772-8E79-3D69D8477DE4"}, {"serial", "disk-1"}}}},
             {"nics", {{{"tap", "tap0"}, {"mac", "52:54:00:AB:cd:01"}}, {{"tap", "vif1.0"}}}},
-            {"consoles", {{{"kind", "pty"}}, {{"kind", "socket"}, {"path", "con.sock"}}}},
+            {"consoles", {{{"kind", "pty"}}, {{"kind", "socket"}, {"path", "con.sock"}, {"name", "org.qemu.guest_agent.0"}}}},
             {"pci", {{{"bdf", "03:00.0"}}, {{"vendor", "1D0F"}, {"device", "0x0065"}, {"index", 1}}}}};
 }
 
@@ -122,7 +122,8 @@ TEST_F(ManifestTest, FullManifest) {
     EXPECT_EQ(m.nics[0], (NicSpec{"tap0", "52:54:00:ab:cd:01"}));
     EXPECT_EQ(m.nics[1], (NicSpec{"vif1.0", ""}));
     ASSERT_EQ(m.consoles.size(), 2u);
-    EXPECT_EQ(m.consoles[1], (ConsoleSpec{"socket", path("con.sock")}));
+    EXPECT_EQ(m.consoles[0], (ConsoleSpec{"pty", "", ""}));
+    EXPECT_EQ(m.consoles[1], (ConsoleSpec{"socket", path("con.sock"), "org.qemu.guest_agent.0"}));
     ASSERT_EQ(m.pci.size(), 2u);
     EXPECT_EQ(m.pci[0].bdf, "0000:03:00.0");
     EXPECT_EQ(m.pci[1], (PciSpec{"", 0x1d0f, 0x0065, 1}));
@@ -154,6 +155,12 @@ TEST_F(ManifestTest, DeviceEntriesAreCheckedFieldByField) {
     EXPECT_THAT(error_of(con({{"kind", "file"}}), "consoles[0].kind"), HasSubstr("\"pty\""));
     EXPECT_THAT(error_of(con({{"kind", "socket"}}), "consoles[0].path"), HasSubstr("is required"));
     EXPECT_THAT(error_of(con({{"kind", "pty"}, {"path", "/tmp/x"}}), "consoles[0].path"), HasSubstr("only for kind"));
+    EXPECT_THAT(error_of(con({{"name", ""}}), "consoles[0].name"), HasSubstr("1 to 127 characters"));
+    EXPECT_THAT(error_of(con({{"name", "a/b"}}), "consoles[0].name"), HasSubstr("not a port name"));
+    EXPECT_THAT(error_of(con({{"name", std::string(128, 'a')}}), "consoles[0].name"), HasSubstr("not a port name"));
+    EXPECT_THAT(error_of(con({{"name", 7}}), "consoles[0].name"), HasSubstr("port name"));
+    EXPECT_THAT(error_of(with("consoles", {{{"name", "org.qemu.guest_agent.0"}}, {{"name", "org.qemu.guest_agent.0"}}}), "consoles[1].name"),
+                HasSubstr("already used"));
 
     const auto pci = [&](json entry) { return with("pci", json::array({entry})); };
     EXPECT_THAT(error_of(pci({{"bdf", "0000:03:20.0"}}), "pci[0].bdf"), HasSubstr("device 00-1f"));

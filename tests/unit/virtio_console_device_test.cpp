@@ -195,5 +195,160 @@ TEST_F(VirtioConsoleTest, WorkRunsOnTheExecutor) {
     EXPECT_EQ(out, "later");
 }
 
+// A named port (MULTIPORT), driven the way Linux's virtio_console does: DEVICE_READY on the
+// control transmitq, PORT_READY for each PORT_ADD, PORT_OPEN when a program opens the port.
+struct VirtioConsolePortTest : VirtioConsoleTest {
+    Drv crxq{mem, 0x3000, 16};
+    Drv ctxq{mem, 0x4000, 16};
+    std::uint64_t next_ctrl_rx = 0xa000, next_ctrl_tx = 0xc000;
+    Drv* ctrl_rx = &crxq;
+
+    void SetUp() override {
+        opts.port_name = "org.qemu.guest_agent.0";
+        VirtioConsoleTest::SetUp();
+    }
+    std::uint64_t multiport_features() const {
+        return feature_bit(virtio::kFeatureVersion1) | feature_bit(VIRTIO_CONSOLE_F_MULTIPORT);
+    }
+    void activate_multiport() { con->activate(mem, multiport_features(), {rxq.config(), txq.config(), ctrl_rx->config(), ctxq.config()}, irq); }
+    // Posts control receive buffers of `size` bytes (Linux posts pages).
+    void post_control_buffers(unsigned n, std::uint32_t size = 256) {
+        for (unsigned i = 0; i < n; ++i, next_ctrl_rx += 0x100) crxq.add_chain({Drv::wr(next_ctrl_rx, size)});
+        con->queue_notify(VirtioConsole::kControlReceiveQueue);
+    }
+    void send_control(std::uint32_t id, std::uint16_t event, std::uint16_t value) {
+        const virtio_console_control m{id, event, value};
+        mem.write(next_ctrl_tx, &m, sizeof m);
+        ctxq.add_chain({Drv::rd(next_ctrl_tx, sizeof m)});
+        next_ctrl_tx += 0x10;
+        con->queue_notify(VirtioConsole::kControlTransmitQueue);
+    }
+    // The i-th control message the device sent: its header and payload.
+    std::pair<virtio_console_control, std::string> received(std::uint16_t i) const {
+        const auto u = crxq.used(i);
+        virtio_console_control m{};
+        mem.read(0xa000 + 0x100ull * i, &m, sizeof m);
+        return {m, read_guest(0xa000 + 0x100ull * i + sizeof m, u.len - sizeof m)};
+    }
+};
+
+TEST_F(VirtioConsolePortTest, OffersMultiportOnlyWithAName) {
+    EXPECT_TRUE(con->device_features() & feature_bit(VIRTIO_CONSOLE_F_MULTIPORT));
+    EXPECT_EQ(con->num_queues(), 4);
+    VirtioConsole plain({}, VirtioConsoleOptions{});
+    EXPECT_FALSE(plain.device_features() & feature_bit(VIRTIO_CONSOLE_F_MULTIPORT));
+    EXPECT_EQ(plain.num_queues(), 2);
+    VirtioConsoleOptions too_long;
+    too_long.port_name = std::string(kMaxPortName + 1, 'x');
+    EXPECT_THROW(VirtioConsole({}, too_long), std::invalid_argument);
+}
+
+TEST_F(VirtioConsolePortTest, TheHandshakeAnnouncesPortZeroByName) {
+    activate_multiport();
+    post_control_buffers(4);
+    EXPECT_EQ(crxq.used_idx(), 0) << "nothing to say before the driver is ready";
+    send_control(VIRTIO_CONSOLE_BAD_ID, VIRTIO_CONSOLE_DEVICE_READY, 1);
+    EXPECT_EQ(ctxq.used_idx(), 1);
+    ASSERT_EQ(crxq.used_idx(), 1);
+    auto [add, none] = received(0);
+    EXPECT_EQ(add.id, 0u);
+    EXPECT_EQ(add.event, VIRTIO_CONSOLE_PORT_ADD);
+    EXPECT_EQ(none, "");
+    send_control(0, VIRTIO_CONSOLE_PORT_READY, 1);
+    ASSERT_EQ(crxq.used_idx(), 3);
+    auto [name, text] = received(1);
+    EXPECT_EQ(name.event, VIRTIO_CONSOLE_PORT_NAME);
+    EXPECT_EQ(text, std::string("org.qemu.guest_agent.0") + '\0') << "with its NUL, as QEMU sends it";
+    auto [open, empty] = received(2);
+    EXPECT_EQ(open.event, VIRTIO_CONSOLE_PORT_OPEN);
+    EXPECT_EQ(open.value, 1) << "the host side is open";
+    for (std::uint16_t i = 0; i < 3; ++i) EXPECT_NE(received(i).first.event, VIRTIO_CONSOLE_CONSOLE_PORT) << "a named port is no console";
+    EXPECT_GE(irq->per_queue[VirtioConsole::kControlReceiveQueue], 2);
+    EXPECT_EQ(irq->resets_needed, 0);
+}
+
+TEST_F(VirtioConsolePortTest, MessagesWaitForControlBuffers) {
+    activate_multiport();
+    send_control(VIRTIO_CONSOLE_BAD_ID, VIRTIO_CONSOLE_DEVICE_READY, 1);
+    send_control(0, VIRTIO_CONSOLE_PORT_READY, 1);
+    EXPECT_EQ(crxq.used_idx(), 0);
+    post_control_buffers(2);
+    EXPECT_EQ(crxq.used_idx(), 2) << "two buffers, two of the three messages";
+    post_control_buffers(1);
+    ASSERT_EQ(crxq.used_idx(), 3);
+    EXPECT_EQ(received(0).first.event, VIRTIO_CONSOLE_PORT_ADD);
+    EXPECT_EQ(received(1).second, std::string("org.qemu.guest_agent.0") + '\0');
+    EXPECT_EQ(received(2).first.event, VIRTIO_CONSOLE_PORT_OPEN);
+}
+
+TEST_F(VirtioConsolePortTest, InputWaitsUntilTheGuestOpensThePort) {
+    activate_multiport();
+    post_control_buffers(4);
+    send_control(VIRTIO_CONSOLE_BAD_ID, VIRTIO_CONSOLE_DEVICE_READY, 1);
+    send_control(0, VIRTIO_CONSOLE_PORT_READY, 1);
+    rxq.add_chain({Drv::wr(0x9000, 16)});
+    con->queue_notify(VirtioConsole::kReceiveQueue);
+    EXPECT_EQ(con->feed_input(bytes("{\"execute\"")), 8u) << "bounded as before (max_pending_input 8)";
+    EXPECT_EQ(rxq.used_idx(), 0) << "Linux drops what comes to a port nobody has open";
+    EXPECT_FALSE(con->guest_open());
+    send_control(0, VIRTIO_CONSOLE_PORT_OPEN, 1);
+    EXPECT_TRUE(con->guest_open());
+    ASSERT_EQ(rxq.used_idx(), 1);
+    EXPECT_EQ(read_guest(0x9000, 8), "{\"execut");
+    // Output flows whether or not the guest has it open.
+    put(0x8000, "{}");
+    txq.add_chain({Drv::rd(0x8000, 2)});
+    con->queue_notify(VirtioConsole::kTransmitQueue);
+    EXPECT_EQ(out, "{}");
+    send_control(0, VIRTIO_CONSOLE_PORT_OPEN, 0);
+    EXPECT_FALSE(con->guest_open());
+    rxq.add_chain({Drv::wr(0x9100, 16)});
+    con->feed_input(bytes("later"));
+    EXPECT_EQ(rxq.used_idx(), 1) << "closed again: held";
+    EXPECT_EQ(con->pending_input(), 5u);
+}
+
+TEST_F(VirtioConsolePortTest, ADriverWithoutMultiportGetsAConsole) {
+    activate();  // VERSION_1 only, two queues
+    rxq.add_chain({Drv::wr(0x9000, 16)});
+    con->feed_input(bytes("hi"));
+    EXPECT_EQ(rxq.used_idx(), 1) << "no port to open: input flows as on a console";
+    EXPECT_EQ(read_guest(0x9000, 2), "hi");
+}
+
+TEST_F(VirtioConsolePortTest, HostileControlMessages) {
+    activate_multiport();
+    post_control_buffers(4);
+    // Shorter than the header: ignored, the buffer returned.
+    mem.write_obj<std::uint32_t>(next_ctrl_tx, 0);
+    ctxq.add_chain({Drv::rd(next_ctrl_tx, 4)});
+    con->queue_notify(VirtioConsole::kControlTransmitQueue);
+    EXPECT_EQ(ctxq.used_idx(), 1);
+    EXPECT_EQ(crxq.used_idx(), 0);
+    // For a port this device does not have, and an event that is the device's to send: ignored.
+    send_control(7, VIRTIO_CONSOLE_PORT_READY, 1);
+    send_control(0, VIRTIO_CONSOLE_PORT_NAME, 1);
+    EXPECT_EQ(crxq.used_idx(), 0);
+    EXPECT_EQ(irq->resets_needed, 0);
+    send_control(VIRTIO_CONSOLE_BAD_ID, VIRTIO_CONSOLE_DEVICE_READY, 1);
+    EXPECT_EQ(crxq.used_idx(), 1) << "and the device goes on";
+}
+
+TEST_F(VirtioConsolePortTest, AControlBufferTooSmallForTheNameBreaksTheDevice) {
+    Drv small(mem, 0x5000, 16);
+    ctrl_rx = &small;
+    activate_multiport();
+    small.add_chain({Drv::wr(0xe000, 8)});
+    small.add_chain({Drv::wr(0xe100, 12)});
+    con->queue_notify(VirtioConsole::kControlReceiveQueue);
+    send_control(VIRTIO_CONSOLE_BAD_ID, VIRTIO_CONSOLE_DEVICE_READY, 1);
+    EXPECT_EQ(small.used_idx(), 1) << "PORT_ADD fits in 8 bytes";
+    send_control(0, VIRTIO_CONSOLE_PORT_READY, 1);
+    EXPECT_EQ(small.used_idx(), 2);
+    EXPECT_EQ(small.used(1).len, 0u) << "nothing written into a buffer too small for the name";
+    EXPECT_EQ(irq->resets_needed, 1);
+    EXPECT_EQ(read_guest(0xe100, 4), std::string(4, '\0'));
+}
+
 }  // namespace
 }  // namespace vmm::virtio_console
