@@ -12,7 +12,9 @@
              mapping); QEMU -M pc with the same devices (virtio-*-pci) and the same idle guest.
   density    N idle domains started through vmmd/vmctl one after another as fast as it takes
              them; domains per second, total anchor overhead; all stopped. density_jail: the
-             same with vmmd --jail (not in the default set).
+             same with vmmd --jail; density_parallel: --parallel K vmctl clients at once, each
+             starting (then stopping) its share of the N, so vmmd has K starts in flight
+             (neither in the default set).
   control    vmctl start -> running (vmmd, the anchor, prelaunch -> cont) against QEMU's exec ->
              QMP answering query-status "running"; the QMP query-status round trip on a fresh
              connection (pillar's way) is tests/qmp-go (bench/run-vm-bench reports it).
@@ -22,6 +24,7 @@ qemu-system-x86_64, and a build dir (VMM_BUILD_DIR, default ./build). Prints the
 (medians, ms) as JSON on stdout; --json FILE also writes them to FILE.
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import re
@@ -237,12 +240,13 @@ def vmctl(sock, *args, timeout=120):
     return subprocess.run([VMCTL, "--socket", sock, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def bench_density(tmp, count, jail=False):
-    run_dir = os.path.join(tmp, "vmmd-run" + ("-jail" if jail else ""))
-    sock = os.path.join(tmp, "vmmd" + ("-jail" if jail else "") + ".sock")
+def bench_density(tmp, count, jail=False, parallel=1):
+    tag = ("-jail" if jail else "") + (f"-par{parallel}" if parallel > 1 else "")
+    run_dir = os.path.join(tmp, "vmmd-run" + tag)
+    sock = os.path.join(tmp, "vmmd" + tag + ".sock")
     d = subprocess.Popen([VMMD, "--run-dir", run_dir, "--socket", sock, "--anchor", ANCHOR] + (["--jail"] if jail else []),
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    out = {"count": count}
+    out = {"count": count, "parallel": parallel}
     try:
         for _ in range(200):
             if os.path.exists(sock):
@@ -250,14 +254,16 @@ def bench_density(tmp, count, jail=False):
             time.sleep(0.05)
         idle = os.path.join(GUESTS, "idle.bin")
         manifests = [write_manifest(tmp, f"d{i:02d}", kernel=idle, memory_mb=16, flat=FLAT_32) for i in range(count)]
-        starts = []
-        t0 = time.perf_counter()
-        for m in manifests:
+        def start(m):
             t = time.perf_counter()
             r = vmctl(sock, "start", m)
             if r.returncode != 0:
                 raise RuntimeError(f"vmctl start {m}: {r.stderr}")
-            starts.append(time.perf_counter() - t)
+            return time.perf_counter() - t
+
+        t0 = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+            starts = list(pool.map(start, manifests))
         total = time.perf_counter() - t0
         out["domains_per_s"] = count / total
         out["start_to_running_ms_median"] = median_ms(starts)
@@ -275,10 +281,8 @@ def bench_density(tmp, count, jail=False):
         out["overhead_pss_mib_total"] = pss / 1024
         out["overhead_anon_mib_total"] = anon / 1024
         t0 = time.perf_counter()
-        stopped = 0
-        for i in range(count):
-            r = vmctl(sock, "stop", f"d{i:02d}", "--force")
-            stopped += r.returncode == 0
+        with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+            stopped = sum(pool.map(lambda i: vmctl(sock, "stop", f"d{i:02d}", "--force").returncode == 0, range(count)))
         out["stopped"] = stopped
         out["stop_all_s"] = time.perf_counter() - t0
     finally:
@@ -349,6 +353,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--domains", type=int, default=50)
+    ap.add_argument("--parallel", type=int, default=4, help="vmctl clients at once for density_parallel")
     ap.add_argument("--only", default="startup,memory,density,control")
     ap.add_argument("--json")
     ap.add_argument("--local", action="store_true",
@@ -370,6 +375,8 @@ def main():
                 results[part] = bench_density(tmp, a.domains)
             elif part == "density_jail":  # the same through vmmd --jail: each anchor in its mount jail
                 results[part] = bench_density(tmp, a.domains, jail=True)
+            elif part == "density_parallel":  # K starts in flight in vmmd at once
+                results[part] = bench_density(tmp, a.domains, parallel=max(1, a.parallel))
             elif part == "control":
                 results[part] = bench_control(tmp, a.rounds)
             print(f"# {part}: {json.dumps(results[part])} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)

@@ -17,6 +17,7 @@
 // or a kExit* below after "powerdown: FAIL <step> (exit <hex>)".
 #include "lib/acpi.h"
 #include "lib/debug_exit.h"
+#include "lib/fail.h"
 #include "lib/deadline.h"
 #include "lib/guest.h"
 #include "lib/io.h"
@@ -54,12 +55,7 @@ static volatile struct {
 } button_wait __attribute__((used)) = {"VMM-PWR-WAIT-SEC", kButtonWaitSeconds};
 
 static __attribute__((noreturn)) void fail(uint32_t code, const char* step) {
-    serial_puts("powerdown: FAIL ");
-    serial_puts(step);
-    serial_puts(" (exit ");
-    serial_put_hex(code);
-    serial_puts(")\n");
-    debug_exit(code);
+    guest_fail("powerdown", code, step);
 }
 
 // A PM1 block: the 32-bit FADT field, else the X_ generic address structure when it is in

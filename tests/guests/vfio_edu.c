@@ -36,6 +36,7 @@
 // DMA transfers take 100 ms (of the device's virtual clock) each in QEMU's edu.
 #include "lib/deadline.h"
 #include "lib/debug_exit.h"
+#include "lib/fail.h"
 #include "lib/guest.h"
 #include "lib/io.h"
 #include "lib/lapic.h"
@@ -145,12 +146,7 @@ static void put_hex_width(uint32_t v, int digits) {
 
 static __attribute__((noreturn)) void fail(uint32_t code, const char* step) {
     __asm__ volatile("cli");
-    serial_puts("vfio_edu: FAIL ");
-    serial_puts(step);
-    serial_puts(" (exit ");
-    serial_put_hex(code);
-    serial_puts(")\n");
-    debug_exit(code);
+    guest_fail("vfio_edu", code, step);
 }
 
 // "vfio_edu: <what> <got hex>, want <want hex>" before a failure.

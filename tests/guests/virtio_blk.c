@@ -18,6 +18,7 @@
 // Exit (debug-exit value): 0x42 success; 0x10..0x19 a driver step (lib/virtio_pci.h); or one of
 // kExit* below, after a "virtio-blk: FAIL <step>" line.
 #include "lib/debug_exit.h"
+#include "lib/fail.h"
 #include "lib/guest.h"
 #include "lib/serial.h"
 #include "lib/virtio_pci.h"
@@ -75,12 +76,7 @@ static void print_hex2(uint8_t v) {
 }
 
 static __attribute__((noreturn)) void fail(uint32_t code, const char* step) {
-    serial_puts("virtio-blk: FAIL ");
-    serial_puts(step);
-    serial_puts(" (exit ");
-    serial_put_hex(code);
-    serial_puts(")\n");
-    debug_exit(code);
+    guest_fail("virtio-blk", code, step);
 }
 
 static void check(enum virtio_error e, const char* step) {

@@ -16,6 +16,7 @@
 // Exit (debug-exit value): 0x43 success; 0x10..0x19 a driver step (lib/virtio_pci.h); or
 // kExitTx after "virtio-console: FAIL tx".
 #include "lib/debug_exit.h"
+#include "lib/fail.h"
 #include "lib/guest.h"
 #include "lib/serial.h"
 #include "lib/string.h"
@@ -39,12 +40,7 @@ static char tx_buf[sizeof(kHello) - 1];
 static uint8_t rx_buf[64];
 
 static __attribute__((noreturn)) void fail(uint32_t code, const char* step) {
-    serial_puts("virtio-console: FAIL ");
-    serial_puts(step);
-    serial_puts(" (exit ");
-    serial_put_hex(code);
-    serial_puts(")\n");
-    debug_exit(code);
+    guest_fail("virtio-console", code, step);
 }
 
 static void check(enum virtio_error e, const char* step) {

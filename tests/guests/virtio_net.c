@@ -20,6 +20,7 @@
 // Exit (debug-exit value): 0x4e success; 0x10..0x19 a driver step (lib/virtio_pci.h); or one of
 // kExit* below, after a "virtio-net: FAIL <step>" line.
 #include "lib/debug_exit.h"
+#include "lib/fail.h"
 #include "lib/guest.h"
 #include "lib/serial.h"
 #include "lib/string.h"
@@ -74,12 +75,7 @@ static void print_mac(const uint8_t* m) {
 }
 
 static __attribute__((noreturn)) void fail(uint32_t code, const char* step) {
-    serial_puts("virtio-net: FAIL ");
-    serial_puts(step);
-    serial_puts(" (exit ");
-    serial_put_hex(code);
-    serial_puts(")\n");
-    debug_exit(code);
+    guest_fail("virtio-net", code, step);
 }
 
 static void check(enum virtio_error e, const char* step) {

@@ -18,6 +18,7 @@
 // Exit (debug-exit value): 0x44 success; 0x10..0x19 a driver step (lib/virtio_pci.h); or a
 // kExit* code below after "virtio-port: FAIL <step>".
 #include "lib/debug_exit.h"
+#include "lib/fail.h"
 #include "lib/guest.h"
 #include "lib/serial.h"
 #include "lib/string.h"
@@ -70,12 +71,7 @@ static uint8_t rx_bufs[kMaxPorts][64];
 static char tx_buf[sizeof(kHello) - 1];
 
 static __attribute__((noreturn)) void fail(uint32_t code, const char* step) {
-    serial_puts("virtio-port: FAIL ");
-    serial_puts(step);
-    serial_puts(" (exit ");
-    serial_put_hex(code);
-    serial_puts(")\n");
-    debug_exit(code);
+    guest_fail("virtio-port", code, step);
 }
 
 static void check(enum virtio_error e, const char* step) {

@@ -54,6 +54,34 @@ protected:
         if (!dir_.empty()) fs::remove_all(dir_);
     }
 
+    // What arrives on fd up to and including the first newline, waiting up to 30 s.
+    static std::string read_line(int fd) {
+        std::string out;
+        const auto deadline = std::chrono::steady_clock::now() + 30s;
+        while (out.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+            pollfd p{fd, POLLIN, 0};
+            if (::poll(&p, 1, 200) <= 0) continue;
+            char buf[256];
+            const ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n <= 0) break;
+            out.append(buf, static_cast<std::size_t>(n));
+        }
+        return out;
+    }
+    // A client of the unix stream socket at path (invalid, errno set, if it cannot connect).
+    static Fd connect_unix(const std::string& path) {
+        Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+        if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+            const int e = errno;
+            fd.reset();
+            errno = e;
+        }
+        return fd;
+    }
+
     std::string manifest(const std::string& name, const std::string& guest, const std::string& extra) {
         const std::string path = dir_ + "/" + name + ".json";
         std::ofstream(path) << "{\"name\": \"" << name << "\", \"kernel\": \"" << guest_path(guest)
@@ -207,15 +235,7 @@ TEST_F(AnchorVirtioTest, VirtioConsoleOnAPtyDrivenThroughQmp) {
         const int fd = ::open(pty.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC);
         ASSERT_GE(fd, 0) << pty;
         qmp.execute("cont");
-        const auto deadline = std::chrono::steady_clock::now() + 30s;
-        while (out.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-            pollfd p{fd, POLLIN, 0};
-            if (::poll(&p, 1, 200) <= 0) continue;
-            char buf[256];
-            const ssize_t n = ::read(fd, buf, sizeof buf);
-            if (n <= 0) break;
-            out.append(buf, static_cast<std::size_t>(n));
-        }
+        out = read_line(fd);
         ::close(fd);
     } catch (const std::exception& e) {
         ADD_FAILURE() << e.what();
@@ -242,21 +262,10 @@ TEST_F(AnchorVirtioTest, VirtioConsoleOnAUnixSocket) {
         for (const auto& dev : qmp.execute("query-chardev"))
             if (dev["label"] == "virtcon0") listed = dev["filename"] == "unix:" + sock_path + ",server=on";
         EXPECT_TRUE(listed);
-        Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        sockaddr_un a{};
-        a.sun_family = AF_UNIX;
-        std::snprintf(a.sun_path, sizeof a.sun_path, "%s", sock_path.c_str());
-        ASSERT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+        Fd fd = connect_unix(sock_path);
+        ASSERT_TRUE(fd.valid()) << sock_path << ": " << std::strerror(errno);
         qmp.execute("cont");
-        const auto deadline = std::chrono::steady_clock::now() + 30s;
-        while (out.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-            pollfd p{fd.get(), POLLIN, 0};
-            if (::poll(&p, 1, 200) <= 0) continue;
-            char buf[256];
-            const ssize_t n = ::read(fd.get(), buf, sizeof buf);
-            if (n <= 0) break;
-            out.append(buf, static_cast<std::size_t>(n));
-        }
+        out = read_line(fd.get());
     } catch (const std::exception& e) {
         ADD_FAILURE() << e.what();
     }
@@ -280,22 +289,11 @@ TEST_F(AnchorVirtioTest, NamedPortOnAUnixSocketHoldsInputUntilTheGuestOpensIt) {
     std::string out;
     try {
         qmp::QmpClient qmp(dir_ + "/run/kvm/vport/qmp", 20s);
-        Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        sockaddr_un a{};
-        a.sun_family = AF_UNIX;
-        std::snprintf(a.sun_path, sizeof a.sun_path, "%s", sock_path.c_str());
-        ASSERT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+        Fd fd = connect_unix(sock_path);
+        ASSERT_TRUE(fd.valid()) << sock_path << ": " << std::strerror(errno);
         ASSERT_EQ(::write(fd.get(), "ping", 4), 4);
         qmp.execute("cont");
-        const auto deadline = std::chrono::steady_clock::now() + 30s;
-        while (out.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-            pollfd p{fd.get(), POLLIN, 0};
-            if (::poll(&p, 1, 200) <= 0) continue;
-            char buf[256];
-            const ssize_t n = ::read(fd.get(), buf, sizeof buf);
-            if (n <= 0) break;
-            out.append(buf, static_cast<std::size_t>(n));
-        }
+        out = read_line(fd.get());
     } catch (const std::exception& e) {
         ADD_FAILURE() << e.what();
     }
