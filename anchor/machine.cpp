@@ -327,6 +327,10 @@ StopReason Machine::run() {
         state_dir_->adopt(leaf);
     }
     control_.set_event_sink(emit);
+    // A named port's guest side, as QEMU reports a virtserialport's.
+    pci_->set_port_event_sink([emit](const std::string& id, bool open) {
+        emit("VSERPORT_CHANGE", {{"id", id}, {"open", open}});
+    });
 
     log->debug("startup: QMP listening");
     pci_->start();
@@ -405,6 +409,7 @@ StopReason Machine::run() {
     pci_->flush_consoles();
     // Let QMP clients read what is queued for them (the quit reply, SHUTDOWN) before exiting.
     control_.set_event_sink(nullptr);
+    pci_->set_port_event_sink(nullptr);
     qmp_server->close();
     io.restart();
     io.run_for(std::chrono::milliseconds(500));

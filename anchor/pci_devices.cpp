@@ -152,6 +152,7 @@ std::vector<std::string> PciDevices::add_consoles(const std::vector<ConsoleSpec>
             virtio_console::VirtioConsoleOptions options;
             options.name = "console" + std::to_string(i);
             options.port_name = specs[i].name;
+            options.on_guest_open = port_event_for(i);
             NotifyLoop* loop = &notify_;
             auto device_slot = std::make_shared<std::weak_ptr<virtio_console::VirtioConsole>>();
             std::shared_ptr<SocketConsole> sock;
@@ -177,6 +178,7 @@ std::vector<std::string> PciDevices::add_consoles(const std::vector<ConsoleSpec>
         virtio_console::VirtioConsoleOptions options;
         options.name = "console" + std::to_string(i);
         options.port_name = specs[i].name;
+        options.on_guest_open = port_event_for(i);
         NotifyLoop* loop = &notify_;
         auto device = std::make_shared<virtio_console::VirtioConsole>(
             [out](std::span<const std::uint8_t> bytes) { out->write(bytes); }, options,
@@ -201,6 +203,18 @@ std::vector<PciDevices::ConsoleInput> PciDevices::console_inputs() {
 void PciDevices::flush_consoles() {
     for (auto& c : consoles_) c->flush();
     for (auto& s : socket_consoles_) s->flush();
+}
+
+std::function<void(bool)> PciDevices::port_event_for(std::size_t i) {
+    return [this, id = "virtcon" + std::to_string(i)](bool open) {
+        std::lock_guard lock(port_event_mutex_);
+        if (port_event_) port_event_(id, open);
+    };
+}
+
+void PciDevices::set_port_event_sink(PortEvent sink) {
+    std::lock_guard lock(port_event_mutex_);
+    port_event_ = std::move(sink);
 }
 
 void PciDevices::start() { notify_.start(thread_start(jail::IoThreadKind::Notify)); }

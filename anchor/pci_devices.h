@@ -67,6 +67,11 @@ public:
         std::function<void(std::span<const std::uint8_t>)> feed;
     };
     std::vector<ConsoleInput> console_inputs();
+    // Where a named port's guest-side open/close goes (QMP VSERPORT_CHANGE): the console's
+    // chardev label ("virtcon<i>") and whether the guest has it open. Called on the notify or a
+    // vCPU thread; set and cleared from any thread (nullptr: dropped).
+    using PortEvent = std::function<void(const std::string& id, bool open)>;
+    void set_port_event_sink(PortEvent sink);
 
     pci::PciRootBus& bus() { return *bus_; }
 
@@ -85,6 +90,10 @@ private:
     std::vector<std::unique_ptr<Console>> consoles_;
     std::vector<std::shared_ptr<virtio_console::VirtioConsole>> virtio_consoles_;  // pty ones, with consoles_
     std::vector<std::shared_ptr<SocketConsole>> socket_consoles_;
+    std::mutex port_event_mutex_;
+    PortEvent port_event_;
+    // options.on_guest_open for console i: to port_event_.
+    std::function<void(bool)> port_event_for(std::size_t i);
 };
 
 }  // namespace vmm::anchor

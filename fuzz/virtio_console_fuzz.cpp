@@ -70,7 +70,7 @@ public:
         : queue_size_(queue_size),
           multiport_(flags & 4),
           console_([this](std::span<const std::uint8_t> bytes) { output_.insert(output_.end(), bytes.begin(), bytes.end()); },
-                   VirtioConsoleOptions{"confuzz", 256, 4096, 80, 25, multiport_ ? "org.qemu.guest_agent.0" : ""}) {
+                   VirtioConsoleOptions{"confuzz", 256, 4096, 80, 25, multiport_ ? "org.qemu.guest_agent.0" : "", {}}) {
         ram_.clear();
         memory_ = GuestMemory({{0, ram_.size(), ram_.data()}});
         features_ = std::uint64_t{1} << virtio::kFeatureVersion1;

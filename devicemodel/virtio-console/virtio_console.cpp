@@ -71,7 +71,16 @@ void VirtioConsole::activate(const GuestMemory& memory, std::uint64_t features, 
 }
 
 void VirtioConsole::reset() {
-    std::lock_guard lock(mu_);
+    bool was_open;
+    {
+        std::lock_guard lock(mu_);
+        was_open = reset_locked();
+    }
+    if (was_open && options_.on_guest_open) options_.on_guest_open(false);
+}
+
+bool VirtioConsole::reset_locked() {
+    const bool was_open = guest_open_;
     active_ = false;
     rx_ = virtio::VirtQueue{};
     tx_ = virtio::VirtQueue{};
@@ -82,6 +91,7 @@ void VirtioConsole::reset() {
     control_broken_.clear();
     interrupt_.reset();
     // Pending input is the backend's, not the driver's: it survives a reset.
+    return was_open;
 }
 
 void VirtioConsole::run(std::function<void()> work) {
@@ -205,7 +215,7 @@ void VirtioConsole::process_control_tx() {
             if (!chain) break;
             virtio_console_control msg{};
             if (chain->ok() && chain->read(0, {reinterpret_cast<std::uint8_t*>(&msg), sizeof msg}) == sizeof msg) {
-                control_message_locked(msg);
+                control_message_locked(msg, s);
             } else if (!warned_control_) {
                 warned_control_ = true;
                 log_->warn("a control message of {} bytes, shorter than its {}-byte header: ignored", chain->readable_bytes(),
@@ -222,7 +232,7 @@ void VirtioConsole::process_control_tx() {
     send(s);
 }
 
-void VirtioConsole::control_message_locked(const virtio_console_control& msg) {
+void VirtioConsole::control_message_locked(const virtio_console_control& msg, Signal& s) {
     if (msg.event == VIRTIO_CONSOLE_DEVICE_READY) {
         if (msg.value == 1)
             queue_control_locked(VIRTIO_CONSOLE_PORT_ADD, 0);
@@ -248,8 +258,10 @@ void VirtioConsole::control_message_locked(const virtio_console_control& msg) {
             queue_control_locked(VIRTIO_CONSOLE_PORT_OPEN, 1);  // the host side: the backend is always there
             return;
         case VIRTIO_CONSOLE_PORT_OPEN:
-            if (guest_open_ != (msg.value != 0)) log_->info("port \"{}\" {} by the guest", options_.port_name, msg.value ? "opened" : "closed");
+            if (guest_open_ == (msg.value != 0)) return;
             guest_open_ = msg.value != 0;
+            log_->info("port \"{}\" {} by the guest", options_.port_name, guest_open_ ? "opened" : "closed");
+            s.guest_open = guest_open_;
             return;
         default:
             return;  // nothing else is the driver's to send (§5.3.6.2.1)
@@ -299,7 +311,8 @@ void VirtioConsole::check_broken_locked(Signal& s) {
     log_->warn("device broken: {}", reason);
 }
 
-void VirtioConsole::send(const Signal& s) {
+void VirtioConsole::send(const Signal& s) const {
+    if (s.guest_open && options_.on_guest_open) options_.on_guest_open(*s.guest_open);
     if (!s.irq) return;
     if (s.broken) s.irq->needs_reset();
     if (s.rx) s.irq->notify_queue(kReceiveQueue);

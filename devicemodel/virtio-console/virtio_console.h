@@ -38,6 +38,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -55,6 +56,10 @@ struct VirtioConsoleOptions {
     std::uint16_t cols = 80, rows = 25;
     // Non-empty: port 0 is a named port (MULTIPORT), not the console. At most kMaxPortName bytes.
     std::string port_name;
+    // A named port's guest side opened (true) or closed (false): the driver's PORT_OPEN, and a
+    // device reset while it was open (false), as QEMU's VSERPORT_CHANGE. Called on the thread
+    // doing the queue work or the reset, without the device's mutex; changes only.
+    std::function<void(bool open)> on_guest_open;
 };
 
 inline constexpr std::size_t kMaxPortName = 127;
@@ -94,12 +99,19 @@ public:
     bool guest_open() const;
 
 private:
+    struct Signal {
+        bool rx = false, tx = false, control_rx = false, control_tx = false, broken = false;
+        std::optional<bool> guest_open;  // changed to this (on_guest_open)
+        std::shared_ptr<virtio::VirtioInterrupt> irq;
+    };
     void run(std::function<void()> work);
+    // reset()'s work; returns whether the guest had the named port open. mu_ held.
+    bool reset_locked();
     void process_rx();
     void process_tx();
     void process_control_tx();
     // Handles one control message from the driver. mu_ held.
-    void control_message_locked(const virtio_console_control& msg);
+    void control_message_locked(const virtio_console_control& msg, Signal& s);
     // Queues a control message for the driver (header, then `payload`). mu_ held.
     void queue_control_locked(std::uint16_t event, std::uint16_t value, std::string_view payload = {});
     // Delivers queued control messages into control RX buffers; returns whether to notify. mu_ held.
@@ -108,12 +120,8 @@ private:
     bool input_open_locked() const { return !multiport_ || guest_open_; }
     // Delivers pending input into RX buffers; returns whether to notify. mu_ held.
     bool deliver_locked();
-    struct Signal {
-        bool rx = false, tx = false, control_rx = false, control_tx = false, broken = false;
-        std::shared_ptr<virtio::VirtioInterrupt> irq;
-    };
     void check_broken_locked(Signal& s);
-    static void send(const Signal& s);
+    void send(const Signal& s) const;
 
     Output output_;
     VirtioConsoleOptions options_;

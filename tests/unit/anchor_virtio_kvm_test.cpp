@@ -278,7 +278,8 @@ TEST_F(AnchorVirtioTest, VirtioConsoleOnAUnixSocket) {
 // A named port (consoles[].name: virtio MULTIPORT, QEMU's virtserialport) on a unix socket: the
 // guest finds port 0 by its name, and "ping", sent by a client while the domain is paused, is held
 // until the guest opens the port (Linux drops what reaches a port nobody has open); the guest's
-// line reaches the client. tests/integration/guests_virtio_qemu.sh runs the same guest on QEMU.
+// line reaches the client, and QMP reports the guest's open (VSERPORT_CHANGE).
+// tests/integration/guests_virtio_qemu.sh runs the same guest on QEMU.
 TEST_F(AnchorVirtioTest, NamedPortOnAUnixSocketHoldsInputUntilTheGuestOpensIt) {
     const std::string sock_path = dir_ + "/vport.sock";
     const std::string m = manifest("vport", "virtio_port.bin",
@@ -287,6 +288,7 @@ TEST_F(AnchorVirtioTest, NamedPortOnAUnixSocketHoldsInputUntilTheGuestOpensIt) {
     ProcessResult r;
     std::thread anchor([&] { r = run(m); });
     std::string out;
+    std::optional<qmp::Json> port_event;
     try {
         qmp::QmpClient qmp(dir_ + "/run/kvm/vport/qmp", 20s);
         Fd fd = connect_unix(sock_path);
@@ -294,11 +296,19 @@ TEST_F(AnchorVirtioTest, NamedPortOnAUnixSocketHoldsInputUntilTheGuestOpensIt) {
         ASSERT_EQ(::write(fd.get(), "ping", 4), 4);
         qmp.execute("cont");
         out = read_line(fd.get());
+        // The guest opened the port: QEMU's VSERPORT_CHANGE, the chardev's label as the id.
+        const auto deadline = std::chrono::steady_clock::now() + 20s;
+        while (!port_event && std::chrono::steady_clock::now() < deadline) {
+            const auto e = qmp.next_event(1000ms);
+            if (e && (*e)["event"] == "VSERPORT_CHANGE") port_event = (*e)["data"];
+        }
     } catch (const std::exception& e) {
         ADD_FAILURE() << e.what();
     }
     anchor.join();
     EXPECT_EQ(out, "virtio-port: hello\n") << r.out << r.err;
+    ASSERT_TRUE(port_event.has_value()) << "no VSERPORT_CHANGE event";
+    EXPECT_EQ(*port_event, (qmp::Json{{"id", "virtcon0"}, {"open", true}}));
     EXPECT_THAT(r.out, HasSubstr("virtio-port: max_nr_ports 1\nvirtio-port: port 0 added\n"
                                  "virtio-port: port 0 is \"vmm.test.port\"\nvirtio-port: port 0 opened by the host\n"))
         << r.out << r.err;

@@ -203,8 +203,11 @@ struct VirtioConsolePortTest : VirtioConsoleTest {
     std::uint64_t next_ctrl_rx = 0xa000, next_ctrl_tx = 0xc000;
     Drv* ctrl_rx = &crxq;
 
+    std::vector<bool> opens;  // on_guest_open's calls
+
     void SetUp() override {
         opts.port_name = "org.qemu.guest_agent.0";
+        opts.on_guest_open = [this](bool open) { opens.push_back(open); };
         VirtioConsoleTest::SetUp();
     }
     std::uint64_t multiport_features() const {
@@ -306,6 +309,25 @@ TEST_F(VirtioConsolePortTest, InputWaitsUntilTheGuestOpensThePort) {
     con->feed_input(bytes("later"));
     EXPECT_EQ(rxq.used_idx(), 1) << "closed again: held";
     EXPECT_EQ(con->pending_input(), 5u);
+}
+
+TEST_F(VirtioConsolePortTest, TheGuestOpeningAndClosingThePortIsReportedOnce) {
+    activate_multiport();
+    post_control_buffers(4);
+    send_control(VIRTIO_CONSOLE_BAD_ID, VIRTIO_CONSOLE_DEVICE_READY, 1);
+    send_control(0, VIRTIO_CONSOLE_PORT_READY, 1);
+    EXPECT_TRUE(opens.empty());
+    send_control(0, VIRTIO_CONSOLE_PORT_OPEN, 1);
+    send_control(0, VIRTIO_CONSOLE_PORT_OPEN, 1);  // no change
+    EXPECT_EQ(opens, std::vector<bool>({true}));
+    send_control(0, VIRTIO_CONSOLE_PORT_OPEN, 0);
+    send_control(0, VIRTIO_CONSOLE_PORT_OPEN, 1);
+    EXPECT_EQ(opens, std::vector<bool>({true, false, true}));
+    con->reset();
+    EXPECT_EQ(opens, std::vector<bool>({true, false, true, false})) << "a reset closes the guest's side";
+    EXPECT_FALSE(con->guest_open());
+    con->reset();
+    EXPECT_EQ(opens.size(), 4u) << "nothing was open";
 }
 
 TEST_F(VirtioConsolePortTest, ADriverWithoutMultiportGetsAConsole) {
