@@ -228,12 +228,12 @@ constexpr const char* kBlockSyscalls[] = {
 };
 
 // The NIC's event loop: epoll on the tap and the kick eventfds (epoll_ctl: EPOLLIN off while the
-// guest has no receive buffers); frames with readv, transmitted in batches through io_uring_enter
-// (only on the frame writer's ring, restricted to WRITEV on the tap: io_uring_setup is not
-// listed), or writev where io_uring is refused. No read: the kick eventfds are edge-triggered and
-// never drained.
+// guest has no receive buffers); frames received with read (one buffer) or readv, transmitted in
+// batches through io_uring_enter (only on the frame writer's ring, restricted to WRITEV on the
+// tap: io_uring_setup is not listed), or writev where io_uring is refused. (The kick eventfds are
+// edge-triggered and never drained: only the tap is read.)
 constexpr const char* kNetSyscalls[] = {
-    "readv", "writev", "epoll_wait", "epoll_ctl", "io_uring_enter",
+    "read", "readv", "writev", "epoll_wait", "epoll_ctl", "io_uring_enter",
 };
 
 // The notify thread's io_context (Asio's epoll reactor) reading the ioeventfds; virtio-console

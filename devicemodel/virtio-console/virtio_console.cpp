@@ -218,8 +218,11 @@ void VirtioConsole::process_control_tx() {
                 control_message_locked(msg, s);
             } else if (!warned_control_) {
                 warned_control_ = true;
-                log_->warn("a control message of {} bytes, shorter than its {}-byte header: ignored", chain->readable_bytes(),
-                           sizeof msg);
+                if (chain->ok())
+                    log_->warn("a control message of {} bytes, shorter than its {}-byte header: ignored",
+                               chain->readable_bytes(), sizeof msg);
+                else
+                    log_->warn("a control message chain the device cannot read ({}): ignored", virtio::to_string(chain->error()));
             }
             control_tx_.add_used(chain->head(), 0);
             used = true;

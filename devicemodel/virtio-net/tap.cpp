@@ -87,7 +87,10 @@ Tap::Tap(const std::string& name) : name_(name) {
 ssize_t Tap::read(std::span<const iovec> iov) {
     // A tap read returns exactly one frame; the kernel reports its full length even when the
     // iov was too short (the rest is dropped), which the device treats as a truncated frame.
-    const ssize_t n = ::readv(fd_.get(), iov.data(), static_cast<int>(std::min<std::size_t>(iov.size(), IOV_MAX)));
+    // One buffer (the device's receive path reads each frame into one): read(), without the
+    // iovec's copy-in and checks.
+    const ssize_t n = iov.size() == 1 ? ::read(fd_.get(), iov[0].iov_base, iov[0].iov_len)
+                                      : ::readv(fd_.get(), iov.data(), static_cast<int>(std::min<std::size_t>(iov.size(), IOV_MAX)));
     if (n < 0) return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     return n;
 }
