@@ -153,6 +153,7 @@ std::vector<std::string> PciDevices::add_consoles(const std::vector<ConsoleSpec>
             options.name = "console" + std::to_string(i);
             options.port_name = specs[i].name;
             options.on_guest_open = port_event_for(i);
+            options.host_connected = false;  // until a client connects (a named port tells the guest)
             NotifyLoop* loop = &notify_;
             auto device_slot = std::make_shared<std::weak_ptr<virtio_console::VirtioConsole>>();
             std::shared_ptr<SocketConsole> sock;
@@ -167,6 +168,9 @@ std::vector<std::string> PciDevices::add_consoles(const std::vector<ConsoleSpec>
                 [sock](std::span<const std::uint8_t> bytes) { sock->write(bytes); }, options,
                 [loop](std::function<void()> work) { loop->post(std::move(work)); });
             *device_slot = device;
+            sock->on_connection([device_slot](bool connected) {
+                if (auto d = device_slot->lock()) d->set_host_connected(connected);
+            });
             sock->start();
             paths.push_back(sock->chardev_filename());
             socket_consoles_.push_back(sock);

@@ -54,6 +54,10 @@ void SocketConsole::accept() {
         self->client_ = std::make_unique<stream::socket>(std::move(s));
         ++self->generation_;
         self->sending_ = false;
+        if (!self->connected_) {
+            self->connected_ = true;
+            if (self->on_connection_) self->on_connection_(true);
+        }
         self->read();
         self->send_some();
         self->accept();
@@ -66,8 +70,7 @@ void SocketConsole::read() {
                                                                                  std::size_t n) {
         if (gen != self->generation_) return;
         if (ec) {
-            boost::system::error_code ignore;
-            self->client_->close(ignore);
+            self->drop_client();
             return;
         }
         self->feed_(std::span<const std::uint8_t>(self->in_.data(), n));
@@ -92,12 +95,19 @@ void SocketConsole::send_some() {
         self->sending_ = false;
         if (ec) {
             // The client went away mid-write: what it did not get is lost with it, as on a pty.
-            boost::system::error_code ignore;
-            self->client_->close(ignore);
+            self->drop_client();
             return;
         }
         self->send_some();
     });
+}
+
+void SocketConsole::drop_client() {
+    boost::system::error_code ignore;
+    client_->close(ignore);
+    if (!connected_) return;
+    connected_ = false;
+    if (on_connection_) on_connection_(false);
 }
 
 void SocketConsole::write(std::span<const std::uint8_t> bytes) {

@@ -36,6 +36,9 @@ public:
     static std::shared_ptr<SocketConsole> create(boost::asio::io_context& io, const std::string& path, Feed feed);
     ~SocketConsole();
 
+    // Called on the io_context thread when a client connects (true) and when the connected one
+    // goes away (false); a client replacing another is no change. Set before start().
+    void on_connection(std::function<void(bool connected)> changed) { on_connection_ = std::move(changed); }
     void start();
     // Guest output. Never blocks.
     void write(std::span<const std::uint8_t> bytes);
@@ -53,6 +56,7 @@ private:
     void accept();
     void read();
     void send_some();  // io_context thread
+    void drop_client();  // io_context thread: closes the client, reports the disconnection
 
     boost::asio::io_context& io_;
     std::string path_;
@@ -61,6 +65,8 @@ private:
     std::unique_ptr<boost::asio::local::stream_protocol::socket> client_;  // io_context thread
     std::array<std::uint8_t, 512> in_{};
     bool sending_ = false;     // io_context thread
+    bool connected_ = false;   // io_context thread: what on_connection_ was last told
+    std::function<void(bool)> on_connection_;
     std::uint64_t generation_ = 0;  // bumps with each client, so stale handlers stand down
 
     std::mutex mutex_;

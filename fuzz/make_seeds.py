@@ -231,6 +231,10 @@ def virtio_console():
             control(6, 0, 1) + tx(12) + KICK_TX + control(6, 0, 0) + typed(2) + rx(16) + KICK_RX + control_rx(8) +
             control(0, 1, 1))
     put("virtio_console", "named-port", bytes([0x04, 4]) + port)
+    # The host side closed at PORT_READY, then a client comes and goes.
+    host = (control_rx(200) * 6 + bytes([11, 0]) + control(0, 1, 1) + control(3, 0, 1) + bytes([11, 1]) +
+            control(6, 0, 1) + bytes([11, 0]) + bytes([11, 1]))
+    put("virtio_console", "named-port-host", bytes([0x04, 4]) + host)
 
 
 def bzimage():

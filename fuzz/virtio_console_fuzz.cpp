@@ -28,6 +28,7 @@
 //   8 device reset, then activation with fresh rings elsewhere
 //   9 post control rx chain  u8 length      10 control message  u8 event (% 8), u8 id, u8 value
 //                                              (id: 0 port 0, 1 the DEVICE_READY id, else 7)
+//  11 host side             u8 (bit 0: a client connected or gone)
 // fuzz/make_seeds.py writes seeds that type both ways, overflow nothing and reset.
 #include "devicemodel/bus/guest_memory.h"
 #include "devicemodel/virtio-console/virtio_console.h"
@@ -146,6 +147,10 @@ public:
         const std::vector<Driver::Buf> bufs{Driver::rd(*at, sizeof m)};
         if (const auto head = arena_.post(*ctxq_, bufs, via_table())) control_tx_chains_[*head] = Chain{bufs, 0};
         step([&] { console_.queue_notify(VirtioConsole::kControlTransmitQueue); });
+    }
+
+    void host(bool connected) {
+        step([&] { console_.set_host_connected(connected); });
     }
 
     void kick_rx() {
@@ -283,7 +288,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     Harness h(data[0], static_cast<std::uint16_t>(1u << (data[1] % 9)));
     vmm::fuzz::FuzzReader in(data + 2, size - 2);
     while (!in.empty()) {
-        switch (in.le(1) % 11) {
+        switch (in.le(1) % 12) {
             case 0: h.post_rx(in); break;
             case 1: h.post_tx(in); break;
             case 2: {
@@ -303,6 +308,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             case 8: h.reset(); break;
             case 9: h.post_control_rx(in); break;
             case 10: h.control(in); break;
+            case 11: h.host(in.le(1) & 1); break;
         }
     }
     h.kick_rx();

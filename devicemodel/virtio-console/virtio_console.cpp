@@ -12,7 +12,11 @@
 namespace vmm::virtio_console {
 
 VirtioConsole::VirtioConsole(Output output, VirtioConsoleOptions options, Executor executor)
-    : output_(std::move(output)), options_(std::move(options)), executor_(std::move(executor)), log_(logger(options_.name)) {
+    : output_(std::move(output)),
+      options_(std::move(options)),
+      executor_(std::move(executor)),
+      log_(logger(options_.name)),
+      host_connected_(options_.host_connected) {
     config_.cols = options_.cols;
     config_.rows = options_.rows;
     config_.max_nr_ports = 1;
@@ -86,7 +90,7 @@ bool VirtioConsole::reset_locked() {
     tx_ = virtio::VirtQueue{};
     control_rx_ = virtio::VirtQueue{};
     control_tx_ = virtio::VirtQueue{};
-    multiport_ = guest_open_ = false;
+    multiport_ = guest_open_ = port_ready_ = false;
     control_out_.clear();
     control_broken_.clear();
     interrupt_.reset();
@@ -126,6 +130,17 @@ std::size_t VirtioConsole::feed_input(std::span<const std::uint8_t> data) {
     }
     run([this] { process_rx(); });
     return accepted;
+}
+
+void VirtioConsole::set_host_connected(bool connected) {
+    {
+        std::lock_guard lock(mu_);
+        if (host_connected_ == connected) return;
+        host_connected_ = connected;
+        if (!active_ || !multiport_ || !port_ready_) return;  // told at PORT_READY
+        queue_control_locked(VIRTIO_CONSOLE_PORT_OPEN, connected ? 1 : 0);
+    }
+    run([this] { process_control_tx(); });  // delivers it
 }
 
 void VirtioConsole::resize(std::uint16_t cols, std::uint16_t rows) {
@@ -258,7 +273,8 @@ void VirtioConsole::control_message_locked(const virtio_console_control& msg, Si
             }
             // With its NUL, as QEMU sends it (Linux copies what fits and terminates it itself).
             queue_control_locked(VIRTIO_CONSOLE_PORT_NAME, 1, {options_.port_name.c_str(), options_.port_name.size() + 1});
-            queue_control_locked(VIRTIO_CONSOLE_PORT_OPEN, 1);  // the host side: the backend is always there
+            if (host_connected_) queue_control_locked(VIRTIO_CONSOLE_PORT_OPEN, 1);  // closed: the port's default
+            port_ready_ = true;
             return;
         case VIRTIO_CONSOLE_PORT_OPEN:
             if (guest_open_ == (msg.value != 0)) return;

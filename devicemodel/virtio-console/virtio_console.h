@@ -6,8 +6,9 @@
 // VIRTIO_CONSOLE_F_MULTIPORT, and port 0 becomes a named port, as QEMU's virtserialport: queues
 // 2 and 3 are the control receiveq and transmitq; the driver says DEVICE_READY, the device
 // announces port 0 (PORT_ADD), and once the driver's PORT_READY comes, its name (PORT_NAME)
-// and that the host side is open (PORT_OPEN 1: the backend is always there). The guest then
-// finds it as /dev/virtio-ports/<name>. Input is held until the guest opens the port (its
+// and whether the host side is open (PORT_OPEN: set_host_connected(), as QEMU follows its
+// chardev's connection; Linux then blocks the guest's writes and reads EOF while it is closed).
+// The guest then finds it as /dev/virtio-ports/<name>. Input is held until the guest opens the port (its
 // PORT_OPEN 1), since Linux drops what arrives on a port nobody has open. A driver that does not
 // take MULTIPORT gets port 0 as a console, as before. A control message shorter than its
 // header, or one for a port other than 0, is ignored with a warning; a control receive buffer
@@ -60,6 +61,9 @@ struct VirtioConsoleOptions {
     // device reset while it was open (false), as QEMU's VSERPORT_CHANGE. Called on the thread
     // doing the queue work or the reset, without the device's mutex; changes only.
     std::function<void(bool open)> on_guest_open;
+    // A named port's host side at the start (set_host_connected() changes it): a pty is always
+    // there; a unix socket only while a client is connected.
+    bool host_connected = true;
 };
 
 inline constexpr std::size_t kMaxPortName = 127;
@@ -92,6 +96,9 @@ public:
     std::size_t feed_input(std::span<const std::uint8_t> data);
     // Terminal size (CONSOLE_F_SIZE): updates the config space and sends a config interrupt.
     void resize(std::uint16_t cols, std::uint16_t rows);
+    // A named port's host side came or went (the socket's client): PORT_OPEN to the driver once
+    // it has the port (its PORT_READY). Any thread.
+    void set_host_connected(bool connected);
 
     std::size_t pending_input() const;
     std::uint64_t dropped_input() const;
@@ -134,7 +141,8 @@ private:
     virtio::VirtQueue rx_, tx_;
     // MULTIPORT (negotiated): control queues, messages waiting for control RX buffers, the
     // guest's side of port 0, and a device-level fault (a control buffer too small).
-    bool multiport_ = false, guest_open_ = false, warned_control_ = false;
+    bool multiport_ = false, guest_open_ = false, port_ready_ = false, warned_control_ = false;
+    bool host_connected_;  // options_.host_connected, then set_host_connected()
     virtio::VirtQueue control_rx_, control_tx_;
     std::deque<std::vector<std::uint8_t>> control_out_;
     std::string control_broken_;

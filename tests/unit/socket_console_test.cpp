@@ -147,6 +147,43 @@ TEST_F(SocketConsoleTest, ANewClientReplacesTheOldOne) {
     EXPECT_FALSE(std::filesystem::exists(path_));
 }
 
+// What a named port tells the guest about its host side: a client came (true) or went (false);
+// a client replacing another is no change.
+TEST_F(SocketConsoleTest, ConnectionsAreReported) {
+    std::mutex m;
+    std::vector<bool> changes;
+    auto seen = [&] {
+        std::lock_guard lock(m);
+        return changes;
+    };
+    auto wait_for = [&](std::size_t n) {
+        for (int i = 0; i < 500 && seen().size() < n; ++i) std::this_thread::sleep_for(10ms);
+        return seen();
+    };
+    auto c = SocketConsole::create(io_, path_, [this](std::span<const std::uint8_t> b) {
+        std::lock_guard lock(mu_);
+        fed_.append(b.begin(), b.end());
+    });
+    c->on_connection([&](bool connected) {
+        std::lock_guard lock(m);
+        changes.push_back(connected);
+    });
+    c->start();
+    {
+        Fd first = connect_client();
+        EXPECT_EQ(wait_for(1), std::vector<bool>({true}));
+        Fd second = connect_client();
+        ASSERT_EQ(::write(second.get(), "x", 1), 1);
+        for (int i = 0; i < 500 && fed().empty(); ++i) std::this_thread::sleep_for(10ms);
+        ASSERT_EQ(fed(), "x") << "the second client is served";
+        EXPECT_EQ(seen(), std::vector<bool>({true})) << "a client replacing another";
+    }
+    EXPECT_EQ(wait_for(2), std::vector<bool>({true, false})) << "the last client left";
+    Fd again = connect_client();
+    EXPECT_EQ(wait_for(3), std::vector<bool>({true, false, true}));
+    c->close();
+}
+
 TEST_F(SocketConsoleTest, APathThatIsNotASocketIsRefusedAndKept) {
     std::ofstream(path_) << "precious";
     try {

@@ -330,6 +330,31 @@ TEST_F(VirtioConsolePortTest, TheGuestOpeningAndClosingThePortIsReportedOnce) {
     EXPECT_EQ(opens.size(), 4u) << "nothing was open";
 }
 
+// A socket's port: the host side is open only while a client is connected, and the driver is
+// told when that changes (as QEMU does for a socket chardev), once it has the port.
+TEST_F(VirtioConsolePortTest, TheHostSideOpensAndClosesWithItsBackend) {
+    opts.host_connected = false;
+    SetUp();  // again, with the option
+    activate_multiport();
+    post_control_buffers(8);
+    con->set_host_connected(true);
+    con->set_host_connected(false);  // before PORT_READY: only the state at PORT_READY counts
+    send_control(VIRTIO_CONSOLE_BAD_ID, VIRTIO_CONSOLE_DEVICE_READY, 1);
+    send_control(0, VIRTIO_CONSOLE_PORT_READY, 1);
+    ASSERT_EQ(crxq.used_idx(), 2) << "PORT_ADD, PORT_NAME; no PORT_OPEN while nobody is connected";
+    EXPECT_EQ(received(1).first.event, VIRTIO_CONSOLE_PORT_NAME);
+    con->set_host_connected(true);
+    ASSERT_EQ(crxq.used_idx(), 3);
+    EXPECT_EQ(received(2).first.event, VIRTIO_CONSOLE_PORT_OPEN);
+    EXPECT_EQ(received(2).first.value, 1);
+    con->set_host_connected(true);  // no change
+    con->set_host_connected(false);
+    ASSERT_EQ(crxq.used_idx(), 4);
+    EXPECT_EQ(received(3).first.event, VIRTIO_CONSOLE_PORT_OPEN);
+    EXPECT_EQ(received(3).first.value, 0);
+    EXPECT_EQ(irq->resets_needed, 0);
+}
+
 TEST_F(VirtioConsolePortTest, ADriverWithoutMultiportGetsAConsole) {
     activate();  // VERSION_1 only, two queues
     rxq.add_chain({Drv::wr(0x9000, 16)});
