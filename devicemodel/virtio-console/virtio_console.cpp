@@ -78,24 +78,19 @@ void VirtioConsole::reset() {
     bool was_open;
     {
         std::lock_guard lock(mu_);
-        was_open = reset_locked();
+        was_open = guest_open_;
+        active_ = false;
+        rx_ = virtio::VirtQueue{};
+        tx_ = virtio::VirtQueue{};
+        control_rx_ = virtio::VirtQueue{};
+        control_tx_ = virtio::VirtQueue{};
+        multiport_ = guest_open_ = port_ready_ = false;
+        control_out_.clear();
+        control_broken_.clear();
+        interrupt_.reset();
+        // Pending input is the backend's, not the driver's: it survives a reset.
     }
     if (was_open && options_.on_guest_open) options_.on_guest_open(false);
-}
-
-bool VirtioConsole::reset_locked() {
-    const bool was_open = guest_open_;
-    active_ = false;
-    rx_ = virtio::VirtQueue{};
-    tx_ = virtio::VirtQueue{};
-    control_rx_ = virtio::VirtQueue{};
-    control_tx_ = virtio::VirtQueue{};
-    multiport_ = guest_open_ = port_ready_ = false;
-    control_out_.clear();
-    control_broken_.clear();
-    interrupt_.reset();
-    // Pending input is the backend's, not the driver's: it survives a reset.
-    return was_open;
 }
 
 void VirtioConsole::run(std::function<void()> work) {
@@ -110,10 +105,8 @@ void VirtioConsole::queue_notify(std::uint16_t queue) {
         run([this] { process_rx(); });
     else if (queue == kTransmitQueue)
         run([this] { process_tx(); });
-    else if (queue == kControlTransmitQueue)
-        run([this] { process_control_tx(); });
-    else if (queue == kControlReceiveQueue)  // new buffers for messages held back
-        run([this] { process_control_tx(); });
+    else if (queue == kControlTransmitQueue || queue == kControlReceiveQueue)  // (rx: buffers for held messages)
+        run([this] { process_control(); });
 }
 
 std::size_t VirtioConsole::feed_input(std::span<const std::uint8_t> data) {
@@ -140,7 +133,7 @@ void VirtioConsole::set_host_connected(bool connected) {
         if (!active_ || !multiport_ || !port_ready_) return;  // told at PORT_READY
         queue_control_locked(VIRTIO_CONSOLE_PORT_OPEN, connected ? 1 : 0);
     }
-    run([this] { process_control_tx(); });  // delivers it
+    run([this] { process_control(); });  // delivers it
 }
 
 void VirtioConsole::resize(std::uint16_t cols, std::uint16_t rows) {
@@ -219,7 +212,7 @@ void VirtioConsole::process_tx() {
     send(s);
 }
 
-void VirtioConsole::process_control_tx() {
+void VirtioConsole::process_control() {
     Signal s;
     {
         std::lock_guard lock(mu_);

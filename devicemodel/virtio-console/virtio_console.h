@@ -112,11 +112,10 @@ private:
         std::shared_ptr<virtio::VirtioInterrupt> irq;
     };
     void run(std::function<void()> work);
-    // reset()'s work; returns whether the guest had the named port open. mu_ held.
-    bool reset_locked();
     void process_rx();
     void process_tx();
-    void process_control_tx();
+    // The control queues: the driver's messages, then the device's waiting ones into its buffers.
+    void process_control();
     // Handles one control message from the driver. mu_ held.
     void control_message_locked(const virtio_console_control& msg, Signal& s);
     // Queues a control message for the driver (header, then `payload`). mu_ held.
