@@ -32,15 +32,17 @@ std::uint64_t GuestMemory::total_size() const noexcept {
 }
 
 std::optional<std::span<std::uint8_t>> GuestMemory::span(std::uint64_t gpa, std::uint64_t len) const noexcept {
-    // Last region whose start is <= gpa.
-    auto it = std::upper_bound(regions_.begin(), regions_.end(), gpa,
-                               [](std::uint64_t a, const GuestRegion& r) { return a < r.gpa; });
-    if (it == regions_.begin()) return std::nullopt;
-    --it;
-    const std::uint64_t off = gpa - it->gpa;
-    // off < size and len <= size - off: no overflow possible in either comparison.
-    if (off >= it->size || len > it->size - off) return std::nullopt;
-    return std::span<std::uint8_t>(it->host + off, static_cast<std::size_t>(len));
+    // A guest has a handful of regions (RAM below and above the PCI hole): a linear scan of the
+    // sorted, disjoint list is cheaper than a binary search. At most one region holds gpa.
+    for (const GuestRegion& r : regions_) {
+        if (gpa < r.gpa) break;
+        const std::uint64_t off = gpa - r.gpa;
+        if (off >= r.size) continue;
+        // off < size, so size - off cannot wrap.
+        if (len > r.size - off) return std::nullopt;
+        return std::span<std::uint8_t>(r.host + off, static_cast<std::size_t>(len));
+    }
+    return std::nullopt;
 }
 
 bool GuestMemory::read(std::uint64_t gpa, void* dst, std::size_t len) const noexcept {

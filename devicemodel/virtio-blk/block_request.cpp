@@ -22,15 +22,12 @@ bool in_range(std::uint64_t sector, std::uint64_t count, std::uint64_t capacity)
 
 bool BlockRequest::writes_data() const noexcept { return type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID; }
 
-BlockRequest parse_block_request(const virtio::DescriptorChain& chain, const BlockLimits& limits) {
-    BlockRequest req;
+namespace {
+
+// Fills req from chain; returns the status to reject it with, or nullopt for a request to execute.
+std::optional<std::uint8_t> parse_into(const virtio::DescriptorChain& chain, const BlockLimits& limits, BlockRequest& req) {
     req.has_status = chain.writable_bytes() >= 1;
-    auto reject = [&](std::uint8_t status) {
-        req.reject = status;
-        req.data.clear();
-        req.segments.clear();
-        return req;
-    };
+    auto reject = [](std::uint8_t status) { return std::optional<std::uint8_t>(status); };
     if (!chain.ok() || !req.has_status) return reject(VIRTIO_BLK_S_IOERR);
     virtio_blk_outhdr hdr{};
     if (chain.read(0, {reinterpret_cast<std::uint8_t*>(&hdr), sizeof hdr}) != sizeof hdr)
@@ -51,19 +48,16 @@ BlockRequest parse_block_request(const virtio::DescriptorChain& chain, const Blo
             req.data_len = in ? writable_data : readable_data;
             if (req.data_len % kSectorSize) return reject(VIRTIO_BLK_S_IOERR);
             if (!in_range(req.sector, req.data_len / kSectorSize, limits.capacity_sectors)) return reject(VIRTIO_BLK_S_IOERR);
-            auto iov = in ? chain.writable_iov(0, req.data_len) : chain.readable_iov(kHeaderSize, req.data_len);
-            if (!iov) return reject(VIRTIO_BLK_S_IOERR);
-            req.data = std::move(*iov);
-            return req;
+            const bool whole = in ? chain.writable_iov(0, req.data_len, req.data) : chain.readable_iov(kHeaderSize, req.data_len, req.data);
+            if (!whole) return reject(VIRTIO_BLK_S_IOERR);
+            return std::nullopt;
         }
         case VIRTIO_BLK_T_FLUSH:
-            return req;
+            return std::nullopt;
         case VIRTIO_BLK_T_GET_ID: {
             req.data_len = std::min<std::uint64_t>(writable_data, VIRTIO_BLK_ID_BYTES);
-            auto iov = chain.writable_iov(0, req.data_len);
-            if (!iov) return reject(VIRTIO_BLK_S_IOERR);
-            req.data = std::move(*iov);
-            return req;
+            if (!chain.writable_iov(0, req.data_len, req.data)) return reject(VIRTIO_BLK_S_IOERR);
+            return std::nullopt;
         }
         case VIRTIO_BLK_T_DISCARD:
         case VIRTIO_BLK_T_WRITE_ZEROES: {
@@ -87,11 +81,23 @@ BlockRequest parse_block_request(const virtio::DescriptorChain& chain, const Blo
                 if (seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) req.unmap = true;
                 req.segments.emplace_back(seg.sector, seg.num_sectors);
             }
-            return req;
+            return std::nullopt;
         }
         default:
             return reject(VIRTIO_BLK_S_UNSUPP);
     }
+}
+
+}  // namespace
+
+BlockRequest parse_block_request(const virtio::DescriptorChain& chain, const BlockLimits& limits) {
+    BlockRequest req;  // one return statement: built in the caller's object (NRVO), never copied
+    if (auto status = parse_into(chain, limits, req)) {
+        req.reject = status;
+        req.data.clear();
+        req.segments.clear();
+    }
+    return req;
 }
 
 }  // namespace vmm::virtio_blk

@@ -29,6 +29,10 @@ namespace {
 
 // Drops the first `n` bytes from an iovec list.
 void advance(virtio::IoVecs& iov, std::size_t n) {
+    if (iov.size() == 1 && n == iov[0].iov_len) {  // the usual case: one buffer, wholly moved
+        iov.clear();
+        return;
+    }
     std::size_t i = 0;
     while (i < iov.size() && n >= iov[i].iov_len) n -= iov[i++].iov_len;
     iov.erase(iov.begin(), iov.begin() + static_cast<std::ptrdiff_t>(i));

@@ -443,17 +443,18 @@ void VirtioBlk::finish_locked(std::uint16_t head, std::span<std::uint8_t> status
 
 void VirtioBlk::drain_queue(std::unique_lock<std::mutex>&, bool& notify, bool& broken) {
     ops_.clear();
-    while (auto chain = queue_.pop()) {
-        const std::uint16_t head = chain->head();
-        BlockRequest req = parse_block_request(*chain, limits_);
+    virtio::DescriptorChain& chain = chain_;
+    while (queue_.pop(chain)) {
+        const std::uint16_t head = chain.head();
+        BlockRequest req = parse_block_request(chain, limits_);
         std::span<std::uint8_t> status;
-        if (req.has_status) status = {chain->writable_byte(chain->writable_bytes() - 1), 1};
+        if (req.has_status) status = {chain.writable_byte(chain.writable_bytes() - 1), 1};
         if (!req.has_status) {
             // No byte to put a status in (a bad chain, or the status in a device-readable
             // buffer): hand the chain back untouched.
             if (++bad_requests_ <= 10 || bad_requests_ % 1000 == 0)
                 log_->warn("request at head {} has no status byte: {} ({} bad so far)", head,
-                           virtio::to_string(chain->error()), bad_requests_);
+                           virtio::to_string(chain.error()), bad_requests_);
             finish_locked(head, {}, 0, 0, notify);
             continue;
         }
@@ -462,8 +463,11 @@ void VirtioBlk::drain_queue(std::unique_lock<std::mutex>&, bool& notify, bool& b
             finish_locked(head, status, *req.reject, 1, notify);
             continue;
         }
-        IoOp op;
-        const std::uint64_t base = disk_.offset();
+        if (head >= pending_.size()) {  // cannot happen: the queue checks heads against its size
+            finish_locked(head, status, VIRTIO_BLK_S_IOERR, 1, notify);
+            continue;
+        }
+        IoOp::Kind kind;
         switch (req.type) {
             case VIRTIO_BLK_T_GET_ID: {
                 char id[VIRTIO_BLK_ID_BYTES] = {};
@@ -482,32 +486,35 @@ void VirtioBlk::drain_queue(std::unique_lock<std::mutex>&, bool& notify, bool& b
                     finish_locked(head, status, VIRTIO_BLK_S_OK, req.used_len_ok(), notify);
                     continue;
                 }
-                op.kind = req.type == VIRTIO_BLK_T_IN ? IoOp::Kind::Read : IoOp::Kind::Write;
-                op.offset = base + req.sector * kSectorSize;
-                op.iov = std::move(req.data);
+                kind = req.type == VIRTIO_BLK_T_IN ? IoOp::Kind::Read : IoOp::Kind::Write;
                 break;
             case VIRTIO_BLK_T_FLUSH:
-                op.kind = IoOp::Kind::Flush;
+                kind = IoOp::Kind::Flush;
                 break;
             case VIRTIO_BLK_T_DISCARD:
+                kind = IoOp::Kind::Discard;
+                break;
             case VIRTIO_BLK_T_WRITE_ZEROES:
-                op.kind = req.type == VIRTIO_BLK_T_DISCARD ? IoOp::Kind::Discard : IoOp::Kind::WriteZeroes;
-                op.unmap = req.unmap;
-                for (auto [sector, count] : req.segments)
-                    op.ranges.emplace_back(base + sector * kSectorSize, count * kSectorSize);
+                kind = IoOp::Kind::WriteZeroes;
                 break;
             default:  // the parser rejects every other type
                 finish_locked(head, status, VIRTIO_BLK_S_UNSUPP, 1, notify);
                 continue;
         }
-        if (head >= pending_.size()) {  // cannot happen: the queue checks heads against its size
-            finish_locked(head, status, VIRTIO_BLK_S_IOERR, 1, notify);
-            continue;
+        // Built in place (ops_ keeps its capacity from batch to batch): no IoOp is moved.
+        IoOp& op = ops_.emplace_back();
+        const std::uint64_t base = disk_.offset();
+        op.kind = kind;
+        if (kind == IoOp::Kind::Read || kind == IoOp::Kind::Write) {
+            op.offset = base + req.sector * kSectorSize;
+            op.iov = std::move(req.data);
+        } else if (kind == IoOp::Kind::Discard || kind == IoOp::Kind::WriteZeroes) {
+            op.unmap = req.unmap;
+            for (auto [sector, count] : req.segments) op.ranges.emplace_back(base + sector * kSectorSize, count * kSectorSize);
         }
         pending_[head] = {status, req.used_len_ok()};
         op.done = [this, gen = static_cast<std::uint32_t>(generation_), head](int r) { complete(gen, head, r); };
         ++in_flight_;
-        ops_.push_back(std::move(op));
     }
     if (queue_.broken() && !broken_reported_) {
         broken_reported_ = broken = true;

@@ -250,6 +250,7 @@ private:
     };
     std::vector<PendingRequest> pending_;
     std::vector<IoOp> ops_;  // the dispatcher's, reused: serving a request allocates nothing
+    virtio::DescriptorChain chain_;  // drain_queue()'s, reused (no chain moved per request)
     std::vector<IoOp> inline_ops_;  // the writes (and cached reads) of ops_ run on the dispatcher, reused too
     std::vector<IoOp> to_engine_;   // what run_inline hands on to the engine, reused too
     // Reads of a batch are tried on the dispatcher (inline_cached_reads, and no ring reads them);

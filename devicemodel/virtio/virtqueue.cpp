@@ -49,13 +49,18 @@ std::uint64_t for_range(const GuestBuffers& bufs, std::uint64_t offset, std::uin
     return done;
 }
 
-std::optional<IoVecs> make_iov(const GuestBuffers& bufs, std::uint64_t total, std::uint64_t offset,
-                               std::uint64_t len) {
-    if (offset > total || len > total - offset) return std::nullopt;
-    IoVecs iov;
+bool make_iov(const GuestBuffers& bufs, std::uint64_t total, std::uint64_t offset, std::uint64_t len, IoVecs& iov) {
+    iov.clear();
+    if (offset > total || len > total - offset) return false;
     for_range(bufs, offset, len, [&](std::uint8_t* p, std::uint64_t n) {
         if (n) iov.push_back({p, static_cast<std::size_t>(n)});
     });
+    return true;
+}
+
+std::optional<IoVecs> make_iov(const GuestBuffers& bufs, std::uint64_t total, std::uint64_t offset, std::uint64_t len) {
+    IoVecs iov;
+    if (!make_iov(bufs, total, offset, len, iov)) return std::nullopt;
     return iov;
 }
 
@@ -85,6 +90,14 @@ std::optional<IoVecs> DescriptorChain::writable_iov(std::uint64_t offset, std::u
     return make_iov(writable_, writable_bytes_, offset, len);
 }
 
+bool DescriptorChain::readable_iov(std::uint64_t offset, std::uint64_t len, IoVecs& out) const {
+    return make_iov(readable_, readable_bytes_, offset, len, out);
+}
+
+bool DescriptorChain::writable_iov(std::uint64_t offset, std::uint64_t len, IoVecs& out) const {
+    return make_iov(writable_, writable_bytes_, offset, len, out);
+}
+
 std::uint8_t* DescriptorChain::writable_byte(std::uint64_t offset) const noexcept {
     std::uint8_t* at = nullptr;
     if (offset < writable_bytes_) for_range(writable_, offset, 1, [&](std::uint8_t* p, std::uint64_t) { at = p; });
@@ -107,12 +120,28 @@ VirtQueue::VirtQueue(const GuestMemory& memory, const QueueConfig& config, std::
         mark_broken("queue size " + std::to_string(n) + " is not a power of two <= " + std::to_string(max_size));
     else if (desc_ % 16 || avail_ % 2 || used_ % 4)
         mark_broken("misaligned ring area");
-    else if (!memory.contains(desc_, 16 * n))
+    else if (auto d = memory.span(desc_, 16 * n); !d)
         mark_broken("descriptor table outside guest RAM");
-    else if (!memory.contains(avail_, 6 + 2 * n))
+    else if (auto a = memory.span(avail_, 6 + 2 * n); !a)
         mark_broken("available ring outside guest RAM");
-    else if (!memory.contains(used_, 6 + 8 * n))
+    else if (auto u = memory.span(used_, 6 + 8 * n); !u)
         mark_broken("used ring outside guest RAM");
+    else if (reinterpret_cast<std::uintptr_t>(a->data()) % 2 || reinterpret_cast<std::uintptr_t>(u->data()) % 4)
+        mark_broken("ring area misaligned in host memory");  // a region's host base is a page
+    else {
+        desc_host_ = d->data();
+        avail_host_ = a->data();
+        used_host_ = u->data();
+    }
+}
+
+// A 16-bit ring field the other side may be writing right then: one access (see guest_memory.h).
+std::uint16_t VirtQueue::load_avail(std::uint64_t offset) const noexcept {
+    return std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(avail_host_ + offset)).load(std::memory_order_relaxed);
+}
+
+void VirtQueue::store_used(std::uint64_t offset, std::uint16_t v) const noexcept {
+    std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(used_host_ + offset)).store(v, std::memory_order_relaxed);
 }
 
 void VirtQueue::mark_broken(std::string reason) {
@@ -122,11 +151,10 @@ void VirtQueue::mark_broken(std::string reason) {
 }
 
 std::optional<std::uint16_t> VirtQueue::avail_idx() {
-    auto idx = memory_->read_obj<std::uint16_t>(avail_ + 2);
-    if (!idx) return std::nullopt;  // cannot happen: the layout was checked
+    const std::uint16_t idx = load_avail(2);
     // The driver may have at most `size` entries outstanding (§2.7.6); more is a broken ring.
-    if (static_cast<std::uint16_t>(*idx - next_avail_) > size_) {
-        mark_broken("avail idx " + std::to_string(*idx) + " is more than the queue size ahead of " +
+    if (static_cast<std::uint16_t>(idx - next_avail_) > size_) {
+        mark_broken("avail idx " + std::to_string(idx) + " is more than the queue size ahead of " +
                     std::to_string(next_avail_));
         return std::nullopt;
     }
@@ -140,26 +168,34 @@ bool VirtQueue::has_available() {
 }
 
 std::optional<DescriptorChain> VirtQueue::pop() {
-    if (!enabled_ || broken()) return std::nullopt;
+    DescriptorChain chain;
+    if (!pop(chain)) return std::nullopt;
+    return chain;
+}
+
+bool VirtQueue::pop(DescriptorChain& chain) {
+    if (!enabled_ || broken()) return false;
     if (event_idx_ && notify_enabled_) {
         // §2.7.10: ask for a kick when the driver makes entry next_avail_ available. Written
         // before idx is read (full fence) so a buffer added in between is never missed.
-        memory_->write_obj<std::uint16_t>(used_ + 4 + 8 * std::uint64_t{size_}, next_avail_);
+        store_used(4 + 8 * std::uint64_t{size_}, next_avail_);
         std::atomic_thread_fence(std::memory_order_seq_cst);
     }
     auto idx = avail_idx();
-    if (!idx || *idx == next_avail_) return std::nullopt;
+    if (!idx || *idx == next_avail_) return false;
     // Ring entries and descriptors are read after idx (§2.7.13.3: the driver wrote them first).
     std::atomic_thread_fence(std::memory_order_acquire);
-    const std::uint64_t slot = avail_ + 4 + 2 * std::uint64_t{static_cast<std::uint16_t>(next_avail_ % size_)};
-    auto head = memory_->read_obj<std::uint16_t>(slot);
-    if (!head || *head >= size_) {
-        mark_broken("avail ring head index " + std::to_string(head.value_or(0xffff)) + " >= queue size");
-        return std::nullopt;
+    const std::uint16_t head = load_avail(4 + 2 * std::uint64_t{static_cast<std::uint16_t>(next_avail_ % size_)});
+    if (head >= size_) {
+        mark_broken("avail ring head index " + std::to_string(head) + " >= queue size");
+        return false;
     }
     ++next_avail_;
-    DescriptorChain chain;
-    chain.head_ = *head;
+    chain.head_ = head;
+    chain.error_ = ChainError::None;
+    chain.readable_.clear();
+    chain.writable_.clear();
+    chain.readable_bytes_ = chain.writable_bytes_ = 0;
     walk(chain);
     if (!chain.ok()) {
         // A hostile driver can send these forever: log the first few, then every 1000th.
@@ -170,7 +206,7 @@ std::optional<DescriptorChain> VirtQueue::pop() {
         chain.writable_.clear();
         chain.readable_bytes_ = chain.writable_bytes_ = 0;
     }
-    return chain;
+    return true;
 }
 
 bool VirtQueue::add_buffer(DescriptorChain& chain, const VirtqDesc& d) {
@@ -195,7 +231,7 @@ bool VirtQueue::add_buffer(DescriptorChain& chain, const VirtqDesc& d) {
 }
 
 void VirtQueue::walk(DescriptorChain& chain) {
-    std::uint64_t table = desc_;
+    const std::uint8_t* table = desc_host_;  // checked at construction
     std::uint32_t table_len = size_;
     std::uint32_t budget = size_;  // hop limit: ends loops
     bool in_indirect = false;
@@ -206,22 +242,21 @@ void VirtQueue::walk(DescriptorChain& chain) {
             chain.error_ = ChainError::TooLong;
             return;
         }
-        VirtqDesc d{};
         // Direct table: checked at construction. Indirect table: checked below before use.
-        if (!memory_->read(table + 16 * std::uint64_t{idx}, &d, sizeof d)) {
-            chain.error_ = ChainError::BufferOutsideRam;
-            return;
-        }
+        // idx < table_len. Copied once: the driver may rewrite it meanwhile.
+        VirtqDesc d;
+        std::memcpy(&d, table + 16 * std::uint64_t{idx}, sizeof d);
         if (d.flags & kDescFIndirect) {
             if (in_indirect) return void(chain.error_ = ChainError::IndirectNested);
             if (!indirect_) return void(chain.error_ = ChainError::IndirectNotNegotiated);
             if (d.flags & kDescFNext) return void(chain.error_ = ChainError::IndirectWithNext);
             if (d.len == 0 || d.len % 16 || d.len / 16 > kMaxIndirectDescriptors)
                 return void(chain.error_ = ChainError::IndirectBadLength);
-            if (!memory_->contains(d.addr, d.len)) return void(chain.error_ = ChainError::BufferOutsideRam);
+            auto indirect = memory_->span(d.addr, d.len);
+            if (!indirect) return void(chain.error_ = ChainError::BufferOutsideRam);
             // §2.7.5.3: the indirect table replaces the rest of the chain; its `next` fields
             // index the table itself.
-            table = d.addr;
+            table = indirect->data();
             table_len = budget = d.len / 16;
             hops = 0;
             idx = 0;
@@ -247,8 +282,8 @@ bool VirtQueue::add_used_unpublished(std::uint16_t head, std::uint32_t len) {
         mark_broken("add_used of head " + std::to_string(head) + " >= queue size");
         return false;
     }
-    const std::uint64_t elem = used_ + 4 + 8 * std::uint64_t{static_cast<std::uint16_t>(next_used_ % size_)};
-    memory_->write_obj(elem, VirtqUsedElem{head, len});
+    const VirtqUsedElem elem{head, len};
+    std::memcpy(used_host_ + 4 + 8 * std::uint64_t{static_cast<std::uint16_t>(next_used_ % size_)}, &elem, sizeof elem);
     ++next_used_;
     ++added_since_notify_;
     return true;
@@ -258,7 +293,7 @@ void VirtQueue::publish_used() {
     if (!enabled_ || broken() || published_used_ == next_used_) return;
     // §2.7.8.2: the elements are visible before the index that publishes them.
     std::atomic_thread_fence(std::memory_order_release);
-    memory_->write_obj<std::uint16_t>(used_ + 2, next_used_);
+    store_used(2, next_used_);
     published_used_ = next_used_;
 }
 
@@ -267,9 +302,9 @@ void VirtQueue::disable_notifications() {
     notify_enabled_ = false;
     // Layout checked at construction: both fields are inside the used ring.
     if (event_idx_)
-        memory_->write_obj<std::uint16_t>(used_ + 4 + 8 * std::uint64_t{size_}, static_cast<std::uint16_t>(next_avail_ - 1));
+        store_used(4 + 8 * std::uint64_t{size_}, static_cast<std::uint16_t>(next_avail_ - 1));
     else
-        memory_->write_obj<std::uint16_t>(used_, kUsedFNoNotify);
+        store_used(0, kUsedFNoNotify);
 }
 
 bool VirtQueue::enable_notifications() {
@@ -277,9 +312,9 @@ bool VirtQueue::enable_notifications() {
     if (!notify_enabled_) {
         notify_enabled_ = true;
         if (event_idx_)
-            memory_->write_obj<std::uint16_t>(used_ + 4 + 8 * std::uint64_t{size_}, next_avail_);
+            store_used(4 + 8 * std::uint64_t{size_}, next_avail_);
         else
-            memory_->write_obj<std::uint16_t>(used_, 0);
+            store_used(0, 0);
     }
     // The store above must be visible before avail idx is read again; the driver orders its idx
     // store before reading our flags / avail_event the same way (§2.7.13.4, virtio_mb in Linux's
@@ -305,13 +340,13 @@ bool VirtQueue::needs_notification() {
     // The used idx must be visible before we read the driver's suppression state (§2.7.10).
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (event_idx_) {
-        const std::uint16_t used_event = memory_->read_obj<std::uint16_t>(avail_ + 4 + 2 * std::uint64_t{size_}).value_or(0);
+        const std::uint16_t used_event = load_avail(4 + 2 * std::uint64_t{size_});
         const std::uint16_t new_idx = next_used_;
         const std::uint16_t old_idx = static_cast<std::uint16_t>(next_used_ - added);
         // vring_need_event(): did new_idx step past used_event since old_idx?
         return static_cast<std::uint16_t>(new_idx - used_event - 1) < static_cast<std::uint16_t>(new_idx - old_idx);
     }
-    const std::uint16_t flags = memory_->read_obj<std::uint16_t>(avail_).value_or(0);
+    const std::uint16_t flags = load_avail(0);
     return !(flags & kAvailFNoInterrupt);
 }
 

@@ -119,6 +119,10 @@ public:
     // goes past the end of that part. Empty pieces are skipped.
     std::optional<IoVecs> readable_iov(std::uint64_t offset, std::uint64_t len) const;
     std::optional<IoVecs> writable_iov(std::uint64_t offset, std::uint64_t len) const;
+    // The same into `out` (replacing its contents; left empty on false), for a caller that keeps
+    // the vector: no optional to move out of on the data path.
+    bool readable_iov(std::uint64_t offset, std::uint64_t len, IoVecs& out) const;
+    bool writable_iov(std::uint64_t offset, std::uint64_t len, IoVecs& out) const;
     // The host address of writable byte `offset`; nullptr past the end of the writable part.
     std::uint8_t* writable_byte(std::uint64_t offset) const noexcept;
 
@@ -166,6 +170,9 @@ public:
     // avail_event = the next index it wants (so the driver kicks for the next buffer after the
     // ones we have seen).
     std::optional<DescriptorChain> pop();
+    // pop() into a chain the caller keeps (its previous contents replaced): false when there is
+    // nothing. For a data path that pops per request: no chain is moved out of an optional.
+    bool pop(DescriptorChain& chain);
     // True when pop() would return something right now (without consuming it).
     bool has_available();
 
@@ -205,11 +212,21 @@ private:
     // Appends one buffer; returns false (error set) on a bad buffer or direction order.
     bool add_buffer(DescriptorChain& chain, const VirtqDesc& d);
 
+    // The ring fields, through the host views checked at construction.
+    std::uint16_t load_avail(std::uint64_t offset) const noexcept;
+    void store_used(std::uint64_t offset, std::uint16_t v) const noexcept;
+
     const GuestMemory* memory_ = nullptr;
     bool enabled_ = false;
     std::string broken_reason_;
     std::uint16_t size_ = 0;
     std::uint64_t desc_ = 0, avail_ = 0, used_ = 0;
+    // Host views of the three areas, each checked once to lie inside one RAM region (and as
+    // aligned as its guest address), so the per-request ring accesses need no region lookup.
+    // Valid as long as memory_'s regions are, as every GuestBuffer is.
+    const std::uint8_t* desc_host_ = nullptr;
+    std::uint8_t* avail_host_ = nullptr;
+    std::uint8_t* used_host_ = nullptr;
     bool indirect_ = false, event_idx_ = false;
     bool notify_enabled_ = true;
     std::uint16_t next_avail_ = 0, next_used_ = 0;
