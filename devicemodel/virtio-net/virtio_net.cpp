@@ -249,9 +249,10 @@ bool VirtioNet::process_tx_locked(bool& used) {
     for (;;) {
         // The chains held from a pass that found the backend full go first, in their order.
         while (tx_chains_.size() < kTxBatch && served + tx_chains_.size() < kBudget) {
-            auto chain = tx_.pop();
-            if (!chain) break;
-            tx_chains_.push_back(std::move(*chain));
+            if (!tx_.pop(tx_chains_.emplace_back())) {  // popped in place: no chain moved
+                tx_chains_.pop_back();
+                break;
+            }
         }
         if (tx_chains_.empty()) {
             tx_blocked_ = false;
@@ -265,9 +266,10 @@ bool VirtioNet::process_tx_locked(bool& used) {
         for (std::size_t i = 0; i < chains; ++i) {
             const virtio::DescriptorChain& chain = tx_chains_[i];
             const std::uint64_t len = chain.readable_bytes();
-            std::optional<virtio::IoVecs> iov;
-            if (chain.ok() && len >= kVnetHeaderSize + kEthHeader && len <= kMaxFrame) iov = chain.readable_iov(0, len);
-            if (!iov || iov->size() > IOV_MAX) {
+            virtio::IoVecs& iov = tx_iovs_[i];
+            const bool usable = chain.ok() && len >= kVnetHeaderSize + kEthHeader && len <= kMaxFrame &&
+                                chain.readable_iov(0, len, iov) && iov.size() <= IOV_MAX;
+            if (!usable) {
                 // §5.1.6.2: a transmit chain is the header and the frame; anything else is the
                 // guest's mistake: give the chain back unsent.
                 if (log_now(++stats_.tx_errors))
@@ -276,9 +278,8 @@ bool VirtioNet::process_tx_locked(bool& used) {
             } else if (backend_gone_) {
                 tx_frame_of_[i] = kTxDropped;  // nowhere to send it; the guest still gets its buffer back
             } else {
-                tx_iovs_[i] = std::move(*iov);
                 tx_frame_of_[i] = static_cast<int>(tx_frames_.size());
-                tx_frames_.emplace_back(tx_iovs_[i].data(), tx_iovs_[i].size());
+                tx_frames_.emplace_back(iov.data(), iov.size());
             }
         }
         tx_results_.resize(tx_frames_.size());
