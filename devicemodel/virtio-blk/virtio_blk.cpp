@@ -243,6 +243,7 @@ void VirtioBlk::dispatcher() {
         kicked_ = false;
         if (!active_) continue;
         serve(lock);
+        lock.lock();
         quiet_generation = generation_;
         quiet_since = poll_queue(lock);
         quiet = true;
@@ -286,7 +287,6 @@ void VirtioBlk::serve(std::unique_lock<std::mutex>& lock) {
         if (!ops_.empty()) engine_->submit(ops_);  // leaves ops_ empty, its capacity kept
         if (!inline_ops_.empty()) run_inline(inline_ops_, true);
     }
-    lock.lock();
 }
 
 bool VirtioBlk::writes_inline_now() const {
@@ -404,6 +404,7 @@ Clock::time_point VirtioBlk::poll_queue(std::unique_lock<std::mutex>& lock) {
         poll_.found_while_polling(Clock::now() - start);
         ++poll_stats_.found_polling;
         serve(lock);
+        lock.lock();
         if (!live()) return done();
         start = Clock::now();
     }

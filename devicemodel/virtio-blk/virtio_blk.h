@@ -168,7 +168,8 @@ public:
 private:
     void dispatcher();
     // Pops, parses and starts every available request (inline or on the engine). mu_ held on
-    // entry and on return; released while signalling and doing I/O.
+    // entry, released on return (it signals and does I/O unlocked; serve_queue() needs it no
+    // more, the dispatcher takes it again).
     void serve(std::unique_lock<std::mutex>& lock);
     // The poll loop after serve(): polls while the adaptive window allows, then re-enables kicks
     // and sets kicked_ if the re-check finds requests. mu_ held on entry and on return. Returns

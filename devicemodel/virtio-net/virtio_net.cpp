@@ -337,20 +337,20 @@ void VirtioNet::top_up_rx_locked(bool& used) {
     for (const auto& c : held_) have += c.writable_bytes();
     // Without MRG_RXBUF one chain takes a whole frame; with it, gather up to the largest frame
     // the guest can be sent (a smaller frame leaves the rest held for the next one).
+    virtio::DescriptorChain& chain = rx_chain_;
     while (mrg_ ? have < rx_target_ : held_.empty()) {
-        auto chain = rx_.pop();
-        if (!chain) return;
-        if (!chain->ok() || chain->writable_bytes() < kVnetHeaderSize) {
+        if (!rx_.pop(chain)) return;
+        if (!chain.ok() || chain.writable_bytes() < kVnetHeaderSize) {
             // Not a receive buffer we can use: hand it back empty, the driver recycles it.
             if (log_now(++stats_.rx_bad_chains))
-                log_->warn("rx chain at head {} unusable ({}, {} writable bytes)", chain->head(),
-                           virtio::to_string(chain->error()), chain->writable_bytes());
-            rx_.add_used(chain->head(), 0);
+                log_->warn("rx chain at head {} unusable ({}, {} writable bytes)", chain.head(),
+                           virtio::to_string(chain.error()), chain.writable_bytes());
+            rx_.add_used(chain.head(), 0);
             used = true;
             continue;
         }
-        have += chain->writable_bytes();
-        hold_rx_chain_locked(std::move(*chain));
+        have += chain.writable_bytes();
+        hold_rx_chain_locked(std::move(chain));
     }
 }
 
@@ -439,18 +439,18 @@ bool VirtioNet::process_rx_locked(bool& used) {
 bool VirtioNet::deliver_pending_locked(bool& used) {
     std::size_t have = 0;
     for (const auto& c : held_) have += c.writable_bytes();
+    virtio::DescriptorChain& chain = rx_chain_;
     while (have < *pending_len_) {
-        auto chain = rx_.pop();
-        if (!chain) return false;
-        if (!chain->ok() || chain->writable_bytes() == 0) {
+        if (!rx_.pop(chain)) return false;
+        if (!chain.ok() || chain.writable_bytes() == 0) {
             if (log_now(++stats_.rx_bad_chains))
-                log_->warn("rx chain at head {} unusable ({})", chain->head(), virtio::to_string(chain->error()));
-            rx_.add_used(chain->head(), 0);
+                log_->warn("rx chain at head {} unusable ({})", chain.head(), virtio::to_string(chain.error()));
+            rx_.add_used(chain.head(), 0);
             used = true;
             continue;
         }
-        have += chain->writable_bytes();
-        hold_rx_chain_locked(std::move(*chain));
+        have += chain.writable_bytes();
+        hold_rx_chain_locked(std::move(chain));
     }
     finish_frame_locked(*pending_len_);
     pending_len_.reset();

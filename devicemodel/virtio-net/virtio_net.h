@@ -179,6 +179,7 @@ private:
     // move every chain still held each time a frame completes (with MRG_RXBUF and guest GSO,
     // some 40 chains of ~260 bytes). It grows (hold_rx_chain_locked) only when full.
     boost::circular_buffer<virtio::DescriptorChain> held_{64};
+    virtio::DescriptorChain rx_chain_;  // the RX pops' own, reused (moved into held_ when usable)
     std::size_t direct_chains_ = 0;             // held_ chains the last read wrote into
     std::optional<std::size_t> pending_len_;    // a frame waiting for more RX buffers
     std::vector<std::uint8_t> bounce_;
