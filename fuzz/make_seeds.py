@@ -221,7 +221,7 @@ def virtio_console():
     put("virtio_console", "scribble", bytes([0x00, 2]) + rx(32) + bytes([7]) + struct.pack("<IB", 0, 8) + b"\xff" * 8 +
         typed(4) + KICK_RX)
     # A named port (MULTIPORT): the handshake, input held until PORT_OPEN, then closed again.
-    def control(event, port, value):  # port 0, or 1 for the DEVICE_READY id (VIRTIO_CONSOLE_BAD_ID)
+    def control(event, port, value):  # port 0, 1 for the DEVICE_READY id (VIRTIO_CONSOLE_BAD_ID), 2 for port 1
         return bytes([10, event, port, value])
 
     def control_rx(length):
@@ -235,6 +235,11 @@ def virtio_console():
     host = (control_rx(200) * 6 + bytes([11, 0]) + control(0, 1, 1) + control(3, 0, 1) + bytes([11, 1]) +
             control(6, 0, 1) + bytes([11, 0]) + bytes([11, 1]))
     put("virtio_console", "named-port-host", bytes([0x04, 4]) + host)
+    # Two ports: port 1 made ready and opened through the control queue, its host side comes
+    # and goes, and port 0's input still waits for port 0's own PORT_OPEN.
+    two = (control_rx(200) * 8 + control(0, 1, 1) + control(3, 2, 1) + control(3, 0, 1) + control(6, 2, 1) + rx(64) +
+           typed(3) + KICK_RX + bytes([11, 2]) + bytes([11, 3]) + control(6, 0, 1) + KICK_RX + control(6, 2, 0))
+    put("virtio_console", "two-ports", bytes([0x04, 4]) + two)
 
 
 def bzimage():

@@ -15,7 +15,8 @@
 //
 // With a port name (byte 0 bit 2) the device is a named port and the driver takes MULTIPORT: its
 // control queues get chains too, the device writes only inside the control receive buffers it
-// holds, and input is held until the guest's PORT_OPEN (still whole and in order).
+// holds, and input is held until the guest's PORT_OPEN (still whole and in order). A second
+// named port is there too, reached through the control queue and its host side.
 //
 // Input: byte 0 features: bit 0 EVENT_IDX, bit 1 INDIRECT_DESC (chains then sometimes posted
 // through an indirect table), bit 2 a named port with MULTIPORT; byte 1: queue size
@@ -27,8 +28,8 @@
 //   7 RAM write      u32 offset, u8 length, the bytes (the checks stop here)
 //   8 device reset, then activation with fresh rings elsewhere
 //   9 post control rx chain  u8 length      10 control message  u8 event (% 8), u8 id, u8 value
-//                                              (id: 0 port 0, 1 the DEVICE_READY id, else 7)
-//  11 host side             u8 (bit 0: a client connected or gone)
+//                                              (id % 4: port 0, the DEVICE_READY id, port 1, 7)
+//  11 host side             u8 (bit 0: a client connected or gone; bit 1: port 1's)
 // fuzz/make_seeds.py writes seeds that type both ways, overflow nothing and reset.
 #include "devicemodel/bus/guest_memory.h"
 #include "devicemodel/virtio-console/virtio_console.h"
@@ -71,7 +72,7 @@ public:
         : queue_size_(queue_size),
           multiport_(flags & 4),
           console_([this](std::span<const std::uint8_t> bytes) { output_.insert(output_.end(), bytes.begin(), bytes.end()); },
-                   VirtioConsoleOptions{"confuzz", 256, 4096, 80, 25, multiport_ ? "org.qemu.guest_agent.0" : "", {}}) {
+                   options(multiport_)) {
         ram_.clear();
         memory_ = GuestMemory({{0, ram_.size(), ram_.data()}});
         features_ = std::uint64_t{1} << virtio::kFeatureVersion1;
@@ -140,7 +141,8 @@ public:
         const auto id = static_cast<std::uint8_t>(in.le(1));
         const auto value = static_cast<std::uint16_t>(in.le(1));
         if (!multiport_) return;
-        const virtio_console_control m{id == 0 ? 0u : id == 1 ? VIRTIO_CONSOLE_BAD_ID : 7u, event, value};
+        static constexpr std::uint32_t kIds[] = {0, VIRTIO_CONSOLE_BAD_ID, 1, 7};
+        const virtio_console_control m{kIds[id % 4], event, value};
         const auto at = arena_.alloc(sizeof m);
         if (!at) return;
         std::memcpy(ram_.data() + *at, &m, sizeof m);
@@ -149,8 +151,8 @@ public:
         step([&] { console_.queue_notify(VirtioConsole::kControlTransmitQueue); });
     }
 
-    void host(bool connected) {
-        step([&] { console_.set_host_connected(connected); });
+    void host(std::uint8_t b) {
+        step([&] { console_.set_host_connected(multiport_ && (b & 2) ? 1 : 0, b & 1); });
     }
 
     void kick_rx() {
@@ -185,6 +187,19 @@ public:
     }
 
 private:
+    // A named port has a second port beside it (its queues stay disabled: the control path
+    // addresses it, the data path is port 0's).
+    static VirtioConsoleOptions options(bool multiport) {
+        VirtioConsoleOptions o;
+        o.name = "confuzz";
+        o.max_pending_input = 4096;
+        if (multiport) {
+            o.port_name = "org.qemu.guest_agent.0";
+            o.more_ports.push_back({"vmm.second", {}, {}, true});
+        }
+        return o;
+    }
+
     struct Chain {
         std::vector<Driver::Buf> bufs;
         std::uint64_t writable = 0;
@@ -308,7 +323,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             case 8: h.reset(); break;
             case 9: h.post_control_rx(in); break;
             case 10: h.control(in); break;
-            case 11: h.host(in.le(1) & 1); break;
+            case 11: h.host(static_cast<std::uint8_t>(in.le(1))); break;
         }
     }
     h.kick_rx();

@@ -12,16 +12,33 @@
 namespace vmm::virtio_console {
 
 VirtioConsole::VirtioConsole(Output output, VirtioConsoleOptions options, Executor executor)
-    : output_(std::move(output)),
-      options_(std::move(options)),
-      executor_(std::move(executor)),
-      log_(logger(options_.name)),
-      host_connected_(options_.host_connected) {
+    : options_(std::move(options)), executor_(std::move(executor)), log_(logger(options_.name)) {
     config_.cols = options_.cols;
     config_.rows = options_.rows;
-    config_.max_nr_ports = 1;
     if (options_.port_name.size() > kMaxPortName)
         throw std::invalid_argument("virtio-console port name longer than " + std::to_string(kMaxPortName) + " bytes");
+    if (!options_.more_ports.empty() && options_.port_name.empty())
+        throw std::invalid_argument("virtio-console: more ports need port 0 named too (MULTIPORT)");
+    if (options_.more_ports.size() + 1 > kMaxPorts)
+        throw std::invalid_argument("virtio-console: more than " + std::to_string(kMaxPorts) + " ports");
+    Port& first = ports_.emplace_back();
+    first.name = options_.port_name;
+    first.output = std::move(output);
+    first.on_guest_open = options_.on_guest_open;
+    first.host_connected = options_.host_connected;
+    for (auto& more : options_.more_ports) {
+        if (more.name.empty() || more.name.size() > kMaxPortName)
+            throw std::invalid_argument("virtio-console: a port's name must be 1 to " + std::to_string(kMaxPortName) + " bytes");
+        for (const Port& other : ports_)
+            if (other.name == more.name) throw std::invalid_argument("virtio-console: two ports named \"" + more.name + "\"");
+        Port& port = ports_.emplace_back();
+        port.name = more.name;
+        port.output = std::move(more.output);
+        port.on_guest_open = std::move(more.on_guest_open);
+        port.host_connected = more.host_connected;
+    }
+    options_.more_ports.clear();  // moved into ports_
+    config_.max_nr_ports = static_cast<std::uint32_t>(ports_.size());
 }
 
 std::uint64_t VirtioConsole::device_features() const {
@@ -42,10 +59,10 @@ void VirtioConsole::read_config(std::uint64_t offset, std::span<std::uint8_t> da
 }
 
 void VirtioConsole::write_config(std::uint64_t offset, std::span<const std::uint8_t> data) {
-    // §5.3.6.1: a write to emerg_wr outputs its low byte, even before DRIVER_OK.
+    // §5.3.6.1: a write to emerg_wr outputs its low byte (on port 0), even before DRIVER_OK.
     if (offset == offsetof(virtio_console_config, emerg_wr) && !data.empty()) {
         std::lock_guard lock(mu_);
-        if (output_) output_(data.first(1));
+        if (ports_[0].output) ports_[0].output(data.first(1));
     }
 }
 
@@ -55,9 +72,13 @@ void VirtioConsole::activate(const GuestMemory& memory, std::uint64_t features, 
     {
         std::lock_guard lock(mu_);
         multiport_ = !options_.port_name.empty() && (features & virtio::feature_bit(VIRTIO_CONSOLE_F_MULTIPORT));
-        queues.resize(multiport_ ? 4 : 2);
-        rx_ = virtio::VirtQueue(memory, queues[kReceiveQueue], options_.queue_size, features);
-        tx_ = virtio::VirtQueue(memory, queues[kTransmitQueue], options_.queue_size, features);
+        // Without MULTIPORT the driver has port 0 only (ports 1.. keep their input for a later driver).
+        const std::size_t live_ports = multiport_ ? ports_.size() : 1;
+        queues.resize(multiport_ ? 2 * ports_.size() + 2 : 2);
+        for (std::size_t p = 0; p < live_ports; ++p) {
+            ports_[p].rx = virtio::VirtQueue(memory, queues[rx_queue(p)], options_.queue_size, features);
+            ports_[p].tx = virtio::VirtQueue(memory, queues[rx_queue(p) + 1u], options_.queue_size, features);
+        }
         if (multiport_) {
             control_rx_ = virtio::VirtQueue(memory, queues[kControlReceiveQueue], options_.queue_size, features);
             control_tx_ = virtio::VirtQueue(memory, queues[kControlTransmitQueue], options_.queue_size, features);
@@ -70,27 +91,34 @@ void VirtioConsole::activate(const GuestMemory& memory, std::uint64_t features, 
     send(s);
     // Buffers may already be waiting on any queue, and input may be pending.
     if (multiport_) queue_notify(kControlTransmitQueue);
-    queue_notify(kTransmitQueue);
-    queue_notify(kReceiveQueue);
+    for (std::size_t p = 0; p < (multiport_ ? ports_.size() : 1); ++p) {
+        queue_notify(static_cast<std::uint16_t>(rx_queue(p) + 1));
+        queue_notify(rx_queue(p));
+    }
 }
 
 void VirtioConsole::reset() {
-    bool was_open;
+    std::vector<std::size_t> were_open;
     {
         std::lock_guard lock(mu_);
-        was_open = guest_open_;
         active_ = false;
-        rx_ = virtio::VirtQueue{};
-        tx_ = virtio::VirtQueue{};
+        for (std::size_t p = 0; p < ports_.size(); ++p) {
+            Port& port = ports_[p];
+            if (port.guest_open) were_open.push_back(p);
+            port.rx = virtio::VirtQueue{};
+            port.tx = virtio::VirtQueue{};
+            port.guest_open = port.ready = false;
+            // Pending input is the backend's, not the driver's: it survives a reset.
+        }
         control_rx_ = virtio::VirtQueue{};
         control_tx_ = virtio::VirtQueue{};
-        multiport_ = guest_open_ = port_ready_ = false;
+        multiport_ = false;
         control_out_.clear();
         control_broken_.clear();
         interrupt_.reset();
-        // Pending input is the backend's, not the driver's: it survives a reset.
     }
-    if (was_open && options_.on_guest_open) options_.on_guest_open(false);
+    for (std::size_t p : were_open)
+        if (ports_[p].on_guest_open) ports_[p].on_guest_open(false);
 }
 
 void VirtioConsole::run(std::function<void()> work) {
@@ -101,37 +129,46 @@ void VirtioConsole::run(std::function<void()> work) {
 }
 
 void VirtioConsole::queue_notify(std::uint16_t queue) {
-    if (queue == kReceiveQueue)
-        run([this] { process_rx(); });
-    else if (queue == kTransmitQueue)
-        run([this] { process_tx(); });
-    else if (queue == kControlTransmitQueue || queue == kControlReceiveQueue)  // (rx: buffers for held messages)
+    if (queue == kControlTransmitQueue || queue == kControlReceiveQueue) {  // (rx: buffers for held messages)
         run([this] { process_control(); });
+        return;
+    }
+    const std::size_t port = queue < 2 ? 0 : queue / 2 - 1;  // queues 2n+2, 2n+3: port n
+    if (port >= ports_.size()) return;
+    if (queue % 2 == 0)
+        run([this, port] { process_rx(port); });
+    else
+        run([this, port] { process_tx(port); });
 }
 
-std::size_t VirtioConsole::feed_input(std::span<const std::uint8_t> data) {
+std::size_t VirtioConsole::feed_input(std::size_t port, std::span<const std::uint8_t> data) {
+    if (port >= ports_.size()) throw std::out_of_range("virtio-console: no port " + std::to_string(port));
     std::size_t accepted;
     {
         std::lock_guard lock(mu_);
-        const std::size_t room = options_.max_pending_input - std::min(options_.max_pending_input, pending_.size());
+        Port& p = ports_[port];
+        const std::size_t room = options_.max_pending_input - std::min(options_.max_pending_input, p.pending.size());
         accepted = std::min(room, data.size());
-        pending_.insert(pending_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(accepted));
+        p.pending.insert(p.pending.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(accepted));
         if (accepted < data.size()) {
-            if (dropped_ == 0) log_->warn("input buffer full ({} bytes): dropping input", options_.max_pending_input);
-            dropped_ += data.size() - accepted;
+            if (p.dropped == 0)
+                log_->warn("port {}: input buffer full ({} bytes): dropping input", port, options_.max_pending_input);
+            p.dropped += data.size() - accepted;
         }
     }
-    run([this] { process_rx(); });
+    run([this, port] { process_rx(port); });
     return accepted;
 }
 
-void VirtioConsole::set_host_connected(bool connected) {
+void VirtioConsole::set_host_connected(std::size_t port, bool connected) {
+    if (port >= ports_.size()) throw std::out_of_range("virtio-console: no port " + std::to_string(port));
     {
         std::lock_guard lock(mu_);
-        if (host_connected_ == connected) return;
-        host_connected_ = connected;
-        if (!active_ || !multiport_ || !port_ready_) return;  // told at PORT_READY
-        queue_control_locked(VIRTIO_CONSOLE_PORT_OPEN, connected ? 1 : 0);
+        Port& p = ports_[port];
+        if (p.host_connected == connected) return;
+        p.host_connected = connected;
+        if (!active_ || !multiport_ || !p.ready) return;  // told at PORT_READY
+        queue_control_locked(static_cast<std::uint32_t>(port), VIRTIO_CONSOLE_PORT_OPEN, connected ? 1 : 0);
     }
     run([this] { process_control(); });  // delivers it
 }
@@ -148,65 +185,67 @@ void VirtioConsole::resize(std::uint16_t cols, std::uint16_t rows) {
     if (irq) irq->notify_config();
 }
 
-std::size_t VirtioConsole::pending_input() const {
+std::size_t VirtioConsole::pending_input(std::size_t port) const {
     std::lock_guard lock(mu_);
-    return pending_.size();
+    return ports_.at(port).pending.size();
 }
 
-std::uint64_t VirtioConsole::dropped_input() const {
+std::uint64_t VirtioConsole::dropped_input(std::size_t port) const {
     std::lock_guard lock(mu_);
-    return dropped_;
+    return ports_.at(port).dropped;
 }
 
-bool VirtioConsole::guest_open() const {
+bool VirtioConsole::guest_open(std::size_t port) const {
     std::lock_guard lock(mu_);
-    return guest_open_;
+    return ports_.at(port).guest_open;
 }
 
-bool VirtioConsole::deliver_locked() {
+void VirtioConsole::deliver_locked(std::size_t port, Signal& s) {
+    Port& p = ports_[port];
     bool used = false;
-    while (!pending_.empty() && input_open_locked()) {
-        auto chain = rx_.pop();
+    while (!p.pending.empty() && input_open_locked(p)) {
+        auto chain = p.rx.pop();
         if (!chain) break;
         std::uint32_t n = 0;
         if (chain->ok()) {
             // Copy out of the deque in contiguous pieces, at most what the buffers hold.
-            const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(chain->writable_bytes(), pending_.size()));
-            std::vector<std::uint8_t> bytes(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(want));
+            const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(chain->writable_bytes(), p.pending.size()));
+            std::vector<std::uint8_t> bytes(p.pending.begin(), p.pending.begin() + static_cast<std::ptrdiff_t>(want));
             n = static_cast<std::uint32_t>(chain->write(0, bytes));
-            pending_.erase(pending_.begin(), pending_.begin() + n);
+            p.pending.erase(p.pending.begin(), p.pending.begin() + n);
         }
-        rx_.add_used(chain->head(), n);
+        p.rx.add_used(chain->head(), n);
         used = true;
     }
-    return used && rx_.needs_notification();
+    if (used && p.rx.needs_notification()) s.queues |= std::uint64_t{1} << rx_queue(port);
 }
 
-void VirtioConsole::process_rx() {
+void VirtioConsole::process_rx(std::size_t port) {
     Signal s;
     {
         std::lock_guard lock(mu_);
         if (!active_) return;
-        s.rx = deliver_locked();
+        deliver_locked(port, s);
         check_broken_locked(s);
     }
     send(s);
 }
 
-void VirtioConsole::process_tx() {
+void VirtioConsole::process_tx(std::size_t port) {
     Signal s;
     {
         std::lock_guard lock(mu_);
         if (!active_) return;
+        Port& p = ports_[port];
         bool used = false;
-        while (auto chain = tx_.pop()) {
-            if (output_)
-                for (const auto& b : chain->readable()) output_(b.host);
+        while (auto chain = p.tx.pop()) {
+            if (p.output)
+                for (const auto& b : chain->readable()) p.output(b.host);
             // The device writes nothing into a transmit buffer: used length 0 (§5.3.6.2).
-            tx_.add_used(chain->head(), 0);
+            p.tx.add_used(chain->head(), 0);
             used = true;
         }
-        s.tx = used && tx_.needs_notification();
+        if (used && p.tx.needs_notification()) s.queues |= std::uint64_t{1} << (rx_queue(port) + 1);
         check_broken_locked(s);
     }
     send(s);
@@ -235,9 +274,9 @@ void VirtioConsole::process_control() {
             control_tx_.add_used(chain->head(), 0);
             used = true;
         }
-        s.control_tx = used && control_tx_.needs_notification();
-        s.control_rx = deliver_control_locked();
-        s.rx = deliver_locked();  // the guest may have just opened the port
+        if (used && control_tx_.needs_notification()) s.queues |= std::uint64_t{1} << kControlTransmitQueue;
+        if (deliver_control_locked()) s.queues |= std::uint64_t{1} << kControlReceiveQueue;
+        for (std::size_t p = 0; p < ports_.size(); ++p) deliver_locked(p, s);  // the guest may have just opened one
         check_broken_locked(s);
     }
     send(s);
@@ -246,42 +285,43 @@ void VirtioConsole::process_control() {
 void VirtioConsole::control_message_locked(const virtio_console_control& msg, Signal& s) {
     if (msg.event == VIRTIO_CONSOLE_DEVICE_READY) {
         if (msg.value == 1)
-            queue_control_locked(VIRTIO_CONSOLE_PORT_ADD, 0);
+            for (std::size_t p = 0; p < ports_.size(); ++p) queue_control_locked(static_cast<std::uint32_t>(p), VIRTIO_CONSOLE_PORT_ADD, 0);
         else
             log_->warn("the driver could not set up the device (DEVICE_READY 0)");
         return;
     }
-    if (msg.id != 0) {
+    if (msg.id >= ports_.size()) {
         if (!warned_control_) {
             warned_control_ = true;
-            log_->warn("control message {} for port {}: this device has port 0 only; ignored", msg.event, msg.id);
+            log_->warn("control message {} for port {}: this device has {} port(s); ignored", msg.event, msg.id, ports_.size());
         }
         return;
     }
+    Port& port = ports_[msg.id];
     switch (msg.event) {
         case VIRTIO_CONSOLE_PORT_READY:
             if (msg.value != 1) {
-                log_->warn("the driver could not add port 0 (PORT_READY 0)");
+                log_->warn("the driver could not add port {} (PORT_READY 0)", msg.id);
                 return;
             }
             // With its NUL, as QEMU sends it (Linux copies what fits and terminates it itself).
-            queue_control_locked(VIRTIO_CONSOLE_PORT_NAME, 1, {options_.port_name.c_str(), options_.port_name.size() + 1});
-            if (host_connected_) queue_control_locked(VIRTIO_CONSOLE_PORT_OPEN, 1);  // closed: the port's default
-            port_ready_ = true;
+            queue_control_locked(msg.id, VIRTIO_CONSOLE_PORT_NAME, 1, {port.name.c_str(), port.name.size() + 1});
+            if (port.host_connected) queue_control_locked(msg.id, VIRTIO_CONSOLE_PORT_OPEN, 1);  // closed: the port's default
+            port.ready = true;
             return;
         case VIRTIO_CONSOLE_PORT_OPEN:
-            if (guest_open_ == (msg.value != 0)) return;
-            guest_open_ = msg.value != 0;
-            log_->info("port \"{}\" {} by the guest", options_.port_name, guest_open_ ? "opened" : "closed");
-            s.guest_open = guest_open_;
+            if (port.guest_open == (msg.value != 0)) return;
+            port.guest_open = msg.value != 0;
+            log_->info("port \"{}\" {} by the guest", port.name, port.guest_open ? "opened" : "closed");
+            s.guest_open.emplace_back(msg.id, port.guest_open);
             return;
         default:
             return;  // nothing else is the driver's to send (§5.3.6.2.1)
     }
 }
 
-void VirtioConsole::queue_control_locked(std::uint16_t event, std::uint16_t value, std::string_view payload) {
-    const virtio_console_control msg{0, event, value};
+void VirtioConsole::queue_control_locked(std::uint32_t port, std::uint16_t event, std::uint16_t value, std::string_view payload) {
+    const virtio_console_control msg{port, event, value};
     std::vector<std::uint8_t> bytes(sizeof msg + payload.size());
     std::memcpy(bytes.data(), &msg, sizeof msg);
     if (!payload.empty()) std::memcpy(bytes.data() + sizeof msg, payload.data(), payload.size());
@@ -312,11 +352,15 @@ void VirtioConsole::check_broken_locked(Signal& s) {
     s.irq = interrupt_;
     if (broken_reported_) return;
     std::string reason;
-    for (const virtio::VirtQueue* q : {&rx_, &tx_, &control_rx_, &control_tx_})
-        if (q->broken()) {
-            reason = q->broken_reason();
-            break;
-        }
+    auto first_broken = [&](const virtio::VirtQueue& q) {
+        if (reason.empty() && q.broken()) reason = q.broken_reason();
+    };
+    for (const Port& p : ports_) {
+        first_broken(p.rx);
+        first_broken(p.tx);
+    }
+    first_broken(control_rx_);
+    first_broken(control_tx_);
     if (reason.empty()) reason = control_broken_;
     if (reason.empty()) return;
     broken_reported_ = s.broken = true;
@@ -324,13 +368,11 @@ void VirtioConsole::check_broken_locked(Signal& s) {
 }
 
 void VirtioConsole::send(const Signal& s) const {
-    if (s.guest_open && options_.on_guest_open) options_.on_guest_open(*s.guest_open);
+    for (auto [port, open] : s.guest_open)
+        if (ports_[port].on_guest_open) ports_[port].on_guest_open(open);
     if (!s.irq) return;
     if (s.broken) s.irq->needs_reset();
-    if (s.rx) s.irq->notify_queue(kReceiveQueue);
-    if (s.tx) s.irq->notify_queue(kTransmitQueue);
-    if (s.control_rx) s.irq->notify_queue(kControlReceiveQueue);
-    if (s.control_tx) s.irq->notify_queue(kControlTransmitQueue);
+    for (std::uint64_t q = s.queues; q; q &= q - 1) s.irq->notify_queue(static_cast<std::uint16_t>(__builtin_ctzll(q)));
 }
 
 }  // namespace vmm::virtio_console

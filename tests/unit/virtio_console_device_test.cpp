@@ -397,5 +397,160 @@ TEST_F(VirtioConsolePortTest, AControlBufferTooSmallForTheNameBreaksTheDevice) {
     EXPECT_EQ(read_guest(0xe100, 4), std::string(4, '\0'));
 }
 
+// Two named ports on one device, as QEMU's virtio-serial with two virtserialports: port 1 has
+// queues 4 and 5; the control queues and the handshake are shared, everything else is per port.
+struct VirtioConsoleTwoPortTest : VirtioConsolePortTest {
+    Drv p1rx{mem, 0x6000, 16};
+    Drv p1tx{mem, 0x7000, 16};
+    std::string out1;
+    std::vector<bool> opens1;
+
+    void SetUp() override {
+        opts.more_ports.clear();
+        VirtioConsolePortOptions second;
+        second.name = "vmm.second";
+        second.output = [this](std::span<const std::uint8_t> b) { out1.append(b.begin(), b.end()); };
+        second.on_guest_open = [this](bool open) { opens1.push_back(open); };
+        opts.more_ports.push_back(std::move(second));
+        VirtioConsolePortTest::SetUp();
+    }
+    void activate_two() {
+        con->activate(mem, multiport_features(), {rxq.config(), txq.config(), crxq.config(), ctxq.config(), p1rx.config(), p1tx.config()}, irq);
+    }
+    // DEVICE_READY, then PORT_READY for both ports: 2 PORT_ADDs, 2 PORT_NAMEs, 2 PORT_OPENs.
+    void handshake() {
+        post_control_buffers(8);
+        send_control(VIRTIO_CONSOLE_BAD_ID, VIRTIO_CONSOLE_DEVICE_READY, 1);
+        send_control(0, VIRTIO_CONSOLE_PORT_READY, 1);
+        send_control(1, VIRTIO_CONSOLE_PORT_READY, 1);
+    }
+};
+
+TEST_F(VirtioConsoleTwoPortTest, TheDeviceAnnouncesEveryPortWithItsName) {
+    EXPECT_EQ(con->ports(), 2u);
+    EXPECT_EQ(con->num_queues(), 6) << "port 0, the control queues, port 1";
+    std::uint32_t max_nr_ports = 0;
+    con->read_config(offsetof(virtio_console_config, max_nr_ports), {reinterpret_cast<std::uint8_t*>(&max_nr_ports), 4});
+    EXPECT_EQ(max_nr_ports, 2u);
+    activate_two();
+    post_control_buffers(8);
+    send_control(VIRTIO_CONSOLE_BAD_ID, VIRTIO_CONSOLE_DEVICE_READY, 1);
+    ASSERT_EQ(crxq.used_idx(), 2);
+    EXPECT_EQ(received(0).first.event, VIRTIO_CONSOLE_PORT_ADD);
+    EXPECT_EQ(received(0).first.id, 0u);
+    EXPECT_EQ(received(1).first.event, VIRTIO_CONSOLE_PORT_ADD);
+    EXPECT_EQ(received(1).first.id, 1u);
+    send_control(1, VIRTIO_CONSOLE_PORT_READY, 1);  // in any order, as the driver probes them
+    ASSERT_EQ(crxq.used_idx(), 4);
+    EXPECT_EQ(received(2).first.id, 1u);
+    EXPECT_EQ(received(2).first.event, VIRTIO_CONSOLE_PORT_NAME);
+    EXPECT_EQ(received(2).second, std::string("vmm.second") + '\0');
+    EXPECT_EQ(received(3).first.id, 1u);
+    EXPECT_EQ(received(3).first.event, VIRTIO_CONSOLE_PORT_OPEN);
+    send_control(0, VIRTIO_CONSOLE_PORT_READY, 1);
+    ASSERT_EQ(crxq.used_idx(), 6);
+    EXPECT_EQ(received(4).first.id, 0u);
+    EXPECT_EQ(received(4).second, std::string("org.qemu.guest_agent.0") + '\0');
+    EXPECT_EQ(irq->resets_needed, 0);
+}
+
+TEST_F(VirtioConsoleTwoPortTest, EachPortHasItsOwnQueuesInputAndOpenState) {
+    activate_two();
+    handshake();
+    rxq.add_chain({Drv::wr(0x9000, 16)});
+    p1rx.add_chain({Drv::wr(0xf000, 16)});
+    con->queue_notify(VirtioConsole::kReceiveQueue);
+    con->queue_notify(4);
+    con->feed_input(0, bytes("zero"));
+    con->feed_input(1, bytes("one"));
+    EXPECT_EQ(rxq.used_idx() + p1rx.used_idx(), 0) << "neither port is open in the guest yet";
+    send_control(1, VIRTIO_CONSOLE_PORT_OPEN, 1);
+    EXPECT_TRUE(con->guest_open(1));
+    EXPECT_FALSE(con->guest_open(0));
+    EXPECT_EQ(opens1, std::vector<bool>({true}));
+    EXPECT_TRUE(opens.empty()) << "port 0's hook is port 0's";
+    ASSERT_EQ(p1rx.used_idx(), 1);
+    EXPECT_EQ(read_guest(0xf000, 3), "one");
+    EXPECT_EQ(rxq.used_idx(), 0) << "port 0 still closed: its input held";
+    EXPECT_EQ(con->pending_input(0), 4u);
+    EXPECT_GE(irq->per_queue[4], 1);
+    // Output goes to the port's own backend.
+    put(0xf800, "from one");
+    p1tx.add_chain({Drv::rd(0xf800, 8)});
+    con->queue_notify(5);
+    put(0x8000, "from zero");
+    txq.add_chain({Drv::rd(0x8000, 9)});
+    con->queue_notify(VirtioConsole::kTransmitQueue);
+    EXPECT_EQ(out1, "from one");
+    EXPECT_EQ(out, "from zero");
+    send_control(0, VIRTIO_CONSOLE_PORT_OPEN, 1);
+    ASSERT_EQ(rxq.used_idx(), 1);
+    EXPECT_EQ(read_guest(0x9000, 4), "zero");
+    con->reset();
+    EXPECT_EQ(opens, std::vector<bool>({true, false}));
+    EXPECT_EQ(opens1, std::vector<bool>({true, false})) << "a reset closes every port the guest had open";
+}
+
+TEST_F(VirtioConsoleTwoPortTest, EachPortsHostSideIsItsOwn) {
+    opts.host_connected = false;
+    SetUp();
+    activate_two();
+    handshake();
+    ASSERT_EQ(crxq.used_idx(), 5) << "2 PORT_ADDs, 2 PORT_NAMEs, PORT_OPEN for port 1 only";
+    EXPECT_EQ(received(4).first.id, 1u);
+    EXPECT_EQ(received(4).first.event, VIRTIO_CONSOLE_PORT_OPEN);
+    con->set_host_connected(1, false);
+    ASSERT_EQ(crxq.used_idx(), 6);
+    EXPECT_EQ(received(5).first.id, 1u);
+    EXPECT_EQ(received(5).first.value, 0);
+    con->set_host_connected(0, true);
+    ASSERT_EQ(crxq.used_idx(), 7);
+    EXPECT_EQ(received(6).first.id, 0u);
+    EXPECT_EQ(received(6).first.value, 1);
+    EXPECT_THROW(con->set_host_connected(2, true), std::out_of_range);
+    EXPECT_THROW(con->feed_input(2, bytes("x")), std::out_of_range);
+}
+
+TEST_F(VirtioConsoleTwoPortTest, ADriverWithoutMultiportHasPortZeroOnly) {
+    activate();  // two queues, no control queues
+    rxq.add_chain({Drv::wr(0x9000, 16)});
+    con->feed_input(1, bytes("later"));
+    con->feed_input(0, bytes("now"));
+    EXPECT_EQ(rxq.used_idx(), 1);
+    EXPECT_EQ(read_guest(0x9000, 3), "now");
+    EXPECT_EQ(con->pending_input(1), 5u) << "kept for a driver that takes the port";
+    con->queue_notify(4);  // a queue this driver does not have: nothing happens
+    EXPECT_EQ(irq->resets_needed, 0);
+}
+
+TEST_F(VirtioConsoleTwoPortTest, MessagesForAPortBeyondTheLastAreIgnored) {
+    activate_two();
+    post_control_buffers(8);
+    send_control(VIRTIO_CONSOLE_BAD_ID, VIRTIO_CONSOLE_DEVICE_READY, 1);
+    send_control(2, VIRTIO_CONSOLE_PORT_READY, 1);
+    send_control(2, VIRTIO_CONSOLE_PORT_OPEN, 1);
+    EXPECT_EQ(crxq.used_idx(), 2) << "only the two PORT_ADDs";
+    EXPECT_EQ(irq->resets_needed, 0);
+}
+
+TEST(VirtioConsolePortOptionsTest, MorePortsAreNamedAndFewEnough) {
+    auto with = [](std::string first, std::vector<std::string> names) {
+        VirtioConsoleOptions o;
+        o.port_name = std::move(first);
+        for (auto& n : names) o.more_ports.push_back({n, {}, {}, true});
+        return o;
+    };
+    EXPECT_NO_THROW(VirtioConsole({}, with("a", {"b", "c"})));
+    EXPECT_THROW(VirtioConsole({}, with("", {"b"})), std::invalid_argument) << "port 0 must be named too";
+    EXPECT_THROW(VirtioConsole({}, with("a", {""})), std::invalid_argument);
+    EXPECT_THROW(VirtioConsole({}, with("a", {std::string(kMaxPortName + 1, 'x')})), std::invalid_argument);
+    EXPECT_THROW(VirtioConsole({}, with("a", {"b", "a"})), std::invalid_argument) << "two ports with one name";
+    std::vector<std::string> many;
+    for (std::size_t i = 1; i < kMaxPorts; ++i) many.push_back("p" + std::to_string(i));
+    EXPECT_NO_THROW(VirtioConsole({}, with("p0", many)));
+    many.push_back("one-too-many");
+    EXPECT_THROW(VirtioConsole({}, with("p0", many)), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace vmm::virtio_console
