@@ -146,66 +146,99 @@ void PciDevices::add_nics(const std::vector<NicSpec>& nics, const std::string& d
 }
 
 std::vector<std::string> PciDevices::add_consoles(const std::vector<ConsoleSpec>& specs) {
-    std::vector<std::string> paths;
-    for (std::size_t i = 0; i < specs.size(); ++i) {
+    using virtio_console::VirtioConsole;
+    std::vector<std::string> paths(specs.size());
+    NotifyLoop* loop = &notify_;
+    const VirtioConsole::Executor executor = [loop](std::function<void()> work) { loop->post(std::move(work)); };
+    // The device a backend feeds: set once the device exists (it needs the backends' outputs).
+    using Slot = std::shared_ptr<std::weak_ptr<VirtioConsole>>;
+    struct Backend {
+        VirtioConsole::Output output;
+        bool host_connected = true;
+        std::unique_ptr<Console> pty;  // kind "pty": the main loop reads its input (console_inputs())
+    };
+    std::vector<std::shared_ptr<SocketConsole>> sockets;  // started once every device exists
+    // Console i's backend, for port `port` of the device in `slot`.
+    auto backend = [&](std::size_t i, const Slot& slot, std::size_t port) {
+        Backend b;
         if (specs[i].kind == "socket") {
-            virtio_console::VirtioConsoleOptions options;
-            options.name = "console" + std::to_string(i);
-            options.port_name = specs[i].name;
-            options.on_guest_open = port_event_for(i);
-            options.host_connected = false;  // until a client connects (a named port tells the guest)
-            NotifyLoop* loop = &notify_;
-            auto device_slot = std::make_shared<std::weak_ptr<virtio_console::VirtioConsole>>();
             std::shared_ptr<SocketConsole> sock;
             try {
-                sock = SocketConsole::create(notify_.io(), specs[i].path, [device_slot](std::span<const std::uint8_t> b) {
-                    if (auto d = device_slot->lock()) d->feed_input(b);
+                sock = SocketConsole::create(notify_.io(), specs[i].path, [slot, port](std::span<const std::uint8_t> bytes) {
+                    if (auto d = slot->lock()) d->feed_input(port, bytes);
                 });
             } catch (const std::exception& e) {
                 throw Error("manifest field \"consoles[" + std::to_string(i) + "].path\": " + e.what());
             }
-            auto device = std::make_shared<virtio_console::VirtioConsole>(
-                [sock](std::span<const std::uint8_t> bytes) { sock->write(bytes); }, options,
-                [loop](std::function<void()> work) { loop->post(std::move(work)); });
-            *device_slot = device;
-            sock->on_connection([device_slot](bool connected) {
-                if (auto d = device_slot->lock()) d->set_host_connected(connected);
+            sock->on_connection([slot, port](bool connected) {
+                if (auto d = slot->lock()) d->set_host_connected(port, connected);
             });
-            sock->start();
-            paths.push_back(sock->chardev_filename());
+            b.output = [sock](std::span<const std::uint8_t> bytes) { sock->write(bytes); };
+            b.host_connected = false;  // until a client connects (a named port tells the guest)
+            paths[i] = sock->chardev_filename();
             socket_consoles_.push_back(sock);
-            add_transport("virtio-" + options.name, device);
-            continue;
+            sockets.push_back(std::move(sock));
+        } else {
+            b.pty = Console::make_pty();
+            Console* out = b.pty.get();
+            b.output = [out](std::span<const std::uint8_t> bytes) { out->write(bytes); };
+            paths[i] = "pty:" + b.pty->pty_path();
         }
-        auto pty = Console::make_pty();
-        Console* out = pty.get();
+        return b;
+    };
+    auto keep_pty = [&](Backend& b, const std::shared_ptr<VirtioConsole>& device, std::size_t port) {
+        if (b.pty) pty_ports_.push_back({std::move(b.pty), device, port});
+    };
+    std::vector<std::size_t> named;
+    for (std::size_t i = 0; i < specs.size(); ++i)
+        if (!specs[i].name.empty()) named.push_back(i);
+    for (std::size_t i = 0; i < specs.size(); ++i) {
         virtio_console::VirtioConsoleOptions options;
         options.name = "console" + std::to_string(i);
-        options.port_name = specs[i].name;
-        options.on_guest_open = port_event_for(i);
-        NotifyLoop* loop = &notify_;
-        auto device = std::make_shared<virtio_console::VirtioConsole>(
-            [out](std::span<const std::uint8_t> bytes) { out->write(bytes); }, options,
-            [loop](std::function<void()> work) { loop->post(std::move(work)); });
-        paths.push_back("pty:" + pty->pty_path());
-        consoles_.push_back(std::move(pty));
-        virtio_consoles_.push_back(device);
-        add_transport("virtio-" + options.name, device);
+        auto slot = std::make_shared<std::weak_ptr<VirtioConsole>>();
+        std::vector<Backend> backends;  // the device's ports', in port order
+        if (specs[i].name.empty()) {
+            backends.push_back(backend(i, slot, 0));
+            options.host_connected = backends[0].host_connected;
+        } else if (i == named.front()) {
+            // Every named console is a port of this device, at the first one's place on the bus.
+            for (std::size_t port = 0; port < named.size(); ++port) {
+                const std::size_t c = named[port];
+                Backend& b = backends.emplace_back(backend(c, slot, port));
+                if (port == 0) {
+                    options.port_name = specs[c].name;
+                    options.on_guest_open = port_event_for(c);
+                    options.host_connected = b.host_connected;
+                } else {
+                    options.more_ports.push_back({specs[c].name, std::move(b.output), port_event_for(c), b.host_connected});
+                }
+            }
+        } else {
+            continue;  // a port of the device above
+        }
+        auto device = std::make_shared<VirtioConsole>(std::move(backends[0].output), std::move(options), executor);
+        *slot = device;
+        for (std::size_t port = 0; port < backends.size(); ++port) keep_pty(backends[port], device, port);
+        if (device->ports() > 1)
+            logger("anchor")->info("console{}: ports {}", i, device->ports());
+        add_transport("virtio-console" + std::to_string(i), device);
     }
+    for (auto& sock : sockets) sock->start();
     return paths;
 }
 
 std::vector<PciDevices::ConsoleInput> PciDevices::console_inputs() {
     std::vector<ConsoleInput> inputs;
-    for (std::size_t i = 0; i < consoles_.size(); ++i) {
-        auto device = virtio_consoles_[i];
-        inputs.push_back({consoles_[i]->input_fd(), [device](std::span<const std::uint8_t> b) { device->feed_input(b); }});
+    for (const PtyPort& p : pty_ports_) {
+        inputs.push_back({p.pty->input_fd(), [device = p.device, port = p.port](std::span<const std::uint8_t> b) {
+                              device->feed_input(port, b);
+                          }});
     }
     return inputs;
 }
 
 void PciDevices::flush_consoles() {
-    for (auto& c : consoles_) c->flush();
+    for (auto& p : pty_ports_) p.pty->flush();
     for (auto& s : socket_consoles_) s->flush();
 }
 

@@ -51,8 +51,11 @@ public:
     ~PciDevices();
 
     void add_disks(const std::vector<DiskSpec>& disks);
-    // Each console's port 0 on a pty (kind "pty") or a unix socket the anchor listens on (kind
-    // "socket"); returns their QEMU chardev filenames ("pty:/dev/pts/N", "unix:P,server=on").
+    // Each console on a pty (kind "pty") or a unix socket the anchor listens on (kind "socket"):
+    // an unnamed one is a virtio console device of its own (its port 0, the guest's hvc); the
+    // named ones are the ports of one device (port 0, 1, ... in manifest order), as QEMU's
+    // virtserialports on one virtio-serial. Returns the consoles' QEMU chardev filenames
+    // ("pty:/dev/pts/N", "unix:P,server=on"), in manifest order.
     std::vector<std::string> add_consoles(const std::vector<ConsoleSpec>& consoles);
     // One virtio-net per NIC on its host tap; the MAC is the manifest's or derived from the
     // domain name and the NIC's index (virtio-net/mac_address.h).
@@ -87,8 +90,13 @@ private:
     std::unique_ptr<pci::PciRootBus> bus_;
     NotifyLoop notify_;
     std::vector<std::unique_ptr<Transport>> transports_;
-    std::vector<std::unique_ptr<Console>> consoles_;
-    std::vector<std::shared_ptr<virtio_console::VirtioConsole>> virtio_consoles_;  // pty ones, with consoles_
+    // The consoles of kind "pty": each pty and the device port its input goes to.
+    struct PtyPort {
+        std::unique_ptr<Console> pty;
+        std::shared_ptr<virtio_console::VirtioConsole> device;
+        std::size_t port;
+    };
+    std::vector<PtyPort> pty_ports_;
     std::vector<std::shared_ptr<SocketConsole>> socket_consoles_;
     std::mutex port_event_mutex_;
     PortEvent port_event_;

@@ -251,7 +251,7 @@ check_console_file virtio_console-clearbar "$tmp/console2.out"
 # ---------------------------------------------------------------------------------------------
 # virtio_port.bin: MULTIPORT, a port found by its name as Linux's driver finds the guest agent's.
 # QEMU reserves port 0 for a virtconsole, so its virtserialport is port 1 (queues 4/5); vmm-anchor
-# names port 0. Once with a file chardev (no input), once on a unix socket whose client sends
+# names port 0 (and port 1 for a second named console: AnchorVirtioTest.TwoNamedPortsShareOneDevice). Once with a file chardev (no input), once on a unix socket whose client sends
 # "ping" before the guest runs (server=on,wait=on): QEMU reads nothing from the chardev until the
 # guest opens the port, and the guest checks that nothing reached the port before it did.
 port_out() {  # <last-but-one line>

@@ -316,6 +316,46 @@ TEST_F(AnchorVirtioTest, NamedPortOnAUnixSocketHoldsInputUntilTheGuestOpensIt) {
     EXPECT_EQ(r.exit_status, (0x44 << 1) | 1) << r.out << r.err;
 }
 
+// Two named consoles are two ports of one device, as QEMU's virtserialports on one
+// virtio-serial: the guest's port is port 1 (queues 4/5) here, where QEMU puts a lone
+// virtserialport too; port 0's socket has no client, so only port 1's host side is open.
+TEST_F(AnchorVirtioTest, TwoNamedPortsShareOneDevice) {
+    const std::string other_path = dir_ + "/other.sock", sock_path = dir_ + "/vport2.sock";
+    const std::string m = manifest("vport2", "virtio_port.bin",
+                                   R"("start_paused": true, "consoles": [{"kind": "socket", "path": ")" + other_path +
+                                       R"(", "name": "vmm.other"}, {"kind": "socket", "path": ")" + sock_path +
+                                       R"(", "name": "vmm.test.port"}])");
+    ProcessResult r;
+    std::thread anchor([&] { r = run(m); });
+    std::string out;
+    std::optional<qmp::Json> port_event;
+    try {
+        qmp::QmpClient qmp(dir_ + "/run/kvm/vport2/qmp", 20s);
+        Fd fd = connect_unix(sock_path);
+        ASSERT_TRUE(fd.valid()) << sock_path << ": " << std::strerror(errno);
+        ASSERT_EQ(::write(fd.get(), "ping", 4), 4);
+        qmp.execute("cont");
+        out = read_line(fd.get());
+        const auto deadline = std::chrono::steady_clock::now() + 20s;
+        while (!port_event && std::chrono::steady_clock::now() < deadline) {
+            const auto e = qmp.next_event(1000ms);
+            if (e && (*e)["event"] == "VSERPORT_CHANGE") port_event = (*e)["data"];
+        }
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+    }
+    anchor.join();
+    EXPECT_EQ(out, "virtio-port: hello\n") << r.out << r.err;
+    ASSERT_TRUE(port_event.has_value()) << "no VSERPORT_CHANGE event";
+    EXPECT_EQ(*port_event, (qmp::Json{{"id", "virtcon1"}, {"open", true}})) << "the second console's label";
+    for (const char* line : {"virtio-port: max_nr_ports 2\n", "virtio-port: port 0 added\n", "virtio-port: port 1 added\n",
+                             "virtio-port: port 0 is \"vmm.other\"\n", "virtio-port: port 1 is \"vmm.test.port\"\n",
+                             "virtio-port: port 1 opened by the host\n", "virtio-port: received 4 bytes: ping\nvirtio-port: ok\n"})
+        EXPECT_THAT(r.out, HasSubstr(line)) << r.out << r.err;
+    EXPECT_THAT(r.out, Not(HasSubstr("port 0 opened by the host"))) << "nobody is connected to port 0's socket";
+    EXPECT_EQ(r.exit_status, (0x44 << 1) | 1) << r.out << r.err;
+}
+
 // A persistent host tap for the anchor to attach to, with 10.0.2.2/24 on it so the host
 // kernel answers the guest's ARP request, and a packet socket that sees what the guest sends.
 class HostTap {
