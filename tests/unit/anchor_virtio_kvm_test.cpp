@@ -44,6 +44,13 @@ using ::testing::Not;
 
 constexpr const char* kFlat32 = R"("flat": {"load_address": "0x100000", "entry": "0x100000", "mode": "protected32"})";
 
+// What run_port_guest() saw.
+struct PortRun {
+    ProcessResult r;
+    std::string line;
+    std::optional<qmp::Json> port_event;
+};
+
 class AnchorVirtioTest : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -119,6 +126,33 @@ protected:
         std::stringstream ss;
         ss << f.rdbuf();
         return ss.str();
+    }
+
+    // virtio_port.bin, paused, with `consoles` (JSON): a client connects to the socket at
+    // sock_path and sends "ping", the domain resumes, and the guest's line on that socket and QMP's
+    // first VSERPORT_CHANGE are collected.
+    PortRun run_port_guest(const std::string& domain, const std::string& consoles, const std::string& sock_path) {
+        const std::string m = manifest(domain, "virtio_port.bin", R"("start_paused": true, "consoles": )" + consoles);
+        PortRun p;
+        std::thread anchor([&] { p.r = run(m); });
+        try {
+            qmp::QmpClient qmp(dir_ + "/run/kvm/" + domain + "/qmp", 20s);
+            Fd fd = connect_unix(sock_path);
+            if (!fd.valid()) throw std::runtime_error(sock_path + ": " + std::strerror(errno));
+            if (::write(fd.get(), "ping", 4) != 4) throw std::runtime_error("write to " + sock_path + ": " + std::strerror(errno));
+            qmp.execute("cont");
+            p.line = read_line(fd.get());
+            // The guest opened the port: QEMU's VSERPORT_CHANGE, the chardev's label as the id.
+            const auto deadline = std::chrono::steady_clock::now() + 20s;
+            while (!p.port_event && std::chrono::steady_clock::now() < deadline) {
+                const auto e = qmp.next_event(1000ms);
+                if (e && (*e)["event"] == "VSERPORT_CHANGE") p.port_event = (*e)["data"];
+            }
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << e.what();
+        }
+        anchor.join();
+        return p;
     }
 
     std::string dir_;
@@ -282,33 +316,12 @@ TEST_F(AnchorVirtioTest, VirtioConsoleOnAUnixSocket) {
 // tests/integration/guests_virtio_qemu.sh runs the same guest on QEMU.
 TEST_F(AnchorVirtioTest, NamedPortOnAUnixSocketHoldsInputUntilTheGuestOpensIt) {
     const std::string sock_path = dir_ + "/vport.sock";
-    const std::string m = manifest("vport", "virtio_port.bin",
-                                   R"("start_paused": true, "consoles": [{"kind": "socket", "path": ")" + sock_path +
-                                       R"(", "name": "vmm.test.port"}])");
-    ProcessResult r;
-    std::thread anchor([&] { r = run(m); });
-    std::string out;
-    std::optional<qmp::Json> port_event;
-    try {
-        qmp::QmpClient qmp(dir_ + "/run/kvm/vport/qmp", 20s);
-        Fd fd = connect_unix(sock_path);
-        ASSERT_TRUE(fd.valid()) << sock_path << ": " << std::strerror(errno);
-        ASSERT_EQ(::write(fd.get(), "ping", 4), 4);
-        qmp.execute("cont");
-        out = read_line(fd.get());
-        // The guest opened the port: QEMU's VSERPORT_CHANGE, the chardev's label as the id.
-        const auto deadline = std::chrono::steady_clock::now() + 20s;
-        while (!port_event && std::chrono::steady_clock::now() < deadline) {
-            const auto e = qmp.next_event(1000ms);
-            if (e && (*e)["event"] == "VSERPORT_CHANGE") port_event = (*e)["data"];
-        }
-    } catch (const std::exception& e) {
-        ADD_FAILURE() << e.what();
-    }
-    anchor.join();
-    EXPECT_EQ(out, "virtio-port: hello\n") << r.out << r.err;
-    ASSERT_TRUE(port_event.has_value()) << "no VSERPORT_CHANGE event";
-    EXPECT_EQ(*port_event, (qmp::Json{{"id", "virtcon0"}, {"open", true}}));
+    const PortRun p = run_port_guest("vport", R"([{"kind": "socket", "path": ")" + sock_path + R"(", "name": "vmm.test.port"}])",
+                                     sock_path);
+    const ProcessResult& r = p.r;
+    EXPECT_EQ(p.line, "virtio-port: hello\n") << r.out << r.err;
+    ASSERT_TRUE(p.port_event.has_value()) << "no VSERPORT_CHANGE event";
+    EXPECT_EQ(*p.port_event, (qmp::Json{{"id", "virtcon0"}, {"open", true}}));
     EXPECT_THAT(r.out, HasSubstr("virtio-port: max_nr_ports 1\nvirtio-port: port 0 added\n"
                                  "virtio-port: port 0 is \"vmm.test.port\"\nvirtio-port: port 0 opened by the host\n"))
         << r.out << r.err;
@@ -321,33 +334,14 @@ TEST_F(AnchorVirtioTest, NamedPortOnAUnixSocketHoldsInputUntilTheGuestOpensIt) {
 // virtserialport too; port 0's socket has no client, so only port 1's host side is open.
 TEST_F(AnchorVirtioTest, TwoNamedPortsShareOneDevice) {
     const std::string other_path = dir_ + "/other.sock", sock_path = dir_ + "/vport2.sock";
-    const std::string m = manifest("vport2", "virtio_port.bin",
-                                   R"("start_paused": true, "consoles": [{"kind": "socket", "path": ")" + other_path +
-                                       R"(", "name": "vmm.other"}, {"kind": "socket", "path": ")" + sock_path +
-                                       R"(", "name": "vmm.test.port"}])");
-    ProcessResult r;
-    std::thread anchor([&] { r = run(m); });
-    std::string out;
-    std::optional<qmp::Json> port_event;
-    try {
-        qmp::QmpClient qmp(dir_ + "/run/kvm/vport2/qmp", 20s);
-        Fd fd = connect_unix(sock_path);
-        ASSERT_TRUE(fd.valid()) << sock_path << ": " << std::strerror(errno);
-        ASSERT_EQ(::write(fd.get(), "ping", 4), 4);
-        qmp.execute("cont");
-        out = read_line(fd.get());
-        const auto deadline = std::chrono::steady_clock::now() + 20s;
-        while (!port_event && std::chrono::steady_clock::now() < deadline) {
-            const auto e = qmp.next_event(1000ms);
-            if (e && (*e)["event"] == "VSERPORT_CHANGE") port_event = (*e)["data"];
-        }
-    } catch (const std::exception& e) {
-        ADD_FAILURE() << e.what();
-    }
-    anchor.join();
-    EXPECT_EQ(out, "virtio-port: hello\n") << r.out << r.err;
-    ASSERT_TRUE(port_event.has_value()) << "no VSERPORT_CHANGE event";
-    EXPECT_EQ(*port_event, (qmp::Json{{"id", "virtcon1"}, {"open", true}})) << "the second console's label";
+    const PortRun p = run_port_guest("vport2",
+                                     R"([{"kind": "socket", "path": ")" + other_path + R"(", "name": "vmm.other"}, )"
+                                     R"({"kind": "socket", "path": ")" + sock_path + R"(", "name": "vmm.test.port"}])",
+                                     sock_path);
+    const ProcessResult& r = p.r;
+    EXPECT_EQ(p.line, "virtio-port: hello\n") << r.out << r.err;
+    ASSERT_TRUE(p.port_event.has_value()) << "no VSERPORT_CHANGE event";
+    EXPECT_EQ(*p.port_event, (qmp::Json{{"id", "virtcon1"}, {"open", true}})) << "the second console's label";
     for (const char* line : {"virtio-port: max_nr_ports 2\n", "virtio-port: port 0 added\n", "virtio-port: port 1 added\n",
                              "virtio-port: port 0 is \"vmm.other\"\n", "virtio-port: port 1 is \"vmm.test.port\"\n",
                              "virtio-port: port 1 opened by the host\n", "virtio-port: received 4 bytes: ping\nvirtio-port: ok\n"})
