@@ -21,21 +21,20 @@ VirtioConsole::VirtioConsole(Output output, VirtioConsoleOptions options, Execut
         throw std::invalid_argument("virtio-console: more ports need port 0 named too (MULTIPORT)");
     if (options_.more_ports.size() + 1 > kMaxPorts)
         throw std::invalid_argument("virtio-console: more than " + std::to_string(kMaxPorts) + " ports");
-    Port& first = ports_.emplace_back();
-    first.name = options_.port_name;
-    first.output = std::move(output);
-    first.on_guest_open = options_.on_guest_open;
-    first.host_connected = options_.host_connected;
+    auto add = [&](VirtioConsolePortOptions o) {
+        for (const Port& other : ports_)
+            if (other.name == o.name) throw std::invalid_argument("virtio-console: two ports named \"" + o.name + "\"");
+        Port& port = ports_.emplace_back();
+        port.name = std::move(o.name);
+        port.output = std::move(o.output);
+        port.on_guest_open = std::move(o.on_guest_open);
+        port.host_connected = o.host_connected;
+    };
+    add({options_.port_name, std::move(output), std::move(options_.on_guest_open), options_.host_connected});
     for (auto& more : options_.more_ports) {
         if (more.name.empty() || more.name.size() > kMaxPortName)
             throw std::invalid_argument("virtio-console: a port's name must be 1 to " + std::to_string(kMaxPortName) + " bytes");
-        for (const Port& other : ports_)
-            if (other.name == more.name) throw std::invalid_argument("virtio-console: two ports named \"" + more.name + "\"");
-        Port& port = ports_.emplace_back();
-        port.name = more.name;
-        port.output = std::move(more.output);
-        port.on_guest_open = std::move(more.on_guest_open);
-        port.host_connected = more.host_connected;
+        add(std::move(more));
     }
     options_.more_ports.clear();  // moved into ports_
     config_.max_nr_ports = static_cast<std::uint32_t>(ports_.size());
@@ -69,17 +68,18 @@ void VirtioConsole::write_config(std::uint64_t offset, std::span<const std::uint
 void VirtioConsole::activate(const GuestMemory& memory, std::uint64_t features, std::vector<virtio::QueueConfig> queues,
                              std::shared_ptr<virtio::VirtioInterrupt> interrupt) {
     Signal s;
+    const bool multiport = !options_.port_name.empty() && (features & virtio::feature_bit(VIRTIO_CONSOLE_F_MULTIPORT));
+    // Without MULTIPORT the driver has port 0 only (ports 1.. keep their input for a later driver).
+    const std::size_t live_ports = multiport ? ports_.size() : 1;
     {
         std::lock_guard lock(mu_);
-        multiport_ = !options_.port_name.empty() && (features & virtio::feature_bit(VIRTIO_CONSOLE_F_MULTIPORT));
-        // Without MULTIPORT the driver has port 0 only (ports 1.. keep their input for a later driver).
-        const std::size_t live_ports = multiport_ ? ports_.size() : 1;
-        queues.resize(multiport_ ? 2 * ports_.size() + 2 : 2);
+        multiport_ = multiport;
+        queues.resize(multiport ? 2 * ports_.size() + 2 : 2);
         for (std::size_t p = 0; p < live_ports; ++p) {
             ports_[p].rx = virtio::VirtQueue(memory, queues[rx_queue(p)], options_.queue_size, features);
             ports_[p].tx = virtio::VirtQueue(memory, queues[rx_queue(p) + 1u], options_.queue_size, features);
         }
-        if (multiport_) {
+        if (multiport) {
             control_rx_ = virtio::VirtQueue(memory, queues[kControlReceiveQueue], options_.queue_size, features);
             control_tx_ = virtio::VirtQueue(memory, queues[kControlTransmitQueue], options_.queue_size, features);
         }
@@ -90,8 +90,8 @@ void VirtioConsole::activate(const GuestMemory& memory, std::uint64_t features, 
     }
     send(s);
     // Buffers may already be waiting on any queue, and input may be pending.
-    if (multiport_) queue_notify(kControlTransmitQueue);
-    for (std::size_t p = 0; p < (multiport_ ? ports_.size() : 1); ++p) {
+    if (multiport) queue_notify(kControlTransmitQueue);
+    for (std::size_t p = 0; p < live_ports; ++p) {
         queue_notify(static_cast<std::uint16_t>(rx_queue(p) + 1));
         queue_notify(rx_queue(p));
     }

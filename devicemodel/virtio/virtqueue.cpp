@@ -325,10 +325,7 @@ bool VirtQueue::enable_notifications() {
 
 AvailIdxReader VirtQueue::avail_idx_reader() const noexcept {
     AvailIdxReader r;
-    if (enabled_ && !broken()) {
-        r.memory_ = memory_;
-        r.gpa_ = avail_ + 2;
-    }
+    if (enabled_ && !broken()) r.idx_ = reinterpret_cast<std::uint16_t*>(avail_host_ + 2);
     return r;
 }
 

@@ -38,6 +38,7 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -135,20 +136,20 @@ private:
 };
 
 // Reads the driver's avail idx of one queue without the VirtQueue: for a device thread that polls
-// the ring without holding the device mutex (VirtioBlk's poll loop). The read is bounds-checked;
-// it is the device's job to stop reading before its reset() returns. Empty (reads nullopt) for a
+// the ring without holding the device mutex (VirtioBlk's poll loop). It reads through the host
+// view the queue checked at set-up (no region lookup per poll); it is the device's job to stop
+// reading before its reset() returns (the guest memory outlives the queue). Empty (reads nullopt) for a
 // disabled or broken queue.
 class AvailIdxReader {
 public:
     std::optional<std::uint16_t> operator()() const noexcept {
-        if (!memory_) return std::nullopt;
-        return memory_->read_obj<std::uint16_t>(gpa_);
+        if (!idx_) return std::nullopt;
+        return std::atomic_ref<std::uint16_t>(*idx_).load(std::memory_order_relaxed);  // one access
     }
 
 private:
     friend class VirtQueue;
-    const GuestMemory* memory_ = nullptr;
-    std::uint64_t gpa_ = 0;
+    std::uint16_t* idx_ = nullptr;  // the avail idx through the queue's checked host view
 };
 
 class VirtQueue {
