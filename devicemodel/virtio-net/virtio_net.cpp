@@ -248,18 +248,17 @@ bool VirtioNet::process_tx_locked(bool& used) {
     std::size_t served = 0;
     for (;;) {
         // The chains held from a pass that found the backend full go first, in their order.
-        while (tx_chains_.size() < kTxBatch && served + tx_chains_.size() < kBudget) {
-            if (!tx_.pop(tx_chains_.emplace_back())) {  // popped in place: no chain moved
-                tx_chains_.pop_back();
-                break;
-            }
+        while (tx_count_ < kTxBatch && served + tx_count_ < kBudget) {
+            if (tx_count_ == tx_chains_.size()) tx_chains_.emplace_back();
+            if (!tx_.pop(tx_chains_[tx_count_])) break;  // popped in place: no chain built or moved
+            ++tx_count_;
         }
-        if (tx_chains_.empty()) {
+        if (tx_count_ == 0) {
             tx_blocked_ = false;
             return false;
         }
         // One frame per usable chain; the rest are given back unsent.
-        const std::size_t chains = tx_chains_.size();
+        const std::size_t chains = tx_count_;
         tx_iovs_.resize(chains);
         tx_frame_of_.assign(chains, kTxUnusable);
         tx_frames_.clear();
@@ -290,7 +289,7 @@ bool VirtioNet::process_tx_locked(bool& used) {
         for (std::size_t i = 0; i < chains; ++i) {
             const int frame = tx_frame_of_[i];
             if (frame >= 0 && static_cast<std::size_t>(frame) >= written) {
-                if (kept != i) tx_chains_[kept] = std::move(tx_chains_[i]);
+                if (kept != i) std::swap(tx_chains_[kept], tx_chains_[i]);  // both stay kept
                 ++kept;
                 continue;
             }
@@ -314,7 +313,7 @@ bool VirtioNet::process_tx_locked(bool& used) {
             tx_.add_used(tx_chains_[i].head(), 0);
             used = true;
         }
-        tx_chains_.erase(tx_chains_.begin() + static_cast<std::ptrdiff_t>(kept), tx_chains_.end());
+        tx_count_ = kept;
         const std::size_t done = chains - kept;
         served += done;
         if (kept > 0) {
@@ -328,7 +327,7 @@ bool VirtioNet::process_tx_locked(bool& used) {
 }
 
 void VirtioNet::drop_tx_state_locked() {
-    tx_chains_.clear();
+    tx_count_ = 0;
     tx_blocked_ = false;
 }
 

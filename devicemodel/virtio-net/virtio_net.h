@@ -187,11 +187,14 @@ private:
     // (head, length) pairs a frame completes.
     std::vector<iovec> rx_iov_;
     std::vector<std::pair<std::uint16_t, std::uint32_t>> rx_done_;
-    // TX: chains popped and not yet given back, in order; while the backend is full
-    // (tx_blocked_) the first of them waits for EPOLLOUT. Per-batch scratch kept between passes:
-    // each chain's iovecs, its frame's index in tx_frames_ (or kTxUnusable / kTxDropped), the
-    // frames handed to write_batch and their results.
+    // TX: the first tx_count_ of tx_chains_ are chains popped and not yet given back, in order;
+    // while the backend is full (tx_blocked_) the first of them waits for EPOLLOUT. The chains
+    // after them are kept for the next pops (popped into in place: none is built or destroyed
+    // per frame). Per-batch scratch kept between passes: each chain's iovecs, its frame's index
+    // in tx_frames_ (or kTxUnusable / kTxDropped), the frames handed to write_batch and their
+    // results.
     std::vector<virtio::DescriptorChain> tx_chains_;
+    std::size_t tx_count_ = 0;
     std::vector<virtio::IoVecs> tx_iovs_;
     std::vector<int> tx_frame_of_;
     std::vector<std::span<const iovec>> tx_frames_;

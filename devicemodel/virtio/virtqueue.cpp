@@ -150,12 +150,15 @@ void VirtQueue::mark_broken(std::string reason) {
     logger("virtqueue")->warn("queue broken: {}", broken_reason_);
 }
 
+void VirtQueue::avail_idx_too_far(std::uint16_t idx) {
+    mark_broken("avail idx " + std::to_string(idx) + " is more than the queue size ahead of " + std::to_string(next_avail_));
+}
+
 std::optional<std::uint16_t> VirtQueue::avail_idx() {
     const std::uint16_t idx = load_avail(2);
     // The driver may have at most `size` entries outstanding (§2.7.6); more is a broken ring.
     if (static_cast<std::uint16_t>(idx - next_avail_) > size_) {
-        mark_broken("avail idx " + std::to_string(idx) + " is more than the queue size ahead of " +
-                    std::to_string(next_avail_));
+        avail_idx_too_far(idx);
         return std::nullopt;
     }
     return idx;
@@ -173,21 +176,37 @@ std::optional<DescriptorChain> VirtQueue::pop() {
     return chain;
 }
 
-bool VirtQueue::pop(DescriptorChain& chain) {
-    if (!enabled_ || broken()) return false;
-    if (event_idx_ && notify_enabled_) {
-        // §2.7.10: ask for a kick when the driver makes entry next_avail_ available. Written
-        // before idx is read (full fence) so a buffer added in between is never missed.
+bool VirtQueue::refresh_avail() {
+    std::uint16_t idx = load_avail(2);
+    if (idx == next_avail_ && event_idx_ && notify_enabled_) {
+        // §2.7.10: ask for a kick when the driver makes entry next_avail_ available, then look
+        // once more (full fence between): a buffer added before the store is seen here, one
+        // added after it brings a kick. Only a ring found empty needs it: while entries are
+        // left the device comes back for them without a kick.
         store_used(4 + 8 * std::uint64_t{size_}, next_avail_);
         std::atomic_thread_fence(std::memory_order_seq_cst);
+        idx = load_avail(2);
     }
-    auto idx = avail_idx();
-    if (!idx || *idx == next_avail_) return false;
+    // The driver may have at most `size` entries outstanding (§2.7.6); more is a broken ring.
+    if (static_cast<std::uint16_t>(idx - next_avail_) > size_) {
+        avail_idx_too_far(idx);
+        return false;
+    }
+    avail_shadow_ = idx;
+    if (idx == next_avail_) return false;
     // Ring entries and descriptors are read after idx (§2.7.13.3: the driver wrote them first).
     std::atomic_thread_fence(std::memory_order_acquire);
-    const std::uint16_t head = load_avail(4 + 2 * std::uint64_t{static_cast<std::uint16_t>(next_avail_ % size_)});
+    return true;
+}
+
+bool VirtQueue::pop(DescriptorChain& chain) {
+    if (!enabled_ || broken()) return false;
+    // The entries up to the idx last read need no new look at it (as vhost's avail_idx).
+    if (next_avail_ == avail_shadow_ && !refresh_avail()) return false;
+    // size_ is a power of two (checked at construction): a mask, not a division.
+    const std::uint16_t head = load_avail(4 + 2 * std::uint64_t{static_cast<std::uint16_t>(next_avail_ & (size_ - 1))});
     if (head >= size_) {
-        mark_broken("avail ring head index " + std::to_string(head) + " >= queue size");
+        head_out_of_range("avail ring head index", head);
         return false;
     }
     ++next_avail_;
@@ -197,19 +216,26 @@ bool VirtQueue::pop(DescriptorChain& chain) {
     chain.writable_.clear();
     chain.readable_bytes_ = chain.writable_bytes_ = 0;
     walk(chain);
-    if (!chain.ok()) {
-        // A hostile driver can send these forever: log the first few, then every 1000th.
-        if (++bad_chains_ <= 10 || bad_chains_ % 1000 == 0)
-            logger("virtqueue")->warn("bad descriptor chain at head {}: {} ({} so far)", chain.head_,
-                                      to_string(chain.error_), bad_chains_);
-        chain.readable_.clear();
-        chain.writable_.clear();
-        chain.readable_bytes_ = chain.writable_bytes_ = 0;
-    }
+    if (!chain.ok()) bad_chain(chain);
     return true;
 }
 
-bool VirtQueue::add_buffer(DescriptorChain& chain, const VirtqDesc& d) {
+void VirtQueue::head_out_of_range(const char* what, std::uint16_t head) {
+    mark_broken(std::string(what) + " " + std::to_string(head) + " >= queue size");
+}
+
+void VirtQueue::bad_chain(DescriptorChain& chain) {
+    // A hostile driver can send these forever: log the first few, then every 1000th.
+    if (++bad_chains_ <= 10 || bad_chains_ % 1000 == 0)
+        logger("virtqueue")->warn("bad descriptor chain at head {}: {} ({} so far)", chain.head_, to_string(chain.error_),
+                                  bad_chains_);
+    chain.readable_.clear();
+    chain.writable_.clear();
+    chain.readable_bytes_ = chain.writable_bytes_ = 0;
+}
+
+// Inlined into walk(), its only caller (per descriptor of every request).
+[[gnu::always_inline]] inline bool VirtQueue::add_buffer(DescriptorChain& chain, const VirtqDesc& d) {
     if (d.len == 0) return true;  // nothing to read or write; its address is never used
     auto host = memory_->span(d.addr, d.len);
     if (!host) {
@@ -279,11 +305,11 @@ bool VirtQueue::add_used(std::uint16_t head, std::uint32_t len) {
 bool VirtQueue::add_used_unpublished(std::uint16_t head, std::uint32_t len) {
     if (!enabled_ || broken()) return false;
     if (head >= size_) {
-        mark_broken("add_used of head " + std::to_string(head) + " >= queue size");
+        head_out_of_range("add_used of head", head);
         return false;
     }
     const VirtqUsedElem elem{head, len};
-    std::memcpy(used_host_ + 4 + 8 * std::uint64_t{static_cast<std::uint16_t>(next_used_ % size_)}, &elem, sizeof elem);
+    std::memcpy(used_host_ + 4 + 8 * std::uint64_t{static_cast<std::uint16_t>(next_used_ & (size_ - 1))}, &elem, sizeof elem);
     ++next_used_;
     ++added_since_notify_;
     return true;

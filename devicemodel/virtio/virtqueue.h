@@ -167,9 +167,11 @@ public:
 
     // The next available chain, or nullopt when there is none (or the queue is disabled or
     // broken: check broken()). A chain with error() != None must still be given back with
-    // add_used(head, 0). With EVENT_IDX and notifications enabled, each pop first publishes
-    // avail_event = the next index it wants (so the driver kicks for the next buffer after the
-    // ones we have seen).
+    // add_used(head, 0). The avail idx is read again only when the entries up to the one last
+    // read are consumed. With EVENT_IDX and notifications enabled, a pop that finds the ring
+    // empty publishes avail_event = the next index it wants (the driver kicks for the next
+    // buffer) and looks once more; a device must therefore pop until it gets nothing before
+    // it waits for a kick (a device that stops earlier comes back without one).
     std::optional<DescriptorChain> pop();
     // pop() into a chain the caller keeps (its previous contents replaced): false when there is
     // nothing. For a data path that pops per request: no chain is moved out of an optional.
@@ -209,6 +211,14 @@ public:
 private:
     void mark_broken(std::string reason);
     std::optional<std::uint16_t> avail_idx();
+    // The rare paths, out of line: they mark the queue broken (the first two) or log and empty
+    // a chain the walk refused.
+    [[gnu::cold]] void avail_idx_too_far(std::uint16_t idx);
+    [[gnu::cold]] void head_out_of_range(const char* what, std::uint16_t head);
+    [[gnu::cold]] void bad_chain(DescriptorChain& chain);
+    // Reads avail idx into avail_shadow_ (publishing avail_event first when it shows nothing
+    // new, see pop()); true when there are entries past next_avail_.
+    bool refresh_avail();
     void walk(DescriptorChain& chain);
     // Appends one buffer; returns false (error set) on a bad buffer or direction order.
     bool add_buffer(DescriptorChain& chain, const VirtqDesc& d);
@@ -231,6 +241,7 @@ private:
     bool indirect_ = false, event_idx_ = false;
     bool notify_enabled_ = true;
     std::uint16_t next_avail_ = 0, next_used_ = 0;
+    std::uint16_t avail_shadow_ = 0;  // the avail idx last read (entries before it are the driver's to give)
     std::uint16_t published_used_ = 0;  // the used idx the driver can see
     std::uint16_t added_since_notify_ = 0;
     std::uint64_t bad_chains_ = 0;
