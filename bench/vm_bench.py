@@ -15,6 +15,18 @@
              same with vmmd --jail; density_parallel: --parallel K vmctl clients at once, each
              starting (then stopping) its share of the N, so vmmd has K starts in flight
              (neither in the default set).
+  blkio      a real guest's virtio-blk round trips: tests/guests/virtio_blk.bin (32-bit, polled
+             driver: one request, one notify, spin on the used ring) patched to make N 4 KiB reads
+             after its checks, timed exec -> exit against the same image with none; the
+             difference / N is one read as the guest sees it (its own instructions, the notify's
+             exit, the device model, the page-cache read, the used ring). Ours (flat 32-bit image)
+             against QEMU -M q35 -kernel with virtio-blk-pci (modern only) on the same raw file,
+             QEMU's defaults (no iothread, aio=threads) and QEMU tuned for I/O (an iothread,
+             aio=io_uring). Not in the default set.
+  netio      the same for virtio-net transmit: tests/guests/virtio_net.bin sends its 60-byte
+             frame N more times, each waited for (one notify, spin on the used ring), on a tap
+             nobody reads; QEMU with -netdev tap (and with vhost=on where /dev/vhost-net exists).
+             Not in the default set.
   control    vmctl start -> running (vmmd, the anchor, prelaunch -> cont) against QEMU's exec ->
              QMP answering query-status "running"; the QMP query-status round trip on a fresh
              connection (pillar's way) is tests/qmp-go (bench/run-vm-bench reports it).
@@ -349,12 +361,87 @@ def bench_control(tmp, rounds):
     return {"anchor_exec_to_qmp_prelaunch_ms": median_ms(ares), "qemu_exec_to_qmp_prelaunch_ms": median_ms(res)}
 
 
+def patched_guest(tmp, name, tag, offset, value):
+    """A copy of tests/guests/<name>.bin with the u32 at `offset` after its options tag set."""
+    img = bytearray(open(os.path.join(GUESTS, name + ".bin"), "rb").read())
+    at = img.find(tag)
+    if at < 0:
+        raise RuntimeError(f"{name}.bin has no {tag!r} tag")
+    img[at + offset:at + offset + 4] = value.to_bytes(4, "little")
+    path = os.path.join(tmp, f"{name}-{value}.bin")
+    with open(path, "wb") as f:
+        f.write(img)
+    return path
+
+
+def time_per_op(rounds, ops, make_image, cmds, ok):
+    """Per VMM in cmds ({name: (image, n) -> command}): the median exec -> exit of the guest image
+    with no operations and with `ops`, and the difference / ops in µs. Interleaved rounds."""
+    times = {(vmm, n): [] for vmm in cmds for n in (0, ops)}
+    for _ in range(rounds):  # interleaved, so all see the same machine load
+        for n in (0, ops):
+            img = make_image(n)
+            for vmm, cmd in cmds.items():
+                times[(vmm, n)].append(time_exit(cmd(img, n), ok))
+    res = {"ops": ops}
+    for vmm in cmds:
+        base, loaded = median_ms(times[(vmm, 0)]), median_ms(times[(vmm, ops)])
+        res[vmm] = {"exit_ms": base, "exit_ms_with_ops": loaded, "us_per_op": (loaded - base) * 1000 / ops}
+    return res
+
+
+def blk_disk(path):
+    """64 KiB: sector 0's marker, 0xee in sector 1 (the guest writes it), a pattern after."""
+    with open(path, "wb") as f:
+        f.write(b"VMM-BLK-SECTOR-0" + b"A" * 496 + b"\xee" * 512)
+        for sector in range(2, 128):
+            f.write(b"sector %03d......" % sector + b"z" * 496)
+    return path
+
+
+def bench_blkio(tmp, rounds, reads):
+    disk = blk_disk(os.path.join(tmp, "blkio.img"))
+    q = [QEMU, "-M", "q35", "-m", "64", *QEMU_COMMON, "-serial", "null"]
+    dev = "virtio-blk-pci,drive=d0,disable-legacy=on,addr=0x5"
+    return time_per_op(rounds, reads, lambda n: patched_guest(tmp, "virtio_blk", b"VMM-BLK-HOLD:xxx", 20, n), {
+        "anchor": lambda img, n: anchor_cmd(write_manifest(tmp, f"blkio-{n}", kernel=img, memory_mb=64, flat=FLAT_32,
+                                                          disks=[{"path": disk}]), tmp),
+        "qemu": lambda img, n: q + ["-kernel", img, "-drive", f"file={disk},if=none,id=d0,format=raw", "-device", dev],
+        # QEMU as tuned for I/O: the device in an iothread of its own, reads through io_uring
+        "qemu_iothread": lambda img, n: q + ["-kernel", img, "-object", "iothread,id=io0",
+                                             "-drive", f"file={disk},if=none,id=d0,format=raw,aio=io_uring",
+                                             "-device", dev + ",iothread=io0"],
+    }, (0x42 << 1) | 1)
+
+
+def bench_netio(tmp, rounds, frames):
+    tap = "vmmbench2"
+    make_tap(tap)
+    try:
+        q = [QEMU, "-M", "q35", "-m", "64", *QEMU_COMMON, "-serial", "null"]
+        dev = "virtio-net-pci,netdev=n0,disable-legacy=on,mac=52:54:00:12:34:56,romfile=,addr=0x6"
+        cmds = {
+            "anchor": lambda img, n: anchor_cmd(write_manifest(tmp, f"netio-{n}", kernel=img, memory_mb=64, flat=FLAT_32,
+                                                              nics=[{"tap": tap, "mac": "52:54:00:12:34:56"}]), tmp),
+            "qemu": lambda img, n: q + ["-kernel", img, "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+                                        "-device", dev],
+        }
+        if os.path.exists("/dev/vhost-net"):  # the kernel's vhost-net: QEMU's fastest tap path
+            cmds["qemu_vhost"] = lambda img, n: q + [
+                "-kernel", img, "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no,vhost=on", "-device", dev]
+        return time_per_op(rounds, frames, lambda n: patched_guest(tmp, "virtio_net", b"VMM-NET-RX-WAIT:", 20, n),
+                           cmds, (0x4e << 1) | 1)
+    finally:
+        del_tap(tap)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--domains", type=int, default=50)
     ap.add_argument("--parallel", type=int, default=4, help="vmctl clients at once for density_parallel")
     ap.add_argument("--only", default="startup,memory,density,control")
+    ap.add_argument("--ops", type=int, default=1000, help="blkio, netio: the guest's reads or frames per run")
     ap.add_argument("--json")
     ap.add_argument("--local", action="store_true",
                     help="run the anchor and QEMU (with its libraries) from copies in a tmpfs, not the build/system folders")
@@ -379,6 +466,10 @@ def main():
                 results[part] = bench_density(tmp, a.domains, parallel=max(1, a.parallel))
             elif part == "control":
                 results[part] = bench_control(tmp, a.rounds)
+            elif part == "blkio":
+                results[part] = bench_blkio(tmp, a.rounds, max(1, a.ops))
+            elif part == "netio":
+                results[part] = bench_netio(tmp, a.rounds, max(1, a.ops))
             print(f"# {part}: {json.dumps(results[part])} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
     if a.json:
         with open(a.json, "w") as f:

@@ -23,14 +23,18 @@
 #include "lib/serial.h"
 #include "lib/virtio_pci.h"
 
-// Patched by tests (find the 16-byte tag, the u32 follows): hold_after_flush non-zero stops
+// Patched by tests (find the 16-byte tag, the u32s follow): hold_after_flush non-zero stops
 // the guest (cli; hlt) right after "flush ok", so a test can kill -9 the VMM with the flushed
-// write completed and nothing after it. volatile: read from the image at run time.
+// write completed and nothing after it. repeat_reads N > 0: after the checks, N more 4 KiB
+// reads one after another (sector 8 * (i % 8)), then "virtio-blk: N reads ok" before "ok": a
+// benchmark (bench/vm_bench.py blkio) times a run with N against one without, under each VMM.
+// volatile: read from the image at run time.
 struct blk_options {
     char tag[16];
     uint32_t hold_after_flush;
+    uint32_t repeat_reads;
 };
-volatile struct blk_options blk_options __attribute__((used)) = {"VMM-BLK-HOLD:xxx", 0};
+volatile struct blk_options blk_options __attribute__((used)) = {"VMM-BLK-HOLD:xxx", 0, 0};
 
 enum {
     kExitOk = 0x42,
@@ -68,6 +72,7 @@ static struct virtq queue;
 static struct virtio_blk_req_header header;
 static uint8_t status;
 static uint8_t sector_buf[kSectorSize] GUEST_NOINIT;
+static uint8_t page_buf[4096] GUEST_NOINIT;  // repeat_reads' buffer
 static uint8_t readback_buf[kSectorSize] GUEST_NOINIT;
 
 static void print_hex2(uint8_t v) {
@@ -94,7 +99,7 @@ static uint8_t request(uint32_t type, uint64_t sector, uint8_t* data, bool devic
     struct virtq_buf bufs[3];
     uint32_t n = 0;
     bufs[n++] = (struct virtq_buf){&header, sizeof(header), false};
-    if (data) bufs[n++] = (struct virtq_buf){data, kSectorSize, device_writes};
+    if (data) bufs[n++] = (struct virtq_buf){data, data == page_buf ? sizeof page_buf : kSectorSize, device_writes};
     bufs[n++] = (struct virtq_buf){&status, 1, true};
     uint32_t written = 0;
     enum virtio_error e = virtq_transfer(&queue, bufs, n, &written);
@@ -201,6 +206,17 @@ void guest_main(uint32_t magic, const struct multiboot_info* mbi) {
         fail(kExitPastEnd, "read past end");
     }
     serial_puts("virtio-blk: read past end: IOERR\n");
+
+    const uint32_t reads = blk_options.repeat_reads;
+    if (reads) {
+        if (capacity < 64) fail(kExitCapacity, "capacity for repeated reads");
+        for (uint32_t i = 0; i < reads; ++i)
+            expect_ok(request(kBlkTypeIn, 8 * (i % 8), page_buf, true, kExitReadSector0, "repeated read"), kExitReadSector0,
+                      "repeated read");
+        serial_puts("virtio-blk: ");
+        serial_put_dec(reads);
+        serial_puts(" reads ok\n");
+    }
 
     virtio_pci_read_isr(&dev);
     serial_puts("virtio-blk: ok\n");

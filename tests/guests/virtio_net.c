@@ -44,12 +44,16 @@ enum {
 };
 static const uint32_t kRxWaitNs = 2000u * 1000 * 1000;
 
-// Patched by the test to turn the receive check on. volatile: read from the image at run time.
+// Patched by the test to turn the receive check on. repeat_tx N > 0 (the u32 after wait_rx):
+// after the checks, the same frame N more times, each sent and waited for on its own, then
+// "virtio-net: N frames sent" before "ok" (bench/vm_bench.py netio times a run with N against
+// one without, under each VMM). volatile: read from the image at run time.
 struct net_options {
     char tag[16];
     uint32_t wait_rx;
+    uint32_t repeat_tx;
 };
-volatile struct net_options net_options __attribute__((used)) = {"VMM-NET-RX-WAIT:", 0};
+volatile struct net_options net_options __attribute__((used)) = {"VMM-NET-RX-WAIT:", 0, 0};
 
 static const uint8_t kGuestIp[4] = {10, 0, 2, 15};
 static const uint8_t kPeerIp[4] = {10, 0, 2, 2};
@@ -158,6 +162,17 @@ void guest_main(uint32_t magic, const struct multiboot_info* mbi) {
     serial_puts("-byte broadcast ARP frame\n");
 
     if (net_options.wait_rx) receive_one();
+
+    const uint32_t frames = net_options.repeat_tx;
+    if (frames) {
+        for (uint32_t i = 0; i < frames; ++i) {
+            e = virtq_transfer(&txq, &b, 1, 0);
+            if (e != kVirtioOk) fail(e == kVirtioErrTimeout ? kExitTx : e, "repeated tx");
+        }
+        serial_puts("virtio-net: ");
+        serial_put_dec(frames);
+        serial_puts(" frames sent\n");
+    }
 
     virtio_pci_read_isr(&dev);
     serial_puts("virtio-net: ok\n");

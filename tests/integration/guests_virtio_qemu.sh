@@ -153,6 +153,16 @@ else
 fi
 check_disk virtio_blk-clearbar "$tmp/blk2.img" "$tmp/orig.img"
 
+# The repeated reads bench/vm_bench.py (blkio) times: blk_options.repeat_reads (the u32 after
+# hold_after_flush) = 3, three more 4 KiB reads before "ok"; the disk as after a plain run.
+cp "$guests/virtio_blk.bin" "$tmp/virtio_blk-reads.bin"
+off=$(grep -obUaF -- VMM-BLK-HOLD:xxx "$tmp/virtio_blk-reads.bin" | head -1 | cut -d: -f1)
+printf '\x03' | dd of="$tmp/virtio_blk-reads.bin" bs=1 seek=$((off + 20)) conv=notrunc status=none
+cp "$tmp/orig.img" "$tmp/blk3.img"
+run virtio_blk-reads "$tmp/virtio_blk-reads.bin" $(blk_dev "$tmp/blk3.img")
+expect virtio_blk-reads $(((0x42 << 1) | 1)) "$(blk_out | sed '$d')"$'\nvirtio-blk: 3 reads ok\nvirtio-blk: ok\n'
+check_disk virtio_blk-reads "$tmp/blk3.img" "$tmp/orig.img"
+
 # No device: the failing step is named, in the output and in the exit value (0x10).
 run virtio_blk-nodevice "$guests/virtio_blk.bin"
 expect virtio_blk-nodevice $(((0x10 << 1) | 1)) $'virtio-blk: FAIL probe \\(exit 10\\)\n'
@@ -194,6 +204,20 @@ if has_hex "$pcap" "3c0000003c000000${arp_request}${marker}00"; then
   pass "virtio_net: the broadcast ARP frame with the marker is in the pcap"
 else
   fail "virtio_net: frame not in the pcap (${#pcap} hex digits: ${pcap:0:200})"
+fi
+
+# repeat_tx (the u32 after wait_rx) = 3, what bench/vm_bench.py (netio) times: the frame 3 more
+# times, each waited for; the pcap holds all four.
+cp "$guests/virtio_net.bin" "$tmp/virtio_net-tx.bin"
+off=$(grep -obUaF -- VMM-NET-RX-WAIT: "$tmp/virtio_net-tx.bin" | head -1 | cut -d: -f1)
+printf '\x03' | dd of="$tmp/virtio_net-tx.bin" bs=1 seek=$((off + 20)) conv=notrunc status=none
+run virtio_net-tx "$tmp/virtio_net-tx.bin" $(net_dev "$tmp/net-tx.pcap")
+expect virtio_net-tx $(((0x4e << 1) | 1)) "$(net_out '' 'virtio-net: 3 frames sent')"$'\n'
+frames=$(hex "$tmp/net-tx.pcap" 2>/dev/null | grep -o "3c0000003c000000${arp_request}${marker}00" | wc -l)
+if [[ $frames == 4 ]]; then
+  pass "virtio_net-tx: the frame is in the pcap 4 times"
+else
+  fail "virtio_net-tx: $frames copies of the frame in the pcap, want 4"
 fi
 
 # wait_rx (and BARs cleared): the guest also waits for slirp's ARP reply.
