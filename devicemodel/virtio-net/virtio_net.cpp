@@ -331,31 +331,35 @@ void VirtioNet::drop_tx_state_locked() {
     tx_blocked_ = false;
 }
 
-void VirtioNet::top_up_rx_locked(bool& used) {
+std::size_t VirtioNet::held_bytes_locked() const {
     std::size_t have = 0;
-    for (const auto& c : held_) have += c.writable_bytes();
-    // Without MRG_RXBUF one chain takes a whole frame; with it, gather up to the largest frame
-    // the guest can be sent (a smaller frame leaves the rest held for the next one).
-    virtio::DescriptorChain& chain = rx_chain_;
-    while (mrg_ ? have < rx_target_ : held_.empty()) {
-        if (!rx_.pop(chain)) return;
-        if (!chain.ok() || chain.writable_bytes() < kVnetHeaderSize) {
-            // Not a receive buffer we can use: hand it back empty, the driver recycles it.
-            if (log_now(++stats_.rx_bad_chains))
-                log_->warn("rx chain at head {} unusable ({}, {} writable bytes)", chain.head(),
-                           virtio::to_string(chain.error()), chain.writable_bytes());
-            rx_.add_used(chain.head(), 0);
-            used = true;
-            continue;
-        }
-        have += chain.writable_bytes();
-        hold_rx_chain_locked(std::move(chain));
-    }
+    for (std::size_t i = 0; i < held_.size(); ++i) have += held_[i].writable_bytes();
+    return have;
 }
 
-void VirtioNet::hold_rx_chain_locked(virtio::DescriptorChain&& chain) {
-    if (held_.full()) held_.set_capacity(held_.capacity() * 2);  // never overwrite a held chain
-    held_.push_back(std::move(chain));
+bool VirtioNet::pop_rx_chain_locked(std::size_t min_bytes, std::size_t& have, bool& used) {
+    virtio::DescriptorChain& chain = held_.next_slot();  // popped in place: no chain built or moved
+    if (!rx_.pop(chain)) return false;
+    if (!chain.ok() || chain.writable_bytes() < min_bytes) {
+        // Not a receive buffer we can use: hand it back empty, the driver recycles it.
+        if (log_now(++stats_.rx_bad_chains))
+            log_->warn("rx chain at head {} unusable ({}, {} writable bytes)", chain.head(),
+                       virtio::to_string(chain.error()), chain.writable_bytes());
+        rx_.add_used(chain.head(), 0);
+        used = true;
+        return true;
+    }
+    have += chain.writable_bytes();
+    held_.commit_back();
+    return true;
+}
+
+void VirtioNet::top_up_rx_locked(bool& used) {
+    std::size_t have = held_bytes_locked();
+    // Without MRG_RXBUF one chain takes a whole frame; with it, gather up to the largest frame
+    // the guest can be sent (a smaller frame leaves the rest held for the next one).
+    while (mrg_ ? have < rx_target_ : held_.empty())
+        if (!pop_rx_chain_locked(kVnetHeaderSize, have, used)) return;
 }
 
 bool VirtioNet::process_rx_locked(bool& used) {
@@ -374,7 +378,8 @@ bool VirtioNet::process_rx_locked(bool& used) {
         iov.clear();
         std::size_t guest_bytes = 0;
         direct_chains_ = 0;
-        for (const auto& c : held_) {
+        for (std::size_t c_i = 0; c_i < held_.size(); ++c_i) {
+            const virtio::DescriptorChain& c = held_[c_i];
             if (!mrg_ && direct_chains_ == 1) break;
             if (mrg_ && direct_chains_ > 0 && guest_bytes >= rx_direct_) break;
             auto v = c.writable_iov(0, c.writable_bytes());
@@ -436,21 +441,9 @@ bool VirtioNet::process_rx_locked(bool& used) {
 }
 
 bool VirtioNet::deliver_pending_locked(bool& used) {
-    std::size_t have = 0;
-    for (const auto& c : held_) have += c.writable_bytes();
-    virtio::DescriptorChain& chain = rx_chain_;
-    while (have < *pending_len_) {
-        if (!rx_.pop(chain)) return false;
-        if (!chain.ok() || chain.writable_bytes() == 0) {
-            if (log_now(++stats_.rx_bad_chains))
-                log_->warn("rx chain at head {} unusable ({})", chain.head(), virtio::to_string(chain.error()));
-            rx_.add_used(chain.head(), 0);
-            used = true;
-            continue;
-        }
-        have += chain.writable_bytes();
-        hold_rx_chain_locked(std::move(chain));
-    }
+    std::size_t have = held_bytes_locked();
+    while (have < *pending_len_)
+        if (!pop_rx_chain_locked(1, have, used)) return false;
     finish_frame_locked(*pending_len_);
     pending_len_.reset();
     used = true;
@@ -476,7 +469,7 @@ void VirtioNet::finish_frame_locked(std::size_t len) {
     held_.front().write(offsetof(VirtioNetHdr, num_buffers),
                         {reinterpret_cast<const std::uint8_t*>(&num_buffers), sizeof num_buffers});
     for (auto [head, used_len] : done) rx_.add_used(head, used_len);
-    held_.erase_begin(done.size());
+    held_.drop_front(done.size());
     // The read's window into the held chains follows the frames: a frame longer than it opens
     // it to every chain held (the next big frame goes straight in, not through the bounce
     // area); a run of frames that fit a plain Ethernet frame narrows it again (one chain and

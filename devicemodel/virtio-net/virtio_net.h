@@ -43,10 +43,10 @@
 #include "devicemodel/virtio-net/mac_address.h"
 #include "devicemodel/virtio-net/net_backend.h"
 #include "devicemodel/virtio-net/virtio_net_abi.h"
+#include "devicemodel/virtio/chain_ring.h"
 #include "devicemodel/virtio/virtio_device.h"
 #include "devicemodel/virtio/virtqueue.h"
 
-#include <boost/circular_buffer.hpp>
 
 #include <atomic>
 #include <cstdint>
@@ -137,7 +137,11 @@ private:
     bool process_rx_locked(bool& used);
     // Pops RX chains into held_ (completing useless ones) until the next frame has room.
     void top_up_rx_locked(bool& used);
-    void hold_rx_chain_locked(virtio::DescriptorChain&& chain);
+    // Pops the next RX chain into held_ (its writable bytes added to `have`); one that is broken
+    // or has fewer than min_bytes writable bytes is handed back empty instead. False when the
+    // ring has none.
+    bool pop_rx_chain_locked(std::size_t min_bytes, std::size_t& have, bool& used);
+    std::size_t held_bytes_locked() const;  // writable bytes of the chains in held_
     // Completes the frame of `len` bytes spread over held_ (the first `direct_chains_` chains
     // hold what the read put there, the rest comes from bounce_). mu_ held.
     void finish_frame_locked(std::size_t len);
@@ -174,12 +178,11 @@ private:
     unsigned rx_small_run_ = 0;
     virtio::VirtQueue rx_, tx_;
     std::shared_ptr<virtio::VirtioInterrupt> interrupt_;
-    // Popped RX chains not used yet, in order. A ring: a std::deque of chains this size frees
-    // and allocates a node as each chain comes and goes (once per frame), and a vector would
-    // move every chain still held each time a frame completes (with MRG_RXBUF and guest GSO,
-    // some 40 chains of ~260 bytes). It grows (hold_rx_chain_locked) only when full.
-    boost::circular_buffer<virtio::DescriptorChain> held_{64};
-    virtio::DescriptorChain rx_chain_;  // the RX pops' own, reused (moved into held_ when usable)
+    // Popped RX chains not used yet, in order. A ring whose slots are popped into in place and
+    // reused (a std::deque of chains frees and allocates a node as each chain comes and goes, a
+    // vector would move every chain still held each time a frame completes: with MRG_RXBUF and
+    // guest GSO some 40 chains of ~260 bytes). It grows only when full.
+    virtio::ChainRing held_{64};
     std::size_t direct_chains_ = 0;             // held_ chains the last read wrote into
     std::optional<std::size_t> pending_len_;    // a frame waiting for more RX buffers
     std::vector<std::uint8_t> bounce_;

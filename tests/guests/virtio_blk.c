@@ -14,6 +14,7 @@
 //   virtio-blk: flush ok | virtio-blk: no flush feature
 //   virtio-blk: sector 1 read back ok
 //   virtio-blk: read past end: IOERR
+//   virtio-blk: <N> reads ok            (blk_options.repeat_reads = N > 0 only)
 //   virtio-blk: ok
 // Exit (debug-exit value): 0x42 success; 0x10..0x19 a driver step (lib/virtio_pci.h); or one of
 // kExit* below, after a "virtio-blk: FAIL <step>" line.
@@ -88,10 +89,11 @@ static void check(enum virtio_error e, const char* step) {
     if (e != kVirtioOk) fail(e, step);
 }
 
-// One request: header, optional data buffer, status. Returns the status byte the device wrote
-// (kNoStatus if it wrote none) or fails the guest with `code` when the chain never completes.
-static uint8_t request(uint32_t type, uint64_t sector, uint8_t* data, bool device_writes, uint32_t code,
-                       const char* step) {
+// One request: header, optional data buffer of `len` bytes, status. Returns the status byte the
+// device wrote (kNoStatus if it wrote none) or fails the guest with `code` when the chain never
+// completes.
+static uint8_t request_len(uint32_t type, uint64_t sector, uint8_t* data, uint32_t len, bool device_writes,
+                           uint32_t code, const char* step) {
     header.type = type;
     header.reserved = 0;
     header.sector = sector;
@@ -99,7 +101,7 @@ static uint8_t request(uint32_t type, uint64_t sector, uint8_t* data, bool devic
     struct virtq_buf bufs[3];
     uint32_t n = 0;
     bufs[n++] = (struct virtq_buf){&header, sizeof(header), false};
-    if (data) bufs[n++] = (struct virtq_buf){data, data == page_buf ? sizeof page_buf : kSectorSize, device_writes};
+    if (data) bufs[n++] = (struct virtq_buf){data, len, device_writes};
     bufs[n++] = (struct virtq_buf){&status, 1, true};
     uint32_t written = 0;
     enum virtio_error e = virtq_transfer(&queue, bufs, n, &written);
@@ -112,6 +114,12 @@ static uint8_t request(uint32_t type, uint64_t sector, uint8_t* data, bool devic
         fail(code, step);
     }
     return *(volatile uint8_t*)&status;
+}
+
+// A request with one sector of data (or none).
+static uint8_t request(uint32_t type, uint64_t sector, uint8_t* data, bool device_writes, uint32_t code,
+                       const char* step) {
+    return request_len(type, sector, data, kSectorSize, device_writes, code, step);
 }
 
 static void expect_ok(uint8_t s, uint32_t code, const char* step) {
@@ -211,8 +219,8 @@ void guest_main(uint32_t magic, const struct multiboot_info* mbi) {
     if (reads) {
         if (capacity < 64) fail(kExitCapacity, "capacity for repeated reads");
         for (uint32_t i = 0; i < reads; ++i)
-            expect_ok(request(kBlkTypeIn, 8 * (i % 8), page_buf, true, kExitReadSector0, "repeated read"), kExitReadSector0,
-                      "repeated read");
+            expect_ok(request_len(kBlkTypeIn, 8 * (i % 8), page_buf, sizeof page_buf, true, kExitReadSector0, "repeated read"),
+                      kExitReadSector0, "repeated read");
         serial_puts("virtio-blk: ");
         serial_put_dec(reads);
         serial_puts(" reads ok\n");

@@ -16,6 +16,7 @@
 //   virtio-net: posted 2 rx buffers
 //   virtio-net: sent 60-byte broadcast ARP frame
 //   virtio-net: rx 42+ bytes from 52:55:0a:00:02:02 type 0806 arp reply 10.0.2.2   (wait_rx only)
+//   virtio-net: <N> frames sent                                                      (repeat_tx = N > 0 only)
 //   virtio-net: ok
 // Exit (debug-exit value): 0x4e success; 0x10..0x19 a driver step (lib/virtio_pci.h); or one of
 // kExit* below, after a "virtio-net: FAIL <step>" line.

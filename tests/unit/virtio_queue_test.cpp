@@ -1,5 +1,7 @@
 // Split virtqueue (devicemodel/virtio/virtqueue.h) driven by tests/support/virtqueue_driver.h:
-// well-formed chains, indirect tables, notification suppression, and every hostile ring.
+// well-formed chains, indirect tables, notification suppression, and every hostile ring; and
+// the ChainRing (devicemodel/virtio/chain_ring.h) a device holds popped chains in.
+#include "devicemodel/virtio/chain_ring.h"
 #include "devicemodel/virtio/virtqueue.h"
 
 #include "tests/support/fakes.h"
@@ -633,6 +635,56 @@ TEST(VirtioQueueTest, ZeroLengthDescriptorsAreSkippedWherever) {
     ASSERT_TRUE(c && c->ok());
     EXPECT_TRUE(c->readable().empty());
     EXPECT_EQ(c->writable_bytes(), 4u);
+}
+
+// ChainRing (devicemodel/virtio/chain_ring.h): the held chains of a device, popped into in place.
+TEST(ChainRingTest, HoldsChainsInOrderAcrossWrapAndGrowth) {
+    Fixture f;
+    auto vq = f.q();
+    ChainRing ring(2);
+    EXPECT_EQ(ring.capacity(), 2u);
+    std::vector<std::uint16_t> heads;
+    auto pop_one = [&](std::uint32_t len) {
+        heads.push_back(f.drv.add_chain({Drv::wr(0x8000, len)}));
+        ASSERT_TRUE(vq.pop(ring.next_slot()));
+        ring.commit_back();
+    };
+    pop_one(10);
+    pop_one(20);
+    ring.drop_front(1);  // the first slot is free again: the next pop wraps into it
+    pop_one(30);
+    ASSERT_EQ(ring.size(), 2u);
+    EXPECT_EQ(ring.capacity(), 2u) << "no growth while a slot is free";
+    EXPECT_EQ(ring.front().writable_bytes(), 20u);
+    EXPECT_EQ(ring[1].writable_bytes(), 30u) << "popped into the reused slot, its old chain replaced";
+    EXPECT_EQ(ring[1].head(), heads[2]);
+    pop_one(40);  // full: grows, the held chains keep their order
+    EXPECT_EQ(ring.capacity(), 4u);
+    ASSERT_EQ(ring.size(), 3u);
+    for (std::size_t i = 0; i < 3; ++i) {
+        EXPECT_EQ(ring[i].writable_bytes(), 20u + 10 * i) << i;
+        EXPECT_EQ(ring[i].head(), heads[i + 1]) << i;
+    }
+    ring.drop_front(3);
+    EXPECT_TRUE(ring.empty());
+}
+
+TEST(ChainRingTest, AnUncommittedSlotIsNotHeld) {
+    Fixture f;
+    auto vq = f.q();
+    ChainRing ring(4);
+    f.drv.add_chain({Drv::wr(0x8000, 8)});
+    DescriptorChain& slot = ring.next_slot();
+    ASSERT_TRUE(vq.pop(slot));
+    EXPECT_TRUE(ring.empty()) << "popped, not committed (a chain the device handed back)";
+    EXPECT_EQ(&ring.next_slot(), &slot) << "the same slot again";
+    f.drv.add_chain({Drv::wr(0x8000, 16)});
+    ASSERT_TRUE(vq.pop(ring.next_slot()));
+    ring.commit_back();
+    ASSERT_EQ(ring.size(), 1u);
+    EXPECT_EQ(ring.front().writable_bytes(), 16u);
+    ring.clear();
+    EXPECT_TRUE(ring.empty());
 }
 
 }  // namespace
