@@ -15,6 +15,7 @@
 //   virtio-blk: sector 1 read back ok
 //   virtio-blk: read past end: IOERR
 //   virtio-blk: <N> reads ok            (blk_options.repeat_reads = N > 0 only)
+//   virtio-blk: <N> kicks               (blk_options.repeat_kicks = N > 0 only)
 //   virtio-blk: ok
 // Exit (debug-exit value): 0x42 success; 0x10..0x19 a driver step (lib/virtio_pci.h); or one of
 // kExit* below, after a "virtio-blk: FAIL <step>" line.
@@ -29,13 +30,15 @@
 // write completed and nothing after it. repeat_reads N > 0: after the checks, N more 4 KiB
 // reads one after another (sector 8 * (i % 8)), then "virtio-blk: N reads ok" before "ok": a
 // benchmark (bench/vm_bench.py blkio) times a run with N against one without, under each VMM.
-// volatile: read from the image at run time.
+// repeat_kicks N > 0: as many notifies of the queue with nothing new in it (the exit alone,
+// nothing to wait for), then "virtio-blk: N kicks". volatile: read from the image at run time.
 struct blk_options {
     char tag[16];
     uint32_t hold_after_flush;
     uint32_t repeat_reads;
+    uint32_t repeat_kicks;
 };
-volatile struct blk_options blk_options __attribute__((used)) = {"VMM-BLK-HOLD:xxx", 0, 0};
+volatile struct blk_options blk_options __attribute__((used)) = {"VMM-BLK-HOLD:xxx", 0, 0, 0};
 
 enum {
     kExitOk = 0x42,
@@ -224,6 +227,13 @@ void guest_main(uint32_t magic, const struct multiboot_info* mbi) {
         serial_puts("virtio-blk: ");
         serial_put_dec(reads);
         serial_puts(" reads ok\n");
+    }
+    const uint32_t kicks = blk_options.repeat_kicks;
+    if (kicks) {
+        for (uint32_t i = 0; i < kicks; ++i) virtq_kick(&queue);
+        serial_puts("virtio-blk: ");
+        serial_put_dec(kicks);
+        serial_puts(" kicks\n");
     }
 
     virtio_pci_read_isr(&dev);

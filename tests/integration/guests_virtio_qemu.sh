@@ -162,6 +162,12 @@ cp "$tmp/orig.img" "$tmp/blk3.img"
 run virtio_blk-reads "$tmp/virtio_blk-reads.bin" $(blk_dev "$tmp/blk3.img")
 expect virtio_blk-reads $(((0x42 << 1) | 1)) "$(blk_out | sed '$d')"$'\nvirtio-blk: 3 reads ok\nvirtio-blk: ok\n'
 check_disk virtio_blk-reads "$tmp/blk3.img" "$tmp/orig.img"
+# And repeat_kicks (the u32 after it) = 5: notifies with nothing in the queue change nothing.
+printf '\x00\x00\x00\x00\x05' | dd of="$tmp/virtio_blk-reads.bin" bs=1 seek=$((off + 20)) conv=notrunc status=none
+cp "$tmp/orig.img" "$tmp/blk4.img"
+run virtio_blk-kicks "$tmp/virtio_blk-reads.bin" $(blk_dev "$tmp/blk4.img")
+expect virtio_blk-kicks $(((0x42 << 1) | 1)) "$(blk_out | sed '$d')"$'\nvirtio-blk: 5 kicks\nvirtio-blk: ok\n'
+check_disk virtio_blk-kicks "$tmp/blk4.img" "$tmp/orig.img"
 
 # No device: the failing step is named, in the output and in the exit value (0x10).
 run virtio_blk-nodevice "$guests/virtio_blk.bin"
