@@ -155,17 +155,15 @@ check_disk virtio_blk-clearbar "$tmp/blk2.img" "$tmp/orig.img"
 
 # The repeated reads bench/vm_bench.py (blkio) times: blk_options.repeat_reads (the u32 after
 # hold_after_flush) = 3, three more 4 KiB reads before "ok"; the disk as after a plain run.
-cp "$guests/virtio_blk.bin" "$tmp/virtio_blk-reads.bin"
-off=$(grep -obUaF -- VMM-BLK-HOLD:xxx "$tmp/virtio_blk-reads.bin" | head -1 | cut -d: -f1)
-printf '\x03' | dd of="$tmp/virtio_blk-reads.bin" bs=1 seek=$((off + 20)) conv=notrunc status=none
+patch_u32 "$guests/virtio_blk.bin" VMM-BLK-HOLD:xxx 20 3 "$tmp/virtio_blk-reads.bin"
 cp "$tmp/orig.img" "$tmp/blk3.img"
 run virtio_blk-reads "$tmp/virtio_blk-reads.bin" $(blk_dev "$tmp/blk3.img")
 expect virtio_blk-reads $(((0x42 << 1) | 1)) "$(blk_out | sed '$d')"$'\nvirtio-blk: 3 reads ok\nvirtio-blk: ok\n'
 check_disk virtio_blk-reads "$tmp/blk3.img" "$tmp/orig.img"
 # And repeat_kicks (the u32 after it) = 5: notifies with nothing in the queue change nothing.
-printf '\x00\x00\x00\x00\x05' | dd of="$tmp/virtio_blk-reads.bin" bs=1 seek=$((off + 20)) conv=notrunc status=none
+patch_u32 "$guests/virtio_blk.bin" VMM-BLK-HOLD:xxx 24 5 "$tmp/virtio_blk-kicks.bin"
 cp "$tmp/orig.img" "$tmp/blk4.img"
-run virtio_blk-kicks "$tmp/virtio_blk-reads.bin" $(blk_dev "$tmp/blk4.img")
+run virtio_blk-kicks "$tmp/virtio_blk-kicks.bin" $(blk_dev "$tmp/blk4.img")
 expect virtio_blk-kicks $(((0x42 << 1) | 1)) "$(blk_out | sed '$d')"$'\nvirtio-blk: 5 kicks\nvirtio-blk: ok\n'
 check_disk virtio_blk-kicks "$tmp/blk4.img" "$tmp/orig.img"
 
@@ -214,9 +212,7 @@ fi
 
 # repeat_tx (the u32 after wait_rx) = 3, what bench/vm_bench.py (netio) times: the frame 3 more
 # times, each waited for; the pcap holds all four.
-cp "$guests/virtio_net.bin" "$tmp/virtio_net-tx.bin"
-off=$(grep -obUaF -- VMM-NET-RX-WAIT: "$tmp/virtio_net-tx.bin" | head -1 | cut -d: -f1)
-printf '\x03' | dd of="$tmp/virtio_net-tx.bin" bs=1 seek=$((off + 20)) conv=notrunc status=none
+patch_u32 "$guests/virtio_net.bin" VMM-NET-RX-WAIT: 20 3 "$tmp/virtio_net-tx.bin"
 run virtio_net-tx "$tmp/virtio_net-tx.bin" $(net_dev "$tmp/net-tx.pcap")
 expect virtio_net-tx $(((0x4e << 1) | 1)) "$(net_out '' 'virtio-net: 3 frames sent')"$'\n'
 frames=$(hex "$tmp/net-tx.pcap" 2>/dev/null | grep -o "3c0000003c000000${arp_request}${marker}00" | wc -l)

@@ -8,6 +8,7 @@
 #   expect LABEL STATUS RE the run's status and its whole output (ERE, anchored; the final
 #                          newline is part of it)
 #   patch_flag IMAGE TAG OUT  a copy of IMAGE with the u32 after the 16-byte TAG set to 1
+#   patch_u32 IMAGE TAG AT VALUE OUT   the same for the u32 AT bytes from TAG's start, set to VALUE
 #   qg_finish              prints the summary; exits 0 or 1
 PROG=${0##*/}
 QEMU=${QEMU:-qemu-system-x86_64}
@@ -67,7 +68,11 @@ expect() {
 }
 
 patch_flag() {
-  local image=$1 tag=$2 copy=$3
+  patch_u32 "$1" "$2" 16 1 "$3"
+}
+
+patch_u32() {
+  local image=$1 tag=$2 at=$3 value=$4 copy=$5
   [[ $image == "$copy" ]] || cp "$image" "$copy"
   local off
   off=$(grep -obUaF -- "$tag" "$copy" | head -1 | cut -d: -f1)
@@ -75,7 +80,8 @@ patch_flag() {
     fail "$(basename "$image"): tag $tag not found in the image"
     return 1
   fi
-  printf '\x01' | dd of="$copy" bs=1 seek=$((off + 16)) conv=notrunc status=none
+  printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $((value & 255)) $((value >> 8 & 255)) $((value >> 16 & 255)) $((value >> 24 & 255)))" |
+    dd of="$copy" bs=1 seek=$((off + at)) conv=notrunc status=none
 }
 
 qg_finish() {
