@@ -930,6 +930,17 @@ protected:
         if (resident[1800 * 512 / 4096] & 1) GTEST_SKIP() << "this file system kept the page cached: no read here waits for a disk";
         ASSERT_TRUE(resident[5 * 512 / 4096] & 1);
     }
+    // A read refused without waiting (RWF_NOWAIT) has started the kernel's read of its pages
+    // first; when that completes before the read looks again (the serving thread preempted in
+    // between: seen about once in 80 runs with two at once under ASan), the read succeeds on the
+    // serving thread, correctly, and nothing here waited for the disk: this run cannot tell the
+    // pool path apart. Sector 1800's read (into buffer `buffer`) completed, with the right data,
+    // while the pool's threads are held: skip, saying so.
+    void skip_if_the_kernel_read_sector_1800(unsigned buffer) {
+        if (drv.used_idx() >= 2 && read_back(buffer, 1800))
+            GTEST_SKIP() << "sector 1800 came into the page cache during the read refused without waiting: it completed on "
+                            "the serving thread, nothing waited for the disk in this run";
+    }
     bool read_back(unsigned i, std::uint64_t sector) const {
         std::vector<std::uint8_t> got(512);
         fake.memory().read(kData + 512 * i, got.data(), got.size());
@@ -960,6 +971,8 @@ TEST_F(VirtioBlkCachedReadsTest, AReadThatWouldWaitForTheDiskGoesToThePool) {
     open(true, std::chrono::seconds(10), true);
     queue_reads_and_flush();
     blk->serve_queue();
+    skip_if_the_kernel_read_sector_1800(1);
+    if (IsSkipped()) return;
     EXPECT_EQ(drv.used_idx(), 1) << "only the cached read completed before serve_queue() returned";
     EXPECT_TRUE(read_back(0, 5));
     EXPECT_EQ(blk->in_flight(), 2u) << "the uncached read and the flush wait on the engine's held threads";
@@ -969,6 +982,8 @@ TEST_F(VirtioBlkCachedReadsTest, AReadThatWouldWaitForTheDiskGoesToThePool) {
     if (IsSkipped() || HasFatalFailure()) return;
     queue_reads_and_flush({1800});
     blk->serve_queue();
+    skip_if_the_kernel_read_sector_1800(0);
+    if (IsSkipped()) return;
     EXPECT_EQ(drv.used_idx(), 1);
     EXPECT_EQ(blk->in_flight(), 4u);
     release();
