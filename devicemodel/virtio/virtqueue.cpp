@@ -177,23 +177,19 @@ std::optional<DescriptorChain> VirtQueue::pop() {
 }
 
 bool VirtQueue::refresh_avail() {
-    std::uint16_t idx = load_avail(2);
-    if (idx == next_avail_ && event_idx_ && notify_enabled_) {
+    auto idx = avail_idx();
+    if (idx && *idx == next_avail_ && event_idx_ && notify_enabled_) {
         // §2.7.10: ask for a kick when the driver makes entry next_avail_ available, then look
         // once more (full fence between): a buffer added before the store is seen here, one
         // added after it brings a kick. Only a ring found empty needs it: while entries are
         // left the device comes back for them without a kick.
         store_used(4 + 8 * std::uint64_t{size_}, next_avail_);
         std::atomic_thread_fence(std::memory_order_seq_cst);
-        idx = load_avail(2);
+        idx = avail_idx();
     }
-    // The driver may have at most `size` entries outstanding (§2.7.6); more is a broken ring.
-    if (static_cast<std::uint16_t>(idx - next_avail_) > size_) {
-        avail_idx_too_far(idx);
-        return false;
-    }
-    avail_shadow_ = idx;
-    if (idx == next_avail_) return false;
+    if (!idx) return false;  // more than the queue size ahead: broken
+    avail_shadow_ = *idx;
+    if (*idx == next_avail_) return false;
     // Ring entries and descriptors are read after idx (§2.7.13.3: the driver wrote them first).
     std::atomic_thread_fence(std::memory_order_acquire);
     return true;
