@@ -400,20 +400,24 @@ def blk_disk(path):
     return path
 
 
+def qemu_q35_guest(img):
+    """QEMU running a tests/guests image with -kernel on q35, its console discarded."""
+    return [QEMU, "-M", "q35", "-m", "64", *QEMU_COMMON, "-serial", "null", "-kernel", img]
+
+
 def bench_blkio(tmp, rounds, reads, kicks=False):
     """kicks: the guest notifies the queue with nothing in it instead of reading (the exit alone)."""
     disk = blk_disk(os.path.join(tmp, "blkio.img"))
-    q = [QEMU, "-M", "q35", "-m", "64", *QEMU_COMMON, "-serial", "null"]
     dev = "virtio-blk-pci,drive=d0,disable-legacy=on,addr=0x5"
     offset = 24 if kicks else 20  # blk_options.repeat_kicks, .repeat_reads
     return time_per_op(rounds, reads, lambda n: patched_guest(tmp, "virtio_blk", b"VMM-BLK-HOLD:xxx", offset, n), {
         "anchor": lambda img, n: anchor_cmd(write_manifest(tmp, f"blkio-{n}", kernel=img, memory_mb=64, flat=FLAT_32,
                                                           disks=[{"path": disk}]), tmp),
-        "qemu": lambda img, n: q + ["-kernel", img, "-drive", f"file={disk},if=none,id=d0,format=raw", "-device", dev],
+        "qemu": lambda img, n: qemu_q35_guest(img) + ["-drive", f"file={disk},if=none,id=d0,format=raw", "-device", dev],
         # QEMU as tuned for I/O: the device in an iothread of its own, reads through io_uring
-        "qemu_iothread": lambda img, n: q + ["-kernel", img, "-object", "iothread,id=io0",
-                                             "-drive", f"file={disk},if=none,id=d0,format=raw,aio=io_uring",
-                                             "-device", dev + ",iothread=io0"],
+        "qemu_iothread": lambda img, n: qemu_q35_guest(img) + [
+            "-object", "iothread,id=io0", "-drive", f"file={disk},if=none,id=d0,format=raw,aio=io_uring",
+            "-device", dev + ",iothread=io0"],
     }, (0x42 << 1) | 1)
 
 
@@ -421,17 +425,15 @@ def bench_netio(tmp, rounds, frames):
     tap = "vmmbench2"
     make_tap(tap)
     try:
-        q = [QEMU, "-M", "q35", "-m", "64", *QEMU_COMMON, "-serial", "null"]
         dev = "virtio-net-pci,netdev=n0,disable-legacy=on,mac=52:54:00:12:34:56,romfile=,addr=0x6"
+        netdev = f"tap,id=n0,ifname={tap},script=no,downscript=no"
         cmds = {
             "anchor": lambda img, n: anchor_cmd(write_manifest(tmp, f"netio-{n}", kernel=img, memory_mb=64, flat=FLAT_32,
                                                               nics=[{"tap": tap, "mac": "52:54:00:12:34:56"}]), tmp),
-            "qemu": lambda img, n: q + ["-kernel", img, "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-                                        "-device", dev],
+            "qemu": lambda img, n: qemu_q35_guest(img) + ["-netdev", netdev, "-device", dev],
         }
         if os.path.exists("/dev/vhost-net"):  # the kernel's vhost-net: QEMU's fastest tap path
-            cmds["qemu_vhost"] = lambda img, n: q + [
-                "-kernel", img, "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no,vhost=on", "-device", dev]
+            cmds["qemu_vhost"] = lambda img, n: qemu_q35_guest(img) + ["-netdev", netdev + ",vhost=on", "-device", dev]
         return time_per_op(rounds, frames, lambda n: patched_guest(tmp, "virtio_net", b"VMM-NET-RX-WAIT:", 20, n),
                            cmds, (0x4e << 1) | 1)
     finally:
