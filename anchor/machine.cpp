@@ -24,6 +24,7 @@
 #include "x86/mptable.h"
 
 #include <signal.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -92,16 +93,25 @@ const std::string& Machine::state_dir() const { return state_dir_->path(); }
 
 void Machine::build_memory() {
     const auto layout = x86::ram_layout(manifest_.memory_mb * 1024 * 1024);
-    // One anonymous shared mapping per slot; KVM maps guest pages from these host pages.
+    // One anonymous private mapping per slot; KVM maps guest pages from these host pages, in
+    // 2 MiB pages where the host's are (transparent huge pages unless the manifest says "thp":
+    // false; hugetlbfs pages with "hugepages": true).
+    const auto pages = manifest_.hugepages ? Mapping::RamPages::HugeTlb
+                       : manifest_.thp     ? Mapping::RamPages::Transparent
+                                           : Mapping::RamPages::Small;
     std::vector<GuestRegion> regions;
-    ram_.push_back(Mapping::anonymous_shared(layout.low_size, manifest_.hugepages));
+    int thp_refused = 0;
+    ram_.push_back(Mapping::guest_ram(layout.low_size, pages, &thp_refused));
     vm_->set_memory_region(0, 0, layout.low_size, ram_.back().data());
     regions.push_back({0, layout.low_size, ram_.back().data()});
     if (layout.high_size > 0) {
-        ram_.push_back(Mapping::anonymous_shared(layout.high_size, manifest_.hugepages));
+        ram_.push_back(Mapping::guest_ram(layout.high_size, pages, &thp_refused));
         vm_->set_memory_region(1, x86::k4GiB, layout.high_size, ram_.back().data());
         regions.push_back({x86::k4GiB, layout.high_size, ram_.back().data()});
     }
+    if (thp_refused != 0)
+        logger("anchor")->warn("guest RAM: this kernel refuses transparent huge pages (madvise MADV_HUGEPAGE: {}); "
+                               "the guest's memory has 4 KiB pages", std::strerror(thp_refused));
     memory_ = GuestMemory(std::move(regions));
 }
 

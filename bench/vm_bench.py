@@ -28,6 +28,13 @@
              frame N more times, each waited for (one notify, spin on the used ring), on a tap
              nobody reads; QEMU with -netdev tap (and with vhost=on where /dev/vhost-net exists).
              Not in the default set.
+  memtouch   guest RAM's first touch: tests/guests/memtouch.bin stores to (then reads back) every
+             4 KiB page of N MiB of a 256 MiB guest (--mib, default 192), timed exec -> exit against the same image
+             with N = 0; the difference / N is what a MiB's first use costs the guest (faults into
+             the host and their page zeroing; 4 KiB pages fault 256 times a MiB, 2 MiB pages once
+             per 2 MiB). Ours with guest RAM in transparent huge pages (the default) and with
+             "thp": false, against QEMU -M q35 -kernel (anonymous RAM, which QEMU advises
+             MADV_HUGEPAGE). Not in the default set.
   control    vmctl start -> running (vmmd, the anchor, prelaunch -> cont) against QEMU's exec ->
              QMP answering query-status "running"; the QMP query-status round trip on a fresh
              connection (pillar's way) is tests/qmp-go (bench/run-vm-bench reports it).
@@ -284,13 +291,15 @@ def bench_density(tmp, count, jail=False, parallel=1):
         domains = info["domains"] if isinstance(info, dict) else info
         running = [x for x in domains if x.get("state") == "running"]
         out["running"] = len(running)
-        rss = pss = anon = 0
+        rss = pss = anon = guest = 0
         for x in running:
-            r, p_, _, a = smaps_overhead(x["pid"], 8 << 20)
+            r, p_, g, a = smaps_overhead(x["pid"], 8 << 20)
             rss += r
             pss += p_
             anon += a
+            guest += g
         out["overhead_rss_mib_total"] = rss / 1024
+        out["guest_rss_mib_total"] = guest / 1024  # the guest RAM the idle guests touched (2 MiB pages with THP)
         out["overhead_pss_mib_total"] = pss / 1024
         out["overhead_anon_mib_total"] = anon / 1024
         t0 = time.perf_counter()
@@ -379,11 +388,16 @@ def time_per_op(rounds, ops, make_image, cmds, ok):
     """Per VMM in cmds ({name: (image, n) -> command}): the median exec -> exit of the guest image
     with no operations and with `ops`, and the difference / ops in µs. Interleaved rounds."""
     times = {(vmm, n): [] for vmm in cmds for n in (0, ops)}
-    for _ in range(rounds):  # interleaved, so all see the same machine load
+    names = list(cmds)
+    for r in range(rounds):  # interleaved, so all see the same machine load
+        # and each round in another order: a run's cost depends on the one before it (in L1 a
+        # VMM that runs right after one that freed much memory touches memory faster: 1.7x for
+        # memtouch), so every VMM takes every place equally often (rounds a multiple of them)
+        order = names[r % len(names):] + names[:r % len(names)]
         for n in (0, ops):
             img = make_image(n)
-            for vmm, cmd in cmds.items():
-                times[(vmm, n)].append(time_exit(cmd(img, n), ok))
+            for vmm in order:
+                times[(vmm, n)].append(time_exit(cmds[vmm](img, n), ok))
     res = {"ops": ops}
     for vmm in cmds:
         base, loaded = median_ms(times[(vmm, 0)]), median_ms(times[(vmm, ops)])
@@ -400,9 +414,9 @@ def blk_disk(path):
     return path
 
 
-def qemu_q35_guest(img):
+def qemu_q35_guest(img, memory_mb=64):
     """QEMU running a tests/guests image with -kernel on q35, its console discarded."""
-    return [QEMU, "-M", "q35", "-m", "64", *QEMU_COMMON, "-serial", "null", "-kernel", img]
+    return [QEMU, "-M", "q35", "-m", str(memory_mb), *QEMU_COMMON, "-serial", "null", "-kernel", img]
 
 
 def bench_blkio(tmp, rounds, reads, kicks=False):
@@ -419,6 +433,19 @@ def bench_blkio(tmp, rounds, reads, kicks=False):
             "-object", "iothread,id=io0", "-drive", f"file={disk},if=none,id=d0,format=raw,aio=io_uring",
             "-device", dev + ",iothread=io0"],
     }, (0x42 << 1) | 1)
+
+
+MEMTOUCH_RAM_MB = 256
+
+
+def bench_memtouch(tmp, rounds, mib):
+    ram = MEMTOUCH_RAM_MB
+    return time_per_op(rounds, mib, lambda n: patched_guest(tmp, "memtouch", b"VMM-MEMTOUCH:xxx", 16, n), {
+        "anchor": lambda img, n: anchor_cmd(write_manifest(tmp, f"memtouch-{n}", kernel=img, memory_mb=ram, flat=FLAT_32), tmp),
+        "anchor_4k": lambda img, n: anchor_cmd(write_manifest(tmp, f"memtouch-4k-{n}", kernel=img, memory_mb=ram,
+                                                              flat=FLAT_32, thp=False), tmp),
+        "qemu": lambda img, n: qemu_q35_guest(img, ram),
+    }, (0x4d << 1) | 1)
 
 
 def bench_netio(tmp, rounds, frames):
@@ -447,6 +474,7 @@ def main():
     ap.add_argument("--parallel", type=int, default=4, help="vmctl clients at once for density_parallel")
     ap.add_argument("--only", default="startup,memory,density,control")
     ap.add_argument("--ops", type=int, default=1000, help="blkio, netio: the guest's reads or frames per run")
+    ap.add_argument("--mib", type=int, default=192, help="memtouch: the MiB the guest touches per run (at most 248)")
     ap.add_argument("--json")
     ap.add_argument("--local", action="store_true",
                     help="run the anchor and QEMU (with its libraries) from copies in a tmpfs, not the build/system folders")
@@ -475,6 +503,8 @@ def main():
                 results[part] = bench_blkio(tmp, a.rounds, max(1, a.ops))
             elif part == "blkkick":  # the notify's exit alone, for scale
                 results[part] = bench_blkio(tmp, a.rounds, max(1, a.ops), kicks=True)
+            elif part == "memtouch":
+                results[part] = bench_memtouch(tmp, a.rounds, min(MEMTOUCH_RAM_MB - 8, max(1, a.mib)))
             elif part == "netio":
                 results[part] = bench_netio(tmp, a.rounds, max(1, a.ops))
             print(f"# {part}: {json.dumps(results[part])} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)

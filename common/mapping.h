@@ -29,9 +29,16 @@ public:
     bool valid() const noexcept { return addr_ != nullptr; }
     void reset() noexcept;
 
-    // Anonymous shared memory (guest RAM). hugepages asks for MAP_HUGETLB and throws if the
-    // host has none reserved. Throws std::system_error on failure.
-    static Mapping anonymous_shared(std::size_t size, bool hugepages = false);
+    // How guest RAM is backed: 4 KiB pages (advised MADV_NOHUGEPAGE, whatever the host's THP
+    // default); transparent huge pages (the mapping 2 MiB-aligned and advised MADV_HUGEPAGE:
+    // 2 MiB pages where the host's THP setting allows, 4 KiB where not); or hugetlbfs pages
+    // (MAP_HUGETLB: throws if the host has none reserved).
+    enum class RamPages { Small, Transparent, HugeTlb };
+    // Anonymous private memory for guest RAM, left out of any child a fork makes (MADV_DONTFORK:
+    // else every guest write after a fork would copy its page). Throws std::system_error on
+    // failure. With RamPages::Transparent, *thp_refused (if given) is 0 where the kernel took the
+    // advice, else its errno (THP compiled out, or refused): the RAM then has small pages.
+    static Mapping guest_ram(std::size_t size, RamPages pages, int* thp_refused = nullptr);
     // A shared mapping of an fd (kvm_run, VFIO BARs).
     static Mapping of_fd(int fd, std::size_t size, int prot, long offset = 0);
 

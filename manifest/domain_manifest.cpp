@@ -169,6 +169,11 @@ const std::vector<FieldHandler>& fields() {
              m.hugepages = expect_bool(f, v);
          },
          [](const DomainManifest& m, json& d) { d["hugepages"] = m.hugepages; }},
+        {"thp", false, "true or false",
+         [](const std::string& f, const json& v, const ParseContext&, DomainManifest& m) {
+             m.thp = expect_bool(f, v);
+         },
+         [](const DomainManifest& m, json& d) { d["thp"] = m.thp; }},
         {"start_paused", false, "true or false",
          [](const std::string& f, const json& v, const ParseContext&, DomainManifest& m) {
              m.start_paused = expect_bool(f, v);

@@ -83,6 +83,7 @@ struct DomainManifest {
     std::string kernel, initrd, cmdline;  // kernel/initrd: absolute (resolved) paths
     std::optional<FlatBootSpec> flat;
     bool hide_hypervisor = false, hugepages = false, start_paused = false;
+    bool thp = true;  // guest RAM in transparent huge pages where the host has them
     std::string on_poweroff = "exit";  // "exit" | "pause"
     std::string on_reboot = "exit";    // "exit" | "restart"
     std::string on_crash = "exit";     // "exit" | "pause" (run-state internal-error / guest-panicked until quit)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # guests_acpi_qemu.sh — runs the platform test guests of tests/guests/ (acpi.bin, powerdown.bin,
-# cpuid.bin, echo.bin, panic.bin, idle.bin) under QEMU TCG, where SeaBIOS builds real ACPI
+# cpuid.bin, echo.bin, panic.bin, idle.bin, memtouch.bin) under QEMU TCG, where SeaBIOS builds real ACPI
 # tables and QEMU's PIIX4 / ICH9 power management, pvpanic and QMP are the reference the
 # vmm-anchor must match. QEMU boots the very .bin files vmm-anchor loads flat (multiboot
 # a.out-kludge header). Checks each guest's COM1 output, its exit status and, for the guests a
@@ -24,7 +24,7 @@ PYTHON=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}
 build=${VMM_BUILD_DIR:-}
 [[ -n $build ]] || { echo "$PROG: VMM_BUILD_DIR is not set (run through ctest)"; exit 1; }
 guests=$build/tests/guests
-for g in acpi powerdown cpuid echo panic idle; do
+for g in acpi powerdown cpuid echo panic idle memtouch; do
   [[ -f $guests/$g.bin ]] || skip "$guests/$g.bin missing: build the test_guests target (needs nasm, gcc -m32)"
 done
 
@@ -251,18 +251,6 @@ expect_qmp() {
   fi
 }
 
-# patch_u32 <image> <16-byte tag> <value> <out>: a copy of image with the u32 after the tag set.
-patch_u32() {
-  local image=$1 tag=$2 value=$3 copy=$4
-  cp "$image" "$copy"
-  local off
-  off=$(grep -obUaF -- "$tag" "$copy" | head -1 | cut -d: -f1)
-  [[ -n $off ]] || { fail "$(basename "$image"): tag $tag not found in the image"; return 1; }
-  printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $((value & 255)) $(((value >> 8) & 255)) \
-    $(((value >> 16) & 255)) $(((value >> 24) & 255)))" |
-    dd of="$copy" bs=1 seek=$((off + 16)) conv=notrunc status=none
-}
-
 # ---------------------------------------------------------------------------------------------
 # acpi.bin: SeaBIOS's tables. The exit value is 0x60 + the enabled LAPICs of the MADT, so it
 # must follow -smp. pc has no MCFG (no ECAM): the guest must name that step.
@@ -337,7 +325,7 @@ finish $label
 expect_qmp $label 0 "$(powerdown_out)"$'\n' "$powerdown_qmp"$'\nstatus shutdown\nreturn quit \\{\\}\nclosed'
 
 # Nobody presses the button: with the wait patched down to 1 s, the guest names the step.
-patch_u32 "$guests/powerdown.bin" VMM-PWR-WAIT-SEC 1 "$tmp/powerdown-1s.bin" && {
+patch_u32 "$guests/powerdown.bin" VMM-PWR-WAIT-SEC 16 1 "$tmp/powerdown-1s.bin" && {
   run powerdown-no-press pc "$tmp/powerdown-1s.bin"
   expect powerdown-no-press "$(vexit 0x23)" \
     "$(powerdown_out 'powerdown: FAIL no power button press \(exit 23\)')"$'\n'
@@ -384,6 +372,17 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+# memtouch.bin: every 4 KiB page of N MiB from 4 MiB stored to and read back (the first-touch
+# benchmark's guest, bench/vm_bench.py memtouch); N = 0 is the image as built; a size past the
+# RAM multiboot reports is refused.
+run memtouch-0 q35 "$guests/memtouch.bin"
+expect memtouch-0 "$(vexit 0x4d)" $'memtouch: 0 MiB ok\n'
+patch_u32 "$guests/memtouch.bin" VMM-MEMTOUCH:xxx 16 56 "$tmp/memtouch-56.bin" &&
+  { run memtouch-56 q35 "$tmp/memtouch-56.bin"; expect memtouch-56 "$(vexit 0x4d)" $'memtouch: 56 MiB ok\n'; }
+patch_u32 "$guests/memtouch.bin" VMM-MEMTOUCH:xxx 16 61 "$tmp/memtouch-61.bin" &&
+  { run memtouch-61 q35 "$tmp/memtouch-61.bin"
+    expect memtouch-61 "$(vexit 0x4b)" $'memtouch: FAIL 61 MiB is past the RAM the multiboot info reports\n'; }
+
 # panic.bin: pvpanic. With -action panic=pause the VM stops in "guest-panicked" and its memory
 # holds the guest's pattern; with panic=none it runs on and the guest says so; without the
 # device the guest names the missing port.

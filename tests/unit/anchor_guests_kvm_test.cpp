@@ -6,8 +6,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <string>
 
 namespace vmm::test {
 namespace {
@@ -112,6 +115,53 @@ TEST_F(AnchorGuestTest, MemoryAbove4GiBIsMapped) {
     // 3.5 GiB: 3 GiB below the PCI hole, 512 MiB above 4 GiB (anonymous memory, untouched).
     auto r = run_guest("big", "hello.bin", std::string("\"memory_mb\": 3584, ") + kFlat32);
     EXPECT_EQ(r.exit_status, 1) << r.err;
+}
+
+// Guest RAM in transparent huge pages (the default; "thp": false for 4 KiB pages): the guest
+// touches 24 MiB a page at a time (memtouch.bin) and stays; the anchor's own account of its
+// 32 MiB RAM mapping (/proc/<pid>/smaps, AnonHugePages) then shows 2 MiB pages behind what the
+// guest touched, and none with "thp": false. Both read back every page they stored.
+TEST_F(AnchorGuestTest, GuestRamIsBackedByTransparentHugePagesUnlessTheManifestSaysNot) {
+    std::ifstream knob("/sys/kernel/mm/transparent_hugepage/enabled");
+    std::string mode;
+    std::getline(knob, mode);
+    if (mode.empty() || mode.find("[never]") != std::string::npos)
+        GTEST_SKIP() << "transparent huge pages are off on this host (" << (mode.empty() ? "no sysfs knob" : mode) << ")";
+    std::ifstream image(guest_path("memtouch.bin"), std::ios::binary);
+    std::string img((std::istreambuf_iterator<char>(image)), std::istreambuf_iterator<char>());
+    const auto tag = img.find("VMM-MEMTOUCH:xxx");
+    ASSERT_NE(tag, std::string::npos) << "memtouch.bin has no options tag";
+    img[tag + 16] = 24;  // memtouch_options.mib
+    img[tag + 20] = 1;   // .hold
+    const std::string held = dir_ + "/memtouch-24-hold.bin";
+    std::ofstream(held, std::ios::binary) << img;
+    for (const bool thp : {true, false}) {
+        const std::string name = thp ? "memtouch-thp" : "memtouch-4k";
+        long huge_kib = -1;
+        auto seen = [&](const std::string& out) {
+            if (out.find("memtouch: 24 MiB ok") == std::string::npos) return false;
+            std::ifstream pid_file(dir_ + "/run/kvm/" + name + "/pid");
+            long pid = 0;
+            pid_file >> pid;
+            std::ifstream smaps("/proc/" + std::to_string(pid) + "/smaps");
+            std::string line;
+            bool ram = false;
+            while (std::getline(smaps, line)) {
+                unsigned long lo = 0, hi = 0;
+                if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2) ram = hi - lo == 32ul << 20;
+                else if (ram && line.rfind("AnonHugePages:", 0) == 0) huge_kib = std::stol(line.substr(14));
+            }
+            return true;
+        };
+        const std::string manifest = dir_ + "/" + name + ".json";
+        std::ofstream(manifest) << "{\"name\": \"" << name << "\", \"kernel\": \"" << held << "\", \"memory_mb\": 32, "
+                                << "\"thp\": " << (thp ? "true" : "false") << ", " << kFlat32 << "}";
+        auto r = run_process({anchor_path(), "--manifest", manifest, "--run-dir", dir_ + "/run"}, 60s, seen);
+        ASSERT_THAT(r.out, HasSubstr("memtouch: 24 MiB ok")) << r.err;
+        ASSERT_GE(huge_kib, 0) << "no 32 MiB RAM mapping in the anchor's smaps";
+        if (thp) EXPECT_GE(huge_kib, 20 * 1024) << "the guest touched 24 MiB; 2 MiB pages back only " << huge_kib << " KiB";
+        else EXPECT_EQ(huge_kib, 0) << "\"thp\": false, yet 2 MiB pages back guest RAM";
+    }
 }
 
 TEST_F(AnchorGuestTest, SecondAnchorForTheSameNameIsRefused) {

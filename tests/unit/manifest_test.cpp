@@ -71,6 +71,7 @@ TEST_F(ManifestTest, MinimalGetsDefaults) {
     EXPECT_EQ(m.cmdline, "");
     EXPECT_FALSE(m.flat.has_value());
     EXPECT_FALSE(m.hide_hypervisor || m.hugepages || m.start_paused);
+    EXPECT_TRUE(m.thp);
     EXPECT_EQ(m.on_poweroff, "exit");
     EXPECT_EQ(m.on_reboot, "exit");
     EXPECT_EQ(m.raw, minimal());
@@ -87,6 +88,7 @@ json full_doc() {
             {"flat", {{"load_address", "0x100000"}, {"entry", "1048592"}, {"mode", "long64"}}},
             {"hide_hypervisor", true},
             {"hugepages", true},
+            {"thp", false},
             {"start_paused", true},
             {"on_poweroff", "pause"},
             {"on_reboot", "restart"},
@@ -111,6 +113,7 @@ TEST_F(ManifestTest, FullManifest) {
     ASSERT_TRUE(m.flat.has_value());
     EXPECT_EQ(*m.flat, (FlatBootSpec{0x100000, 0x100010, "long64"}));
     EXPECT_TRUE(m.hide_hypervisor && m.hugepages && m.start_paused);
+    EXPECT_FALSE(m.thp);
     EXPECT_EQ(m.on_poweroff, "pause");
     EXPECT_EQ(m.on_reboot, "restart");
     EXPECT_EQ(m.on_crash, "pause");
@@ -355,7 +358,7 @@ TEST_F(ManifestTest, EnumsAndBooleans) {
     EXPECT_THAT(error_of(with("on_reboot", "pause"), "on_reboot"),
                 HasSubstr("must be one of \"exit\", \"restart\""));
     EXPECT_THAT(error_of(with("on_reboot", 1), "on_reboot"), HasSubstr("got 1"));
-    for (const char* field : {"hide_hypervisor", "hugepages", "start_paused"}) {
+    for (const char* field : {"hide_hypervisor", "hugepages", "thp", "start_paused"}) {
         EXPECT_THAT(error_of(with(field, "yes"), field),
                     HasSubstr("must be true or false, got \"yes\""));
         EXPECT_THAT(error_of(with(field, 1), field), HasSubstr("must be true or false, got 1"));
@@ -465,9 +468,9 @@ TEST_F(ManifestTest, ToJsonRoundTrips) {
         EXPECT_EQ(again.vcpus, m.vcpus);
         EXPECT_EQ(again.memory_mb, m.memory_mb);
         EXPECT_EQ(again.hypervisor, m.hypervisor);
-        EXPECT_EQ(std::tie(again.hide_hypervisor, again.hugepages, again.start_paused,
+        EXPECT_EQ(std::tie(again.hide_hypervisor, again.hugepages, again.thp, again.start_paused,
                            again.on_poweroff, again.on_reboot, again.on_crash),
-                  std::tie(m.hide_hypervisor, m.hugepages, m.start_paused, m.on_poweroff,
+                  std::tie(m.hide_hypervisor, m.hugepages, m.thp, m.start_paused, m.on_poweroff,
                            m.on_reboot, m.on_crash));
         EXPECT_EQ(again.raw, out);
         EXPECT_EQ(again.disks, m.disks);
