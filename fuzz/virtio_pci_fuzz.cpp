@@ -128,7 +128,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // The anchor re-registers ioeventfds from this list: each must be a queue's notify register.
     transport->set_notify_listener([&](const std::vector<NotifyAddress>& now) {
         for (const auto& a : now) {
-            if (a.queue >= device->num_queues() || a.len != VirtioPciTransport::kNotifyWidth) std::abort();
+            if (a.queue >= device->num_queues() || a.len != VirtioPciTransport::kNotifyEventfdLength) std::abort();
         }
     });
     std::uint8_t buf[8];

@@ -227,7 +227,7 @@ std::vector<NotifyAddress> VirtioPciTransport::notify_addresses() const {
     std::vector<NotifyAddress> out;
     if (!bar_base_) return out;
     for (std::uint16_t q = 0; q < num_queues_; ++q)
-        out.push_back({*bar_base_ + kNotifyOffset + q * kNotifyMultiplier, kNotifyWidth, q});
+        out.push_back({*bar_base_ + kNotifyOffset + q * kNotifyMultiplier, kNotifyEventfdLength, q});
     return out;
 }
 

@@ -619,8 +619,8 @@ TEST_F(VirtioPciTest, NotifyAddressesFollowTheBar) {
     enable_decoding();
     const std::uint64_t base = bar0();
     const std::vector<NotifyAddress> expected = {
-        {base + notify_offset(0), 2, 0},
-        {base + notify_offset(1), 2, 1},
+        {base + notify_offset(0), 0, 0},  // length 0: KVM's fast MMIO bus (any width)
+        {base + notify_offset(1), 0, 1},
     };
     EXPECT_EQ(transport->notify_addresses(), expected);
     ASSERT_EQ(notify_updates.size(), 1u);
