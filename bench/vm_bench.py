@@ -29,10 +29,10 @@
              nobody reads; QEMU with -netdev tap (and with vhost=on where /dev/vhost-net exists).
              Not in the default set.
   memtouch   guest RAM's first touch: tests/guests/memtouch.bin stores to (then reads back) every
-             4 KiB page of N MiB of a 256 MiB guest (--mib, default 192), timed exec -> exit against the same image
-             with N = 0; the difference / N is what a MiB's first use costs the guest (faults into
-             the host and their page zeroing; 4 KiB pages fault 256 times a MiB, 2 MiB pages once
-             per 2 MiB). Ours with guest RAM in transparent huge pages (the default) and with
+             4 KiB page of N MiB of a 256 MiB guest (--mib, default 192), timed exec -> exit
+             against the same image with N = 0; the difference / N is what a MiB's first use
+             costs the guest (faults into the host and their page zeroing; 4 KiB pages fault 256
+             times a MiB, 2 MiB pages once per 2 MiB). Ours with guest RAM in transparent huge pages (the default) and with
              "thp": false, against QEMU -M q35 -kernel (anonymous RAM, which QEMU advises
              MADV_HUGEPAGE). Not in the default set.
   control    vmctl start -> running (vmmd, the anchor, prelaunch -> cont) against QEMU's exec ->

@@ -6,9 +6,10 @@
 // page read back. The stores are the only work, a few instructions a page.
 // Output on COM1:
 //   memtouch: <N> MiB ok                  (N = 0: nothing touched, the same exit path)
-// Exit (debug-exit value): kExitOk (0x4d), or none with memtouch_options.hold set; kExitMismatch (0x4c) after
-// "memtouch: FAIL page <addr>" when a page does not read back what was stored; kExitTooBig
-// (0x4b) after "memtouch: FAIL <N> MiB is past the RAM the multiboot info reports".
+// Exit (debug-exit value): kExitOk (0x4d), or none with memtouch_options.hold set;
+// kExitMismatch (0x4c) after "memtouch: FAIL page <addr>" when a page does not read back what
+// was stored; kExitTooBig (0x4b) after "memtouch: FAIL <N> MiB is past the RAM the multiboot
+// info reports" (or past 3 GiB, where a flat boot gives no RAM size).
 #include "lib/debug_exit.h"
 #include "lib/guest.h"
 #include "lib/serial.h"
@@ -26,15 +27,16 @@ enum {
     kExitTooBig = 0x4b,
     kBase = 0x400000,  // above the image, its stack and the low firmware areas
     kPage = 4096,
+    kMaxMib = 3068,  // up to 3 GiB: below the PCI hole, no overflow of the 32-bit addresses
 };
 
 void guest_main(uint32_t magic, const struct multiboot_info* mbi) {
     const uint32_t mib = memtouch_options.mib;
-    const uint32_t end = kBase + mib * (1u << 20);
+    const uint32_t end = kBase + (mib < kMaxMib ? mib : kMaxMib) * (1u << 20);
     // Booted as a multiboot kernel (QEMU -kernel), the RAM size is known: mem_upper is the KiB
     // above 1 MiB (multiboot 0.6.96 §3.3). A flat boot passes no such information.
-    if (magic == MULTIBOOT_BOOTLOADER_MAGIC && (mbi->flags & kMultibootInfoMem) && mib > 0 &&
-        end > 0x100000u + mbi->mem_upper * 1024u) {
+    if (mib > kMaxMib || (magic == MULTIBOOT_BOOTLOADER_MAGIC && (mbi->flags & kMultibootInfoMem) && mib > 0 &&
+                          end > 0x100000u + mbi->mem_upper * 1024u)) {
         serial_puts("memtouch: FAIL ");
         serial_put_dec(mib);
         serial_puts(" MiB is past the RAM the multiboot info reports\n");
