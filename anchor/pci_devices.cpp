@@ -13,6 +13,8 @@
 #include "devicemodel/virtio-net/virtio_net.h"
 #include "kvm/kvm_vm.h"
 
+#include <algorithm>
+
 namespace vmm::anchor {
 
 // One virtio-pci transport and the KVM plumbing of its notify registers.
@@ -189,24 +191,36 @@ std::vector<std::string> PciDevices::add_consoles(const std::vector<ConsoleSpec>
     auto keep_pty = [&](Backend& b, const std::shared_ptr<VirtioConsole>& device, std::size_t port) {
         if (b.pty) pty_ports_.push_back({std::move(b.pty), device, port});
     };
-    std::vector<std::size_t> named;
+    // Every named console is a port of one device (QEMU's virtserialports on one virtio-serial),
+    // and the first unnamed console, if any, is that device's port 0, its console port (QEMU's
+    // virtconsole beside them: the guest's hvc). The device sits at the first of them's place
+    // on the bus; every other unnamed console is a device of its own.
+    std::vector<std::size_t> shared;  // the consoles on the shared device, in port order
+    auto named = [&](std::size_t i) { return !specs[i].name.empty(); };
     for (std::size_t i = 0; i < specs.size(); ++i)
-        if (!specs[i].name.empty()) named.push_back(i);
+        if (named(i)) shared.push_back(i);
+    if (!shared.empty())
+        for (std::size_t u = 0; u < specs.size(); ++u)
+            if (!named(u)) {
+                shared.insert(shared.begin(), u);
+                break;
+            }
+    const std::size_t shared_at = shared.empty() ? specs.size() : *std::min_element(shared.begin(), shared.end());
     for (std::size_t i = 0; i < specs.size(); ++i) {
         virtio_console::VirtioConsoleOptions options;
         options.name = "console" + std::to_string(i);
         auto slot = std::make_shared<std::weak_ptr<VirtioConsole>>();
         std::vector<Backend> backends;  // the device's ports', in port order
-        if (specs[i].name.empty()) {
+        const bool on_shared = std::find(shared.begin(), shared.end(), i) != shared.end();
+        if (!on_shared) {
             backends.push_back(backend(i, slot, 0));
             options.host_connected = backends[0].host_connected;
-        } else if (i == named.front()) {
-            // Every named console is a port of this device, at the first one's place on the bus.
-            for (std::size_t port = 0; port < named.size(); ++port) {
-                const std::size_t c = named[port];
+        } else if (i == shared_at) {
+            for (std::size_t port = 0; port < shared.size(); ++port) {
+                const std::size_t c = shared[port];
                 Backend& b = backends.emplace_back(backend(c, slot, port));
                 if (port == 0) {
-                    options.port_name = specs[c].name;
+                    options.port_name = specs[c].name;  // empty: the console port
                     options.on_guest_open = port_event_for(c);
                     options.host_connected = b.host_connected;
                 } else {
@@ -214,7 +228,7 @@ std::vector<std::string> PciDevices::add_consoles(const std::vector<ConsoleSpec>
                 }
             }
         } else {
-            continue;  // a port of the device above
+            continue;  // a port of the shared device
         }
         auto device = std::make_shared<VirtioConsole>(std::move(backends[0].output), std::move(options), executor);
         *slot = device;

@@ -240,6 +240,11 @@ def virtio_console():
     two = (control_rx(200) * 8 + control(0, 1, 1) + control(3, 2, 1) + control(3, 0, 1) + control(6, 2, 1) + rx(64) +
            typed(3) + KICK_RX + bytes([11, 2]) + bytes([11, 3]) + control(6, 0, 1) + KICK_RX + control(6, 2, 0))
     put("virtio_console", "two-ports", bytes([0x04, 4]) + two)
+    # The console port (unnamed port 0) beside named port 1: CONSOLE_PORT, then resizes as RESIZE
+    # control messages, and port 0 opened by the driver as Linux opens a console port.
+    con = (control_rx(200) * 8 + control(0, 1, 1) + control(3, 0, 1) + control(3, 2, 1) + bytes([6, 132, 43]) +
+           control(6, 0, 1) + rx(64) + typed(3) + KICK_RX + bytes([6, 80, 25]))
+    put("virtio_console", "console-port", bytes([0x0C, 4]) + con)
 
 
 def bzimage():

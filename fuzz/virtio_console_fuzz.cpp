@@ -19,7 +19,8 @@
 // named port is there too, reached through the control queue and its host side.
 //
 // Input: byte 0 features: bit 0 EVENT_IDX, bit 1 INDIRECT_DESC (chains then sometimes posted
-// through an indirect table), bit 2 a named port with MULTIPORT; byte 1: queue size
+// through an indirect table), bit 2 a named port with MULTIPORT (bit 3 with it: port 0 is the
+// console port, unnamed, beside the named port 1); byte 1: queue size
 // 1 << (b % 9). Then operations, a kind byte and its arguments (little-endian):
 //   0 post rx chain  u8 n (n % 3 + 1 buffers), n × u8 length
 //   1 post tx chain  u8 n (n % 3 + 1 buffers), n × u8 length, u8 fill
@@ -72,7 +73,7 @@ public:
         : queue_size_(queue_size),
           multiport_(flags & 4),
           console_([this](std::span<const std::uint8_t> bytes) { output_.insert(output_.end(), bytes.begin(), bytes.end()); },
-                   options(multiport_)) {
+                   options(multiport_, flags & 8)) {
         ram_.clear();
         memory_ = GuestMemory({{0, ram_.size(), ram_.data()}});
         features_ = std::uint64_t{1} << virtio::kFeatureVersion1;
@@ -189,12 +190,12 @@ public:
 private:
     // A named port has a second port beside it (its queues stay disabled: the control path
     // addresses it, the data path is port 0's).
-    static VirtioConsoleOptions options(bool multiport) {
+    static VirtioConsoleOptions options(bool multiport, bool console_port) {
         VirtioConsoleOptions o;
         o.name = "confuzz";
         o.max_pending_input = 4096;
         if (multiport) {
-            o.port_name = "org.qemu.guest_agent.0";
+            if (!console_port) o.port_name = "org.qemu.guest_agent.0";
             o.more_ports.push_back({"vmm.second", {}, {}, true});
         }
         return o;

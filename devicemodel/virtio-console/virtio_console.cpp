@@ -17,8 +17,6 @@ VirtioConsole::VirtioConsole(Output output, VirtioConsoleOptions options, Execut
     config_.rows = options_.rows;
     if (options_.port_name.size() > kMaxPortName)
         throw std::invalid_argument("virtio-console port name longer than " + std::to_string(kMaxPortName) + " bytes");
-    if (!options_.more_ports.empty() && options_.port_name.empty())
-        throw std::invalid_argument("virtio-console: more ports need port 0 named too (MULTIPORT)");
     if (options_.more_ports.size() + 1 > kMaxPorts)
         throw std::invalid_argument("virtio-console: more than " + std::to_string(kMaxPorts) + " ports");
     auto add = [&](VirtioConsolePortOptions o) {
@@ -37,6 +35,7 @@ VirtioConsole::VirtioConsole(Output output, VirtioConsoleOptions options, Execut
         add(std::move(more));
     }
     options_.more_ports.clear();  // moved into ports_
+    offers_multiport_ = !ports_[0].name.empty() || ports_.size() > 1;
     config_.max_nr_ports = static_cast<std::uint32_t>(ports_.size());
 }
 
@@ -45,7 +44,7 @@ std::uint64_t VirtioConsole::device_features() const {
     return feature_bit(virtio::kFeatureVersion1) | feature_bit(virtio::kFeatureIndirectDesc) |
            feature_bit(virtio::kFeatureEventIdx) | feature_bit(VIRTIO_CONSOLE_F_SIZE) |
            feature_bit(VIRTIO_CONSOLE_F_EMERG_WRITE) |
-           (options_.port_name.empty() ? 0 : feature_bit(VIRTIO_CONSOLE_F_MULTIPORT));
+           (offers_multiport_ ? feature_bit(VIRTIO_CONSOLE_F_MULTIPORT) : 0);
 }
 
 void VirtioConsole::read_config(std::uint64_t offset, std::span<std::uint8_t> data) {
@@ -68,7 +67,7 @@ void VirtioConsole::write_config(std::uint64_t offset, std::span<const std::uint
 void VirtioConsole::activate(const GuestMemory& memory, std::uint64_t features, std::vector<virtio::QueueConfig> queues,
                              std::shared_ptr<virtio::VirtioInterrupt> interrupt) {
     Signal s;
-    const bool multiport = !options_.port_name.empty() && (features & virtio::feature_bit(VIRTIO_CONSOLE_F_MULTIPORT));
+    const bool multiport = offers_multiport_ && (features & virtio::feature_bit(VIRTIO_CONSOLE_F_MULTIPORT));
     // Without MULTIPORT the driver has port 0 only (ports 1.. keep their input for a later driver).
     const std::size_t live_ports = multiport ? ports_.size() : 1;
     {
@@ -175,13 +174,23 @@ void VirtioConsole::set_host_connected(std::size_t port, bool connected) {
 
 void VirtioConsole::resize(std::uint16_t cols, std::uint16_t rows) {
     std::shared_ptr<virtio::VirtioInterrupt> irq;
+    bool by_control = false;
     {
         std::lock_guard lock(mu_);
         if (config_.cols == cols && config_.rows == rows) return;
         config_.cols = cols;
         config_.rows = rows;
-        if (active_) irq = interrupt_;
+        // A MULTIPORT driver reads no size from the config space: a console port's size comes as
+        // a RESIZE control message (rows, then cols), as Linux's virtio_console takes it.
+        by_control = active_ && multiport_ && ports_[0].name.empty() && ports_[0].ready;
+        if (by_control) {
+            const std::uint16_t size[2] = {rows, cols};
+            queue_control_locked(0, VIRTIO_CONSOLE_RESIZE, 0, {reinterpret_cast<const char*>(size), sizeof size});
+        } else if (active_) {
+            irq = interrupt_;
+        }
     }
+    if (by_control) run([this] { process_control(); });
     if (irq) irq->notify_config();
 }
 
@@ -304,8 +313,10 @@ void VirtioConsole::control_message_locked(const virtio_console_control& msg, Si
                 log_->warn("the driver could not add port {} (PORT_READY 0)", msg.id);
                 return;
             }
-            // With its NUL, as QEMU sends it (Linux copies what fits and terminates it itself).
-            queue_control_locked(msg.id, VIRTIO_CONSOLE_PORT_NAME, 1, {port.name.c_str(), port.name.size() + 1});
+            if (port.name.empty())  // the console port (port 0 only): the driver makes it a console (hvc)
+                queue_control_locked(msg.id, VIRTIO_CONSOLE_CONSOLE_PORT, 1);
+            else  // with its NUL, as QEMU sends it (Linux copies what fits and terminates it itself)
+                queue_control_locked(msg.id, VIRTIO_CONSOLE_PORT_NAME, 1, {port.name.c_str(), port.name.size() + 1});
             if (port.host_connected) queue_control_locked(msg.id, VIRTIO_CONSOLE_PORT_OPEN, 1);  // closed: the port's default
             port.ready = true;
             return;

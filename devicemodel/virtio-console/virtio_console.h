@@ -6,7 +6,10 @@
 // VIRTIO_CONSOLE_F_MULTIPORT, and port 0 becomes a named port, as QEMU's virtserialport: queues
 // 2 and 3 are the control receiveq and transmitq. More named ports (more_ports) make it QEMU's
 // virtio-serial with several virtserialports: port n >= 1 has queues 2n+2 (receive) and 2n+3
-// (transmit), and max_nr_ports says how many there are. The driver says DEVICE_READY, the
+// (transmit), and max_nr_ports says how many there are. Named ports after an unnamed port 0 make
+// port 0 the console port among them (QEMU's virtconsole beside virtserialports): a MULTIPORT
+// driver is told so (CONSOLE_PORT instead of PORT_NAME) and makes it its console (hvc), and
+// resize() reaches it as a RESIZE control message. The driver says DEVICE_READY, the
 // device announces each port (PORT_ADD), and once the driver's PORT_READY for a port comes, its
 // name (PORT_NAME) and whether its host side is open (PORT_OPEN: set_host_connected(), as QEMU
 // follows its chardev's connection; Linux then blocks the guest's writes and reads EOF while it
@@ -78,7 +81,8 @@ struct VirtioConsoleOptions {
     // A named port's host side at the start (set_host_connected() changes it): a pty is always
     // there; a unix socket only while a client is connected.
     bool host_connected = true;
-    // Ports 1, 2, ... (needs a port_name: then every port is named), at most kMaxPorts in all.
+    // Ports 1, 2, ... (each named), at most kMaxPorts in all. With port_name empty, port 0 is then
+    // the console port beside them (QEMU's virtconsole with virtserialports on one virtio-serial).
     std::vector<VirtioConsolePortOptions> more_ports;
 };
 
@@ -100,7 +104,7 @@ public:
     virtio::DeviceType device_type() const override { return virtio::DeviceType::Console; }
     std::uint64_t device_features() const override;
     std::uint16_t num_queues() const override {
-        return static_cast<std::uint16_t>(options_.port_name.empty() ? 2 : 2 * ports_.size() + 2);
+        return static_cast<std::uint16_t>(offers_multiport_ ? 2 * ports_.size() + 2 : 2);
     }
     std::uint16_t max_queue_size() const override { return options_.queue_size; }
     void read_config(std::uint64_t offset, std::span<std::uint8_t> data) override;
@@ -176,6 +180,7 @@ private:
     // MULTIPORT (negotiated): control queues, messages waiting for control RX buffers, and a
     // device-level fault (a control buffer too small).
     bool multiport_ = false, warned_control_ = false;
+    bool offers_multiport_ = false;  // a named port, or more than one port
     virtio::VirtQueue control_rx_, control_tx_;
     std::deque<std::vector<std::uint8_t>> control_out_;
     std::string control_broken_;

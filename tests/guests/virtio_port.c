@@ -11,6 +11,8 @@
 //   virtio-port: max_nr_ports N
 //   virtio-port: port P added
 //   virtio-port: port P is "vmm.test.port"
+//   virtio-port: port P is a console     (a console port: QEMU's virtconsole, the anchor's first
+//                                         unnamed console beside named ones)
 //   virtio-port: port P opened by the host
 //   virtio-port: port P: sent 19 bytes
 //   virtio-port: received N bytes: <bytes>       (or: virtio-port: no input)
@@ -45,7 +47,9 @@ enum {
     kPortOpen = 6,
     kPortName = 7,
 
-    kControlBufs = 4,
+    // QEMU drops a control message it has no buffer for: enough for every message of two ports
+    // (PORT_ADD, CONSOLE_PORT or PORT_NAME, PORT_OPEN) while the guest answers the first.
+    kControlBufs = 8,
     kControlBufLen = 160,  // header + a name of up to 152 bytes
 };
 
@@ -131,8 +135,8 @@ void guest_main(uint32_t magic, const struct multiboot_info* mbi) {
 
     send_control(0xffffffffu, kDeviceReady, 1);  // id: VIRTIO_CONSOLE_BAD_ID, as Linux sends
     int32_t named = -1;
-    bool host_open = false;
-    while (named < 0 || !host_open) {
+    bool host_open[kMaxPorts] = {false, false};  // each port's PORT_OPEN 1 from the device
+    while (named < 0 || !host_open[named]) {
         uint32_t len = 0;
         const int head = virtq_wait_used(&ctrl_rx, kWaitNs, &len);
         if (head < 0) fail(kExitControl, named < 0 ? "no port named vmm.test.port" : "host side never opened");
@@ -154,7 +158,7 @@ void guest_main(uint32_t magic, const struct multiboot_info* mbi) {
                 named = (int32_t)m.id;
         } else if (m.event == kPortOpen && ours && m.value == 1) {
             put_port(" opened by the host\n", m.id);
-            if ((int32_t)m.id == named || named < 0) host_open = true;
+            host_open[m.id] = true;  // a console port's comes too: only the named port's ends the wait
         } else if (m.event == kConsolePort) {
             put_port(" is a console\n", m.id);
         }

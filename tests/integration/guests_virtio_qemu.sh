@@ -325,4 +325,18 @@ else
   fail "virtio_port-socket: the socket's client got $(printf '%q' "$(cat "$tmp/port-sock.out" 2>/dev/null)")"
 fi
 
+# A virtconsole (port 0) beside the virtserialport (port 1) on one virtio-serial: the device tells
+# the driver port 0 is a console (CONSOLE_PORT, no name) and opens its host side; vmm-anchor puts
+# a domain's first unnamed console beside its named ones the same way
+# (AnchorVirtioTest.AnUnnamedConsoleIsTheConsolePortBesideTheNamedOnes checks the same lines).
+run virtio_port-console "$guests/virtio_port.bin" \
+  -device virtio-serial-pci,disable-legacy=on,addr=0x7,max_ports=2 \
+  -chardev "file,id=c1,path=$tmp/port-con.out" -device virtconsole,chardev=c1 \
+  -chardev "file,id=c0,path=$tmp/port2.out" -device virtserialport,chardev=c0,name=vmm.test.port
+expect virtio_port-console $(((0x44 << 1) | 1)) "$(virtio_line virtio-port 07 1043
+  printf '%s\n' 'virtio-port: max_nr_ports 2' 'virtio-port: port 0 added' 'virtio-port: port 1 added' \
+    'virtio-port: port 0 is a console' 'virtio-port: port 0 opened by the host' \
+    'virtio-port: port 1 is "vmm\.test\.port"' 'virtio-port: port 1 opened by the host' \
+    'virtio-port: port 1: sent 19 bytes' 'virtio-port: no input' 'virtio-port: ok')"$'\n'
+
 qg_finish

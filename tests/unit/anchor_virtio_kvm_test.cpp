@@ -350,6 +350,26 @@ TEST_F(AnchorVirtioTest, TwoNamedPortsShareOneDevice) {
     EXPECT_EQ(r.exit_status, (0x44 << 1) | 1) << r.out << r.err;
 }
 
+// An unnamed console beside a named one: one device, the unnamed console its port 0, the console
+// port (CONSOLE_PORT, its pty's host side open), the named one port 1, as QEMU's virtconsole and
+// virtserialport on one virtio-serial (guests_virtio_qemu.sh, virtio_port-console: the same lines).
+TEST_F(AnchorVirtioTest, AnUnnamedConsoleIsTheConsolePortBesideTheNamedOnes) {
+    const std::string sock_path = dir_ + "/port.sock";
+    const PortRun p = run_port_guest("vportcon",
+                                     R"([{"kind": "pty"}, {"kind": "socket", "path": ")" + sock_path + R"(", "name": "vmm.test.port"}])",
+                                     sock_path);
+    const ProcessResult& r = p.r;
+    EXPECT_EQ(p.line, "virtio-port: hello\n") << r.out << r.err;
+    ASSERT_TRUE(p.port_event.has_value()) << "no VSERPORT_CHANGE event";
+    EXPECT_EQ(*p.port_event, (qmp::Json{{"id", "virtcon1"}, {"open", true}})) << "the named console's label";
+    EXPECT_THAT(r.out, HasSubstr("virtio-port: max_nr_ports 2\nvirtio-port: port 0 added\nvirtio-port: port 1 added\n"
+                                 "virtio-port: port 0 is a console\nvirtio-port: port 0 opened by the host\n"
+                                 "virtio-port: port 1 is \"vmm.test.port\"\nvirtio-port: port 1 opened by the host\n"))
+        << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("virtio-port: received 4 bytes: ping\nvirtio-port: ok\n")) << r.out << r.err;
+    EXPECT_EQ(r.exit_status, (0x44 << 1) | 1) << r.out << r.err;
+}
+
 // A persistent host tap for the anchor to attach to, with 10.0.2.2/24 on it so the host
 // kernel answers the guest's ARP request, and a packet socket that sees what the guest sends.
 class HostTap {

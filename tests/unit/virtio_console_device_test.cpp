@@ -533,6 +533,67 @@ TEST_F(VirtioConsoleTwoPortTest, MessagesForAPortBeyondTheLastAreIgnored) {
     EXPECT_EQ(irq->resets_needed, 0);
 }
 
+// An unnamed port 0 beside named ports: the console port, as QEMU's virtconsole next to a
+// virtserialport on one virtio-serial. A MULTIPORT driver is told CONSOLE_PORT for it (no name),
+// and learns of a new terminal size by a RESIZE control message, not the config space.
+struct VirtioConsoleConsolePortTest : VirtioConsoleTwoPortTest {
+    void SetUp() override {
+        VirtioConsoleTwoPortTest::SetUp();
+        opts.port_name.clear();
+        opts.on_guest_open = [this](bool open) { opens.push_back(open); };
+        VirtioConsoleTest::SetUp();  // again, port 0 unnamed
+    }
+};
+
+TEST_F(VirtioConsoleConsolePortTest, PortZeroIsAnnouncedAsTheConsoleAndTheOtherByName) {
+    EXPECT_TRUE(con->device_features() & feature_bit(VIRTIO_CONSOLE_F_MULTIPORT));
+    EXPECT_EQ(con->num_queues(), 6);
+    activate_two();
+    handshake();
+    ASSERT_EQ(crxq.used_idx(), 6) << "2 PORT_ADDs, then per port CONSOLE_PORT or PORT_NAME, and PORT_OPEN";
+    EXPECT_EQ(received(2).first.id, 0u);
+    EXPECT_EQ(received(2).first.event, VIRTIO_CONSOLE_CONSOLE_PORT);
+    EXPECT_EQ(received(2).first.value, 1);
+    EXPECT_EQ(received(2).second, "") << "no name for the console port";
+    EXPECT_EQ(received(3).first.id, 0u);
+    EXPECT_EQ(received(3).first.event, VIRTIO_CONSOLE_PORT_OPEN);
+    EXPECT_EQ(received(4).first.id, 1u);
+    EXPECT_EQ(received(4).first.event, VIRTIO_CONSOLE_PORT_NAME);
+    EXPECT_EQ(received(4).second, std::string("vmm.second") + '\0');
+    // Linux opens a console port itself (PORT_OPEN 1): its input flows from then on.
+    rxq.add_chain({Drv::wr(0x9000, 16)});
+    con->queue_notify(VirtioConsole::kReceiveQueue);
+    con->feed_input(0, bytes("ls\n"));
+    EXPECT_EQ(rxq.used_idx(), 0);
+    send_control(0, VIRTIO_CONSOLE_PORT_OPEN, 1);
+    ASSERT_EQ(rxq.used_idx(), 1);
+    EXPECT_EQ(read_guest(0x9000, 3), "ls\n");
+    EXPECT_EQ(opens, std::vector<bool>({true}));
+    EXPECT_EQ(irq->resets_needed, 0);
+}
+
+TEST_F(VirtioConsoleConsolePortTest, AResizeReachesTheConsolePortAsAControlMessage) {
+    activate_two();
+    handshake();
+    const std::uint16_t sent = crxq.used_idx();
+    con->resize(132, 43);
+    ASSERT_EQ(crxq.used_idx(), sent + 1);
+    const auto [msg, payload] = received(sent);
+    EXPECT_EQ(msg.id, 0u);
+    EXPECT_EQ(msg.event, VIRTIO_CONSOLE_RESIZE);
+    ASSERT_EQ(payload.size(), 4u);
+    std::uint16_t size[2];
+    std::memcpy(size, payload.data(), 4);
+    EXPECT_EQ(size[0], 43) << "rows first";
+    EXPECT_EQ(size[1], 132);
+    EXPECT_EQ(irq->config_notifies, 0) << "a MULTIPORT driver reads no size from the config space";
+    // Without MULTIPORT the same device is a plain console: the config space tells the size.
+    con->reset();
+    activate();
+    con->resize(100, 30);
+    EXPECT_EQ(irq->config_notifies, 1);
+}
+
 TEST(VirtioConsolePortOptionsTest, MorePortsAreNamedAndFewEnough) {
     auto with = [](std::string first, std::vector<std::string> names) {
         VirtioConsoleOptions o;
@@ -541,7 +602,7 @@ TEST(VirtioConsolePortOptionsTest, MorePortsAreNamedAndFewEnough) {
         return o;
     };
     EXPECT_NO_THROW(VirtioConsole({}, with("a", {"b", "c"})));
-    EXPECT_THROW(VirtioConsole({}, with("", {"b"})), std::invalid_argument) << "port 0 must be named too";
+    EXPECT_NO_THROW(VirtioConsole({}, with("", {"b"}))) << "an unnamed port 0 is the console port beside them";
     EXPECT_THROW(VirtioConsole({}, with("a", {""})), std::invalid_argument);
     EXPECT_THROW(VirtioConsole({}, with("a", {std::string(kMaxPortName + 1, 'x')})), std::invalid_argument);
     EXPECT_THROW(VirtioConsole({}, with("a", {"b", "a"})), std::invalid_argument) << "two ports with one name";
