@@ -39,23 +39,25 @@ Mapping Mapping::guest_ram(std::size_t size, RamPages pages, int* thp_refused) {
         throw_errno("mmap guest RAM of " + std::to_string(size) + " bytes" +
                     (pages == RamPages::HugeTlb ? " with hugepages (are hugepages reserved in /proc/sys/vm/nr_hugepages?)" : ""));
     }
-    if (!thp) {
-        Mapping ram(p, size);
-        dont_fork(ram);
+    void* base = p;
+    if (thp) {
+        const auto start = reinterpret_cast<std::uintptr_t>(p);
+        const auto aligned = (start + kHuge - 1) & ~(kHuge - 1);
+        if (aligned > start) ::munmap(p, aligned - start);
+        if (const std::size_t tail = start + len - (aligned + size); tail > 0) ::munmap(reinterpret_cast<void*>(aligned + size), tail);
+        base = reinterpret_cast<void*>(aligned);
+    }
+    Mapping ram(base, size);
+    dont_fork(ram);
+    if (pages == RamPages::Small) {
         // Small pages even where the host's THP setting is "always" (which would otherwise give
         // this mapping huge pages wherever an aligned 2 MiB fits): an idle guest costs the pages
         // it touched. Best effort: a kernel without THP has small pages anyway.
-        if (pages == RamPages::Small) ::madvise(ram.data(), size, MADV_NOHUGEPAGE);
-        return ram;
+        ::madvise(ram.data(), size, MADV_NOHUGEPAGE);
+    } else if (thp) {
+        const int refused = ::madvise(ram.data(), size, MADV_HUGEPAGE) == 0 ? 0 : errno;
+        if (thp_refused != nullptr) *thp_refused = refused;
     }
-    const auto start = reinterpret_cast<std::uintptr_t>(p);
-    const auto aligned = (start + kHuge - 1) & ~(kHuge - 1);
-    if (aligned > start) ::munmap(p, aligned - start);
-    if (const std::size_t tail = start + len - (aligned + size); tail > 0) ::munmap(reinterpret_cast<void*>(aligned + size), tail);
-    Mapping ram(reinterpret_cast<void*>(aligned), size);
-    dont_fork(ram);
-    const int refused = ::madvise(ram.data(), size, MADV_HUGEPAGE) == 0 ? 0 : errno;
-    if (thp_refused != nullptr) *thp_refused = refused;
     return ram;
 }
 
