@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 namespace vmm::test {
@@ -34,6 +35,35 @@ std::string wait_proc_status(int pid, const std::string& key, const std::string&
         std::this_thread::sleep_for(50ms);
     }
     return line;
+}
+
+std::vector<SmapsMapping> proc_smaps(const std::string& pid) {
+    std::ifstream f("/proc/" + pid + "/smaps");
+    std::vector<SmapsMapping> maps;
+    std::string line;
+    while (std::getline(f, line)) {
+        std::istringstream ls(line);
+        std::string first;
+        ls >> first;
+        if (const auto dash = first.find('-'); dash != std::string::npos && first.back() != ':') {
+            SmapsMapping& m = maps.emplace_back();
+            m.start = std::stoull(first.substr(0, dash), nullptr, 16);
+            m.end = std::stoull(first.substr(dash + 1), nullptr, 16);
+            ls >> m.perms;
+        } else if (!maps.empty() && first == "AnonHugePages:") {
+            ls >> maps.back().anon_huge_kib;
+        } else if (!maps.empty() && first == "VmFlags:") {
+            maps.back().vm_flags = line.substr(line.find(':') + 1) + " ";
+        }
+    }
+    return maps;
+}
+
+std::string thp_setting() {
+    std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
+    std::string s;
+    std::getline(f, s);
+    return s;
 }
 
 }  // namespace vmm::test

@@ -1,12 +1,12 @@
 // The project's test guests under real KVM, driven through the vmm-anchor binary as a user
 // runs it. Needs /dev/kvm: skips with the reason where it is missing (label kvm).
+#include "tests/support/proc_status.h"
 #include "tests/support/process.h"
 #include "tests/support/test_paths.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -122,10 +122,8 @@ TEST_F(AnchorGuestTest, MemoryAbove4GiBIsMapped) {
 // 32 MiB RAM mapping (/proc/<pid>/smaps, AnonHugePages) then shows 2 MiB pages behind what the
 // guest touched, and none with "thp": false. Both read back every page they stored.
 TEST_F(AnchorGuestTest, GuestRamIsBackedByTransparentHugePagesUnlessTheManifestSaysNot) {
-    std::ifstream knob("/sys/kernel/mm/transparent_hugepage/enabled");
-    std::string mode;
-    std::getline(knob, mode);
-    if (mode.empty() || mode.find("[never]") != std::string::npos)
+    const std::string mode = thp_setting();
+    if (thp_off(mode))
         GTEST_SKIP() << "transparent huge pages are off on this host (" << (mode.empty() ? "no sysfs knob" : mode) << ")";
     std::ifstream image(guest_path("memtouch.bin"), std::ios::binary);
     std::string img((std::istreambuf_iterator<char>(image)), std::istreambuf_iterator<char>());
@@ -140,17 +138,9 @@ TEST_F(AnchorGuestTest, GuestRamIsBackedByTransparentHugePagesUnlessTheManifestS
         long huge_kib = -1;
         auto seen = [&](const std::string& out) {
             if (out.find("memtouch: 24 MiB ok") == std::string::npos) return false;
-            std::ifstream pid_file(dir_ + "/run/kvm/" + name + "/pid");
-            long pid = 0;
-            pid_file >> pid;
-            std::ifstream smaps("/proc/" + std::to_string(pid) + "/smaps");
-            std::string line;
-            bool ram = false;
-            while (std::getline(smaps, line)) {
-                unsigned long lo = 0, hi = 0;
-                if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2) ram = hi - lo == 32ul << 20;
-                else if (ram && line.rfind("AnonHugePages:", 0) == 0) huge_kib = std::stol(line.substr(14));
-            }
+            const int pid = wait_pid_file(dir_ + "/run/kvm/" + name);
+            for (const SmapsMapping& m : proc_smaps(std::to_string(pid)))
+                if (m.size() == 32ul << 20) huge_kib = static_cast<long>(m.anon_huge_kib);
             return true;
         };
         const std::string manifest = dir_ + "/" + name + ".json";

@@ -3,6 +3,7 @@
 // the kernel's THP is not "never") touched memory comes in 2 MiB pages. Read back from the
 // kernel's own account of the mapping (/proc/self/smaps), not from what the code asked for.
 #include "common/mapping.h"
+#include "tests/support/proc_status.h"
 
 #include <gtest/gtest.h>
 
@@ -12,8 +13,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 namespace vmm {
@@ -21,60 +20,25 @@ namespace {
 
 constexpr std::size_t kMiB = std::size_t{1} << 20;
 
-struct SmapsEntry {
-    std::string perms, vm_flags;
-    std::size_t anon_huge_kib = 0;
-    bool found = false;
-};
-
-// The smaps entry of the mapping that starts at addr.
-SmapsEntry smaps_of(const void* addr) {
-    std::ifstream f("/proc/self/smaps");
-    SmapsEntry e;
-    std::string line;
-    const auto want = reinterpret_cast<std::uintptr_t>(addr);
-    bool in = false;
-    while (std::getline(f, line)) {
-        std::istringstream ls(line);
-        std::string first;
-        ls >> first;
-        if (const auto dash = first.find('-'); dash != std::string::npos && first.back() != ':') {
-            if (in) break;
-            in = std::stoull(first.substr(0, dash), nullptr, 16) == want;
-            if (in) {
-                e.found = true;
-                ls >> e.perms;
-            }
-        } else if (in && first == "AnonHugePages:") {
-            ls >> e.anon_huge_kib;
-        } else if (in && first == "VmFlags:") {
-            e.vm_flags = line.substr(line.find(':') + 1) + " ";
-        }
-    }
-    return e;
-}
-
-bool has_flag(const SmapsEntry& e, const char* flag) { return e.vm_flags.find(std::string(" ") + flag + " ") != std::string::npos; }
-
-std::string thp_mode() {
-    std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
-    std::string s;
-    std::getline(f, s);
-    return s;
+// The smaps entry of the mapping that starts at addr (start 0: none).
+test::SmapsMapping smaps_of(const void* addr) {
+    for (const test::SmapsMapping& m : test::proc_smaps("self"))
+        if (m.start == reinterpret_cast<std::uintptr_t>(addr)) return m;
+    return {};
 }
 
 TEST(GuestRamTest, SmallPagesArePrivateAndLeftOutOfAFork) {
     Mapping ram = Mapping::guest_ram(8 * kMiB, Mapping::RamPages::Small);
-    const SmapsEntry e = smaps_of(ram.data());
-    ASSERT_TRUE(e.found);
+    const test::SmapsMapping e = smaps_of(ram.data());
+    ASSERT_NE(e.start, 0u) << "no mapping starts at the RAM";
     EXPECT_EQ(e.perms, "rw-p");
-    EXPECT_TRUE(has_flag(e, "dc")) << "VmFlags:" << e.vm_flags;  // MADV_DONTFORK
-    EXPECT_FALSE(has_flag(e, "hg")) << "VmFlags:" << e.vm_flags;
+    EXPECT_TRUE(e.has_flag("dc")) << "VmFlags:" << e.vm_flags;  // MADV_DONTFORK
+    EXPECT_FALSE(e.has_flag("hg")) << "VmFlags:" << e.vm_flags;
     EXPECT_EQ(ram.size(), 8 * kMiB);
     // Where the kernel has THP at all, small pages are asked for explicitly (MADV_NOHUGEPAGE),
     // so a host whose THP setting is "always" does not give this RAM 2 MiB pages.
-    if (!thp_mode().empty()) {
-        EXPECT_TRUE(has_flag(e, "nh")) << "VmFlags:" << e.vm_flags;
+    if (!test::thp_setting().empty()) {
+        EXPECT_TRUE(e.has_flag("nh")) << "VmFlags:" << e.vm_flags;
         for (std::size_t off = 0; off < 8 * kMiB; off += 4096) ram.data()[off] = 1;
         EXPECT_EQ(smaps_of(ram.data()).anon_huge_kib, 0u);
     }
@@ -99,14 +63,14 @@ TEST(GuestRamTest, TransparentHugePagesAreAlignedAdvisedAndUsed) {
     if (refused != 0) GTEST_SKIP() << "this kernel refuses MADV_HUGEPAGE (" << std::strerror(refused) << "): no THP to test";
     EXPECT_EQ(reinterpret_cast<std::uintptr_t>(ram.data()) % (2 * kMiB), 0u);
     EXPECT_EQ(ram.size(), 8 * kMiB + 4096);
-    SmapsEntry e = smaps_of(ram.data());
-    ASSERT_TRUE(e.found);
+    test::SmapsMapping e = smaps_of(ram.data());
+    ASSERT_NE(e.start, 0u) << "no mapping starts at the RAM";
     EXPECT_EQ(e.perms, "rw-p");
-    EXPECT_TRUE(has_flag(e, "hg")) << "VmFlags:" << e.vm_flags;  // MADV_HUGEPAGE
-    EXPECT_TRUE(has_flag(e, "dc")) << "VmFlags:" << e.vm_flags;
+    EXPECT_TRUE(e.has_flag("hg")) << "VmFlags:" << e.vm_flags;  // MADV_HUGEPAGE
+    EXPECT_TRUE(e.has_flag("dc")) << "VmFlags:" << e.vm_flags;
 
-    const std::string mode = thp_mode();
-    if (mode.find("[never]") != std::string::npos || mode.empty())
+    const std::string mode = test::thp_setting();
+    if (test::thp_off(mode))
         GTEST_SKIP() << "transparent huge pages are off on this host (" << (mode.empty() ? "no sysfs knob" : mode)
                      << "): the advice is set but no 2 MiB page can back it";
     // One write per 2 MiB: the fault of each allocates a whole huge page (unless memory is too
