@@ -17,6 +17,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <linux/io_uring.h>
@@ -79,11 +80,30 @@ protected:
     std::string state(const std::string& name, const std::string& leaf) { return dir_ + "/run/kvm/" + name + "/" + leaf; }
     int pid(const std::string& name) { return wait_pid_file(dir_ + "/run/kvm/" + name); }
 
-    // The anchor's threads by name (/proc/PID/task/TID/comm): tid -> name.
+    // Whether a task is a kernel worker in the anchor's thread group (PF_USER_WORKER in the
+    // flags of /proc/PID/task/TID/stat): since Linux 6.13 KVM's NX-huge-page recovery worker
+    // ("kvm-nx-lpage-recovery") is one, started at the first KVM_RUN. It never runs user code,
+    // so no filter of the anchor's concerns it.
+    static bool kernel_worker(const fs::path& task) {
+        std::ifstream f(task / "stat");
+        std::string stat;
+        std::getline(f, stat);
+        const auto close = stat.rfind(')');
+        if (close == std::string::npos) return false;
+        std::istringstream fields(stat.substr(close + 1));
+        std::string field;
+        unsigned long flags = 0;
+        for (int i = 3; i <= 9 && fields >> field; ++i)  // field 3 is the state, 9 the flags
+            if (i == 9) flags = std::stoul(field);
+        constexpr unsigned long kPfUserWorker = 0x4000;
+        return (flags & kPfUserWorker) != 0;
+    }
+    // The anchor's threads by name (/proc/PID/task/TID/comm): tid -> name; kernel workers left out.
     static std::map<int, std::string> threads(int pid) {
         std::map<int, std::string> out;
         std::error_code ec;
         for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+            if (kernel_worker(e.path())) continue;
             std::ifstream f(e.path() / "comm");
             std::string name;
             std::getline(f, name);
