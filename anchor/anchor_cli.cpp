@@ -3,6 +3,7 @@
 #include "anchor/stop_reason.h"
 #include "jail/jail_options.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <charconv>
@@ -32,6 +33,19 @@ unsigned parse_id(const std::string& option, const std::string& v) {
 
 }  // namespace
 
+std::vector<std::string> without_ready_fd(const std::vector<std::string>& args) {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        if (args[i] == "--ready-fd") {
+            ++i;  // and its value
+            continue;
+        }
+        if (args[i].rfind("--ready-fd=", 0) == 0) continue;
+        out.push_back(args[i]);
+    }
+    return out;
+}
+
 std::string anchor_usage(const std::string& program) {
     return "vmm-anchor: the per-domain KVM virtual machine process\n"
            "Usage: " + program + " --manifest FILE [OPTIONS]\n\n"
@@ -51,7 +65,9 @@ std::string anchor_usage(const std::string& program) {
            "  --jail-gid GID        with --jail: the gid to run as (default: --jail-uid)\n"
            "  --jail-pid-ns         with --jail: also a pid namespace of its own, kept by a small process outside\n"
            "                        it that stays the pid the host knows (docs/SECURITY.md)\n"
-           "  --log-level LEVEL     trace, debug, info, warn, error, critical, off; default warn\n";
+           "  --log-level LEVEL     trace, debug, info, warn, error, critical, off; default warn\n"
+           "  --ready-fd N          an inherited descriptor (a pipe) that gets one byte once the QMP socket listens\n"
+           "                        (how vmmd learns the domain is up)\n";
 }
 
 AnchorCliResult parse_anchor_cli(const std::vector<std::string>& args) {
@@ -104,6 +120,15 @@ AnchorCliResult parse_anchor_cli(const std::vector<std::string>& args) {
                 cli.jail_gid = parse_id(name, value());
             } else if (name == "--log-level") {
                 cli.log_level = value();
+            } else if (name == "--ready-fd") {
+                const std::string v = value();
+                int fd = -1;
+                const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), fd);
+                // 0-2 are stdio; an open descriptor, or the option is a mistake.
+                if (v.empty() || ec != std::errc{} || end != v.data() + v.size() || fd < 3 ||
+                    ::fcntl(fd, F_GETFD) < 0)
+                    throw Usage{"--ready-fd: " + v + " is not an open descriptor above 2"};
+                cli.ready_fd = static_cast<int>(fd);
             } else {
                 throw Usage{"unknown option \"" + name + "\""};
             }

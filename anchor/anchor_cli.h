@@ -24,7 +24,13 @@ struct AnchorCli {
     bool jail_pid_ns = false;  // --jail-pid-ns: a pid namespace of its own (jail/pid_namespace.h)
     std::optional<unsigned> jail_uid, jail_gid;
     std::string log_level = "warn";
+    // --ready-fd N: an inherited descriptor (a pipe's write end) that gets one byte once the QMP
+    // socket listens and is closed then; vmmd waits on it instead of polling the state dir.
+    std::optional<int> ready_fd;
 };
+
+// `args` without the --ready-fd option (for the restart's execve: its descriptor is gone then).
+std::vector<std::string> without_ready_fd(const std::vector<std::string>& args);
 
 struct AnchorCliResult {
     std::optional<AnchorCli> cli;  // empty: exit with `exit_status` after printing `message`

@@ -347,6 +347,7 @@ StopReason Machine::run() {
     });
 
     log->debug("startup: QMP listening");
+    if (options_.on_ready) options_.on_ready();
     pci_->start();
     if (passthrough_) passthrough_->start();
     // The vCPU threads wait at the jail gate until the process is jailed, then stack their own

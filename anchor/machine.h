@@ -59,6 +59,8 @@ struct MachineOptions {
     // query-cpus-fast reports; empty: the ids as they are). main() sets both.
     pid_t pid_file_pid = 0;
     std::function<std::vector<int>(const std::vector<int>&)> host_thread_ids;
+    // Called once the QMP sockets listen (--ready-fd: tells vmmd the domain is up).
+    std::function<void()> on_ready;
 };
 
 class PciDevices;

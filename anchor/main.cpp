@@ -5,6 +5,7 @@
 #include "anchor/machine.h"
 #include "anchor/restart_thread.h"
 #include "anchor/stop_reason.h"
+#include "common/fd.h"
 #include "common/log.h"
 #include "common/thread_name.h"
 #include "common/thread_stack.h"
@@ -13,6 +14,7 @@
 #include "manifest/domain_manifest.h"
 #include "manifest/path_policy.h"
 
+#include <fcntl.h>
 #include <malloc.h>
 #include <unistd.h>
 
@@ -61,6 +63,16 @@ int main(int argc, char** argv) {
     const AnchorCli& cli = *parsed.cli;
     const std::string& manifest_path = cli.manifest_path;
     MachineOptions options = cli.options;
+    if (cli.ready_fd) {
+        // Ours alone from here: not inherited by a restart's image or anything else executed.
+        auto ready = std::make_shared<Fd>(*cli.ready_fd);
+        ::fcntl(ready->get(), F_SETFD, FD_CLOEXEC);
+        options.on_ready = [ready] {
+            const char up = 'u';
+            (void)!::write(ready->get(), &up, 1);  // best effort: vmmd also polls
+            ready->reset();
+        };
+    }
 
     DomainManifest manifest;
     try {
@@ -136,7 +148,8 @@ int main(int argc, char** argv) {
     }
     // The one thread that may execve (for a restart): made now, before the filters and after the
     // jail (unshare refuses a process with threads).
-    RestartThread restarter(executable, argv);
+    // Without --ready-fd: the descriptor does not survive the execve (close-on-exec, below).
+    RestartThread restarter(executable, without_ready_fd(std::vector<std::string>(argv, argv + argc)));
     bool restart = false;
     int status = kExitHostSetup;
     try {

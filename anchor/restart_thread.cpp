@@ -12,8 +12,8 @@
 
 namespace vmm::anchor {
 
-RestartThread::RestartThread(std::string executable, char** argv) : executable_(std::move(executable)) {
-    for (char** a = argv; a != nullptr && *a != nullptr; ++a) args_.emplace_back(*a);
+RestartThread::RestartThread(std::string executable, std::vector<std::string> argv)
+    : executable_(std::move(executable)), args_(std::move(argv)) {
     thread_ = std::thread([this] { run(); });
 }
 

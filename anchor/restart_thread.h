@@ -25,8 +25,8 @@ namespace vmm::anchor {
 class RestartThread {
 public:
     // `executable`: the image's host path, for when /proc/self/exe is not there (inside the
-    // jail); may be empty otherwise. `argv`: the arguments to execute it with (copied).
-    RestartThread(std::string executable, char** argv);
+    // jail); may be empty otherwise. `argv`: the arguments to execute it with, argv[0] first.
+    RestartThread(std::string executable, std::vector<std::string> argv);
     ~RestartThread();  // not restarting: the thread ends
     RestartThread(const RestartThread&) = delete;
     RestartThread& operator=(const RestartThread&) = delete;

@@ -137,8 +137,17 @@ void KvmHypervisor::start(const std::string& name) {
                     ") in " + state_dir(name));
 
     const std::string log_file = config_.log_dir + "/" + name + ".log";
+    // The anchor's readiness pipe: it writes one byte to fd 3 once its QMP socket listens. The
+    // write end is moved above the descriptors the spawn sets up (0-3) before it becomes 3.
+    int ready_pipe[2];
+    if (::pipe2(ready_pipe, O_CLOEXEC | O_NONBLOCK) != 0) throw_errno("kvm: pipe2 for domain '" + name + "'");
+    Fd ready_read(ready_pipe[0]);
+    Fd ready_write_low(ready_pipe[1]);
+    Fd ready_write(::fcntl(ready_write_low.get(), F_DUPFD_CLOEXEC, 10));
+    if (!ready_write) throw_errno("kvm: fcntl F_DUPFD_CLOEXEC for domain '" + name + "'");
+    ready_write_low.reset();
     std::vector<std::string> argv = {config_.anchor_path, "--manifest", a->manifest_file, "--run-dir", config_.run_dir,
-                                     "--console", config_.console};
+                                     "--console", config_.console, "--ready-fd", "3"};
     const std::optional<unsigned> uid = jail_uid_for(*a);
     if (config_.jail) {
         argv.emplace_back("--jail");
@@ -160,7 +169,8 @@ void KvmHypervisor::start(const std::string& name) {
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     // Nothing else of vmmd's goes along (asio's sockets are not all O_CLOEXEC): an anchor holding
     // the API socket would make the next vmmd think another one is listening.
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+    posix_spawn_file_actions_adddup2(&fa, ready_write.get(), 3);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 4);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
     // Its own session: a signal to vmmd's process group or terminal never reaches the anchor,
@@ -177,6 +187,7 @@ void KvmHypervisor::start(const std::string& name) {
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) throw_errno("kvm: spawn " + config_.anchor_path + " for domain '" + name + "'", rc);
+    ready_write.reset();  // the anchor's alone: a byte or, at its exit, EOF
 
     // A child cannot be reaped before we wait for it, so the pid cannot be reused here.
     const int pidfd = pidfd_open(pid);
@@ -189,6 +200,7 @@ void KvmHypervisor::start(const std::string& name) {
     Fd pidfd_owner(pidfd);
     place_anchor(*a, pid);  // cgroupfs: here and now; a systemd scope: asked for below
     a->watch = boost::asio::posix::stream_descriptor(io_, pidfd_owner.release());
+    a->ready = boost::asio::posix::stream_descriptor(io_, ready_read.release());
     a->pid = pid;
     a->uid = uid;
     a->child = true;
@@ -206,7 +218,21 @@ void KvmHypervisor::start(const std::string& name) {
         log()->info("{}: spawned anchor pid {} ({})", name, pid, config_.anchor_path);
     watch_exit(a);
     if (!config_.systemd_slice.empty()) ask_for_scope(a);
+    wait_ready(a);
     poll_started(a);
+}
+
+void KvmHypervisor::wait_ready(const AnchorPtr& a) {
+    std::weak_ptr<Anchor> weak = a;
+    const int pid = a->pid;
+    a->ready.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                        [this, weak, pid](const boost::system::error_code& ec) {
+                            auto a = weak.lock();
+                            if (ec || !a || a->pid != pid) return;
+                            boost::system::error_code ignored;
+                            a->ready.close(ignored);  // one byte or EOF: it says nothing more
+                            if (a->running && !a->up) check_started(a);
+                        });
 }
 
 void KvmHypervisor::ask_for_scope(const AnchorPtr& a) {
@@ -258,6 +284,7 @@ void KvmHypervisor::on_scope_answer(const AnchorPtr& a, const jail::ScopeRequest
         a->placing = false;  // it may be reported up now
         log()->info("{}: anchor pid {} in {} of {} (MemoryMax {}{})", name, q.pid, q.unit, q.slice, *q.memory_max,
                     q.cpu_quota_per_sec_us ? ", CPUQuota " + std::to_string(*q.cpu_quota_per_sec_us / 10000) + "%" : "");
+        if (!a->up) check_started(a);  // it may have said it is ready while it was being placed
         return;
     }
     // No anchor outside its limits: it has not been reported running, and it goes now (still
@@ -368,29 +395,33 @@ void KvmHypervisor::poll_started(const AnchorPtr& a) {
     a->timer.async_wait([this, weak](const boost::system::error_code& ec) {
         auto a = weak.lock();
         if (ec || !a || !a->running || a->up) return;
-        const std::string name = a->manifest.name;
-        // Up once it holds its state directory (pid) and its machine is built: the QMP socket
-        // comes after the guest is loaded and the vCPUs exist, so a kernel that cannot be
-        // loaded fails the start instead of crashing a domain reported as running.
-        // Not before it is in its systemd scope either (start_timeout counts all the same).
-        struct stat qmp {};
-        if (!a->placing && run::read_pid_file(state_dir(name)) == a->pid &&
-            ::lstat((state_dir(name) + "/qmp").c_str(), &qmp) == 0 && S_ISSOCK(qmp.st_mode)) {
-            a->up = true;
-            a->paused = a->manifest.start_paused;
-            log()->info("{}: anchor pid {} is up, state in {}", name, a->pid, state_dir(name));
-            emit({DomainEvent::Kind::Running, name, a->pid, {}});
-            return;
-        }
-        if (std::chrono::steady_clock::now() - a->spawned > config_.start_timeout) {
-            log()->warn("{}: anchor pid {} did not come up within {} ms; killing it", name, a->pid,
-                        config_.start_timeout.count());
-            a->stop_stage = "start timeout";
-            pidfd_send_signal(a->watch.native_handle(), SIGKILL);
-            return;
-        }
-        poll_started(a);
+        if (!check_started(a)) poll_started(a);
     });
+}
+
+bool KvmHypervisor::check_started(const AnchorPtr& a) {
+    const std::string name = a->manifest.name;
+    // Up once it holds its state directory (pid) and its machine is built: the QMP socket
+    // comes after the guest is loaded and the vCPUs exist, so a kernel that cannot be
+    // loaded fails the start instead of crashing a domain reported as running.
+    // Not before it is in its systemd scope either (start_timeout counts all the same).
+    struct stat qmp {};
+    if (!a->placing && run::read_pid_file(state_dir(name)) == a->pid &&
+        ::lstat((state_dir(name) + "/qmp").c_str(), &qmp) == 0 && S_ISSOCK(qmp.st_mode)) {
+        a->up = true;
+        a->paused = a->manifest.start_paused;
+        log()->info("{}: anchor pid {} is up, state in {}", name, a->pid, state_dir(name));
+        emit({DomainEvent::Kind::Running, name, a->pid, {}});
+        return true;
+    }
+    if (std::chrono::steady_clock::now() - a->spawned > config_.start_timeout) {
+        log()->warn("{}: anchor pid {} did not come up within {} ms; killing it", name, a->pid,
+                    config_.start_timeout.count());
+        a->stop_stage = "start timeout";
+        pidfd_send_signal(a->watch.native_handle(), SIGKILL);
+        return true;
+    }
+    return false;
 }
 
 ExitInfo KvmHypervisor::describe_exit(const Anchor& a, std::optional<int> status, bool left_state_dir) const {

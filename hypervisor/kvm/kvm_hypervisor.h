@@ -60,6 +60,8 @@ struct KvmConfig {
     // all of its RAM first)
     std::chrono::milliseconds start_timeout{30000};
     std::chrono::milliseconds kill_grace{3000};      // after quit, before SIGKILL
+    // Until it is up, the anchor's state directory is checked when the anchor says it is ready
+    // (--ready-fd) and every poll_interval besides (an anchor that never says so, start_timeout).
     std::chrono::milliseconds poll_interval{20};
     // cgroup v2 placement: each anchor in <cgroup_root>/<cgroup_parent>/<name>. cgroup_parent is
     // relative to cgroup_root and must be a cgroup without processes (vmmd's own is not: cgroup
@@ -117,7 +119,7 @@ public:
 
 private:
     struct Anchor {
-        explicit Anchor(boost::asio::io_context& io) : watch(io), timer(io) {}
+        explicit Anchor(boost::asio::io_context& io) : watch(io), ready(io), timer(io) {}
         DomainManifest manifest;
         std::string manifest_file;
         std::string cgroup;  // the anchor's cgroup directory; "" when it was not placed
@@ -132,6 +134,9 @@ private:
         bool placing = false;       // its systemd scope was asked for and not answered yet
         std::string start_failure;  // why vmmd killed it before it was up (its exit's detail)
         boost::asio::posix::stream_descriptor watch;  // owns the pidfd
+        // The read end of the pipe the anchor writes a byte to once its QMP socket listens
+        // (vmm-anchor --ready-fd): the start is checked then instead of at the next poll.
+        boost::asio::posix::stream_descriptor ready;
         boost::asio::steady_timer timer;              // start polling / stop escalation
         std::chrono::steady_clock::time_point spawned;
         std::unique_ptr<DomainControl> control;
@@ -141,6 +146,10 @@ private:
     Anchor& anchor(const std::string& name) const;
     void watch_exit(const AnchorPtr& a);
     void poll_started(const AnchorPtr& a);
+    void wait_ready(const AnchorPtr& a);
+    // Reports the anchor up if its pid file and QMP socket are there (and it is in its scope),
+    // or kills it past start_timeout; false while neither.
+    bool check_started(const AnchorPtr& a);
     void on_exit(const AnchorPtr& a);
     void escalate(const AnchorPtr& a, const std::string& stage);
     DomainControl& control(Anchor& a);

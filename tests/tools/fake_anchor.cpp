@@ -1,6 +1,6 @@
 // fake_anchor: stands in for vmm-anchor where there is no /dev/kvm, for vmmd's supervision
 // tests. Same command line (--manifest FILE [--run-dir DIR] [--console stdio|pty]
-// [--log-level L] [--jail [--jail-uid U] [--jail-gid G]]), same state directory (run::StateDir: pid, lock, cons, qmp), a QMP server
+// [--log-level L] [--jail [--jail-uid U] [--jail-gid G]] [--ready-fd N]), same state directory (run::StateDir: pid, lock, cons, qmp), a QMP server
 // (qmp::QmpServer) on <state-dir>/qmp, and the anchor's exit statuses (anchor/stop_reason.h):
 // 0 after system_powerdown, 8 after quit or SIGTERM/SIGINT.
 //
@@ -13,6 +13,8 @@
 //   ignore-term          SIGTERM/SIGINT are ignored
 //   no-qmp               a QMP socket nobody listens on (connections are refused)
 //   qmp-after-ms=N       the QMP socket N ms after the pid file (the real anchor's machine build)
+//   ready-first          the --ready-fd byte before the pid file and QMP socket, not after them
+//                        (vmmd must still wait for both)
 // The console pty echoes each byte it receives back as upper case.
 // Single-threaded: everything runs on one io_context.
 #include "anchor/stop_reason.h"
@@ -132,6 +134,8 @@ int main(int argc, char** argv) {
     app.add_option("--run-dir", run_dir);
     app.add_option("--console", console)->check(CLI::IsMember({"stdio", "pty"}));
     app.add_option("--log-level", log_level);
+    int ready_fd = -1;
+    app.add_option("--ready-fd", ready_fd);
     jail::JailCliOptions jail_cli;
     jail_cli.add_to(app, "pretend to run in");
     try {
@@ -196,6 +200,15 @@ int main(int argc, char** argv) {
             echo();
         }
 
+        // As the real anchor: one byte on --ready-fd once the QMP socket is there, then closed.
+        Fd ready(ready_fd);
+        auto tell_ready = [&ready] {
+            if (!ready) return;
+            const char up = 'u';
+            (void)!::write(ready.get(), &up, 1);
+            ready.reset();
+        };
+        if (script.count("ready-first")) tell_ready();
         FakeMachine machine(io, m.name, script.count("ignore-powerdown") > 0);
         if (const long delay = number(script, "start-delay-ms", 0)) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
         // As the real anchor: the pid first, the QMP socket once the machine is built (which
@@ -218,6 +231,7 @@ int main(int argc, char** argv) {
                 machine.attach(server.get());
             }
             dir.adopt("qmp");
+            tell_ready();
         };
         if (const long ms = number(script, "qmp-after-ms", 0); ms > 0) {
             qmp_timer.expires_after(std::chrono::milliseconds(ms));

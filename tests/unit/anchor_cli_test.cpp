@@ -8,6 +8,8 @@
 
 #include <filesystem>
 
+#include <unistd.h>
+
 namespace vmm::anchor {
 namespace {
 
@@ -62,7 +64,7 @@ TEST(AnchorCliTest, HelpExitsZeroAndTheUsageListsEveryOption) {
     }
     const std::string usage = anchor_usage("vmm-anchor");
     for (const char* o : {"--manifest", "--run-dir", "--console", "--dump-acpi", "--seccomp", "--allow-dir", "--jail",
-                          "--jail-uid", "--jail-gid", "--jail-pid-ns", "--log-level"})
+                          "--jail-uid", "--jail-gid", "--jail-pid-ns", "--log-level", "--ready-fd"})
         EXPECT_THAT(usage, HasSubstr(o));
 }
 
@@ -86,6 +88,9 @@ TEST(AnchorCliTest, UsageErrorsNameWhatIsWrong) {
         {{"--manifest", "/m", "--verbose"}, "unknown option \"--verbose\""},
         {{"--manifest", "/m", "extra"}, "unexpected argument \"extra\""},
         {{"--manifest", "/m", "-v"}, "unexpected argument \"-v\""},
+        {{"--manifest", "/m", "--ready-fd", "1"}, "--ready-fd: 1 is not an open descriptor above 2"},
+        {{"--manifest", "/m", "--ready-fd", "x3"}, "--ready-fd: x3 is not an open descriptor above 2"},
+        {{"--manifest", "/m", "--ready-fd"}, "--ready-fd needs a value"},
     };
     for (const auto& [args, want] : cases) {
         const auto r = parse(args);
@@ -94,6 +99,28 @@ TEST(AnchorCliTest, UsageErrorsNameWhatIsWrong) {
         EXPECT_THAT(r.message, HasSubstr(want));
         EXPECT_THAT(r.message, HasSubstr("vmm-anchor: "));
     }
+}
+
+TEST(AnchorCliTest, ReadyFdTakesAnOpenDescriptorAndIsLeftOutOfTheRestartsArguments) {
+    int p[2];
+    ASSERT_EQ(::pipe(p), 0);
+    const std::string fd = std::to_string(p[1]);
+    const auto r = parse({"--manifest", "/m.json", "--ready-fd", fd});
+    ASSERT_TRUE(r.cli) << r.message;
+    EXPECT_EQ(r.cli->ready_fd, p[1]);
+    EXPECT_TRUE(parse({"--manifest", "/m.json", "--ready-fd=" + fd}).cli);
+    EXPECT_FALSE(parse({"--manifest", "/m.json"}).cli->ready_fd);
+    ::close(p[0]);
+    ::close(p[1]);
+    // closed now: the same number is no longer a descriptor this process holds
+    EXPECT_THAT(parse({"--manifest", "/m.json", "--ready-fd", fd}).message, HasSubstr("is not an open descriptor"));
+
+    EXPECT_EQ(without_ready_fd({"vmm-anchor", "--manifest", "/m", "--ready-fd", "3", "--jail"}),
+              (std::vector<std::string>{"vmm-anchor", "--manifest", "/m", "--jail"}));
+    EXPECT_EQ(without_ready_fd({"vmm-anchor", "--ready-fd=7", "--manifest=/m"}),
+              (std::vector<std::string>{"vmm-anchor", "--manifest=/m"}));
+    EXPECT_EQ(without_ready_fd({"vmm-anchor", "--manifest", "/m"}),
+              (std::vector<std::string>{"vmm-anchor", "--manifest", "/m"}));
 }
 
 }  // namespace

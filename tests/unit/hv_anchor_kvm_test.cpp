@@ -135,6 +135,43 @@ TEST_F(AnchorKvmTest, JailedDomainsRunAsUidsOfTheirOwnFromTheRange) {
     }
 }
 
+// The real anchor writes its --ready-fd byte once its QMP socket listens, also jailed and in a
+// pid namespace of its own (the keeper shed the descriptor, the anchor kept it): with polls a
+// minute apart each domain is up at once.
+TEST_F(AnchorKvmTest, TheAnchorSaysItIsReadyOnItsReadyFd) {
+    struct Case {
+        const char* name;
+        bool jail, pid_ns;
+    };
+    for (const Case& k : {Case{"plain", false, false}, Case{"jailed", true, false}, Case{"pidns", true, true}}) {
+        if (k.jail && ::geteuid() != 0) continue;  // the jail needs root
+        KvmConfig c = config(k.jail);
+        c.jail_pid_namespace = k.pid_ns;
+        c.poll_interval = std::chrono::minutes(1);
+        KvmHypervisor h(io_, c);
+        bool up = false;
+        std::optional<ExitInfo> exit;
+        h.set_event_sink([&](const DomainEvent& e) {
+            if (e.kind == DomainEvent::Kind::Running) up = true;
+            if (e.kind == DomainEvent::Kind::Exited) exit = e.exit;
+        });
+        h.setup(parse_manifest({{"name", k.name}, {"memory_mb", 16}, {"kernel", test::guest_path("idle.bin")},
+                                {"flat", {{"load_address", "0x100000"}, {"entry", "0x100000"}, {"mode", "protected32"}}}},
+                               root_));
+        h.start(k.name);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while (!up && !exit && std::chrono::steady_clock::now() < deadline) {
+            io_.restart();
+            io_.run_for(std::chrono::milliseconds(20));
+        }
+        EXPECT_TRUE(up) << k.name << ": not up within 20 s with polls a minute apart"
+                        << (exit ? "; it exited: " + exit->detail : std::string());
+        h.stop(k.name, {true, std::chrono::milliseconds(5000)});
+        ASSERT_TRUE(run_until([&] { return exit.has_value(); })) << k.name;
+        EXPECT_FALSE(exit->crashed) << k.name << ": " << exit->detail;
+    }
+}
+
 // vmmd --jail --jail-pid-ns with real cgroup v2 placement: vmmd spawns the keeper and places it;
 // the anchor, the keeper's child (pid 1 of its own namespace), is in the domain's cgroup too,
 // even if it was forked before the keeper was moved; the domain's usage is the anchor's.

@@ -151,6 +151,40 @@ TEST_F(KvmHvTest, ADomainRunsOnceItsQmpSocketIsThere) {
     ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Exited) != nullptr; }));
 }
 
+// The anchor's byte on its --ready-fd is what reports it up, not the next poll: with polls a
+// minute apart, the domain is up at once.
+TEST_F(KvmHvTest, TheAnchorsReadyByteReportsItUpWithoutAPoll) {
+    KvmConfig c = config();
+    c.poll_interval = std::chrono::minutes(1);
+    auto h = make(c);
+    h->setup(manifest("quick"));
+    h->start("quick");
+    ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Running) != nullptr; }, 5000))
+        << "not up within 5 s with polls a minute apart: the ready byte was not heard";
+    leftover_.push_back(last(DomainEvent::Kind::Running)->pid);
+    EXPECT_TRUE(fs::exists(h->state_dir("quick") + "/qmp"));
+    h->stop("quick", {false, std::chrono::milliseconds(5000)});
+    ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Exited) != nullptr; }));
+}
+
+// A byte before the pid file and QMP socket (an anchor that says so too early) is not "up":
+// the state directory decides, checked again at the polls.
+TEST_F(KvmHvTest, AReadyByteBeforeTheQmpSocketIsNotUp) {
+    KvmConfig c = config();
+    c.poll_interval = std::chrono::milliseconds(50);
+    auto h = make(c);
+    h->setup(manifest("early", "ready-first qmp-after-ms=400"));
+    h->start("early");
+    ASSERT_TRUE(run_until([&] { return fs::exists(h->state_dir("early") + "/pid"); }));
+    run_until([] { return false; }, 200);
+    EXPECT_EQ(last(DomainEvent::Kind::Running), nullptr) << "up on the byte alone";
+    ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Running) != nullptr; }));
+    leftover_.push_back(last(DomainEvent::Kind::Running)->pid);
+    EXPECT_TRUE(fs::exists(h->state_dir("early") + "/qmp"));
+    h->stop("early", {false, std::chrono::milliseconds(5000)});
+    ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Exited) != nullptr; }));
+}
+
 TEST_F(KvmHvTest, AnAnchorThatDiesBeforeItsMachineIsBuiltNeverRan) {
     auto h = make();
     h->setup(manifest("broken", "qmp-after-ms=2000 crash-after-ms=100 crash-status=70"));
