@@ -128,7 +128,7 @@ AnchorCliResult parse_anchor_cli(const std::vector<std::string>& args) {
                 if (v.empty() || ec != std::errc{} || end != v.data() + v.size() || fd < 3 ||
                     ::fcntl(fd, F_GETFD) < 0)
                     throw Usage{"--ready-fd: " + v + " is not an open descriptor above 2"};
-                cli.ready_fd = static_cast<int>(fd);
+                cli.ready_fd = fd;
             } else {
                 throw Usage{"unknown option \"" + name + "\""};
             }

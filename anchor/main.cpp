@@ -16,6 +16,7 @@
 
 #include <fcntl.h>
 #include <malloc.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,6 +36,10 @@ int main(int argc, char** argv) {
     // pages of its own: 0.3 MiB of an idle anchor's 0.9 MiB private memory (#8). The threads
     // keep their per-thread caches, so the data path rarely takes the arena's lock.
     ::mallopt(M_ARENA_MAX, 1);
+    // A console or QMP client that goes away must not end the domain (QEMU ignores SIGPIPE too):
+    // a write to a pipe nobody reads fails with EPIPE, and the console drops what it could not
+    // write (console.log keeps it). The dump writer still guards its own thread (dump/).
+    ::signal(SIGPIPE, SIG_IGN);
     // Every thread made from here on gets a 1 MiB stack instead of RLIMIT_STACK's 8 MiB (the
     // deepest, a vCPU thread in a device's exit handler, uses a few KiB). An 8 MiB stack
     // mapping holds aligned 2 MiB ranges, which transparent huge pages ("always", as in the

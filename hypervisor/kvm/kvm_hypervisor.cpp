@@ -223,16 +223,23 @@ void KvmHypervisor::start(const std::string& name) {
 }
 
 void KvmHypervisor::wait_ready(const AnchorPtr& a) {
+    when_readable(a, &Anchor::ready, [this](const AnchorPtr& a) {
+        boost::system::error_code ignored;
+        a->ready.close(ignored);  // one byte or EOF: it says nothing more
+        if (a->running && !a->up) check_started(a);
+    });
+}
+
+void KvmHypervisor::when_readable(const AnchorPtr& a, boost::asio::posix::stream_descriptor Anchor::*fd,
+                                  std::function<void(const AnchorPtr&)> then) {
     std::weak_ptr<Anchor> weak = a;
     const int pid = a->pid;
-    a->ready.async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                        [this, weak, pid](const boost::system::error_code& ec) {
-                            auto a = weak.lock();
-                            if (ec || !a || a->pid != pid) return;
-                            boost::system::error_code ignored;
-                            a->ready.close(ignored);  // one byte or EOF: it says nothing more
-                            if (a->running && !a->up) check_started(a);
-                        });
+    ((*a).*fd).async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                          [weak, pid, then = std::move(then)](const boost::system::error_code& ec) {
+                              auto a = weak.lock();
+                              if (ec || !a || a->pid != pid) return;  // not the anchor of a later start
+                              then(a);
+                          });
 }
 
 void KvmHypervisor::ask_for_scope(const AnchorPtr& a) {
@@ -379,14 +386,7 @@ void KvmHypervisor::remove_cgroup(Anchor& a) {
 }
 
 void KvmHypervisor::watch_exit(const AnchorPtr& a) {
-    std::weak_ptr<Anchor> weak = a;
-    const int pid = a->pid;
-    a->watch.async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                        [this, weak, pid](const boost::system::error_code& ec) {
-                            auto a = weak.lock();
-                            if (ec || !a || a->pid != pid) return;
-                            on_exit(a);
-                        });
+    when_readable(a, &Anchor::watch, [this](const AnchorPtr& a) { on_exit(a); });
 }
 
 void KvmHypervisor::poll_started(const AnchorPtr& a) {

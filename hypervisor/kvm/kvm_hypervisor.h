@@ -39,6 +39,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -147,6 +148,10 @@ private:
     void watch_exit(const AnchorPtr& a);
     void poll_started(const AnchorPtr& a);
     void wait_ready(const AnchorPtr& a);
+    // Runs `then` once the anchor's descriptor `fd` is readable, if `a` still runs the same
+    // process then (not after a new start).
+    void when_readable(const AnchorPtr& a, boost::asio::posix::stream_descriptor Anchor::*fd,
+                       std::function<void(const AnchorPtr&)> then);
     // Reports the anchor up if its pid file and QMP socket are there (and it is in its scope),
     // or kills it past start_timeout; false while neither.
     bool check_started(const AnchorPtr& a);

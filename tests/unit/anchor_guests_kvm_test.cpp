@@ -11,6 +11,12 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <thread>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace vmm::test {
 namespace {
@@ -52,6 +58,40 @@ TEST_F(AnchorGuestTest, HelloFlatProtectedModePrintsAndLeavesThroughTheExitPort)
     EXPECT_EQ(r.out, "Hello from the vmm test guest!\n") << r.err;
     EXPECT_EQ(r.exit_status, 1) << r.err;
     EXPECT_FALSE(fs::exists(dir_ + "/run/kvm/hello")) << "state directory must be removed on exit";
+}
+
+// A console nobody reads (stdout a pipe whose reader is gone) does not end the domain: the
+// anchor ignores SIGPIPE, as QEMU does; the guest's output is dropped there (console.log has
+// it) and the guest runs to its own exit instead of the VMM dying of the signal.
+TEST_F(AnchorGuestTest, AConsoleNobodyReadsDoesNotEndTheDomain) {
+    const std::string manifest = dir_ + "/deaf.json";
+    std::ofstream(manifest) << R"({"name": "deaf", "kernel": ")" << guest_path("hello.bin") << R"(", "memory_mb": 16, )"
+                            << kFlat32 << "}";
+    int out[2];
+    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    ::close(out[0]);  // nobody will read
+    const std::string anchor = anchor_path(), run_dir = dir_ + "/run";
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        ::signal(SIGPIPE, SIG_DFL);  // as a shell would start it, whatever the test runner ignores
+        ::dup2(out[1], STDOUT_FILENO);
+        ::execl(anchor.c_str(), anchor.c_str(), "--manifest", manifest.c_str(), "--run-dir", run_dir.c_str(), nullptr);
+        ::_exit(127);
+    }
+    ::close(out[1]);
+    int st = 0;
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (::waitpid(pid, &st, WNOHANG) == 0) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, &st, 0);
+            FAIL() << "the anchor did not end within 60 s";
+        }
+        std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_TRUE(WIFEXITED(st)) << "ended by signal " << (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    EXPECT_EQ(WEXITSTATUS(st), 1) << "the guest's own exit (debug-exit 0)";
 }
 
 TEST_F(AnchorGuestTest, HelloAsMultibootElf) {

@@ -234,7 +234,7 @@ TEST_F(AnchorVirtioTest, FlushedDataSurvivesKill9AndTheNameStartsAgain) {
     int st = 0;
     ::waitpid(pid, &st, 0);
     ASSERT_THAT(text, HasSubstr("virtio-blk: flush ok")) << text;
-    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "the anchor was still running when killed: " << text;
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "the anchor must have been running until the kill (wait status " << st << "): " << text;
     const std::string after = read_file(disk);
     ASSERT_EQ(after.size(), original_.size());
     for (int i = 0; i < 512; ++i) ASSERT_EQ(static_cast<std::uint8_t>(after[512 + i]), std::uint8_t(i * 7 + 3)) << i;
