@@ -48,6 +48,10 @@ protected:
         return r;
     }
 
+    // Runs hello.bin with `target` (stdout, or fd 3 as --ready-fd) a pipe whose read end is
+    // closed; false if the anchor did not end by itself.
+    bool run_with_a_deaf_pipe_as(int target);
+
     static constexpr const char* kFlat32 =
         R"("flat": {"load_address": "0x100000", "entry": "0x100000", "mode": "protected32"})";
     std::string dir_;
@@ -60,23 +64,36 @@ TEST_F(AnchorGuestTest, HelloFlatProtectedModePrintsAndLeavesThroughTheExitPort)
     EXPECT_FALSE(fs::exists(dir_ + "/run/kvm/hello")) << "state directory must be removed on exit";
 }
 
-// A console nobody reads (stdout a pipe whose reader is gone) does not end the domain: the
-// anchor ignores SIGPIPE, as QEMU does; the guest's output is dropped there (console.log has
-// it) and the guest runs to its own exit instead of the VMM dying of the signal.
-TEST_F(AnchorGuestTest, AConsoleNobodyReadsDoesNotEndTheDomain) {
+// A console nobody reads (stdout a pipe whose reader is gone) does not end the domain, nor does
+// a --ready-fd nobody reads (the vmmd that spawned it went away before it was up): the anchor
+// ignores SIGPIPE, as QEMU does; the guest's output is dropped there (console.log has it) and
+// the guest runs to its own exit instead of the VMM dying of the signal.
+TEST_F(AnchorGuestTest, AConsoleOrReadyFdNobodyReadsDoesNotEndTheDomain) {
+    for (const int target : {STDOUT_FILENO, 3}) {
+        SCOPED_TRACE(target == 3 ? "--ready-fd 3" : "stdout");
+        if (!run_with_a_deaf_pipe_as(target)) return;
+    }
+}
+
+bool AnchorGuestTest::run_with_a_deaf_pipe_as(int target) {
     const std::string manifest = dir_ + "/deaf.json";
     std::ofstream(manifest) << R"({"name": "deaf", "kernel": ")" << guest_path("hello.bin") << R"(", "memory_mb": 16, )"
                             << kFlat32 << "}";
     int out[2];
-    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
     ::close(out[0]);  // nobody will read
     const std::string anchor = anchor_path(), run_dir = dir_ + "/run";
     const pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
+    EXPECT_GE(pid, 0);
+    if (pid < 0) return false;
     if (pid == 0) {
         ::signal(SIGPIPE, SIG_DFL);  // as a shell would start it, whatever the test runner ignores
-        ::dup2(out[1], STDOUT_FILENO);
-        ::execl(anchor.c_str(), anchor.c_str(), "--manifest", manifest.c_str(), "--run-dir", run_dir.c_str(), nullptr);
+        ::dup2(out[1], target);
+        if (target == 3)
+            ::execl(anchor.c_str(), anchor.c_str(), "--manifest", manifest.c_str(), "--run-dir", run_dir.c_str(),
+                    "--ready-fd", "3", nullptr);
+        else
+            ::execl(anchor.c_str(), anchor.c_str(), "--manifest", manifest.c_str(), "--run-dir", run_dir.c_str(), nullptr);
         ::_exit(127);
     }
     ::close(out[1]);
@@ -86,12 +103,14 @@ TEST_F(AnchorGuestTest, AConsoleNobodyReadsDoesNotEndTheDomain) {
         if (std::chrono::steady_clock::now() > deadline) {
             ::kill(pid, SIGKILL);
             ::waitpid(pid, &st, 0);
-            FAIL() << "the anchor did not end within 60 s";
+            ADD_FAILURE() << "the anchor did not end within 60 s";
+            return false;
         }
         std::this_thread::sleep_for(10ms);
     }
-    ASSERT_TRUE(WIFEXITED(st)) << "ended by signal " << (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-    EXPECT_EQ(WEXITSTATUS(st), 1) << "the guest's own exit (debug-exit 0)";
+    EXPECT_TRUE(WIFEXITED(st)) << "ended by signal " << (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    EXPECT_EQ(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 1) << "the guest's own exit (debug-exit 0)";
+    return WIFEXITED(st);
 }
 
 TEST_F(AnchorGuestTest, HelloAsMultibootElf) {
