@@ -82,10 +82,20 @@ protected:
     int start(KvmHypervisor& h, const DomainManifest& m) {
         h.setup(m);
         h.start(m.name);
-        EXPECT_TRUE(run_until([&] { return last(DomainEvent::Kind::Running) != nullptr; })) << "never came up";
-        const int pid = last(DomainEvent::Kind::Running)->pid;
-        leftover_.push_back(pid);
+        const int pid = came_up();
+        EXPECT_GT(pid, 0) << "never came up";
         return pid;
+    }
+    // Waits (up to `ms`) for the Running event; its pid (left to TearDown), or -1 without one.
+    int came_up(int ms = 8000) {
+        if (!run_until([&] { return last(DomainEvent::Kind::Running) != nullptr; }, ms)) return -1;
+        leftover_.push_back(last(DomainEvent::Kind::Running)->pid);
+        return leftover_.back();
+    }
+    // A graceful stop of `name`, and its Exited event.
+    bool stopped(KvmHypervisor& h, const std::string& name) {
+        h.stop(name, {false, std::chrono::milliseconds(5000)});
+        return run_until([&] { return last(DomainEvent::Kind::Exited) != nullptr; });
     }
 
     std::string root_ = test::make_temp_dir("hvkvm");
@@ -152,11 +162,9 @@ TEST_F(KvmHvTest, ADomainRunsOnceItsQmpSocketIsThere) {
         ASSERT_TRUE(run_until([&] { return fs::exists(h->state_dir("slow") + "/pid"); }));
         run_until([] { return false; }, 200);  // ten polls with the pid file there
         EXPECT_EQ(last(DomainEvent::Kind::Running), nullptr) << "the pid file alone is not running";
-        ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Running) != nullptr; }));
-        leftover_.push_back(last(DomainEvent::Kind::Running)->pid);
+        ASSERT_GT(came_up(), 0);
         EXPECT_TRUE(fs::exists(h->state_dir("slow") + "/qmp"));
-        h->stop("slow", {false, std::chrono::milliseconds(5000)});
-        ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Exited) != nullptr; }));
+        ASSERT_TRUE(stopped(*h, "slow"));
     }
 }
 
@@ -168,12 +176,9 @@ TEST_F(KvmHvTest, TheAnchorsReadyByteReportsItUpWithoutAPoll) {
     auto h = make(c);
     h->setup(manifest("quick"));
     h->start("quick");
-    ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Running) != nullptr; }, 5000))
-        << "not up within 5 s with polls a minute apart: the ready byte was not heard";
-    leftover_.push_back(last(DomainEvent::Kind::Running)->pid);
+    ASSERT_GT(came_up(5000), 0) << "not up within 5 s with polls a minute apart: the ready byte was not heard";
     EXPECT_TRUE(fs::exists(h->state_dir("quick") + "/qmp"));
-    h->stop("quick", {false, std::chrono::milliseconds(5000)});
-    ASSERT_TRUE(run_until([&] { return last(DomainEvent::Kind::Exited) != nullptr; }));
+    ASSERT_TRUE(stopped(*h, "quick"));
 }
 
 TEST_F(KvmHvTest, AnAnchorThatDiesBeforeItsMachineIsBuiltNeverRan) {
