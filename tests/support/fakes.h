@@ -1,6 +1,7 @@
 // Test doubles for the device seam (STYLE.md "Testing a device without KVM").
 #pragma once
 
+#include "common/mapping.h"
 #include "devicemodel/bus/guest_memory.h"
 #include "devicemodel/bus/interrupt_line.h"
 
@@ -39,6 +40,21 @@ public:
 
 private:
     std::vector<std::vector<std::uint8_t>> storage_;
+    GuestMemory mem_;
+};
+
+// One region of guest RAM at gpa 0, mapped as the anchor maps a guest's (Mapping::guest_ram:
+// transparent huge pages by default): for benchmarks, whose per-buffer costs (TLB misses over a
+// ring of buffers) then are those of the anchor's memory, not of a heap vector's 4 KiB pages.
+class RamGuestMemory {
+public:
+    explicit RamGuestMemory(std::uint64_t size, Mapping::RamPages pages = Mapping::RamPages::Transparent)
+        : ram_(Mapping::guest_ram(size, pages)), mem_({{0, size, ram_.data()}}) {}
+    const GuestMemory& memory() const { return mem_; }
+    operator const GuestMemory&() const { return mem_; }
+
+private:
+    Mapping ram_;
     GuestMemory mem_;
 };
 
