@@ -32,17 +32,9 @@ std::uint64_t GuestMemory::total_size() const noexcept {
 }
 
 std::optional<std::span<std::uint8_t>> GuestMemory::span(std::uint64_t gpa, std::uint64_t len) const noexcept {
-    // A guest has a handful of regions (RAM below and above the PCI hole): a linear scan of the
-    // sorted, disjoint list is cheaper than a binary search. At most one region holds gpa.
-    for (const GuestRegion& r : regions_) {
-        if (gpa < r.gpa) break;
-        const std::uint64_t off = gpa - r.gpa;
-        if (off >= r.size) continue;
-        // off < size, so size - off cannot wrap.
-        if (len > r.size - off) return std::nullopt;
-        return std::span<std::uint8_t>(r.host + off, static_cast<std::size_t>(len));
-    }
-    return std::nullopt;
+    std::uint8_t* host = host_address(gpa, len);
+    if (host == nullptr) return std::nullopt;
+    return std::span<std::uint8_t>(host, static_cast<std::size_t>(len));
 }
 
 bool GuestMemory::read(std::uint64_t gpa, void* dst, std::size_t len) const noexcept {

@@ -41,6 +41,22 @@ public:
 
     // A host view of [gpa, gpa+len) if it lies wholly inside one region.
     std::optional<std::span<std::uint8_t>> span(std::uint64_t gpa, std::uint64_t len) const noexcept;
+    // The same check, answered with the host address of gpa (nullptr: not wholly inside one
+    // region). Inline and in a register: for the per-descriptor lookups of a virtqueue walk,
+    // where span()'s optional, returned through memory and copied into a buffer record, stalled
+    // on store forwarding (~10 % of the device model's own time per request, issue #3).
+    std::uint8_t* host_address(std::uint64_t gpa, std::uint64_t len) const noexcept {
+        // A guest has a handful of regions (RAM below and above the PCI hole): a linear scan of
+        // the sorted, disjoint list is cheaper than a binary search. At most one region holds gpa.
+        for (const GuestRegion& r : regions_) {
+            if (gpa < r.gpa) break;
+            const std::uint64_t off = gpa - r.gpa;
+            if (off >= r.size) continue;
+            // off < size, so size - off cannot wrap.
+            return len > r.size - off ? nullptr : r.host + off;
+        }
+        return nullptr;
+    }
     bool contains(std::uint64_t gpa, std::uint64_t len) const noexcept { return span(gpa, len).has_value(); }
 
     bool read(std::uint64_t gpa, void* dst, std::size_t len) const noexcept;

@@ -3,6 +3,7 @@
 
 #include "common/fd.h"
 #include "common/log.h"
+#include "common/plain_syscall.h"
 #include "common/thread_name.h"
 
 #include <fcntl.h>
@@ -74,12 +75,13 @@ int transfer(int fd, IoOp& op, int read_flags) {
         const auto off = static_cast<off_t>(op.offset);
         const iovec& first = op.iov[0];
         ssize_t n;
+        // Plain system calls (common/plain_syscall.h): no cancellation bookkeeping per request.
         if (read && read_flags)
-            n = ::preadv2(fd, op.iov.data(), cnt, off, read_flags);
+            n = sys::preadv2(fd, op.iov.data(), cnt, off, read_flags);
         else if (cnt == 1)  // most requests (4 KiB): pread/pwrite skip the iovec's copy-in (~90 ns here)
-            n = read ? ::pread(fd, first.iov_base, first.iov_len, off) : ::pwrite(fd, first.iov_base, first.iov_len, off);
+            n = read ? sys::pread(fd, first.iov_base, first.iov_len, off) : sys::pwrite(fd, first.iov_base, first.iov_len, off);
         else
-            n = read ? ::preadv(fd, op.iov.data(), cnt, off) : ::pwritev(fd, op.iov.data(), cnt, off);
+            n = read ? sys::preadv(fd, op.iov.data(), cnt, off) : sys::pwritev(fd, op.iov.data(), cnt, off);
         if (n < 0) {
             if (errno == EINTR) continue;
             return -errno;

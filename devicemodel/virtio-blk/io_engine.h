@@ -30,6 +30,13 @@ namespace vmm::virtio_blk {
 
 struct IoOp {
     enum class Kind { Read, Write, Flush, Discard, WriteZeroes };
+    // User-provided: `ops.emplace_back()` value-initialises, which for an implicit constructor
+    // zero-fills the whole op first (a `rep stos` over the iovecs' inline storage, per request).
+    IoOp() noexcept {}
+    // The completion built in place (assigning a lambda to `done` builds a std::function and
+    // swaps it in, per request).
+    template <typename Done>
+    IoOp(Kind k, Done&& on_done) : kind(k), done(std::forward<Done>(on_done)) {}
     Kind kind = Kind::Read;
     std::uint64_t offset = 0;  // host byte offset (Read, Write)
     virtio::IoVecs iov;        // Read, Write

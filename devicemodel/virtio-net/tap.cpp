@@ -3,6 +3,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/plain_syscall.h"
 
 #include <fcntl.h>
 #include <linux/if_tun.h>
@@ -89,14 +90,15 @@ ssize_t Tap::read(std::span<const iovec> iov) {
     // iov was too short (the rest is dropped), which the device treats as a truncated frame.
     // One buffer (the device's receive path reads each frame into one): read(), without the
     // iovec's copy-in and checks.
-    const ssize_t n = iov.size() == 1 ? ::read(fd_.get(), iov[0].iov_base, iov[0].iov_len)
-                                      : ::readv(fd_.get(), iov.data(), static_cast<int>(std::min<std::size_t>(iov.size(), IOV_MAX)));
+    // Plain system calls (common/plain_syscall.h): no cancellation bookkeeping per frame.
+    const ssize_t n = iov.size() == 1 ? sys::read(fd_.get(), iov[0].iov_base, iov[0].iov_len)
+                                      : sys::readv(fd_.get(), iov.data(), static_cast<int>(std::min<std::size_t>(iov.size(), IOV_MAX)));
     if (n < 0) return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     return n;
 }
 
 ssize_t Tap::write(std::span<const iovec> iov) {
-    const ssize_t n = ::writev(fd_.get(), iov.data(), static_cast<int>(std::min<std::size_t>(iov.size(), IOV_MAX)));
+    const ssize_t n = sys::writev(fd_.get(), iov.data(), static_cast<int>(std::min<std::size_t>(iov.size(), IOV_MAX)));
     if (n < 0) return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     return n;
 }

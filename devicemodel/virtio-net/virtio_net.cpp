@@ -266,8 +266,10 @@ bool VirtioNet::process_tx_locked(bool& used) {
             const virtio::DescriptorChain& chain = tx_chains_[i];
             const std::uint64_t len = chain.readable_bytes();
             virtio::IoVecs& iov = tx_iovs_[i];
-            const bool usable = chain.ok() && len >= kVnetHeaderSize + kEthHeader && len <= kMaxFrame &&
-                                chain.readable_iov(0, len, iov) && iov.size() <= IOV_MAX;
+            // The chain's readable buffers as they are (each checked, none empty).
+            iov.clear();
+            for (const virtio::GuestBuffer& b : chain.readable()) iov.push_back({b.host.data(), b.host.size()});
+            const bool usable = chain.ok() && len >= kVnetHeaderSize + kEthHeader && len <= kMaxFrame && iov.size() <= IOV_MAX;
             if (!usable) {
                 // §5.1.6.2: a transmit chain is the header and the frame; anything else is the
                 // guest's mistake: give the chain back unsent.
@@ -382,9 +384,11 @@ bool VirtioNet::process_rx_locked(bool& used) {
             const virtio::DescriptorChain& c = held_[c_i];
             if (!mrg_ && direct_chains_ == 1) break;
             if (mrg_ && direct_chains_ > 0 && guest_bytes >= rx_direct_) break;
-            auto v = c.writable_iov(0, c.writable_bytes());
-            if (iov.size() + v->size() > kMaxIov) break;
-            iov.insert(iov.end(), v->begin(), v->end());
+            // The chain's writable buffers as they are (each checked, none empty: the walk
+            // leaves out zero-length ones), not copied through an IoVecs first.
+            const virtio::GuestBuffers& bufs = c.writable();
+            if (iov.size() + bufs.size() > kMaxIov) break;
+            for (const virtio::GuestBuffer& b : bufs) iov.push_back({b.host.data(), b.host.size()});
             guest_bytes += c.writable_bytes();
             ++direct_chains_;
         }

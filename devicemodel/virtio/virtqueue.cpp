@@ -233,22 +233,27 @@ void VirtQueue::bad_chain(DescriptorChain& chain) {
 // Inlined into walk(), its only caller (per descriptor of every request).
 [[gnu::always_inline]] inline bool VirtQueue::add_buffer(DescriptorChain& chain, const VirtqDesc& d) {
     if (d.len == 0) return true;  // nothing to read or write; its address is never used
-    auto host = memory_->span(d.addr, d.len);
-    if (!host) {
+    std::uint8_t* host = memory_->host_address(d.addr, d.len);
+    if (host == nullptr) {
         chain.error_ = ChainError::BufferOutsideRam;
         return false;
     }
+    // The record is filled field by field in place: a GuestBuffer built on the stack and copied
+    // in was loaded as one 16-byte piece right after two 8-byte stores, a store-forwarding stall.
+    GuestBuffer* b;
     if (d.flags & kDescFWrite) {
-        chain.writable_.push_back({d.addr, *host});
+        b = &chain.writable_.emplace_back();
         chain.writable_bytes_ += d.len;
     } else {
         if (!chain.writable_.empty()) {
             chain.error_ = ChainError::ReadableAfterWritable;
             return false;
         }
-        chain.readable_.push_back({d.addr, *host});
+        b = &chain.readable_.emplace_back();
         chain.readable_bytes_ += d.len;
     }
+    b->gpa = d.addr;
+    b->host = std::span<std::uint8_t>(host, d.len);
     return true;
 }
 
