@@ -258,6 +258,33 @@ void VirtioBlk::serve(std::unique_lock<std::mutex>& lock) {
     // Only these ops are in flight: a lone small read/write is served right here (no
     // ordering question arises with nothing else outstanding).
     const bool alone = ops_.size() == 1 && in_flight_ == 1;
+    if (alone && ops_.front().kind == IoOp::Kind::Read && inline_ok(ops_.front())) {
+        // A lone small read (a guest at queue depth 1): read and complete it without letting go
+        // of mu_, instead of unlocking, reading, and taking mu_ again to complete it (a lock
+        // round trip, a std::function call and a wake-up check per request: ~8 % of a cached
+        // 4 KiB read, issue #3). Nothing else is in flight, so no completion waits for mu_
+        // meanwhile; a reset() would wait for this read anyway; queue_notify() takes no lock.
+        IoOp& op = ops_.front();
+        const std::uint16_t head = pending_head_;
+        const int result = run_io_sync(disk_.fd(), op);
+        finish_read_locked(head, result, notify, broken);
+        ops_.clear();
+        if (!notify && !broken) {  // the driver polls (or asked for no interrupt): done
+            --in_flight_;
+            lock.unlock();
+            idle_cv_.notify_all();  // a reset waiting for in_flight() == 0 (none can be: mu_ was held)
+            return;
+        }
+        // In flight until the driver has been told (see complete()).
+        std::shared_ptr<virtio::VirtioInterrupt> irq = interrupt_;
+        lock.unlock();
+        signal(notify, broken, irq);
+        lock.lock();
+        --in_flight_;
+        lock.unlock();
+        idle_cv_.notify_all();
+        return;
+    }
     std::shared_ptr<virtio::VirtioInterrupt> irq;
     if (notify || broken) irq = interrupt_;
     lock.unlock();
@@ -517,12 +544,22 @@ void VirtioBlk::drain_queue(std::unique_lock<std::mutex>&, bool& notify, bool& b
             for (auto [sector, count] : req.segments) op.ranges.emplace_back(base + sector * kSectorSize, count * kSectorSize);
         }
         pending_[head] = {status, req.used_len_ok()};
+        pending_head_ = head;
         ++in_flight_;
     }
     if (queue_.broken() && !broken_reported_) {
         broken_reported_ = broken = true;
         log_->warn("queue broken: {}", queue_.broken_reason());
     }
+}
+
+void VirtioBlk::finish_read_locked(std::uint16_t head, int result, bool& notify, bool& broken) {
+    const std::uint8_t value = result == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+    const PendingRequest& p = pending_[head];
+    if (value != VIRTIO_BLK_S_OK && (++io_errors_ <= 10 || io_errors_ % 1000 == 0))
+        log_->warn("I/O error on request at head {} ({} so far)", head, io_errors_);
+    finish_locked(head, p.status, value, result == 0 ? p.used_len : 1, notify);
+    if (queue_.broken() && !broken_reported_) broken_reported_ = broken = true;
 }
 
 void VirtioBlk::complete(std::uint32_t generation, std::uint16_t head, int result) {

@@ -184,6 +184,8 @@ private:
     // An op's end: `result` 0 or -errno, for the request at `head` of activation `generation`
     // (its low 32 bits: the op's callback stays small enough to need no allocation).
     void complete(std::uint32_t generation, std::uint16_t head, int result);
+    // The end of a lone read served under mu_ (serve()): status, used entry, notification. mu_ held.
+    void finish_read_locked(std::uint16_t head, int result, bool& notify, bool& broken);
     // A read or write small enough to run on the dispatcher (options_.inline_max_bytes).
     bool inline_ok(const IoOp& op) const;
     // Writes may run on the dispatcher now: no backoff after a stalled one is running.
@@ -250,6 +252,7 @@ private:
         std::uint32_t used_len = 0;
     };
     std::vector<PendingRequest> pending_;
+    std::uint16_t pending_head_ = 0;  // the head of the last request drain_queue() started
     std::vector<IoOp> ops_;  // the dispatcher's, reused: serving a request allocates nothing
     virtio::DescriptorChain chain_;  // drain_queue()'s, reused (no chain moved per request)
     std::vector<IoOp> inline_ops_;  // the writes (and cached reads) of ops_ run on the dispatcher, reused too

@@ -101,7 +101,7 @@ TEST_F(RestrictedRingTest, RefusesRawFdsOtherOpcodesAndRegistering) {
                   io_uring_sqe_set_flags(s, IOSQE_FIXED_FILE);
               }),
               -EACCES);
-    // Other I/O opcodes on the registered file itself (READ: the engine only uses READV).
+    // Other I/O opcodes on the registered file itself (READ: not in this ring's list).
     EXPECT_EQ(run([&](io_uring_sqe* s) {
                   io_uring_prep_fallocate(s, 0, 0, 0, 4096);
                   io_uring_sqe_set_flags(s, IOSQE_FIXED_FILE);

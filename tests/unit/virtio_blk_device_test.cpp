@@ -215,7 +215,8 @@ TEST_P(VirtioBlkDeviceTest, ConfigSpaceAndFeatures) {
         // Where this kernel makes restricted rings, the engine runs on one (no silent fallback).
         struct io_uring probe {};
         const int files[] = {::open(disk.path.c_str(), O_RDONLY | O_CLOEXEC)};
-        const std::uint8_t ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC, IORING_OP_NOP};
+        const std::uint8_t ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_READ, IORING_OP_WRITE, IORING_OP_FSYNC,
+                                    IORING_OP_NOP};
         if (uring::setup_restricted_ring(probe, 4, files, ops) == 0) {
             io_uring_queue_exit(&probe);
             EXPECT_STREQ(blk->io_engine_name(), io_uring() ? "io_uring" : "io_uring reads, threads");
@@ -507,6 +508,23 @@ TEST_P(VirtioBlkDeviceTest, AFullHostDiskIsAnIoErrorAndTheDeviceGoesOn) {
     blk.reset();
     ::umount2(dir.c_str(), MNT_DETACH);
     ::rmdir(dir.c_str());
+}
+
+// A lone read (served on the dispatcher under the device lock) that the host cannot serve: the
+// file shrank under the device, so the read finds its end. The driver gets IOERR and the status
+// byte alone; the device goes on serving.
+TEST_P(VirtioBlkDeviceTest, ALoneReadTheHostCannotServeEndsInIoerrAndTheNextOneWorks) {
+    ASSERT_EQ(::truncate(disk.path.c_str(), 8 * 512), 0);
+    auto used = request(VIRTIO_BLK_T_IN, 16, 512);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(used.len, 1u) << "the status byte only";
+    used = request(VIRTIO_BLK_T_IN, 1, 512);
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(used.len, 513u);
+    std::vector<std::uint8_t> got(512);
+    mem().read(kData, got.data(), got.size());
+    EXPECT_EQ(got, disk.read(512, 512));
+    EXPECT_EQ(blk->in_flight(), 0u);
 }
 
 TEST_P(VirtioBlkDeviceTest, UnknownTypeIsUnsupported) {
