@@ -98,7 +98,9 @@ ssize_t Tap::read(std::span<const iovec> iov) {
 }
 
 ssize_t Tap::write(std::span<const iovec> iov) {
-    const ssize_t n = sys::writev(fd_.get(), iov.data(), static_cast<int>(std::min<std::size_t>(iov.size(), IOV_MAX)));
+    // One buffer (a frame in one descriptor, Linux's usual): write(), no iovec to import.
+    const ssize_t n = iov.size() == 1 ? sys::write(fd_.get(), iov[0].iov_base, iov[0].iov_len)
+                                      : sys::writev(fd_.get(), iov.data(), static_cast<int>(std::min<std::size_t>(iov.size(), IOV_MAX)));
     if (n < 0) return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     return n;
 }

@@ -190,6 +190,31 @@ TEST(FrameWriterUnlinkedTest, AFrameRefusedWhileALaterOneWentIsDroppedAndTheWrit
     EXPECT_EQ(got, fill + small) << "the pipe holds the fill and the small frame, nothing else";
 }
 
+// On a file-like fd a frame in one buffer goes as a WRITE, one in several as a WRITEV (the ring
+// allows both): a run mixing them arrives whole and in order, each frame's result its length.
+TEST(FrameWriterFileTest, OneBufferAndManyBufferFramesGoOutWholeAndInOrder) {
+    int p[2];
+    ASSERT_EQ(::pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    Fd rd(p[0]), wr(p[1]);
+    auto w = FrameWriter::create(wr.get(), FrameWriter::Kind::Writev, FrameWriter::Backpressure::None, 8);
+    if (!w) GTEST_SKIP() << "io_uring is not available here";
+    std::string a = "one-buffer|", b1 = "two-", b2 = "buffers|", c = "one-again|";
+    iovec va{a.data(), a.size()}, vb[2] = {{b1.data(), b1.size()}, {b2.data(), b2.size()}}, vc{c.data(), c.size()};
+    std::vector<std::span<const iovec>> frames{{&va, 1}, {vb, 2}, {&vc, 1}};
+    std::vector<ssize_t> results(3, 12345);
+    const auto n = w->write(frames, results);
+    if (!n) GTEST_SKIP() << "this kernel's pipe refuses io_uring writes with RWF_NOWAIT: " << w->why_spent();
+    EXPECT_EQ(*n, 3u);
+    EXPECT_EQ(results[0], static_cast<ssize_t>(a.size()));
+    EXPECT_EQ(results[1], static_cast<ssize_t>(b1.size() + b2.size()));
+    EXPECT_EQ(results[2], static_cast<ssize_t>(c.size()));
+    std::string got(256, '\0');
+    const ssize_t r = ::read(rd.get(), got.data(), got.size());
+    ASSERT_GE(r, 0);
+    got.resize(static_cast<std::size_t>(r));
+    EXPECT_EQ(got, a + b1 + b2 + c);
+}
+
 // A pty refuses RWF_NOWAIT (EOPNOTSUPP), as a tap does on Linux 6.1: the writer says so and
 // writes nothing; a backend then writes frame by frame, every frame, in order.
 struct PtyPair {
