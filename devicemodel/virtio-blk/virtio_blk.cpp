@@ -267,7 +267,8 @@ void VirtioBlk::serve(std::unique_lock<std::mutex>& lock) {
         IoOp& op = ops_.front();
         const std::uint16_t head = pending_head_;
         const int result = run_io_sync(disk_.fd(), op);
-        finish_read_locked(head, result, notify, broken);
+        broken = put_result_locked(head, result, Publish::Now) || broken;
+        notify = queue_.needs_notification() || notify;
         ops_.clear();
         if (!notify && !broken) {  // the driver polls (or asked for no interrupt): done
             --in_flight_;
@@ -553,13 +554,15 @@ void VirtioBlk::drain_queue(std::unique_lock<std::mutex>&, bool& notify, bool& b
     }
 }
 
-void VirtioBlk::finish_read_locked(std::uint16_t head, int result, bool& notify, bool& broken) {
+bool VirtioBlk::put_result_locked(std::uint16_t head, int result, Publish publish) {
     const std::uint8_t value = result == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
     const PendingRequest& p = pending_[head];
     if (value != VIRTIO_BLK_S_OK && (++io_errors_ <= 10 || io_errors_ % 1000 == 0))
         log_->warn("I/O error on request at head {} ({} so far)", head, io_errors_);
-    finish_locked(head, p.status, value, result == 0 ? p.used_len : 1, notify);
-    if (queue_.broken() && !broken_reported_) broken_reported_ = broken = true;
+    put_used_locked(head, p.status, value, result == 0 ? p.used_len : 1, publish);
+    if (!queue_.broken() || broken_reported_) return false;
+    broken_reported_ = true;
+    return true;
 }
 
 void VirtioBlk::complete(std::uint32_t generation, std::uint16_t head, int result) {
@@ -569,20 +572,13 @@ void VirtioBlk::complete(std::uint32_t generation, std::uint16_t head, int resul
         std::lock_guard lock(mu_);
         // A completion from before a reset must not touch the (new) rings.
         if (generation == static_cast<std::uint32_t>(generation_) && active_) {
-            const std::uint8_t value = result == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
-            const PendingRequest& p = pending_[head];
-            const std::span<std::uint8_t> status = p.status;
-            const std::uint32_t used_len = result == 0 ? p.used_len : 1;
-            if (value != VIRTIO_BLK_S_OK && (++io_errors_ <= 10 || io_errors_ % 1000 == 0))
-                log_->warn("I/O error on request at head {} ({} so far)", head, io_errors_);
             // On an engine thread the interrupt waits for the end of its batch of completions,
             // and so does the question whether the driver wants one: asked once for the batch
             // (it covers every used entry added since the last, §2.7.10), not per entry, each
             // a full fence and a read of the driver's busiest cache line. So does the used
             // idx: the batch's entries become visible with one store (flush_owed publishes).
             const bool batched = CompletionBatch::defer(&VirtioBlk::flush_owed, this);
-            put_used_locked(head, status, value, used_len, batched ? Publish::AtBatchEnd : Publish::Now);
-            if (queue_.broken() && !broken_reported_) broken_reported_ = broken = true;
+            broken = put_result_locked(head, result, batched ? Publish::AtBatchEnd : Publish::Now);
             if (batched) {
                 owed_check_ = true;
                 owed_broken_ = owed_broken_ || broken;

@@ -184,8 +184,6 @@ private:
     // An op's end: `result` 0 or -errno, for the request at `head` of activation `generation`
     // (its low 32 bits: the op's callback stays small enough to need no allocation).
     void complete(std::uint32_t generation, std::uint16_t head, int result);
-    // The end of a lone read served under mu_ (serve()): status, used entry, notification. mu_ held.
-    void finish_read_locked(std::uint16_t head, int result, bool& notify, bool& broken);
     // A read or write small enough to run on the dispatcher (options_.inline_max_bytes).
     bool inline_ok(const IoOp& op) const;
     // Writes may run on the dispatcher now: no backoff after a stalled one is running.
@@ -203,6 +201,10 @@ private:
     // The same, and decides on notification. mu_ held.
     void finish_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value, std::uint32_t used_len,
                        bool& notify);
+    // The request at `head` (drain_queue() set it up) ends with `result` (0 or -errno): its status
+    // byte and used entry, an I/O error logged. True when the queue broke and that is not yet
+    // reported. mu_ held.
+    bool put_result_locked(std::uint16_t head, int result, Publish publish);
     void signal(bool notify, bool broken, const std::shared_ptr<virtio::VirtioInterrupt>& irq);
     // The interrupt owed by completions of an engine's CompletionBatch, sent when it closes.
     static void flush_owed(void* self);
