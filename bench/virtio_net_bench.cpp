@@ -2,6 +2,7 @@
 // write/read on the same backend, in one run, with the ratio.
 //
 //   virtio_net_bench [--frames N] [--size BYTES] [--rounds R] [--tap NAME] [--mrg] [--small-pages]
+//                    [--tx-batch N]   (frames the driver posts per kick; default 64)
 //
 // Default backend: a socketpair(AF_UNIX, SOCK_SEQPACKET) (SocketBackend), both directions:
 //   tx  guest chains (header + frame) → device writev → peer recv        vs  backend write → peer recv
@@ -66,6 +67,7 @@ constexpr int kBatch = 64;
 constexpr std::uint64_t kBufferStride = 2048 + 64;
 bool g_mrg = false;  // --mrg
 bool g_small_pages = false;  // --small-pages: guest RAM in 4 KiB pages (the anchor's "thp": false)
+int g_tx_batch = kBatch;     // --tx-batch: frames the driver posts per kick (1: a guest sending one at a time)
 std::uint32_t rx_buffer_bytes() { return g_mrg ? 1536 : kVnetHeaderSize + 1514 + 4; }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -238,7 +240,7 @@ DeviceRound device_tx(Rig& r, int peer, std::size_t frames, std::size_t size) {
     while (r.txq.used_idx() != used_end || posted < frames) {
         driver.run([&] {
             r.txq.reclaim();
-            for (int k = 0; k < kBatch && posted < frames && r.txq.free_descriptors() > 0; ++k, ++posted) {
+            for (int k = 0; k < g_tx_batch && posted < frames && r.txq.free_descriptors() > 0; ++k, ++posted) {
                 const std::uint64_t gpa = r.tx_area + (slot++ % kQueue) * kBufferStride;
                 r.txq.add_chain({Drv::rd(gpa, static_cast<std::uint32_t>(f.size()))});
             }
@@ -393,10 +395,12 @@ int main(int argc, char** argv) {
             g_mrg = true;
         else if (a == "--small-pages")
             g_small_pages = true;
+        else if (a == "--tx-batch" && i + 1 < argc)
+            g_tx_batch = std::max(1, std::atoi(argv[++i]));
         else if (a == "--tap" && i + 1 < argc)
             tap = argv[++i];
         else {
-            std::fprintf(stderr, "usage: %s [--frames N] [--size BYTES (14..1514)] [--rounds R] [--tap NAME] [--mrg] [--small-pages]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--frames N] [--size BYTES (14..1514)] [--rounds R] [--tap NAME] [--mrg] [--small-pages] [--tx-batch N]\n", argv[0]);
             return 64;
         }
     }

@@ -21,7 +21,9 @@ void NetBackend::write_batches_with_io_uring(int fd, bool socket, bool never_ful
 bool NetBackend::batches_linked() const noexcept { return writer_ && writer_->linked(); }
 
 std::size_t NetBackend::write_batch(std::span<const std::span<const iovec>> frames, std::span<ssize_t> results) {
-    if (!batch_off_) {
+    // A lone frame (a guest that sends one at a time: a ping, a TCP ack) costs one system call
+    // either way: write() it, without the ring's submission and completion entries.
+    if (!batch_off_ && frames.size() > 1) {
         if (auto n = writer_->write(frames, results)) return *n;
         // This fd cannot be driven that way (nothing was written), e.g. a kernel whose tap
         // refuses RWF_NOWAIT (Linux 6.1): frame by frame from now on.

@@ -52,8 +52,9 @@ public:
     // fewer when frame n (the return value) got -EAGAIN: it and the frames behind it were not
     // written. (A result of -EAGAIN: a backend said never to be full was, for that frame only,
     // and took the next; that frame is dropped rather than sent out of order.) A backend that
-    // set up a FrameWriter (Tap, SocketBackend) writes the run with one io_uring_enter;
-    // otherwise (or where io_uring is refused) this calls write() per frame.
+    // set up a FrameWriter (Tap, SocketBackend) writes a run of two or more with one
+    // io_uring_enter; otherwise (a lone frame, or where io_uring is refused) this calls write()
+    // per frame.
     std::size_t write_batch(std::span<const std::span<const iovec>> frames, std::span<ssize_t> results);
     // Whether write_batch goes through io_uring, and if not, why (for tests and logs).
     bool writes_in_batches() const noexcept { return batch_off_ == nullptr; }
