@@ -99,7 +99,7 @@ struct Args {
 // more than one thread, as the device does (its engine threads) and as every VMM process is
 // (vCPUs, device threads). Without it the raw loops alone would get what no VMM gets: the
 // kernel takes a file reference on each pread only where the fd table is shared (fdget/fput,
-// ~16 ns of a cached 4 KiB read on the 2026-12 KVM host, issue #3). --raw-alone leaves it out.
+// 3-4 % of a cached 4 KiB read on the 2026-12 KVM host, issue #3). --raw-alone leaves it out.
 class Bystander {
 public:
     Bystander() : thread_([this] {

@@ -3,7 +3,7 @@
 // glibc's read, write, pread, preadv, ... are cancellation points. In a process with more than
 // one thread (the anchor: vCPUs, device and I/O threads) each call switches asynchronous
 // cancellation on before the system call and off after it: two atomic read-modify-writes of
-// the thread's cancel word per I/O, ~8 % of a cached 4 KiB read on the 2026-12 KVM host (issue
+// the thread's cancel word per I/O, ~4 % of a cached 4 KiB read on the 2026-12 KVM host (issue
 // #3). Nothing in the project is ever cancelled (no pthread_cancel), so the devices' per-request
 // calls go through syscall(2) instead. Same system call numbers (the seccomp lists are unchanged);
 // -1 with errno set on failure, as the wrappers.

@@ -44,7 +44,7 @@ public:
     // The same check, answered with the host address of gpa (nullptr: not wholly inside one
     // region). Inline and in a register: for the per-descriptor lookups of a virtqueue walk,
     // where span()'s optional, returned through memory and copied into a buffer record, stalled
-    // on store forwarding (~10 % of the device model's own time per request, issue #3).
+    // on store forwarding (~10 % of the device model's user-space time per request, issue #3).
     std::uint8_t* host_address(std::uint64_t gpa, std::uint64_t len) const noexcept {
         // A guest has a handful of regions (RAM below and above the PCI hole): a linear scan of
         // the sorted, disjoint list is cheaper than a binary search. At most one region holds gpa.
