@@ -180,8 +180,8 @@ struct Offsets {
 };
 
 // The raw loops' buffers: in memory mapped as the device's guest RAM is (page-aligned, THP
-// unless --small-pages), so both copy into and out of the same kind of memory (a heap vector's
-// 16-byte-aligned buffer made the kernel's copy slower).
+// unless --small-pages), so both copy into and out of the same kind of memory (measured on the
+// 2026-12 KVM host: as fast as the heap vector it replaced).
 Mapping raw_buffers(std::size_t bytes, bool small_pages) {
     const std::size_t size = (bytes + (2u << 20) - 1) & ~((std::size_t{2} << 20) - 1);
     Mapping m = Mapping::guest_ram(size, small_pages ? Mapping::RamPages::Small : Mapping::RamPages::Transparent);
