@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <climits>
 #include <cstddef>
@@ -334,9 +335,12 @@ void VirtioNet::drop_tx_state_locked() {
 }
 
 std::size_t VirtioNet::held_bytes_locked() const {
+#ifndef NDEBUG
     std::size_t have = 0;
     for (std::size_t i = 0; i < held_.size(); ++i) have += held_[i].writable_bytes();
-    return have;
+    assert(have == held_bytes_);
+#endif
+    return held_bytes_;
 }
 
 bool VirtioNet::pop_rx_chain_locked(std::size_t min_bytes, std::size_t& have, bool& used) {
@@ -352,6 +356,7 @@ bool VirtioNet::pop_rx_chain_locked(std::size_t min_bytes, std::size_t& have, bo
         return true;
     }
     have += chain.writable_bytes();
+    held_bytes_ += chain.writable_bytes();
     held_.commit_back();
     return true;
 }
@@ -457,10 +462,11 @@ bool VirtioNet::deliver_pending_locked(bool& used) {
 void VirtioNet::finish_frame_locked(std::size_t len) {
     auto& done = rx_done_;
     done.clear();
-    std::size_t remaining = len, bounce_off = 0;
+    std::size_t remaining = len, bounce_off = 0, given = 0;
     for (std::size_t i = 0; remaining > 0 && i < held_.size(); ++i) {
         const auto& c = held_[i];
         const std::size_t take = std::min<std::size_t>(remaining, c.writable_bytes());
+        given += c.writable_bytes();
         if (i >= direct_chains_) {
             c.write(0, {bounce_.data() + bounce_off, take});
             bounce_off += take;
@@ -474,6 +480,7 @@ void VirtioNet::finish_frame_locked(std::size_t len) {
                         {reinterpret_cast<const std::uint8_t*>(&num_buffers), sizeof num_buffers});
     for (auto [head, used_len] : done) rx_.add_used(head, used_len);
     held_.drop_front(done.size());
+    held_bytes_ -= given;
     // The read's window into the held chains follows the frames: a frame longer than it opens
     // it to every chain held (the next big frame goes straight in, not through the bounce
     // area); a run of frames that fit a plain Ethernet frame narrows it again (one chain and
@@ -495,6 +502,7 @@ void VirtioNet::drop_rx_state_locked() {
     if (pending_len_) ++stats_.rx_dropped;
     pending_len_.reset();
     held_.clear();
+    held_bytes_ = 0;
     direct_chains_ = 0;
 }
 
