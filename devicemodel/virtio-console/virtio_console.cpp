@@ -35,7 +35,7 @@ VirtioConsole::VirtioConsole(Output output, VirtioConsoleOptions options, Execut
         add(std::move(more));
     }
     options_.more_ports.clear();  // moved into ports_
-    offers_multiport_ = !ports_[0].name.empty() || ports_.size() > 1;
+    offers_multiport_ = !ports_[0].is_console() || ports_.size() > 1;
     config_.max_nr_ports = static_cast<std::uint32_t>(ports_.size());
 }
 
@@ -182,7 +182,7 @@ void VirtioConsole::resize(std::uint16_t cols, std::uint16_t rows) {
         config_.rows = rows;
         // A MULTIPORT driver reads no size from the config space: a console port's size comes as
         // a RESIZE control message (rows, then cols), as Linux's virtio_console takes it.
-        by_control = active_ && multiport_ && ports_[0].name.empty() && ports_[0].ready;
+        by_control = active_ && multiport_ && ports_[0].is_console() && ports_[0].ready;
         if (by_control) {
             const std::uint16_t size[2] = {rows, cols};
             queue_control_locked(0, VIRTIO_CONSOLE_RESIZE, 0, {reinterpret_cast<const char*>(size), sizeof size});
@@ -313,7 +313,7 @@ void VirtioConsole::control_message_locked(const virtio_console_control& msg, Si
                 log_->warn("the driver could not add port {} (PORT_READY 0)", msg.id);
                 return;
             }
-            if (port.name.empty())  // the console port (port 0 only): the driver makes it a console (hvc)
+            if (port.is_console())  // the driver makes it a console (hvc)
                 queue_control_locked(msg.id, VIRTIO_CONSOLE_CONSOLE_PORT, 1);
             else  // with its NUL, as QEMU sends it (Linux copies what fits and terminates it itself)
                 queue_control_locked(msg.id, VIRTIO_CONSOLE_PORT_NAME, 1, {port.name.c_str(), port.name.size() + 1});

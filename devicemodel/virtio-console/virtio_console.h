@@ -135,6 +135,9 @@ public:
 private:
     struct Port {
         std::string name;  // empty: port 0 as the console
+        // The console port (VIRTIO_CONSOLE_CONSOLE_PORT, the driver's hvc): the unnamed one; only
+        // port 0 can be (the constructor refuses other ports without a name).
+        bool is_console() const noexcept { return name.empty(); }
         Output output;
         std::function<void(bool open)> on_guest_open;
         virtio::VirtQueue rx, tx;
