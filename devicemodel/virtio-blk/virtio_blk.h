@@ -205,6 +205,10 @@ private:
     // byte and used entry, an I/O error logged. True when the queue broke and that is not yet
     // reported. mu_ held.
     bool put_result_locked(std::uint16_t head, int result, Publish publish);
+    // One request's used entry is out (mu_ held by `lock`): tells the driver (notify, broken)
+    // with mu_ released, then counts the request out of in_flight_ and wakes a waiting reset.
+    // Returns with mu_ released.
+    void settle_locked(std::unique_lock<std::mutex>& lock, bool notify, bool broken);
     void signal(bool notify, bool broken, const std::shared_ptr<virtio::VirtioInterrupt>& irq);
     // The interrupt owed by completions of an engine's CompletionBatch, sent when it closes.
     static void flush_owed(void* self);
