@@ -182,7 +182,7 @@ double raw_tx(NetBackend& b, int peer, std::size_t frames, std::size_t size) {
     return static_cast<double>(frames) / seconds_since(t0);
 }
 
-// Raw, batched: 64 frames per io_uring_enter with liburing (WRITE on a tap, SENDMSG on a
+// Raw, batched: 64 frames per io_uring_enter with liburing (WRITE on a tap, SEND on a
 // socket), the peer (if any) drains; a frame the socket could not take is sent again. 0 without
 // liburing.
 double raw_tx_batch([[maybe_unused]] int fd, [[maybe_unused]] bool socket, [[maybe_unused]] int peer,
@@ -194,17 +194,13 @@ double raw_tx_batch([[maybe_unused]] int fd, [[maybe_unused]] bool socket, [[may
     auto f = frame(size);
     std::vector<std::uint8_t> sink(70000);
     std::size_t got = 0, sent = 0;
-    iovec iov[1] = {{f.data(), f.size()}};  // one buffer, as in raw_tx
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = 1;
     const auto t0 = std::chrono::steady_clock::now();
     while (sent < frames) {
         const unsigned n = static_cast<unsigned>(std::min<std::size_t>(kRawBatch, frames - sent));
         for (unsigned j = 0; j < n; ++j) {
             io_uring_sqe* sqe = io_uring_get_sqe(&ring);
-            if (socket)
-                io_uring_prep_sendmsg(sqe, fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (socket)  // SEND: one buffer, as the device's frame writer sends a one-buffer frame
+                io_uring_prep_send(sqe, fd, f.data(), f.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
             else
                 io_uring_prep_write(sqe, fd, f.data(), static_cast<unsigned>(f.size()), 0);
         }

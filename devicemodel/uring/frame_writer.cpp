@@ -36,7 +36,9 @@ public:
         // WRITE beside WRITEV: a frame in one buffer (Linux's virtio-net puts the header in the
         // frame's headroom: one descriptor) goes without an iovec to import.
         const std::uint8_t file_ops[] = {IORING_OP_WRITEV, IORING_OP_WRITE};
-        const std::uint8_t socket_ops[] = {IORING_OP_SENDMSG};
+        // SEND beside SENDMSG likewise: no message header and no iovec to copy in (~30 ns of a
+        // 64-byte frame's ~800 on a socketpair here, issue #3).
+        const std::uint8_t socket_ops[] = {IORING_OP_SENDMSG, IORING_OP_SEND};
         const int r = kind_ == Kind::Writev ? setup_restricted_ring(ring_, depth_, files, file_ops)
                                             : setup_restricted_ring(ring_, depth_, files, socket_ops);
         ready_ = r == 0;
@@ -136,6 +138,8 @@ private:
             else
                 io_uring_prep_writev(s, kFile, frame.data(), count, 0);
             s->rw_flags = RWF_NOWAIT;
+        } else if (count == 1) {
+            io_uring_prep_send(s, kFile, frame[0].iov_base, frame[0].iov_len, MSG_DONTWAIT | MSG_NOSIGNAL);
         } else {
             msgs_[i] = {};
             msgs_[i].msg_iov = const_cast<iovec*>(frame.data());  // sendmsg only reads it

@@ -1,4 +1,5 @@
-// FrameWriter (devicemodel/uring/frame_writer.h) on a SOCK_SEQPACKET socketpair: a run of frames
+// FrameWriter (devicemodel/uring/frame_writer.h) on a SOCK_SEQPACKET socketpair, with frames in
+// two buffers (SENDMSG), in one (SEND) and both in one run: a run of frames
 // goes out whole and in order; a full socket stops the run at the first frame it cannot take
 // (nothing behind it is written, nothing is written twice); a frame the kernel refuses is that
 // frame's error and the frames behind it still go out.
@@ -25,7 +26,11 @@
 namespace vmm::uring {
 namespace {
 
-class FrameWriterTest : public ::testing::Test {
+// Which frames come in one buffer (header and payload together, as Linux's virtio-net hands
+// them over: SEND) and which in two (SENDMSG): every run is tried with each.
+enum class Buffers { Two, One, Mixed };
+
+class FrameWriterTest : public ::testing::TestWithParam<Buffers> {
 protected:
     void SetUp() override {
         int sv[2];
@@ -35,7 +40,8 @@ protected:
         writer_ = FrameWriter::create(ours_.get(), FrameWriter::Kind::Sendmsg, FrameWriter::Backpressure::Possible, 16);
         if (!writer_) GTEST_SKIP() << "io_uring is not available here (the backends write frame by frame)";
     }
-    // Frame i: a 12-byte header and a payload naming i, in two iovecs.
+    bool one_buffer(std::size_t i) const { return GetParam() == Buffers::One || (GetParam() == Buffers::Mixed && i % 2 == 0); }
+    // Frame i: a 12-byte header and a payload naming i, in two iovecs or (one_buffer) in one.
     void make_frames(std::size_t n, std::size_t payload = 64) {
         headers_.assign(n, std::string(12, 'h'));
         payloads_.clear();
@@ -44,13 +50,17 @@ protected:
             p.resize(payload, '.');
             payloads_.push_back(p);
         }
-        iovs_.clear();
+        iovs_.assign(n, {});
         for (std::size_t i = 0; i < n; ++i) {
-            iovs_.push_back({headers_[i].data(), headers_[i].size()});
-            iovs_.push_back({payloads_[i].data(), payloads_[i].size()});
+            if (one_buffer(i)) {
+                headers_[i] += payloads_[i];
+                iovs_[i] = {{headers_[i].data(), headers_[i].size()}};
+            } else {
+                iovs_[i] = {{headers_[i].data(), headers_[i].size()}, {payloads_[i].data(), payloads_[i].size()}};
+            }
         }
         frames_.clear();
-        for (std::size_t i = 0; i < n; ++i) frames_.emplace_back(&iovs_[2 * i], 2);
+        for (std::size_t i = 0; i < n; ++i) frames_.emplace_back(iovs_[i]);
         results_.assign(n, 12345);
     }
     // Every message waiting on the peer, as payload strings.
@@ -68,12 +78,17 @@ protected:
     Fd ours_, peer_;
     std::unique_ptr<FrameWriter> writer_;
     std::vector<std::string> headers_, payloads_;
-    std::vector<iovec> iovs_;
+    std::vector<std::vector<iovec>> iovs_;
     std::vector<std::span<const iovec>> frames_;
     std::vector<ssize_t> results_;
 };
 
-TEST_F(FrameWriterTest, ARunLongerThanTheRingGoesOutWholeAndInOrder) {
+INSTANTIATE_TEST_SUITE_P(Buffers, FrameWriterTest, ::testing::Values(Buffers::Two, Buffers::One, Buffers::Mixed),
+                         [](const ::testing::TestParamInfo<Buffers>& p) {
+                             return p.param == Buffers::Two ? "TwoBuffersAFrame" : p.param == Buffers::One ? "OneBufferAFrame" : "Mixed";
+                         });
+
+TEST_P(FrameWriterTest, ARunLongerThanTheRingGoesOutWholeAndInOrder) {
     make_frames(40);  // the ring holds 16: three submissions
     const auto n = writer_->write(frames_, results_);
     ASSERT_TRUE(n);
@@ -82,7 +97,7 @@ TEST_F(FrameWriterTest, ARunLongerThanTheRingGoesOutWholeAndInOrder) {
     EXPECT_EQ(received(), payloads_);
 }
 
-TEST_F(FrameWriterTest, UnlinkedARunLongerThanTheRingGoesOutWholeAndInOrderToo) {
+TEST_P(FrameWriterTest, UnlinkedARunLongerThanTheRingGoesOutWholeAndInOrderToo) {
     writer_ = FrameWriter::create(ours_.get(), FrameWriter::Kind::Sendmsg, FrameWriter::Backpressure::None, 16);
     ASSERT_TRUE(writer_);
     EXPECT_FALSE(writer_->linked());
@@ -95,7 +110,7 @@ TEST_F(FrameWriterTest, UnlinkedARunLongerThanTheRingGoesOutWholeAndInOrderToo) 
     EXPECT_FALSE(writer_->linked()) << "nothing was refused: still unlinked";
 }
 
-TEST_F(FrameWriterTest, AFullSocketStopsTheRunAtTheFirstFrameItCannotTake) {
+TEST_P(FrameWriterTest, AFullSocketStopsTheRunAtTheFirstFrameItCannotTake) {
     const int small = 4096;
     ASSERT_EQ(::setsockopt(ours_.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
     make_frames(200, 1000);
@@ -118,11 +133,12 @@ TEST_F(FrameWriterTest, AFullSocketStopsTheRunAtTheFirstFrameItCannotTake) {
     EXPECT_EQ(got, payloads_);
 }
 
-TEST_F(FrameWriterTest, ARefusedFrameIsItsOwnErrorAndTheFramesBehindItGoOut) {
+TEST_P(FrameWriterTest, ARefusedFrameIsItsOwnErrorAndTheFramesBehindItGoOut) {
     make_frames(10);
     // Frame 4 is larger than a socket may ever send in one message: EMSGSIZE.
     std::string huge(8 << 20, 'x');
-    iovs_[2 * 4 + 1] = {huge.data(), huge.size()};
+    iovs_[4].back() = {huge.data(), huge.size()};
+    frames_[4] = iovs_[4];
     const auto n = writer_->write(frames_, results_);
     ASSERT_TRUE(n);
     EXPECT_EQ(*n, 10u);
@@ -136,7 +152,7 @@ TEST_F(FrameWriterTest, ARefusedFrameIsItsOwnErrorAndTheFramesBehindItGoOut) {
     EXPECT_EQ(received(), want);
 }
 
-TEST_F(FrameWriterTest, AClosedPeerIsAnErrorNotASignal) {
+TEST_P(FrameWriterTest, AClosedPeerIsAnErrorNotASignal) {
     peer_ = Fd();
     make_frames(3);
     const auto n = writer_->write(frames_, results_);  // SIGPIPE would end the test binary here
