@@ -99,16 +99,30 @@ thread_local CompletionBatch* CompletionBatch::current_ = nullptr;
 
 CompletionBatch::~CompletionBatch() {
     current_ = outer_;
-    for (unsigned i = 0; i < count_; ++i) pending_[i].first(pending_[i].second);
+    for (unsigned i = 0; i < count_; ++i) {
+        Pending& p = pending_[i];
+        if (p.count) p.flush(p.arg, {p.results, p.count});
+    }
 }
 
-bool CompletionBatch::defer(Flush flush, void* arg) {
+bool CompletionBatch::defer(Flush flush, void* arg, Result result) {
     CompletionBatch* b = current_;
     if (b == nullptr) return false;
-    for (unsigned i = 0; i < b->count_; ++i)
-        if (b->pending_[i].first == flush && b->pending_[i].second == arg) return true;
-    if (b->count_ == std::size(b->pending_)) return false;
-    b->pending_[b->count_++] = {flush, arg};
+    Pending* p = nullptr;
+    for (unsigned i = 0; i < b->count_ && !p; ++i)
+        if (b->pending_[i].flush == flush && b->pending_[i].arg == arg) p = &b->pending_[i];
+    if (!p) {
+        if (b->count_ == std::size(b->pending_)) return false;
+        p = &b->pending_[b->count_++];
+        p->flush = flush;
+        p->arg = arg;
+        p->count = 0;
+    }
+    if (p->count == kMaxResults) {  // a long run: these go now, the batch goes on
+        p->flush(p->arg, {p->results, p->count});
+        p->count = 0;
+    }
+    p->results[p->count++] = result;
     return true;
 }
 

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -66,28 +67,43 @@ std::unique_ptr<IoEngine> make_thread_pool_engine(int fd, unsigned threads, cons
 std::unique_ptr<IoEngine> make_split_engine(std::unique_ptr<IoEngine> reads, std::unique_ptr<IoEngine> rest);
 
 // Completion batching: an engine thread completes a run of ops inside a CompletionBatch; a
-// device whose `done` runs inside one may defer its interrupt to the batch's end (defer()),
-// so a burst of completions costs the driver one interrupt, not one each (issue #3: at depth
-// 32 a request used to cost an interrupt of its own). Outside a batch (the dispatcher's
-// inline path) defer() says no and the device signals at once. A batch is per thread; its
-// flushes run, in order, when it closes; the engines keep batches short (what one reap of the
-// ring returned; up to kMaxBatchOps reads and writes of a pool worker, never a flush).
+// device whose `done` runs inside one hands the op's result to the batch (defer()) and finishes
+// the batch's results at its end, under one lock and with one interrupt: a burst of
+// completions costs the driver one interrupt, not one each (issue #3: at depth 32 a request
+// used to cost an interrupt of its own), and the device one lock round trip, not one each.
+// Outside a batch (the dispatcher's inline path) defer() says no and the device completes the
+// op at once. A batch is per thread; its flushes run, in order, when it closes (a device's
+// earlier when kMaxResults of its results wait); the engines keep batches short (what one reap
+// of the ring returned; up to kMaxBatchOps reads and writes of a pool worker, never a flush).
 class CompletionBatch {
 public:
-    using Flush = void (*)(void* arg);
+    // One op's end, as the device knows it: its own tag (which request) and the op's result.
+    struct Result {
+        std::uint64_t tag;
+        int value;
+    };
+    using Flush = void (*)(void* arg, std::span<const Result> results);
     static constexpr unsigned kMaxBatchOps = 8;
+    static constexpr unsigned kMaxResults = 32;
     CompletionBatch() : outer_(current_) { current_ = this; }
     ~CompletionBatch();
     CompletionBatch(const CompletionBatch&) = delete;
     CompletionBatch& operator=(const CompletionBatch&) = delete;
-    // Registers `flush(arg)` for this thread's open batch (once per pair); false when no batch
-    // is open or it has no room: then the caller does its work now.
-    static bool defer(Flush flush, void* arg);
+    // Hands `result` to this thread's open batch, for `flush(arg, results)` (the results of the
+    // pair in the order given); false when no batch is open or it has no room for another
+    // pair: then the caller completes the op now.
+    static bool defer(Flush flush, void* arg, Result result);
 
 private:
+    struct Pending {
+        Flush flush;
+        void* arg;
+        unsigned count;
+        Result results[kMaxResults];  // left uninitialised: only [0, count) is ever read
+    };
     static thread_local CompletionBatch* current_;
     CompletionBatch* outer_;
-    std::pair<Flush, void*> pending_[4]{};
+    Pending pending_[4];
     unsigned count_ = 0;
 };
 

@@ -552,30 +552,31 @@ bool VirtioBlk::put_result_locked(std::uint16_t head, int result, Publish publis
     return true;
 }
 
+namespace {
+
+// A completion's tag in a CompletionBatch: the activation it belongs to and its head.
+std::uint64_t completion_tag(std::uint32_t generation, std::uint16_t head) { return std::uint64_t{generation} << 16 | head; }
+
+}  // namespace
+
 void VirtioBlk::complete(std::uint32_t generation, std::uint16_t head, int result) {
+    // On an engine thread the result waits for the end of its batch of completions
+    // (flush_results): one lock round trip for the batch, and one question whether the driver
+    // wants an interrupt (it covers every used entry added since the last, §2.7.10; each a full
+    // fence and a read of the driver's busiest cache line), one store of the used idx. The
+    // request is in flight until then.
+    if (CompletionBatch::defer(&VirtioBlk::flush_results, this, {completion_tag(generation, head), result})) return;
     bool notify = false, broken = false;
     std::unique_lock lock(mu_);
     // A completion from before a reset must not touch the (new) rings.
     if (generation == static_cast<std::uint32_t>(generation_) && active_) {
-        // On an engine thread the interrupt waits for the end of its batch of completions,
-        // and so does the question whether the driver wants one: asked once for the batch
-        // (it covers every used entry added since the last, §2.7.10), not per entry, each
-        // a full fence and a read of the driver's busiest cache line. So does the used
-        // idx: the batch's entries become visible with one store (flush_owed publishes).
-        const bool batched = CompletionBatch::defer(&VirtioBlk::flush_owed, this);
-        broken = put_result_locked(head, result, batched ? Publish::AtBatchEnd : Publish::Now);
-        if (batched) {
-            owed_check_ = true;
-            owed_broken_ = owed_broken_ || broken;
-            ++owed_in_flight_;  // still in flight until its interrupt is out (flush_owed)
-            return;
-        }
+        broken = put_result_locked(head, result, Publish::Now);
         notify = queue_.needs_notification();
     }
     settle_locked(lock, notify, broken);
 }
 
-void VirtioBlk::settle_locked(std::unique_lock<std::mutex>& lock, bool notify, bool broken) {
+void VirtioBlk::settle_locked(std::unique_lock<std::mutex>& lock, bool notify, bool broken, unsigned settled) {
     if (notify || broken) {
         // Copied only when it is used: a shared_ptr copy is a locked add on a line other
         // threads touch (it was 7 % of the dispatcher's time at depth 32).
@@ -586,33 +587,27 @@ void VirtioBlk::settle_locked(std::unique_lock<std::mutex>& lock, bool notify, b
     }
     // A request is in flight until the driver has been told: in_flight() == 0 then means every
     // used entry *and* its interrupt are out, and a reset waits for both.
-    --in_flight_;
+    in_flight_ -= settled;
     lock.unlock();
     idle_cv_.notify_all();
 }
 
-void VirtioBlk::flush_owed(void* self) {
+void VirtioBlk::flush_results(void* self, std::span<const CompletionBatch::Result> results) {
     auto* dev = static_cast<VirtioBlk*>(self);
-    bool notify, broken;
-    unsigned owed;
-    std::shared_ptr<virtio::VirtioInterrupt> irq;
-    {
-        std::lock_guard lock(dev->mu_);
-        // A reset under way (it waits for these) has nothing to ask the old rings. Asking
-        // publishes the batch's used entries (Publish::AtBatchEnd) before it reads the driver's
-        // suppression state.
-        notify = std::exchange(dev->owed_check_, false) && dev->active_ && dev->queue_.needs_notification();
-        broken = std::exchange(dev->owed_broken_, false);
-        owed = std::exchange(dev->owed_in_flight_, 0u);
-        // A reset under way (it waits for these): the driver is told nothing any more.
-        if (dev->active_ && (notify || broken)) irq = dev->interrupt_;
+    bool put = false, broken = false;
+    std::unique_lock lock(dev->mu_);
+    const auto generation = static_cast<std::uint32_t>(dev->generation_);
+    for (const CompletionBatch::Result& r : results) {
+        // A completion from before a reset must not touch the (new) rings; a reset under way
+        // (it waits for these) has nothing to ask the old ones.
+        if (r.tag >> 16 != generation || !dev->active_) continue;
+        broken = dev->put_result_locked(static_cast<std::uint16_t>(r.tag), r.value, Publish::AtBatchEnd) || broken;
+        put = true;
     }
-    dev->signal(notify, broken, irq);
-    {
-        std::lock_guard lock(dev->mu_);
-        dev->in_flight_ -= owed;
-    }
-    dev->idle_cv_.notify_all();
+    // Asking publishes the batch's used entries (Publish::AtBatchEnd) before it reads the
+    // driver's suppression state.
+    const bool notify = put && dev->queue_.needs_notification();
+    dev->settle_locked(lock, notify, broken, static_cast<unsigned>(results.size()));
 }
 
 void VirtioBlk::signal(bool notify, bool broken, const std::shared_ptr<virtio::VirtioInterrupt>& irq) {

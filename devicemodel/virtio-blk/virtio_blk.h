@@ -195,7 +195,7 @@ private:
     // read_cached(); those that would wait for the disk go to the engine after the loop.
     void run_inline(std::vector<IoOp>& ops, bool of_batch);
     // Writes status and returns the chain. mu_ held.
-    enum class Publish { Now, AtBatchEnd };  // AtBatchEnd: flush_owed's needs_notification() publishes
+    enum class Publish { Now, AtBatchEnd };  // AtBatchEnd: flush_results's needs_notification() publishes
     void put_used_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value, std::uint32_t used_len,
                          Publish publish = Publish::Now);
     // The same, and decides on notification. mu_ held.
@@ -205,13 +205,15 @@ private:
     // byte and used entry, an I/O error logged. True when the queue broke and that is not yet
     // reported. mu_ held.
     bool put_result_locked(std::uint16_t head, int result, Publish publish);
-    // One request's used entry is out (mu_ held by `lock`): tells the driver (notify, broken)
-    // with mu_ released, then counts the request out of in_flight_ and wakes a waiting reset.
-    // Returns with mu_ released.
-    void settle_locked(std::unique_lock<std::mutex>& lock, bool notify, bool broken);
+    // `settled` requests' used entries are out (mu_ held by `lock`): tells the driver (notify,
+    // broken) with mu_ released, then counts the requests out of in_flight_ and wakes a waiting
+    // reset. Returns with mu_ released.
+    void settle_locked(std::unique_lock<std::mutex>& lock, bool notify, bool broken, unsigned settled = 1);
     void signal(bool notify, bool broken, const std::shared_ptr<virtio::VirtioInterrupt>& irq);
-    // The interrupt owed by completions of an engine's CompletionBatch, sent when it closes.
-    static void flush_owed(void* self);
+    // The results an engine's CompletionBatch gathered (complete()'s, tagged by completion_tag),
+    // finished when it closes: under one lock, with one question whether the driver wants an
+    // interrupt.
+    static void flush_results(void* self, std::span<const CompletionBatch::Result> results);
 
     DiskImage disk_;
     VirtioBlkOptions options_;
@@ -244,10 +246,6 @@ private:
     std::atomic<bool> in_peek_{false};
     bool stop_ = false;
     bool active_ = false, broken_reported_ = false;
-    // Deferred to a CompletionBatch's end: whether to ask the driver's suppression state (used
-    // entries were added), and a broken queue to report.
-    bool owed_check_ = false, owed_broken_ = false;
-    unsigned owed_in_flight_ = 0;                     // completions whose interrupt is deferred
     std::uint64_t generation_ = 0;
     unsigned in_flight_ = 0;
     // Where each in-flight request (by head) gets its status byte and its used length; guarded

@@ -353,28 +353,68 @@ TEST_P(VirtioBlkDeviceTest, ABurstOfCompletionsCostsAnInterruptPerBatch) {
         EXPECT_LE(irq->queue_notifies, kRequests);
 }
 
+// What a CompletionBatch hands a device: each flush's results, as (tag, value) pairs.
+using Flushes = std::vector<std::vector<std::pair<std::uint64_t, int>>>;
+void record_flush(void* arg, std::span<const CompletionBatch::Result> results) {
+    auto& f = static_cast<Flushes*>(arg)->emplace_back();
+    for (const auto& r : results) f.emplace_back(r.tag, r.value);
+}
+
 TEST(CompletionBatchTest, DefersOnlyInsideABatchAndFlushesOncePerDeviceAtItsEnd) {
-    std::vector<int> flushed;
-    auto flush = [](void* arg) { static_cast<std::vector<int>*>(arg)->push_back(1); };
-    std::vector<int> other;
-    EXPECT_FALSE(CompletionBatch::defer(flush, &flushed)) << "no batch open: the caller signals itself";
+    Flushes flushed, other;
+    EXPECT_FALSE(CompletionBatch::defer(record_flush, &flushed, {1, 0})) << "no batch open: the caller completes it";
     {
         CompletionBatch batch;
-        EXPECT_TRUE(CompletionBatch::defer(flush, &flushed));
-        EXPECT_TRUE(CompletionBatch::defer(flush, &flushed));
-        EXPECT_TRUE(CompletionBatch::defer(flush, &other));
+        EXPECT_TRUE(CompletionBatch::defer(record_flush, &flushed, {1, 0}));
+        EXPECT_TRUE(CompletionBatch::defer(record_flush, &flushed, {2, -5}));
+        EXPECT_TRUE(CompletionBatch::defer(record_flush, &other, {7, 0}));
         {
             CompletionBatch inner;  // a nested batch flushes its own at its end
-            EXPECT_TRUE(CompletionBatch::defer(flush, &other));
+            EXPECT_TRUE(CompletionBatch::defer(record_flush, &other, {8, 0}));
         }
-        EXPECT_EQ(other.size(), 1u);
+        EXPECT_EQ(other, (Flushes{{{8, 0}}}));
+        EXPECT_TRUE(CompletionBatch::defer(record_flush, &flushed, {3, 0}));
         EXPECT_TRUE(flushed.empty()) << "nothing runs before the batch closes";
-        std::thread t([&] { EXPECT_FALSE(CompletionBatch::defer(flush, &flushed)) << "batches are per thread"; });
+        std::thread t([&] { EXPECT_FALSE(CompletionBatch::defer(record_flush, &flushed, {9, 0})) << "batches are per thread"; });
         t.join();
     }
-    EXPECT_EQ(flushed.size(), 1u) << "once per (flush, device), however many completions";
-    EXPECT_EQ(other.size(), 2u);
-    EXPECT_FALSE(CompletionBatch::defer(flush, &flushed)) << "closed";
+    EXPECT_EQ(flushed, (Flushes{{{1, 0}, {2, -5}, {3, 0}}})) << "once per (flush, device), its results in order";
+    EXPECT_EQ(other, (Flushes{{{8, 0}}, {{7, 0}}}));
+    EXPECT_FALSE(CompletionBatch::defer(record_flush, &flushed, {4, 0})) << "closed";
+}
+
+TEST(CompletionBatchTest, ALongRunFlushesEveryMaxResultsAndTheRestAtTheEnd) {
+    Flushes flushed;
+    const unsigned n = CompletionBatch::kMaxResults * 2 + 5;
+    {
+        CompletionBatch batch;
+        for (unsigned i = 0; i < n; ++i) ASSERT_TRUE(CompletionBatch::defer(record_flush, &flushed, {i, static_cast<int>(i)}));
+        EXPECT_EQ(flushed.size(), 2u) << "two full runs went while the batch went on";
+    }
+    ASSERT_EQ(flushed.size(), 3u);
+    EXPECT_EQ(flushed[0].size(), CompletionBatch::kMaxResults);
+    EXPECT_EQ(flushed[2].size(), 5u);
+    std::uint64_t next = 0;
+    for (const auto& f : flushed)
+        for (const auto& [tag, value] : f) {
+            EXPECT_EQ(tag, next) << "every result once, in order";
+            EXPECT_EQ(value, static_cast<int>(next));
+            ++next;
+        }
+    EXPECT_EQ(next, n);
+}
+
+TEST(CompletionBatchTest, AFifthDeviceInOneBatchCompletesItsOwn) {
+    Flushes f[5];
+    {
+        CompletionBatch batch;
+        for (int i = 0; i < 4; ++i) EXPECT_TRUE(CompletionBatch::defer(record_flush, &f[i], {1, 0}));
+        EXPECT_FALSE(CompletionBatch::defer(record_flush, &f[4], {1, 0})) << "no room: the caller completes it now";
+        EXPECT_TRUE(CompletionBatch::defer(record_flush, &f[0], {2, 0})) << "a device the batch holds still fits";
+    }
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(f[i].size(), 1u);
+    EXPECT_EQ(f[0][0].size(), 2u);
+    EXPECT_TRUE(f[4].empty());
 }
 
 TEST_P(VirtioBlkDeviceTest, WriteChangesTheFile) {
