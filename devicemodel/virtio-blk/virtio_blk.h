@@ -224,6 +224,7 @@ private:
 
     mutable std::mutex mu_;
     std::condition_variable idle_cv_;  // in_flight_ dropped to 0
+    unsigned idle_waiters_ = 0;        // threads waiting on idle_cv_ (reset_locked); guarded by mu_
     // The dispatcher sleeps in read() on this eventfd: KVM's ioeventfd for the queue, a kick
     // through queue_notify while it sleeps, activate() and the destructor signal it.
     Fd kick_fd_;
