@@ -37,7 +37,9 @@ class FrameWriter {
 public:
     enum class Kind {
         Writev,   // a character device (tap): WRITEV with RWF_NOWAIT
-        Sendmsg,  // a socket: SENDMSG (SEND for a one-buffer frame) with MSG_DONTWAIT | MSG_NOSIGNAL (a closed peer is -EPIPE, no signal)
+        // A socket: SENDMSG (SEND for a one-buffer frame) with MSG_DONTWAIT | MSG_NOSIGNAL (a
+        // closed peer is -EPIPE, no signal).
+        Sendmsg,
     };
     enum class Backpressure {
         Possible,  // the fd may be full for now (a socket, a tap with a bounded send buffer): link

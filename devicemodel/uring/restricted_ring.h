@@ -7,9 +7,9 @@
 // (IORING_SETUP_R_DISABLED), gets its files registered, then IORING_REGISTER_RESTRICTIONS: every
 // submission must name a registered file by index (IOSQE_FIXED_FILE) and use one of the
 // opcodes given (virtio-blk: READV, WRITEV, READ, WRITE, FSYNC, NOP; virtio-net's frame writer:
-// WRITEV and WRITE, or SENDMSG and SEND); the only register operation allowed afterwards is unregistering the files (what
-// close_restricted_ring does). Only then is it enabled. Needs Linux
-// 5.10; where the kernel cannot, the caller falls back to plain system calls.
+// WRITEV and WRITE, or SENDMSG and SEND); the only register operation allowed afterwards is
+// unregistering the files (what close_restricted_ring does). Only then is it enabled. Needs
+// Linux 5.10; where the kernel cannot, the caller falls back to plain system calls.
 #pragma once
 
 #if __has_include(<liburing.h>)
