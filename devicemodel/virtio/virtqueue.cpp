@@ -49,9 +49,19 @@ std::uint64_t for_range(const GuestBuffers& bufs, std::uint64_t offset, std::uin
     return done;
 }
 
+// Whether [offset, offset + len) lies inside `b` (most ranges a device asks for: a block
+// request's header or data, a frame, are in one buffer, and skip for_range's walk).
+bool inside(const GuestBuffer& b, std::uint64_t offset, std::uint64_t len) {
+    return offset < b.host.size() && len <= b.host.size() - offset;
+}
+
 bool make_iov(const GuestBuffers& bufs, std::uint64_t total, std::uint64_t offset, std::uint64_t len, IoVecs& iov) {
     iov.clear();
     if (offset > total || len > total - offset) return false;
+    if (len != 0 && !bufs.empty() && inside(bufs.front(), offset, len)) {
+        iov.push_back({bufs.front().host.data() + offset, static_cast<std::size_t>(len)});
+        return true;
+    }
     for_range(bufs, offset, len, [&](std::uint8_t* p, std::uint64_t n) {
         if (n) iov.push_back({p, static_cast<std::size_t>(n)});
     });
@@ -67,6 +77,10 @@ std::optional<IoVecs> make_iov(const GuestBuffers& bufs, std::uint64_t total, st
 }  // namespace
 
 std::size_t DescriptorChain::read(std::uint64_t offset, std::span<std::uint8_t> dst) const noexcept {
+    if (!readable_.empty() && inside(readable_.front(), offset, dst.size())) {
+        std::memcpy(dst.data(), readable_.front().host.data() + offset, dst.size());
+        return dst.size();
+    }
     std::uint8_t* out = dst.data();
     return for_range(readable_, offset, dst.size(), [&](std::uint8_t* p, std::uint64_t n) {
         std::memcpy(out, p, n);
@@ -99,8 +113,13 @@ bool DescriptorChain::writable_iov(std::uint64_t offset, std::uint64_t len, IoVe
 }
 
 std::uint8_t* DescriptorChain::writable_byte(std::uint64_t offset) const noexcept {
+    if (offset >= writable_bytes_ || writable_.empty()) return nullptr;
+    // Most often the last byte (a block request's status): in the last buffer, which holds the
+    // chain's last host.size() writable bytes.
+    const GuestBuffer& last = writable_.back();
+    if (const std::uint64_t start = writable_bytes_ - last.host.size(); offset >= start) return last.host.data() + (offset - start);
     std::uint8_t* at = nullptr;
-    if (offset < writable_bytes_) for_range(writable_, offset, 1, [&](std::uint8_t* p, std::uint64_t) { at = p; });
+    for_range(writable_, offset, 1, [&](std::uint8_t* p, std::uint64_t) { at = p; });
     return at;
 }
 

@@ -99,6 +99,13 @@ TEST(VirtioQueueTest, ReadAndWriteGatherAcrossBuffersAndStopAtTheEnd) {
     std::uint8_t tail[4] = {};
     EXPECT_EQ(chain->read(6, tail), 2u) << "short at the end of the readable part";
     EXPECT_EQ(tail[0], 7);
+    std::uint8_t two[2] = {};
+    EXPECT_EQ(chain->read(1, two), 2u) << "inside the first buffer";
+    EXPECT_EQ(two[0], 2);
+    EXPECT_EQ(two[1], 3);
+    EXPECT_EQ(chain->read(2, two), 2u) << "the first buffer's last byte and the second's first";
+    EXPECT_EQ(two[0], 3);
+    EXPECT_EQ(two[1], 4);
 
     const std::uint8_t big[12] = {9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9};
     EXPECT_EQ(chain->write(2, big), 6u) << "writes stop at the end of the writable buffers";
@@ -114,11 +121,22 @@ TEST(VirtioQueueTest, ReadAndWriteGatherAcrossBuffersAndStopAtTheEnd) {
     EXPECT_EQ((*iov)[0].iov_len, 2u);
     EXPECT_EQ((*iov)[1].iov_len, 4u);
     EXPECT_FALSE(chain->writable_iov(2, 7)) << "past the end";
+    iov = chain->writable_iov(1, 3);
+    ASSERT_TRUE(iov);
+    ASSERT_EQ(iov->size(), 1u) << "inside the first buffer";
+    EXPECT_EQ((*iov)[0].iov_base, f.mem.span(w1 + 1, 1)->data());
+    EXPECT_EQ((*iov)[0].iov_len, 3u);
+    iov = chain->writable_iov(4, 4);
+    ASSERT_TRUE(iov);
+    ASSERT_EQ(iov->size(), 1u) << "the whole second buffer";
+    EXPECT_EQ((*iov)[0].iov_base, f.mem.span(w2, 1)->data());
     EXPECT_FALSE(chain->readable_iov(9, 0)) << "offset past the end";
     EXPECT_TRUE(chain->readable_iov(8, 0));
 
     // One writable byte by offset (a virtio-blk status byte): in the buffer that holds it.
     EXPECT_EQ(chain->writable_byte(0), f.mem.span(w1, 1)->data());
+    EXPECT_EQ(chain->writable_byte(3), f.mem.span(w1 + 3, 1)->data());
+    EXPECT_EQ(chain->writable_byte(4), f.mem.span(w2, 1)->data());
     EXPECT_EQ(chain->writable_byte(5), f.mem.span(w2 + 1, 1)->data());
     EXPECT_EQ(chain->writable_byte(7), f.mem.span(w2 + 3, 1)->data());
     EXPECT_EQ(chain->writable_byte(8), nullptr) << "past the writable part";
