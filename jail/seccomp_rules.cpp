@@ -230,9 +230,9 @@ constexpr const char* kBlockSyscalls[] = {
 // The NIC's event loop: epoll on the tap and the kick eventfds (epoll_ctl: EPOLLIN off while the
 // guest has no receive buffers); frames received with read (one buffer) or readv, transmitted in
 // batches through io_uring_enter (only on the frame writer's ring, restricted to WRITEV/WRITE on
-// the tap: io_uring_setup is not listed), or write (one buffer, in the common list) / writev
-// where io_uring is refused. (The kick eventfds are
-// edge-triggered and never drained: only the tap is read.)
+// the tap: io_uring_setup is not listed), a lone frame and every frame where io_uring is refused
+// with write (one buffer, in the common list) or writev. (The kick eventfds are edge-triggered
+// and never drained: only the tap is read.)
 constexpr const char* kNetSyscalls[] = {
     "read", "readv", "writev", "epoll_wait", "epoll_ctl", "io_uring_enter",
 };

@@ -561,6 +561,8 @@ namespace {
 
 // A completion's tag in a CompletionBatch: the activation it belongs to and its head.
 std::uint64_t completion_tag(std::uint32_t generation, std::uint16_t head) { return std::uint64_t{generation} << 16 | head; }
+std::uint32_t tag_generation(std::uint64_t tag) { return static_cast<std::uint32_t>(tag >> 16); }
+std::uint16_t tag_head(std::uint64_t tag) { return static_cast<std::uint16_t>(tag); }
 
 }  // namespace
 
@@ -605,13 +607,14 @@ void VirtioBlk::flush_results(void* self, std::span<const CompletionBatch::Resul
     bool put = false, broken = false;
     std::unique_lock lock(dev->mu_);
     const auto generation = static_cast<std::uint32_t>(dev->generation_);
-    for (const CompletionBatch::Result& r : results) {
-        // A completion from before a reset must not touch the (new) rings; a reset under way
-        // (it waits for these) has nothing to ask the old ones.
-        if (r.tag >> 16 != generation || !dev->active_) continue;
-        broken = dev->put_result_locked(static_cast<std::uint16_t>(r.tag), r.value, Publish::AtBatchEnd) || broken;
-        put = true;
-    }
+    // A reset under way (it waits for these) has nothing to ask the old rings; a completion from
+    // before a reset must not touch the (new) ones.
+    if (dev->active_)
+        for (const CompletionBatch::Result& r : results) {
+            if (tag_generation(r.tag) != generation) continue;
+            broken = dev->put_result_locked(tag_head(r.tag), r.value, Publish::AtBatchEnd) || broken;
+            put = true;
+        }
     // Asking publishes the batch's used entries (Publish::AtBatchEnd) before it reads the
     // driver's suppression state.
     const bool notify = put && dev->queue_.needs_notification();
