@@ -56,7 +56,12 @@ void exercise_chain(const vmm::virtio::DescriptorChain& chain) {
     limits.max_write_zeroes_sectors = 64;
     limits.max_write_zeroes_seg = 4;
     const auto request = vmm::virtio_blk::parse_block_request(chain, limits);
-    for (const auto& iov : request.data) {
+    vmm::virtio::IoVecs data;
+    if (!request.reject) vmm::virtio_blk::data_iov(chain, request, data);
+    std::uint64_t data_bytes = 0;
+    for (const auto& iov : data) data_bytes += iov.iov_len;
+    if (data_bytes != (request.reject ? 0 : request.data_len)) __builtin_trap();  // the parser promised it whole
+    for (const auto& iov : data) {
         // The parser hands these to the I/O engine: they must be real guest bytes.
         if (iov.iov_len > 0) {
             volatile std::uint8_t first = static_cast<const std::uint8_t*>(iov.iov_base)[0];

@@ -9,8 +9,7 @@ namespace vmm::virtio_blk {
 
 namespace {
 
-constexpr std::uint64_t kHeaderSize = sizeof(virtio_blk_outhdr);
-static_assert(kHeaderSize == 16);
+static_assert(kRequestHeaderSize == 16);
 static_assert(sizeof(virtio_blk_discard_write_zeroes) == 16);
 
 // [sector, sector + count) inside the disk, without overflow.
@@ -18,23 +17,16 @@ bool in_range(std::uint64_t sector, std::uint64_t count, std::uint64_t capacity)
     return sector <= capacity && count <= capacity - sector;
 }
 
-}  // namespace
-
-bool BlockRequest::writes_data() const noexcept { return type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID; }
-
-namespace {
-
-// Fills req from chain; returns the status to reject it with, or nullopt for a request to execute.
+// Fills req from chain (req's fields at their defaults); returns the status to reject it with,
+// or nullopt for a request to execute.
 std::optional<std::uint8_t> parse_into(const virtio::DescriptorChain& chain, const BlockLimits& limits, BlockRequest& req) {
-    req.has_status = chain.writable_bytes() >= 1;
     auto reject = [](std::uint8_t status) { return std::optional<std::uint8_t>(status); };
     if (!chain.ok() || !req.has_status) return reject(VIRTIO_BLK_S_IOERR);
     virtio_blk_outhdr hdr{};
-    if (chain.read(0, {reinterpret_cast<std::uint8_t*>(&hdr), sizeof hdr}) != sizeof hdr)
-        return reject(VIRTIO_BLK_S_IOERR);  // header missing or (part of it) device-writable
+    if (!chain.read_obj(0, hdr)) return reject(VIRTIO_BLK_S_IOERR);  // header missing or (part of it) device-writable
     req.type = hdr.type;
     req.sector = hdr.sector;
-    const std::uint64_t readable_data = chain.readable_bytes() - kHeaderSize;
+    const std::uint64_t readable_data = chain.readable_bytes() - kRequestHeaderSize;
     const std::uint64_t writable_data = chain.writable_bytes() - 1;
 
     switch (req.type) {
@@ -48,15 +40,12 @@ std::optional<std::uint8_t> parse_into(const virtio::DescriptorChain& chain, con
             req.data_len = in ? writable_data : readable_data;
             if (req.data_len % kSectorSize) return reject(VIRTIO_BLK_S_IOERR);
             if (!in_range(req.sector, req.data_len / kSectorSize, limits.capacity_sectors)) return reject(VIRTIO_BLK_S_IOERR);
-            const bool whole = in ? chain.writable_iov(0, req.data_len, req.data) : chain.readable_iov(kHeaderSize, req.data_len, req.data);
-            if (!whole) return reject(VIRTIO_BLK_S_IOERR);
-            return std::nullopt;
+            return std::nullopt;  // the data is the whole rest of its part: data_iov() has it all
         }
         case VIRTIO_BLK_T_FLUSH:
             return std::nullopt;
         case VIRTIO_BLK_T_GET_ID: {
             req.data_len = std::min<std::uint64_t>(writable_data, VIRTIO_BLK_ID_BYTES);
-            if (!chain.writable_iov(0, req.data_len, req.data)) return reject(VIRTIO_BLK_S_IOERR);
             return std::nullopt;
         }
         case VIRTIO_BLK_T_DISCARD:
@@ -72,7 +61,7 @@ std::optional<std::uint8_t> parse_into(const virtio::DescriptorChain& chain, con
             const std::uint64_t count = readable_data / sizeof(virtio_blk_discard_write_zeroes);
             for (std::uint64_t i = 0; i < count; ++i) {
                 virtio_blk_discard_write_zeroes seg{};
-                chain.read(kHeaderSize + i * sizeof seg, {reinterpret_cast<std::uint8_t*>(&seg), sizeof seg});
+                chain.read_obj(kRequestHeaderSize + i * sizeof seg, seg);  // inside the readable part (checked above)
                 // §5.2.6.2: unknown flags, or unmap on a discard, are UNSUPP.
                 const std::uint32_t allowed = discard ? 0 : VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
                 if (seg.flags & ~allowed) return reject(VIRTIO_BLK_S_UNSUPP);
@@ -90,13 +79,23 @@ std::optional<std::uint8_t> parse_into(const virtio::DescriptorChain& chain, con
 
 }  // namespace
 
-BlockRequest parse_block_request(const virtio::DescriptorChain& chain, const BlockLimits& limits) {
-    BlockRequest req;  // one return statement: built in the caller's object (NRVO), never copied
-    if (auto status = parse_into(chain, limits, req)) {
-        req.reject = status;
-        req.data.clear();
+void parse_block_request(const virtio::DescriptorChain& chain, const BlockLimits& limits, BlockRequest& req) {
+    req.type = 0;
+    req.sector = 0;
+    req.data_len = 0;
+    req.segments.clear();  // keeps its capacity for the next request
+    req.unmap = false;
+    req.has_status = chain.writable_bytes() >= 1;
+    req.reject = parse_into(chain, limits, req);
+    if (req.reject) {
+        req.data_len = 0;
         req.segments.clear();
     }
+}
+
+BlockRequest parse_block_request(const virtio::DescriptorChain& chain, const BlockLimits& limits) {
+    BlockRequest req;
+    parse_block_request(chain, limits, req);
     return req;
 }
 

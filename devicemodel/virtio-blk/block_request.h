@@ -12,6 +12,7 @@
 
 #include "devicemodel/virtio/virtqueue.h"
 
+#include <linux/virtio_blk.h>
 #include <sys/uio.h>
 
 #include <cstdint>
@@ -22,6 +23,7 @@
 namespace vmm::virtio_blk {
 
 inline constexpr std::uint64_t kSectorSize = 512;
+inline constexpr std::uint64_t kRequestHeaderSize = sizeof(virtio_blk_outhdr);  // {type, reserved, sector}
 
 struct BlockLimits {
     std::uint64_t capacity_sectors = 0;
@@ -40,17 +42,31 @@ struct BlockRequest {
     bool has_status = false;
     // Set when the request is rejected without I/O: VIRTIO_BLK_S_IOERR or VIRTIO_BLK_S_UNSUPP.
     std::optional<std::uint8_t> reject;
-    // IN / OUT: the guest data buffers (host views) and their length; GET_ID: the ID buffer.
-    virtio::IoVecs data;
+    // IN / OUT / GET_ID: the data's length. It lies in the chain at data_offset() of the
+    // device-writable part (IN, GET_ID) or of the device-readable part (OUT), whole (the parser
+    // checked): data_iov() gives its host iovecs.
     std::uint64_t data_len = 0;
     // DISCARD / WRITE_ZEROES: (first sector, sectors) of each segment; unmap flag of WRITE_ZEROES.
     std::vector<std::pair<std::uint64_t, std::uint64_t>> segments;
     bool unmap = false;
     // Bytes the device writes to the chain on success (data + status): the used length.
     std::uint32_t used_len_ok() const noexcept { return static_cast<std::uint32_t>(writes_data() ? data_len + 1 : 1); }
-    bool writes_data() const noexcept;
+    bool writes_data() const noexcept { return type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID; }
+    std::uint64_t data_offset() const noexcept { return writes_data() ? 0 : kRequestHeaderSize; }
 };
 
+// Parses `chain` into `req`, every field set anew (a device keeps one request and parses each
+// chain into it: no containers built and dropped per request).
+void parse_block_request(const virtio::DescriptorChain& chain, const BlockLimits& limits, BlockRequest& req);
 BlockRequest parse_block_request(const virtio::DescriptorChain& chain, const BlockLimits& limits);
+
+// The host iovecs of an accepted IN / OUT / GET_ID request's data, into `out` (replaced).
+// Inside its part (the parser checked): neither call can come up short.
+inline void data_iov(const virtio::DescriptorChain& chain, const BlockRequest& req, virtio::IoVecs& out) {
+    if (req.writes_data())
+        chain.writable_iov(0, req.data_len, out);
+    else
+        chain.readable_iov(kRequestHeaderSize, req.data_len, out);
+}
 
 }  // namespace vmm::virtio_blk

@@ -22,6 +22,12 @@ constexpr std::uint32_t kMaxDiscardSegments = 32;
 
 using Clock = std::chrono::steady_clock;
 
+// A request's tag, in its op's completion and in a CompletionBatch: the activation it belongs
+// to (the low 32 bits of the generation) and its head.
+std::uint64_t completion_tag(std::uint32_t generation, std::uint16_t head) { return std::uint64_t{generation} << 16 | head; }
+std::uint32_t tag_generation(std::uint64_t tag) { return static_cast<std::uint32_t>(tag >> 16); }
+std::uint16_t tag_head(std::uint64_t tag) { return static_cast<std::uint16_t>(tag); }
+
 // One spin-wait step: lets the sibling hyper-thread run and saves power while polling.
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -446,7 +452,8 @@ bool VirtioBlk::inline_ok(const IoOp& op) const {
     return bytes <= options_.inline_max_bytes;
 }
 
-void VirtioBlk::put_used_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value,
+// Inlined (with put_result_locked): a few stores per request that calls would double.
+[[gnu::always_inline]] inline void VirtioBlk::put_used_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value,
                                 std::uint32_t used_len, Publish publish) {
     if (!status.empty()) status[0] = value;
     if (publish == Publish::Now)
@@ -466,7 +473,8 @@ void VirtioBlk::drain_queue(std::unique_lock<std::mutex>&, bool& notify, bool& b
     virtio::DescriptorChain& chain = chain_;
     while (queue_.pop(chain)) {
         const std::uint16_t head = chain.head();
-        BlockRequest req = parse_block_request(chain, limits_);
+        BlockRequest& req = req_;
+        parse_block_request(chain, limits_, req);
         std::span<std::uint8_t> status;
         if (req.has_status) status = {chain.writable_byte(chain.writable_bytes() - 1), 1};
         if (!req.has_status) {
@@ -490,13 +498,9 @@ void VirtioBlk::drain_queue(std::unique_lock<std::mutex>&, bool& notify, bool& b
         IoOp::Kind kind;
         switch (req.type) {
             case VIRTIO_BLK_T_GET_ID: {
-                char id[VIRTIO_BLK_ID_BYTES] = {};
+                std::uint8_t id[VIRTIO_BLK_ID_BYTES] = {};
                 std::memcpy(id, options_.serial.data(), std::min<std::size_t>(options_.serial.size(), sizeof id));
-                std::size_t off = 0;
-                for (const auto& v : req.data) {
-                    std::memcpy(v.iov_base, id + off, v.iov_len);
-                    off += v.iov_len;
-                }
+                chain.write(0, {id, static_cast<std::size_t>(req.data_len)});  // data_len <= sizeof id
                 finish_locked(head, status, VIRTIO_BLK_S_OK, req.used_len_ok(), notify);
                 continue;
             }
@@ -522,16 +526,12 @@ void VirtioBlk::drain_queue(std::unique_lock<std::mutex>&, bool& notify, bool& b
                 continue;
         }
         // Built in place (ops_ keeps its capacity from batch to batch): no IoOp is moved.
-        IoOp& op = ops_.emplace_back(kind, [this, gen = static_cast<std::uint32_t>(generation_), head](int r) {
-            complete(gen, head, r);
-        });
+        IoOp& op = ops_.emplace_back(kind, IoCompletion{&VirtioBlk::complete, this,
+                                                        completion_tag(static_cast<std::uint32_t>(generation_), head)});
         const std::uint64_t base = disk_.offset();
         if (kind == IoOp::Kind::Read || kind == IoOp::Kind::Write) {
             op.offset = base + req.sector * kSectorSize;
-            if (req.data.size() == 1)  // most requests: one element into the op's inline storage
-                op.iov.push_back(req.data.front());
-            else
-                op.iov = std::move(req.data);
+            data_iov(chain, req, op.iov);  // straight from the chain into the op's inline storage
         } else if (kind == IoOp::Kind::Discard || kind == IoOp::Kind::WriteZeroes) {
             op.unmap = req.unmap;
             for (auto [sector, count] : req.segments) op.ranges.emplace_back(base + sector * kSectorSize, count * kSectorSize);
@@ -546,7 +546,7 @@ void VirtioBlk::drain_queue(std::unique_lock<std::mutex>&, bool& notify, bool& b
     }
 }
 
-bool VirtioBlk::put_result_locked(std::uint16_t head, int result, Publish publish) {
+[[gnu::always_inline]] inline bool VirtioBlk::put_result_locked(std::uint16_t head, int result, Publish publish) {
     const std::uint8_t value = result == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
     const PendingRequest& p = pending_[head];
     if (value != VIRTIO_BLK_S_OK && (++io_errors_ <= 10 || io_errors_ % 1000 == 0))
@@ -557,30 +557,22 @@ bool VirtioBlk::put_result_locked(std::uint16_t head, int result, Publish publis
     return true;
 }
 
-namespace {
-
-// A completion's tag in a CompletionBatch: the activation it belongs to and its head.
-std::uint64_t completion_tag(std::uint32_t generation, std::uint16_t head) { return std::uint64_t{generation} << 16 | head; }
-std::uint32_t tag_generation(std::uint64_t tag) { return static_cast<std::uint32_t>(tag >> 16); }
-std::uint16_t tag_head(std::uint64_t tag) { return static_cast<std::uint16_t>(tag); }
-
-}  // namespace
-
-void VirtioBlk::complete(std::uint32_t generation, std::uint16_t head, int result) {
+void VirtioBlk::complete(void* self, std::uint64_t tag, int result) {
+    auto* dev = static_cast<VirtioBlk*>(self);
     // On an engine thread the result waits for the end of its batch of completions
     // (flush_results): one lock round trip for the batch, and one question whether the driver
     // wants an interrupt (it covers every used entry added since the last, §2.7.10; each a full
     // fence and a read of the driver's busiest cache line), one store of the used idx. The
     // request is in flight until then.
-    if (CompletionBatch::defer(&VirtioBlk::flush_results, this, {completion_tag(generation, head), result})) return;
+    if (CompletionBatch::defer(&VirtioBlk::flush_results, dev, {tag, result})) return;
     bool notify = false, broken = false;
-    std::unique_lock lock(mu_);
+    std::unique_lock lock(dev->mu_);
     // A completion from before a reset must not touch the (new) rings.
-    if (generation == static_cast<std::uint32_t>(generation_) && active_) {
-        broken = put_result_locked(head, result, Publish::Now);
-        notify = queue_.needs_notification();
+    if (tag_generation(tag) == static_cast<std::uint32_t>(dev->generation_) && dev->active_) {
+        broken = dev->put_result_locked(tag_head(tag), result, Publish::Now);
+        notify = dev->queue_.needs_notification();
     }
-    settle_locked(lock, notify, broken);
+    dev->settle_locked(lock, notify, broken);
 }
 
 void VirtioBlk::settle_locked(std::unique_lock<std::mutex>& lock, bool notify, bool broken, unsigned settled) {

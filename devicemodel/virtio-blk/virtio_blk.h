@@ -181,9 +181,9 @@ private:
     void reset_locked(std::unique_lock<std::mutex>& lock);
     // Pops and parses every available chain into ops_ (the I/O to submit). Called with mu_ held.
     void drain_queue(std::unique_lock<std::mutex>& lock, bool& notify, bool& broken);
-    // An op's end: `result` 0 or -errno, for the request at `head` of activation `generation`
-    // (its low 32 bits: the op's callback stays small enough to need no allocation).
-    void complete(std::uint32_t generation, std::uint16_t head, int result);
+    // An op's end (its IoCompletion, `self` the device): `result` 0 or -errno, for the request
+    // its tag names (completion_tag: the head and the low 32 bits of its activation).
+    static void complete(void* self, std::uint64_t tag, int result);
     // A read or write small enough to run on the dispatcher (options_.inline_max_bytes).
     bool inline_ok(const IoOp& op) const;
     // Writes may run on the dispatcher now: no backoff after a stalled one is running.
@@ -260,6 +260,7 @@ private:
     std::uint16_t pending_head_ = 0;  // the head of the last request drain_queue() started
     std::vector<IoOp> ops_;  // the dispatcher's, reused: serving a request allocates nothing
     virtio::DescriptorChain chain_;  // drain_queue()'s, reused (no chain moved per request)
+    BlockRequest req_;               // drain_queue()'s, reused too (each chain parsed into it)
     std::vector<IoOp> inline_ops_;  // the writes (and cached reads) of ops_ run on the dispatcher, reused too
     std::vector<IoOp> to_engine_;   // what run_inline hands on to the engine, reused too
     // Reads of a batch are tried on the dispatcher (inline_cached_reads, and no ring reads them);

@@ -269,7 +269,7 @@ bool VirtioNet::process_tx_locked(bool& used) {
             virtio::IoVecs& iov = tx_iovs_[i];
             // The chain's readable buffers as they are (each checked, none empty).
             iov.clear();
-            for (const virtio::GuestBuffer& b : chain.readable()) iov.push_back({b.host.data(), b.host.size()});
+            for (const virtio::GuestBuffer& b : chain.readable()) virtio::append_iov(iov, b.host.data(), b.host.size());
             const bool usable = chain.ok() && len >= kVnetHeaderSize + kEthHeader && len <= kMaxFrame && iov.size() <= IOV_MAX;
             if (!usable) {
                 // §5.1.6.2: a transmit chain is the header and the frame; anything else is the
@@ -393,7 +393,7 @@ bool VirtioNet::process_rx_locked(bool& used) {
             // leaves out zero-length ones), not copied through an IoVecs first.
             const virtio::GuestBuffers& bufs = c.writable();
             if (iov.size() + bufs.size() > kMaxIov) break;
-            for (const virtio::GuestBuffer& b : bufs) iov.push_back({b.host.data(), b.host.size()});
+            for (const virtio::GuestBuffer& b : bufs) virtio::append_iov(iov, b.host.data(), b.host.size());
             guest_bytes += c.writable_bytes();
             ++direct_chains_;
         }
@@ -404,7 +404,7 @@ bool VirtioNet::process_rx_locked(bool& used) {
         // the same; nor can any frame overflow buffers of kMaxFrame bytes. Where the bounce
         // area is not needed it stays out of the read: one iovec is the kernel's fast path.
         const bool bounce = guest_bytes < kMaxFrame && (mrg_ || direct_chains_ == 0);
-        if (bounce) iov.push_back({bounce_.data(), bounce_.size()});
+        if (bounce) virtio::append_iov(iov, bounce_.data(), bounce_.size());
         const std::size_t room = guest_bytes + (bounce ? bounce_.size() : 0);
         const ssize_t n = backend_->read(iov);
         if (n == -EAGAIN) {

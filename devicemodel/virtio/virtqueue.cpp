@@ -55,23 +55,14 @@ bool inside(const GuestBuffer& b, std::uint64_t offset, std::uint64_t len) {
     return offset < b.host.size() && len <= b.host.size() - offset;
 }
 
+// The general case, across buffers (the one-buffer case is DescriptorChain::one_buffer_iov).
 bool make_iov(const GuestBuffers& bufs, std::uint64_t total, std::uint64_t offset, std::uint64_t len, IoVecs& iov) {
     iov.clear();
     if (offset > total || len > total - offset) return false;
-    if (len != 0 && !bufs.empty() && inside(bufs.front(), offset, len)) {
-        iov.push_back({bufs.front().host.data() + offset, static_cast<std::size_t>(len)});
-        return true;
-    }
     for_range(bufs, offset, len, [&](std::uint8_t* p, std::uint64_t n) {
-        if (n) iov.push_back({p, static_cast<std::size_t>(n)});
+        if (n) append_iov(iov, p, static_cast<std::size_t>(n));
     });
     return true;
-}
-
-std::optional<IoVecs> make_iov(const GuestBuffers& bufs, std::uint64_t total, std::uint64_t offset, std::uint64_t len) {
-    IoVecs iov;
-    if (!make_iov(bufs, total, offset, len, iov)) return std::nullopt;
-    return iov;
 }
 
 }  // namespace
@@ -97,18 +88,22 @@ std::size_t DescriptorChain::write(std::uint64_t offset, std::span<const std::ui
 }
 
 std::optional<IoVecs> DescriptorChain::readable_iov(std::uint64_t offset, std::uint64_t len) const {
-    return make_iov(readable_, readable_bytes_, offset, len);
+    IoVecs iov;
+    if (!readable_iov(offset, len, iov)) return std::nullopt;
+    return iov;
 }
 
 std::optional<IoVecs> DescriptorChain::writable_iov(std::uint64_t offset, std::uint64_t len) const {
-    return make_iov(writable_, writable_bytes_, offset, len);
+    IoVecs iov;
+    if (!writable_iov(offset, len, iov)) return std::nullopt;
+    return iov;
 }
 
-bool DescriptorChain::readable_iov(std::uint64_t offset, std::uint64_t len, IoVecs& out) const {
+bool DescriptorChain::readable_iov_walk(std::uint64_t offset, std::uint64_t len, IoVecs& out) const {
     return make_iov(readable_, readable_bytes_, offset, len, out);
 }
 
-bool DescriptorChain::writable_iov(std::uint64_t offset, std::uint64_t len, IoVecs& out) const {
+bool DescriptorChain::writable_iov_walk(std::uint64_t offset, std::uint64_t len, IoVecs& out) const {
     return make_iov(writable_, writable_bytes_, offset, len, out);
 }
 
@@ -151,20 +146,13 @@ VirtQueue::VirtQueue(const GuestMemory& memory, const QueueConfig& config, std::
         desc_host_ = d->data();
         avail_host_ = a->data();
         used_host_ = u->data();
+        serving_ = true;
     }
-}
-
-// A 16-bit ring field the other side may be writing right then: one access (see guest_memory.h).
-std::uint16_t VirtQueue::load_avail(std::uint64_t offset) const noexcept {
-    return std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(avail_host_ + offset)).load(std::memory_order_relaxed);
-}
-
-void VirtQueue::store_used(std::uint64_t offset, std::uint16_t v) const noexcept {
-    std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(used_host_ + offset)).store(v, std::memory_order_relaxed);
 }
 
 void VirtQueue::mark_broken(std::string reason) {
     if (broken()) return;
+    serving_ = false;
     broken_reason_ = std::move(reason);
     logger("virtqueue")->warn("queue broken: {}", broken_reason_);
 }
@@ -184,7 +172,7 @@ std::optional<std::uint16_t> VirtQueue::avail_idx() {
 }
 
 bool VirtQueue::has_available() {
-    if (!enabled_ || broken()) return false;
+    if (!serving_) return false;
     auto idx = avail_idx();
     return idx && *idx != next_avail_;
 }
@@ -215,7 +203,7 @@ bool VirtQueue::refresh_avail() {
 }
 
 bool VirtQueue::pop(DescriptorChain& chain) {
-    if (!enabled_ || broken()) return false;
+    if (!serving_) return false;
     // The entries up to the idx last read need no new look at it (as vhost's avail_idx).
     if (next_avail_ == avail_shadow_ && !refresh_avail()) return false;
     // size_ is a power of two (checked at construction): a mask, not a division.
@@ -276,7 +264,8 @@ void VirtQueue::bad_chain(DescriptorChain& chain) {
     return true;
 }
 
-void VirtQueue::walk(DescriptorChain& chain) {
+// Inlined into pop(), its only caller (a call per request).
+[[gnu::always_inline]] inline void VirtQueue::walk(DescriptorChain& chain) {
     const std::uint8_t* table = desc_host_;  // checked at construction
     std::uint32_t table_len = size_;
     std::uint32_t budget = size_;  // hop limit: ends loops
@@ -316,35 +305,10 @@ void VirtQueue::walk(DescriptorChain& chain) {
     }
 }
 
-bool VirtQueue::add_used(std::uint16_t head, std::uint32_t len) {
-    if (!add_used_unpublished(head, len)) return false;
-    publish_used();
-    return true;
-}
-
-bool VirtQueue::add_used_unpublished(std::uint16_t head, std::uint32_t len) {
-    if (!enabled_ || broken()) return false;
-    if (head >= size_) {
-        head_out_of_range("add_used of head", head);
-        return false;
-    }
-    const VirtqUsedElem elem{head, len};
-    std::memcpy(used_host_ + 4 + 8 * std::uint64_t{static_cast<std::uint16_t>(next_used_ & (size_ - 1))}, &elem, sizeof elem);
-    ++next_used_;
-    ++added_since_notify_;
-    return true;
-}
-
-void VirtQueue::publish_used() {
-    if (!enabled_ || broken() || published_used_ == next_used_) return;
-    // §2.7.8.2: the elements are visible before the index that publishes them.
-    std::atomic_thread_fence(std::memory_order_release);
-    store_used(2, next_used_);
-    published_used_ = next_used_;
-}
+void VirtQueue::used_head_out_of_range(std::uint16_t head) { head_out_of_range("add_used of head", head); }
 
 void VirtQueue::disable_notifications() {
-    if (!enabled_ || broken() || !notify_enabled_) return;
+    if (!serving_ || !notify_enabled_) return;
     notify_enabled_ = false;
     // Layout checked at construction: both fields are inside the used ring.
     if (event_idx_)
@@ -354,7 +318,7 @@ void VirtQueue::disable_notifications() {
 }
 
 bool VirtQueue::enable_notifications() {
-    if (!enabled_ || broken()) return false;
+    if (!serving_) return false;
     if (!notify_enabled_) {
         notify_enabled_ = true;
         if (event_idx_)
@@ -371,12 +335,12 @@ bool VirtQueue::enable_notifications() {
 
 AvailIdxReader VirtQueue::avail_idx_reader() const noexcept {
     AvailIdxReader r;
-    if (enabled_ && !broken()) r.idx_ = reinterpret_cast<std::uint16_t*>(avail_host_ + 2);
+    if (serving_) r.idx_ = reinterpret_cast<std::uint16_t*>(avail_host_ + 2);
     return r;
 }
 
 bool VirtQueue::needs_notification() {
-    if (!enabled_ || broken()) return false;
+    if (!serving_) return false;
     publish_used();  // the driver is only ever told about entries it can see
     const std::uint16_t added = std::exchange(added_since_notify_, 0);
     if (added == 0) return false;

@@ -457,6 +457,23 @@ TEST_P(VirtioBlkDeviceTest, FlushAndGetId) {
     char id[VIRTIO_BLK_ID_BYTES];
     mem().read(kData, id, sizeof id);
     EXPECT_EQ(std::string(id, sizeof id), std::string("serial-0123456789abc"));
+
+    // The ID across two buffers, and into one shorter than the ID: as much as fits, nothing past it.
+    write_header(VIRTIO_BLK_T_GET_ID, 0);
+    used = run({Drv::rd(kHdr, 16), Drv::wr(kData + 0x100, 12), Drv::wr(kData + 0x200, 8), Drv::wr(kStatus, 1)});
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(used.len, VIRTIO_BLK_ID_BYTES + 1u);
+    mem().read(kData + 0x100, id, 12);
+    mem().read(kData + 0x200, id + 12, 8);
+    EXPECT_EQ(std::string(id, sizeof id), std::string("serial-0123456789abc"));
+    const std::uint8_t guard[4] = {0xee, 0xee, 0xee, 0xee};
+    mem().write(kData + 0x300, guard, sizeof guard);
+    write_header(VIRTIO_BLK_T_GET_ID, 0);
+    used = run({Drv::rd(kHdr, 16), Drv::wr(kData + 0x2fc, 4), Drv::wr(kStatus, 1)});
+    EXPECT_EQ(status(), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(used.len, 5u);
+    mem().read(kData + 0x2fc, id, 8);
+    EXPECT_EQ(std::string(id, 8), std::string("seri\xee\xee\xee\xee"));
 }
 
 TEST_P(VirtioBlkDeviceTest, WriteZeroesAndDiscard) {

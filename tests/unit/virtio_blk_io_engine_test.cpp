@@ -64,15 +64,17 @@ TEST_F(UringEngineTest, ReadsTheCacheAnswersCompleteOnTheSubmittingThreadBeforeS
     std::array<int, kBlocks> result{}, done_tid{};
     result.fill(1);
     std::vector<IoOp> ops;
+    std::array<std::function<void(int)>, kBlocks> on_done;
     for (std::size_t i = 0; i < kBlocks; ++i) {
         IoOp op;
         op.kind = IoOp::Kind::Read;
         op.offset = (kBlocks - 1 - i) * kBlock;  // backwards, for good measure
         op.iov.push_back({bufs[i].data(), kBlock});
-        op.done = [&, i](int r) {
+        on_done[i] = [&, i](int r) {
             result[i] = r;
             done_tid[i] = tid();
         };
+        op.done = IoCompletion::of(on_done[i]);
         ops.push_back(std::move(op));
     }
     const std::size_t capacity = ops.capacity();
@@ -93,15 +95,17 @@ TEST_F(UringEngineTest, ReadsTheCacheAnswersCompleteOnTheSubmittingThreadBeforeS
     // buffer and callback, and no callback of the first batch runs again.
     std::array<std::array<char, kBlock>, kBlocks> again{};
     std::array<int, kBlocks> calls{};
+    std::array<std::function<void(int)>, kBlocks> on_again;
     for (std::size_t i = 0; i < kBlocks; ++i) {
         IoOp op;
         op.kind = IoOp::Kind::Read;
         op.offset = i * kBlock;
         op.iov.push_back({again[i].data(), kBlock});
-        op.done = [&, i](int r) {
+        on_again[i] = [&, i](int r) {
             EXPECT_EQ(r, 0) << "read " << i;
             ++calls[i];
         };
+        op.done = IoCompletion::of(on_again[i]);
         ops.push_back(std::move(op));
     }
     result.fill(1);
@@ -119,7 +123,8 @@ TEST_F(UringEngineTest, AFlushCompletesOnTheEngineThreadAndAShortReadIsFinished)
     std::atomic<bool> submit_returned{false};
     IoOp flush;
     flush.kind = IoOp::Kind::Flush;
-    flush.done = [&](int r) { flushed.set_value({r, thread_name(), submit_returned.load()}); };
+    std::function<void(int)> on_flush = [&](int r) { flushed.set_value({r, thread_name(), submit_returned.load()}); };
+    flush.done = IoCompletion::of(on_flush);
     std::vector<IoOp> ops;
     ops.push_back(std::move(flush));
     const std::string submitter = thread_name();
@@ -147,15 +152,100 @@ TEST_F(UringEngineTest, AFlushCompletesOnTheEngineThreadAndAShortReadIsFinished)
     more[0].kind = more[1].kind = IoOp::Kind::Read;
     more[0].offset = kBlocks * kBlock;
     more[0].iov.push_back({buf.data(), kBlock});
-    more[0].done = [&](int res) { past = res; };
+    std::function<void(int)> on_past = [&](int res) { past = res; }, on_next = [&](int res) { next = res; };
+    more[0].done = IoCompletion::of(on_past);
     more[1].offset = 0;
     more[1].iov.push_back({buf.data(), kBlock});
-    more[1].done = [&](int res) { next = res; };
+    more[1].done = IoCompletion::of(on_next);
     engine_->submit(more);
     EXPECT_TRUE(more.empty());
     EXPECT_EQ(past, -EIO);
     EXPECT_EQ(next, 0);
     EXPECT_EQ(buf[0], 1);
+}
+
+// run_io_sync (the serving thread's own reads and writes): a one-buffer op in one system call,
+// an op in several buffers, a transfer the end of the file cuts short, a failing descriptor.
+class RunIoSyncTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        disk_ = Fd(::open((dir_ + "/disk").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+        ASSERT_TRUE(disk_) << std::strerror(errno);
+        std::vector<char> bytes(kSize);
+        for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 7 + 1);
+        ASSERT_EQ(::pwrite(disk_.get(), bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+    static char expected(std::size_t at) { return static_cast<char>(at * 7 + 1); }
+
+    static constexpr std::size_t kSize = 16384;
+    std::string dir_ = test::make_temp_dir("run-io-sync");
+    Fd disk_;
+};
+
+TEST_F(RunIoSyncTest, AOneBufferReadMovesItAllAndLeavesTheOpDone) {
+    std::array<char, 4096> buf{};
+    IoOp op;
+    op.kind = IoOp::Kind::Read;
+    op.offset = 4096 + 512;
+    op.iov.push_back({buf.data(), buf.size()});
+    EXPECT_EQ(run_io_sync(disk_.get(), op), 0);
+    EXPECT_TRUE(op.iov.empty());
+    EXPECT_EQ(op.offset, 4096u + 512 + 4096);
+    for (std::size_t i : {std::size_t{0}, std::size_t{1}, buf.size() - 1}) EXPECT_EQ(buf[i], expected(4096 + 512 + i)) << i;
+}
+
+TEST_F(RunIoSyncTest, AWriteInThreeBuffersLandsInOrder) {
+    std::array<char, 512> a{}, b{}, c{};
+    a.fill('a');
+    b.fill('b');
+    c.fill('c');
+    IoOp op;
+    op.kind = IoOp::Kind::Write;
+    op.offset = 1024;
+    op.iov.push_back({a.data(), a.size()});
+    op.iov.push_back({b.data(), 100});
+    op.iov.push_back({c.data(), c.size()});
+    EXPECT_EQ(run_io_sync(disk_.get(), op), 0);
+    EXPECT_TRUE(op.iov.empty());
+    std::array<char, 1124> back{};
+    ASSERT_EQ(::pread(disk_.get(), back.data(), back.size(), 1024), static_cast<ssize_t>(back.size()));
+    EXPECT_EQ(back[0], 'a');
+    EXPECT_EQ(back[511], 'a');
+    EXPECT_EQ(back[512], 'b');
+    EXPECT_EQ(back[611], 'b');
+    EXPECT_EQ(back[612], 'c');
+    EXPECT_EQ(back[1123], 'c');
+}
+
+TEST_F(RunIoSyncTest, AReadTheEndOfTheFileCutsShortIsAnIoErrorAfterTheBytesThereAre) {
+    // One buffer over the end: the first call returns the 512 bytes before it, the next none
+    // (the host file shrank under the guest): EIO, with what was read in place.
+    std::array<char, 4096> buf{};
+    buf.fill('x');
+    IoOp op;
+    op.kind = IoOp::Kind::Read;
+    op.offset = kSize - 512;
+    op.iov.push_back({buf.data(), buf.size()});
+    EXPECT_EQ(run_io_sync(disk_.get(), op), -EIO);
+    EXPECT_EQ(op.offset, kSize);
+    EXPECT_EQ(buf[0], expected(kSize - 512));
+    EXPECT_EQ(buf[511], expected(kSize - 1));
+    EXPECT_EQ(buf[512], 'x');
+    ASSERT_EQ(op.iov.size(), 1u);
+    EXPECT_EQ(op.iov[0].iov_base, buf.data() + 512);
+    EXPECT_EQ(op.iov[0].iov_len, buf.size() - 512);
+}
+
+TEST_F(RunIoSyncTest, AFailingDescriptorIsItsErrno) {
+    std::array<char, 512> buf{};
+    IoOp op;
+    op.kind = IoOp::Kind::Write;
+    op.iov.push_back({buf.data(), buf.size()});
+    const Fd read_only(::open((dir_ + "/disk").c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(read_only);
+    EXPECT_EQ(run_io_sync(read_only.get(), op), -EBADF);
+    EXPECT_EQ(op.offset, 0u);
 }
 
 }  // namespace
