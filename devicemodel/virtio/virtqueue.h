@@ -107,7 +107,7 @@ using IoVecs = boost::container::small_vector<iovec, 4>;
 // cached 4 KiB read on the 2026-12 host, issue #3); emplace_back() and two field stores zeroed
 // the element first.
 template <typename IovecVector>  // IoVecs or std::vector<iovec>
-void append_iov(IovecVector& iov, void* base, std::size_t len) {
+[[gnu::always_inline]] inline void append_iov(IovecVector& iov, void* base, std::size_t len) {
     iov.emplace_back(base, len);  // C++20 parenthesised aggregate initialisation, in place
 }
 
