@@ -42,8 +42,8 @@ struct BlockRequest {
     bool has_status = false;
     // Set when the request is rejected without I/O: VIRTIO_BLK_S_IOERR or VIRTIO_BLK_S_UNSUPP.
     std::optional<std::uint8_t> reject;
-    // IN / OUT / GET_ID: the data's length. It lies in the chain at data_offset() of the
-    // device-writable part (IN, GET_ID) or of the device-readable part (OUT), whole (the parser
+    // IN / OUT / GET_ID: the data's length. It starts the device-writable part (IN, GET_ID) or
+    // follows the header in the device-readable part (OUT), and lies there whole (the parser
     // checked): data_iov() gives its host iovecs.
     std::uint64_t data_len = 0;
     // DISCARD / WRITE_ZEROES: (first sector, sectors) of each segment; unmap flag of WRITE_ZEROES.
@@ -52,7 +52,6 @@ struct BlockRequest {
     // Bytes the device writes to the chain on success (data + status): the used length.
     std::uint32_t used_len_ok() const noexcept { return static_cast<std::uint32_t>(writes_data() ? data_len + 1 : 1); }
     bool writes_data() const noexcept { return type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID; }
-    std::uint64_t data_offset() const noexcept { return writes_data() ? 0 : kRequestHeaderSize; }
 };
 
 // Parses `chain` into `req`, every field set anew (a device keeps one request and parses each
