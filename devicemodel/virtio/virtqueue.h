@@ -108,7 +108,7 @@ using IoVecs = boost::container::small_vector<iovec, 4>;
 // the element first.
 template <typename IovecVector>  // IoVecs or std::vector<iovec>
 [[gnu::always_inline]] inline void append_iov(IovecVector& iov, void* base, std::size_t len) {
-    iov.emplace_back(base, len);  // C++20 parenthesised aggregate initialisation, in place
+    iov.emplace_back(iovec{base, len});  // built in registers and stored in place (inlined)
 }
 
 class DescriptorChain {
