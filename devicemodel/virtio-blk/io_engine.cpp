@@ -109,6 +109,9 @@ bool CompletionBatch::defer(Flush flush, void* arg, Result result) {
     CompletionBatch* b = current_;
     if (b == nullptr) return false;
     Pending* p = nullptr;
+    // Most batches hold one device's results: the last one opened is looked at first.
+    if (b->count_ && b->pending_[b->count_ - 1].flush == flush && b->pending_[b->count_ - 1].arg == arg)
+        p = &b->pending_[b->count_ - 1];
     for (unsigned i = 0; i < b->count_ && !p; ++i)
         if (b->pending_[i].flush == flush && b->pending_[i].arg == arg) p = &b->pending_[i];
     if (!p) {

@@ -107,12 +107,7 @@ bool DescriptorChain::writable_iov_walk(std::uint64_t offset, std::uint64_t len,
     return make_iov(writable_, writable_bytes_, offset, len, out);
 }
 
-std::uint8_t* DescriptorChain::writable_byte(std::uint64_t offset) const noexcept {
-    if (offset >= writable_bytes_ || writable_.empty()) return nullptr;
-    // Most often the last byte (a block request's status): in the last buffer, which holds the
-    // chain's last host.size() writable bytes.
-    const GuestBuffer& last = writable_.back();
-    if (const std::uint64_t start = writable_bytes_ - last.host.size(); offset >= start) return last.host.data() + (offset - start);
+std::uint8_t* DescriptorChain::writable_byte_walk(std::uint64_t offset) const noexcept {
     std::uint8_t* at = nullptr;
     for_range(writable_, offset, 1, [&](std::uint8_t* p, std::uint64_t) { at = p; });
     return at;

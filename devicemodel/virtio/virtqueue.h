@@ -154,7 +154,14 @@ public:
         return one_buffer_iov(writable_, offset, len, out) || writable_iov_walk(offset, len, out);
     }
     // The host address of writable byte `offset`; nullptr past the end of the writable part.
-    std::uint8_t* writable_byte(std::uint64_t offset) const noexcept;
+    // Inline for a byte in the last buffer (a block request's status); the rest out of line.
+    std::uint8_t* writable_byte(std::uint64_t offset) const noexcept {
+        if (offset >= writable_bytes_ || writable_.empty()) return nullptr;
+        // The last buffer holds the chain's last host.size() writable bytes.
+        const std::span<std::uint8_t> last = writable_.back().host;
+        if (const std::uint64_t start = writable_bytes_ - last.size(); offset >= start) return last.data() + (offset - start);
+        return writable_byte_walk(offset);
+    }
 
 private:
     friend class VirtQueue;
@@ -168,6 +175,7 @@ private:
         append_iov(out, first.data() + offset, static_cast<std::size_t>(len));
         return true;
     }
+    std::uint8_t* writable_byte_walk(std::uint64_t offset) const noexcept;
     bool readable_iov_walk(std::uint64_t offset, std::uint64_t len, IoVecs& out) const;
     bool writable_iov_walk(std::uint64_t offset, std::uint64_t len, IoVecs& out) const;
     std::uint16_t head_ = 0;
