@@ -28,12 +28,8 @@ namespace vmm::virtio_blk {
 
 namespace {
 
-// Drops the first `n` bytes from an iovec list.
-void advance(virtio::IoVecs& iov, std::size_t n) {
-    if (iov.size() == 1 && n == iov[0].iov_len) {  // the usual case: one buffer, wholly moved
-        iov.clear();
-        return;
-    }
+// Drops the first `n` bytes from an iovec list: the part across buffers, out of line.
+void advance_across(virtio::IoVecs& iov, std::size_t n) {
     std::size_t i = 0;
     while (i < iov.size() && n >= iov[i].iov_len) n -= iov[i++].iov_len;
     iov.erase(iov.begin(), iov.begin() + static_cast<std::ptrdiff_t>(i));
@@ -41,6 +37,15 @@ void advance(virtio::IoVecs& iov, std::size_t n) {
         iov[0].iov_base = static_cast<char*>(iov[0].iov_base) + n;
         iov[0].iov_len -= n;
     }
+}
+
+// The same, inline for the usual case (one buffer, wholly moved: a 4 KiB request), which every
+// transfer ends with: no call per request (issue #3).
+[[gnu::always_inline]] inline void advance(virtio::IoVecs& iov, std::size_t n) {
+    if (iov.size() == 1 && n == iov[0].iov_len)
+        iov.clear();
+    else
+        advance_across(iov, n);
 }
 
 std::uint64_t total(const virtio::IoVecs& iov) {
@@ -109,9 +114,6 @@ bool CompletionBatch::defer(Flush flush, void* arg, Result result) {
     CompletionBatch* b = current_;
     if (b == nullptr) return false;
     Pending* p = nullptr;
-    // Most batches hold one device's results: the last one opened is looked at first.
-    if (b->count_ && b->pending_[b->count_ - 1].flush == flush && b->pending_[b->count_ - 1].arg == arg)
-        p = &b->pending_[b->count_ - 1];
     for (unsigned i = 0; i < b->count_ && !p; ++i)
         if (b->pending_[i].flush == flush && b->pending_[i].arg == arg) p = &b->pending_[i];
     if (!p) {
@@ -135,27 +137,6 @@ int run_io_sync(int fd, IoOp& op) {
     switch (op.kind) {
         case IoOp::Kind::Read:
         case IoOp::Kind::Write:
-            if (op.iov.size() == 1) {
-                // Most requests (a 4 KiB page): one call that moves it all, without transfer()'s
-                // loop and bookkeeping (~50 instructions of a cached read's ~1000, issue #3).
-                // Field by field: the iovec was just stored that way (a 16-byte copy would stall
-                // on store forwarding, see append_iov).
-                void* const base = op.iov[0].iov_base;
-                const std::size_t len = op.iov[0].iov_len;
-                const auto off = static_cast<off_t>(op.offset);
-                const ssize_t n = op.kind == IoOp::Kind::Read ? sys::pread(fd, base, len, off) : sys::pwrite(fd, base, len, off);
-                if (n == static_cast<ssize_t>(len)) {
-                    op.offset += len;
-                    op.iov.clear();
-                    return 0;
-                }
-                if (n > 0) {  // short: the rest as transfer() goes on
-                    op.offset += static_cast<std::uint64_t>(n);
-                    advance(op.iov, static_cast<std::size_t>(n));
-                } else if (n == 0 || errno != EINTR) {
-                    return n == 0 ? -EIO : -errno;
-                }
-            }
             return transfer(fd, op, 0);
         case IoOp::Kind::Flush:
             return ::fdatasync(fd) == 0 ? 0 : -errno;
@@ -396,34 +377,13 @@ private:
     // An op in the ring lives in a slot of its own (its iovecs must stay put until the
     // completion); finished slots are kept for the next ops instead of a new and a delete per
     // request. mu_ held.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-// GCC 12 sees boost's growth path of the iovec vector inlined after clear() and warns of a
-// memmove into a zero-size region (a false positive: clear() keeps the inline capacity).
-#pragma GCC diagnostic ignored "-Wstringop-overflow"
-#endif
     IoOp* slot_for(IoOp&& op) {
         if (spare_.empty()) return new IoOp(std::move(op));
         IoOp* slot = spare_.back().release();
         spare_.pop_back();
-        // Field by field: a whole-op move assignment copies the iovecs through boost's generic
-        // range copy and a memmove call (~45 instructions a request at depth 32, issue #3).
-        slot->kind = op.kind;
-        slot->offset = op.offset;
-        slot->unmap = op.unmap;
-        slot->done = op.done;
-        if (op.iov.size() == 1) {
-            slot->iov.clear();
-            virtio::append_iov(slot->iov, op.iov[0].iov_base, op.iov[0].iov_len);
-        } else {
-            slot->iov = std::move(op.iov);
-        }
-        slot->ranges.swap(op.ranges);  // the slot's own (cleared at finish) goes back to op
+        *slot = std::move(op);
         return slot;
     }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
     void finish(IoOp* op, int r) {
         op->done(r);
@@ -439,10 +399,6 @@ private:
         if (res == -EINTR || res == -EAGAIN) return start(op), true;
         if (res < 0) return finish(op, res), false;
         if (res == 0) return finish(op, -EIO), false;
-        if (op->iov.size() == 1 && static_cast<std::size_t>(res) == op->iov[0].iov_len) {  // the usual case: all of it
-            op->iov.clear();
-            return finish(op, 0), false;
-        }
         op->offset += static_cast<std::uint64_t>(res);
         advance(op->iov, static_cast<std::size_t>(res));
         if (op->iov.empty() || total(op->iov) == 0) return finish(op, 0), false;

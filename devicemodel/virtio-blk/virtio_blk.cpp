@@ -558,21 +558,14 @@ void VirtioBlk::drain_queue(std::unique_lock<std::mutex>&, bool& notify, bool& b
 }
 
 void VirtioBlk::complete(void* self, std::uint64_t tag, int result) {
-    auto* dev = static_cast<VirtioBlk*>(self);
     // On an engine thread the result waits for the end of its batch of completions
     // (flush_results): one lock round trip for the batch, and one question whether the driver
     // wants an interrupt (it covers every used entry added since the last, §2.7.10; each a full
     // fence and a read of the driver's busiest cache line), one store of the used idx. The
     // request is in flight until then.
-    if (CompletionBatch::defer(&VirtioBlk::flush_results, dev, {tag, result})) return;
-    bool notify = false, broken = false;
-    std::unique_lock lock(dev->mu_);
-    // A completion from before a reset must not touch the (new) rings.
-    if (tag_generation(tag) == static_cast<std::uint32_t>(dev->generation_) && dev->active_) {
-        broken = dev->put_result_locked(tag_head(tag), result, Publish::Now);
-        notify = dev->queue_.needs_notification();
-    }
-    dev->settle_locked(lock, notify, broken);
+    // Outside a batch (or with no room in it): finished now, as a batch of one.
+    const CompletionBatch::Result r{tag, result};
+    if (!CompletionBatch::defer(&VirtioBlk::flush_results, self, r)) flush_results(self, {&r, 1});
 }
 
 void VirtioBlk::settle_locked(std::unique_lock<std::mutex>& lock, bool notify, bool broken, unsigned settled) {

@@ -49,12 +49,6 @@ std::uint64_t for_range(const GuestBuffers& bufs, std::uint64_t offset, std::uin
     return done;
 }
 
-// Whether [offset, offset + len) lies inside `b` (most ranges a device asks for: a block
-// request's header or data, a frame, are in one buffer, and skip for_range's walk).
-bool inside(const GuestBuffer& b, std::uint64_t offset, std::uint64_t len) {
-    return offset < b.host.size() && len <= b.host.size() - offset;
-}
-
 // The general case, across buffers (the one-buffer case is DescriptorChain::one_buffer_iov).
 bool make_iov(const GuestBuffers& bufs, std::uint64_t total, std::uint64_t offset, std::uint64_t len, IoVecs& iov) {
     iov.clear();
@@ -68,8 +62,8 @@ bool make_iov(const GuestBuffers& bufs, std::uint64_t total, std::uint64_t offse
 }  // namespace
 
 std::size_t DescriptorChain::read(std::uint64_t offset, std::span<std::uint8_t> dst) const noexcept {
-    if (!readable_.empty() && inside(readable_.front(), offset, dst.size())) {
-        std::memcpy(dst.data(), readable_.front().host.data() + offset, dst.size());
+    if (const std::uint8_t* p = in_first(readable_, offset, dst.size())) {
+        std::memcpy(dst.data(), p, dst.size());
         return dst.size();
     }
     std::uint8_t* out = dst.data();

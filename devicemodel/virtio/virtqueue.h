@@ -132,8 +132,8 @@ public:
     template <typename T>
     bool read_obj(std::uint64_t offset, T& out) const noexcept {
         static_assert(std::is_trivially_copyable_v<T>);
-        if (!readable_.empty() && offset < readable_.front().host.size() && sizeof(T) <= readable_.front().host.size() - offset) {
-            std::memcpy(&out, readable_.front().host.data() + offset, sizeof(T));
+        if (const std::uint8_t* p = in_first(readable_, offset, sizeof(T))) {
+            std::memcpy(&out, p, sizeof(T));
             return true;
         }
         return read(offset, {reinterpret_cast<std::uint8_t*>(&out), sizeof(T)}) == sizeof(T);
@@ -165,14 +165,20 @@ public:
 
 private:
     friend class VirtQueue;
+    // The host address of bytes [offset, offset + len) when they lie inside the first of `bufs`
+    // (most ranges a device asks for: a request's header or data, a frame), else nullptr.
+    static std::uint8_t* in_first(const GuestBuffers& bufs, std::uint64_t offset, std::uint64_t len) noexcept {
+        if (bufs.empty()) return nullptr;
+        const std::span<std::uint8_t> first = bufs.front().host;
+        return offset < first.size() && len <= first.size() - offset ? first.data() + offset : nullptr;
+    }
     // out = the one iovec of [offset, offset + len) when it is non-empty and inside bufs' first
     // buffer; false (out untouched) otherwise.
     static bool one_buffer_iov(const GuestBuffers& bufs, std::uint64_t offset, std::uint64_t len, IoVecs& out) {
-        if (len == 0 || bufs.empty()) return false;
-        const std::span<std::uint8_t> first = bufs.front().host;
-        if (offset >= first.size() || len > first.size() - offset) return false;
+        std::uint8_t* const p = len == 0 ? nullptr : in_first(bufs, offset, len);
+        if (p == nullptr) return false;
         out.clear();
-        append_iov(out, first.data() + offset, static_cast<std::size_t>(len));
+        append_iov(out, p, static_cast<std::size_t>(len));
         return true;
     }
     std::uint8_t* writable_byte_walk(std::uint64_t offset) const noexcept;
