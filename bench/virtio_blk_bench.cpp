@@ -12,6 +12,8 @@
 //    per request, the way virtio_net_bench measures its device, without a hand-off. These rows
 //    also time serve_queue() itself: "the device model alone" leaves out the bench driver's
 //    posting and reclaiming (a guest's work, on its own vCPU), as virtio_net_bench does.
+//    `floor`: the same driver and timing against FloorDevice below, the least any virtio-blk
+//    device does for a read (a yardstick for the one-thread rows, not a device).
 //    Two drivers: `irq` blocks in read() on the interrupt eventfd (Linux's virtio-blk), `polled`
 //    sets VRING_AVAIL_F_NO_INTERRUPT and spins on the used index (our test guests; at depth 32,
 //    Linux's virtio_blk.poll_queues with io_uring's polled I/O). Each with the device's adaptive
@@ -25,7 +27,7 @@
 // Usage: virtio_blk_bench [--file PATH] [--size-mb N] [--seconds S] [--rounds N]
 //                         [--engine split|threads|io_uring] [--inline-max BYTES] [--poll-max NS]
 //                         (split, the device's default: reads on io_uring, the rest on the pool)
-//                         [--only NAME-PART]   (only the device configurations whose name has it)
+//                         [--only NAME-PART[,NAME-PART...]]   (only the device configurations whose name has one)
 //                         [--kick call|eventfd|relay]   (how the driver kicks: see Args::kick)
 //                         [--pin]   (the device's threads on CPU 1, the driver and raw loops on CPU 0,
 //                                    as a deployment that polls pins the iothread apart from the vCPU)
@@ -83,7 +85,7 @@ struct Args {
     std::string engine = "split";  // split | threads | io_uring
     std::size_t inline_max = virtio_blk::VirtioBlkOptions{}.inline_max_bytes;
     std::chrono::nanoseconds poll_max = virtio_blk::VirtioBlkOptions{}.poll_max;
-    std::string only;  // run only the device configurations whose name contains this
+    std::string only;  // run only the device configurations whose name contains this (or one of a,b,...)
     // How the driver kicks: `call` queue_notify() on its own thread; `eventfd` a write to the
     // device's kick eventfd, as KVM's ioeventfd does in the anchor; `relay` a write to an
     // eventfd a relay thread turns into queue_notify() (the anchor's notify thread before the
@@ -303,9 +305,22 @@ struct DeviceConfig {
     // serve_queue() after each batch of submissions, no kicks, no interrupts): the device
     // model's own work per request, without the hand-off between two threads.
     bool one_thread = false;
+    bool floor = false;  // one thread, FloorDevice in place of VirtioBlk (reads only)
 };
 
+// --only "a,b": a name containing any of the comma-separated parts.
+bool matches_only(const std::string& name, const std::string& only) {
+    std::size_t from = 0;
+    for (;;) {
+        const std::size_t comma = only.find(',', from);
+        if (name.find(only.substr(from, comma - from)) != std::string::npos) return true;
+        if (comma == std::string::npos) return false;
+        from = comma + 1;
+    }
+}
+
 std::string name_of(const DeviceConfig& c) {
+    if (c.floor) return std::string("qd") + std::to_string(c.depth) + " floor (hand-written minimum)";
     if (c.one_thread) return std::string("qd") + std::to_string(c.depth) + " one thread";
     return std::string("qd") + std::to_string(c.depth) + (c.polled_driver ? " polled driver" : " irq driver") +
            (c.device_poll ? ", poll on" : ", poll off");
@@ -397,6 +412,118 @@ private:
     std::uint16_t avail_idx_ = 0, last_used_ = 0;
 };
 
+// The floor: the least any virtio-blk device does for a request, written out by hand for the
+// one-thread rows' single-queue, single-thread case (no lock, no reset, no engine, no
+// abstraction): read the avail idx, the ring entry and the descriptors, check each against guest
+// memory and the chain's rules, read the header, check the request against the disk, make the
+// one system call into the guest's buffer, write the status, the used entry and the used idx,
+// and ask whether the driver wants an interrupt, with the fences of virtio 1.2 §2.7.13 (the
+// used idx before the driver's flags; notifications re-enabled, then a look again, before the
+// device would sleep). A yardstick, not a device: what a request costs a device before any
+// design choice of ours (the lock, the op records, the completion path); "qd1 floor" puts it
+// beside "qd1 one thread" (issue #3).
+class FloorDevice {
+public:
+    FloorDevice(const GuestMemory& mem, const virtio::QueueConfig& q, int fd, std::uint64_t capacity)
+        : mem_(mem), size_(q.size), fd_(fd), capacity_(capacity) {
+        desc_ = mem.host_address(q.desc, 16ull * size_);
+        avail_ = mem.host_address(q.avail, 6 + 2ull * size_);
+        used_ = mem.host_address(q.used, 6 + 8ull * size_);
+        if (!desc_ || !avail_ || !used_) throw std::runtime_error("floor: rings outside memory");
+    }
+    std::uint64_t errors() const { return errors_; }
+
+    void serve() {
+        store16(used_, virtio::kUsedFNoNotify);  // no kicks while serving
+        for (;;) {
+            std::uint16_t idx = load_acquire16(avail_ + 2);
+            if (idx == next_avail_) {
+                store16(used_, 0);  // kicks again before going idle, then one more look
+                std::atomic_thread_fence(std::memory_order_seq_cst);
+                idx = load_acquire16(avail_ + 2);
+                if (idx == next_avail_) return;
+                store16(used_, virtio::kUsedFNoNotify);
+            }
+            if (static_cast<std::uint16_t>(idx - next_avail_) > size_) return void(++errors_);
+            while (next_avail_ != idx) serve_one(load16(avail_ + 4 + 2 * (next_avail_++ & (size_ - 1))));
+            publish_and_ask();
+        }
+    }
+
+private:
+    static std::uint16_t load16(const std::uint8_t* p) {
+        std::uint16_t v;
+        std::memcpy(&v, p, 2);
+        return v;
+    }
+    static std::uint16_t load_acquire16(std::uint8_t* p) {
+        return std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(p)).load(std::memory_order_acquire);
+    }
+    static void store16(std::uint8_t* p, std::uint16_t v) { std::memcpy(p, &v, 2); }
+
+    void serve_one(std::uint16_t head) {
+        if (head >= size_) return void(++errors_);
+        // Walk: header (readable, 16 bytes), data, status (writable, 1 byte), at most size_ hops.
+        std::uint8_t* host[3];
+        std::uint32_t len[3];
+        bool writable[3];
+        unsigned n = 0;
+        std::uint32_t i = head;
+        for (unsigned hops = 0;; ++hops) {
+            virtio::VirtqDesc d;
+            std::memcpy(&d, desc_ + 16ull * i, sizeof d);
+            if (hops >= size_ || n == 3 || (d.flags & virtio::kDescFIndirect)) return fail(head);
+            host[n] = mem_.host_address(d.addr, d.len);
+            if (!host[n]) return fail(head);
+            len[n] = d.len;
+            writable[n] = d.flags & virtio::kDescFWrite;
+            if (n && writable[n - 1] && !writable[n]) return fail(head);
+            ++n;
+            if (!(d.flags & virtio::kDescFNext)) break;
+            if (d.next >= size_) return fail(head);
+            i = d.next;
+        }
+        if (n != 3 || writable[0] || len[0] < 16 || !writable[2] || len[2] < 1) return fail(head);
+        std::uint32_t type;
+        std::uint64_t sector;
+        std::memcpy(&type, host[0], 4);
+        std::memcpy(&sector, host[0] + 8, 8);
+        std::uint8_t status = VIRTIO_BLK_S_IOERR;
+        std::uint32_t written = 0;
+        if (type == VIRTIO_BLK_T_IN && writable[1] && len[1] % 512 == 0 && sector <= capacity_ / 512 &&
+            len[1] <= capacity_ - sector * 512) {
+            const ssize_t got = sys::pread(fd_, host[1], len[1], static_cast<off_t>(sector * 512));
+            if (got == static_cast<ssize_t>(len[1])) {
+                status = VIRTIO_BLK_S_OK;
+                written = len[1];
+            }
+        }
+        host[2][0] = status;
+        put_used(head, written + 1);
+    }
+    void fail(std::uint16_t head) {
+        ++errors_;
+        put_used(head, 0);
+    }
+    void put_used(std::uint16_t head, std::uint32_t written) {
+        const virtio::VirtqUsedElem e{head, written};
+        std::memcpy(used_ + 4 + 8 * (next_used_++ & (size_ - 1)), &e, sizeof e);
+    }
+    void publish_and_ask() {
+        std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(used_ + 2)).store(next_used_, std::memory_order_release);
+        std::atomic_thread_fence(std::memory_order_seq_cst);  // the used idx before the driver's flags
+        if (!(load16(avail_) & virtio::kAvailFNoInterrupt)) ++interrupts_;
+    }
+
+    const GuestMemory& mem_;
+    std::uint16_t size_;
+    int fd_;
+    std::uint64_t capacity_;
+    std::uint8_t *desc_, *avail_, *used_;
+    std::uint16_t next_avail_ = 0, next_used_ = 0;
+    std::uint64_t errors_ = 0, interrupts_ = 0;
+};
+
 Result device_run(const Args& a, const DeviceConfig& c, bool write, std::uint64_t disk_bytes) {
     // Threads inherit the creator's affinity: create the device's threads on CPU 1.
     if (a.pin) pin_to(1);
@@ -415,8 +542,17 @@ Result device_run(const Args& a, const DeviceConfig& c, bool write, std::uint64_
     const GuestMemory& mem = guest_ram;
     LeanDriver drv(mem, c.depth, write);
     auto irq = std::make_shared<EventfdInterrupt>();
-    blk.activate(mem, virtio::feature_bit(virtio::kFeatureVersion1) | virtio::feature_bit(virtio::kFeatureIndirectDesc),
-                 {drv.config()}, irq);
+    std::optional<FloorDevice> floor;
+    Fd floor_fd;
+    if (c.floor) {
+        floor_fd = Fd(::open(a.file.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!floor_fd) die(a.file.c_str());
+        floor.emplace(mem, drv.config(), floor_fd.get(), disk_bytes);
+    } else {
+        blk.activate(mem, virtio::feature_bit(virtio::kFeatureVersion1) | virtio::feature_bit(virtio::kFeatureIndirectDesc),
+                     {drv.config()}, irq);
+    }
+    auto serve = [&] { floor ? floor->serve() : blk.serve_queue(); };
     if (c.polled_driver) drv.suppress_interrupts();
     Offsets offs(disk_bytes);
     std::uint64_t errors = 0, kicks = 0;
@@ -447,9 +583,9 @@ Result device_run(const Args& a, const DeviceConfig& c, bool write, std::uint64_
     std::uint64_t serves = 0, timed_serves = 0;
     auto kick = [&] {
         if (c.one_thread) {  // the driver's thread is the device's
-            if (serves++ % kServeSample != 0) return blk.serve_queue();
+            if (serves++ % kServeSample != 0) return serve();
             const auto t0 = Clock::now();
-            blk.serve_queue();
+            serve();
             in_device += Clock::now() - t0;
             ++timed_serves;
             return;
@@ -512,6 +648,7 @@ Result device_run(const Args& a, const DeviceConfig& c, bool write, std::uint64_
         relay.join();
     }
     blk.reset();
+    if (floor) errors += floor->errors();
     if (errors) {
         std::fprintf(stderr, "device reported %llu errors\n", static_cast<unsigned long long>(errors));
         std::exit(1);
@@ -632,7 +769,7 @@ int main(int argc, char** argv) {
         else {
             std::fprintf(stderr,
                          "usage: %s [--file PATH] [--size-mb N] [--seconds S] [--rounds N] [--engine split|threads|io_uring] "
-                         "[--inline-max BYTES] [--poll-max NS] [--only NAME-PART] [--kick call|eventfd|relay] [--pin] "
+                         "[--inline-max BYTES] [--poll-max NS] [--only NAME-PART[,...]] [--kick call|eventfd|relay] [--pin] "
                          "[--workload read|write|both] [--small-pages] [--raw-alone]\n",
                          argv[0]);
             return 64;
@@ -666,8 +803,8 @@ int main(int argc, char** argv) {
     std::vector<DeviceConfig> configs;
     for (const DeviceConfig& c : std::initializer_list<DeviceConfig>{
              {1, false, false}, {1, false, true}, {1, true, false}, {1, true, true}, {32, false, false}, {32, false, true},
-             {32, true, true}, {1, true, false, true}, {32, true, false, true}})
-        if (name_of(c).find(a.only) != std::string::npos) configs.push_back(c);
+             {32, true, true}, {1, true, false, true}, {32, true, false, true}, {1, true, false, true, true}})
+        if (matches_only(name_of(c), a.only)) configs.push_back(c);
     std::vector<std::string> raws{"raw pread/pwrite qd1"};
 #ifdef VMM_HAVE_LIBURING
     raws.push_back("raw io_uring qd1");
@@ -696,7 +833,8 @@ int main(int argc, char** argv) {
             s[raws[1]].push_back(raw_uring(fd.get(), write, bytes, a.seconds, 1, a.small_pages));
             s[raws[2]].push_back(raw_uring(fd.get(), write, bytes, a.seconds, 32, a.small_pages));
 #endif
-            for (const auto& c : configs) s[name_of(c)].push_back(device_run(a, c, write, bytes));
+            for (const auto& c : configs)
+                if (!(c.floor && write)) s[name_of(c)].push_back(device_run(a, c, write, bytes));
             std::printf("  4 KiB random %-5s", write ? "write" : "read");
             for (const auto& [name, rs] : s) std::printf(" | %s %.0fk", name.c_str(), rs.back().iops() / 1000);
             std::printf("\n");
