@@ -173,7 +173,7 @@ void VirtioBlk::reset() {
     reset_locked(lock);
 }
 
-void VirtioBlk::reset_locked(std::unique_lock<std::mutex>& lock) {
+void VirtioBlk::reset_locked(Lock& lock) {
     active_ = false;
     ++generation_;
     // A lock-free ring read of the poll loop may be under way: let it finish; later ones see the
@@ -183,6 +183,9 @@ void VirtioBlk::reset_locked(std::unique_lock<std::mutex>& lock) {
     ++idle_waiters_;
     idle_cv_.wait(lock, [&] { return in_flight_ == 0; });
     --idle_waiters_;
+    // A lone request's interrupt may still be going out without mu_ (settle_asking): an
+    // eventfd write at most. No new one starts: that takes mu_, held here.
+    while (settling_.load(std::memory_order_acquire)) cpu_relax();
     queue_ = virtio::VirtQueue{};
     memory_ = nullptr;
     interrupt_.reset();
@@ -191,7 +194,7 @@ void VirtioBlk::reset_locked(std::unique_lock<std::mutex>& lock) {
 
 unsigned VirtioBlk::in_flight() const {
     std::lock_guard lock(mu_);
-    return in_flight_;
+    return in_flight_ + (settling_.load(std::memory_order_acquire) ? 1 : 0);
 }
 
 PollStats VirtioBlk::poll_stats() const {
@@ -199,7 +202,7 @@ PollStats VirtioBlk::poll_stats() const {
     return poll_stats_;
 }
 
-void VirtioBlk::hook(PollStep step, std::unique_lock<std::mutex>& lock) {
+void VirtioBlk::hook(PollStep step, Lock& lock) {
     if (!options_.poll_hook) return;
     lock.unlock();
     options_.poll_hook(step);
@@ -260,7 +263,7 @@ void VirtioBlk::dispatcher() {
     }
 }
 
-void VirtioBlk::serve(std::unique_lock<std::mutex>& lock) {
+void VirtioBlk::serve(Lock& lock) {
     bool notify = false, broken = false;
     drain_queue(lock, notify, broken);
     // Only these ops are in flight: a lone small read/write is served right here (no
@@ -275,16 +278,15 @@ void VirtioBlk::serve(std::unique_lock<std::mutex>& lock) {
         IoOp& op = ops_.front();
         const std::uint16_t head = pending_head_;
         const int result = run_io_sync(disk_.fd(), op);
-        broken = put_result_locked(head, result, Publish::Now) || broken;
-        notify = queue_.needs_notification() || notify;
+        broken = put_result_locked(head, result, Publish::AtBatchEnd) || broken;
         ops_.clear();
-        settle_locked(lock, notify, broken);
+        settle_asking(lock, notify, broken, queue_.prepare_notification());  // publishes the entry
         return;
     }
     std::shared_ptr<virtio::VirtioInterrupt> irq;
     if (notify || broken) irq = interrupt_;
     lock.unlock();
-    signal(notify, broken, irq);
+    signal(notify, broken, irq.get());
     const bool lone_inline = alone && inline_ok(ops_.front()) &&
                              (ops_.front().kind != IoOp::Kind::Write || writes_inline_now());
     if (lone_inline) {
@@ -376,7 +378,7 @@ std::optional<std::uint16_t> VirtioBlk::peek_avail(const virtio::AvailIdxReader&
     return idx;
 }
 
-Clock::time_point VirtioBlk::poll_queue(std::unique_lock<std::mutex>& lock) {
+Clock::time_point VirtioBlk::poll_queue(Lock& lock) {
     const std::uint64_t generation = generation_;
     // A reset (new generation), a broken queue or shutdown ends polling at once. The rings of a
     // reset activation are never touched again, suppressed or not; a broken queue serves
@@ -468,7 +470,7 @@ void VirtioBlk::finish_locked(std::uint16_t head, std::span<std::uint8_t> status
     notify = queue_.needs_notification() || notify;
 }
 
-void VirtioBlk::drain_queue(std::unique_lock<std::mutex>&, bool& notify, bool& broken) {
+void VirtioBlk::drain_queue(Lock&, bool& notify, bool& broken) {
     ops_.clear();
     virtio::DescriptorChain& chain = chain_;
     while (queue_.pop(chain)) {
@@ -568,13 +570,13 @@ void VirtioBlk::complete(void* self, std::uint64_t tag, int result) {
     if (!CompletionBatch::defer(&VirtioBlk::flush_results, self, r)) flush_results(self, {&r, 1});
 }
 
-void VirtioBlk::settle_locked(std::unique_lock<std::mutex>& lock, bool notify, bool broken, unsigned settled) {
+void VirtioBlk::settle_locked(Lock& lock, bool notify, bool broken, unsigned settled) {
     if (notify || broken) {
         // Copied only when it is used: a shared_ptr copy is a locked add on a line other
         // threads touch (it was 7 % of the dispatcher's time at depth 32).
         const std::shared_ptr<virtio::VirtioInterrupt> irq = interrupt_;
         lock.unlock();
-        signal(notify, broken, irq);
+        signal(notify, broken, irq.get());
         lock.lock();
     }
     // A request is in flight until the driver has been told: in_flight() == 0 then means every
@@ -584,6 +586,19 @@ void VirtioBlk::settle_locked(std::unique_lock<std::mutex>& lock, bool notify, b
     // check costs each request ~20 instructions and a load of a line the waiter writes).
     const bool wake = in_flight_ == 0 && idle_waiters_ > 0;
     lock.unlock();
+    if (wake) idle_cv_.notify_all();
+}
+
+void VirtioBlk::settle_asking(Lock& lock, bool notify, bool broken, const virtio::NotificationQuestion& question) {
+    // A raw pointer: reset_locked() drops interrupt_ only after settling_ is clear again.
+    virtio::VirtioInterrupt* const irq = interrupt_.get();
+    settling_.store(true, std::memory_order_relaxed);  // seen by whoever takes mu_ next
+    in_flight_ -= 1;
+    const bool wake = in_flight_ == 0 && idle_waiters_ > 0;
+    lock.unlock();  // a full barrier: the used idx is visible before the question reads the ring
+    notify = question.ask() || notify;
+    signal(notify, broken, irq);
+    settling_.store(false, std::memory_order_release);  // the interrupt is out
     if (wake) idle_cv_.notify_all();
 }
 
@@ -606,7 +621,7 @@ void VirtioBlk::flush_results(void* self, std::span<const CompletionBatch::Resul
     dev->settle_locked(lock, notify, broken, static_cast<unsigned>(results.size()));
 }
 
-void VirtioBlk::signal(bool notify, bool broken, const std::shared_ptr<virtio::VirtioInterrupt>& irq) {
+void VirtioBlk::signal(bool notify, bool broken, virtio::VirtioInterrupt* irq) {
     if (!irq) return;
     if (broken) irq->needs_reset();
     if (notify) irq->notify_queue(0);

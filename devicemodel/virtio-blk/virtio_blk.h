@@ -25,10 +25,14 @@
 //  - reset() waits until no request is in flight, so the device never touches guest memory
 //    after it returns. A completion racing with reset() may still call notify_queue() once for the
 //    old activation; the transport ignores interrupts of a device that is not DRIVER_OK.
-// All device state is guarded by one mutex; VirtioInterrupt is never called with it held.
+// All device state is guarded by one mutex; VirtioInterrupt is never called with it held. Its
+// unlock is a full barrier (common/full_fence_mutex.h), so the serving thread asks whether the
+// driver wants an interrupt for a request it completed itself after unlocking, without a fence
+// of its own, and tells the driver without taking the mutex again (settle_asking()).
 #pragma once
 
 #include "common/fd.h"
+#include "common/full_fence_mutex.h"
 #include "devicemodel/virtio-blk/block_request.h"
 #include "devicemodel/virtio-blk/disk_image.h"
 #include "devicemodel/virtio-blk/io_engine.h"
@@ -166,21 +170,22 @@ public:
     std::uint64_t inline_write_stalls() const noexcept { return inline_write_stalls_.load(std::memory_order_relaxed); }
 
 private:
+    using Lock = std::unique_lock<FullFenceMutex>;
     void dispatcher();
     // Pops, parses and starts every available request (inline or on the engine). mu_ held on
     // entry, released on return (it signals and does I/O unlocked; serve_queue() needs it no
     // more, the dispatcher takes it again).
-    void serve(std::unique_lock<std::mutex>& lock);
+    void serve(Lock& lock);
     // The poll loop after serve(): polls while the adaptive window allows, then re-enables kicks
     // and sets kicked_ if the re-check finds requests. mu_ held on entry and on return. Returns
     // the start of the last (unsuccessful) poll window: when the queue went quiet.
-    std::chrono::steady_clock::time_point poll_queue(std::unique_lock<std::mutex>& lock);
-    void hook(PollStep step, std::unique_lock<std::mutex>& lock);
+    std::chrono::steady_clock::time_point poll_queue(Lock& lock);
+    void hook(PollStep step, Lock& lock);
     // The avail idx read without mu_, or nullopt once a reset began (poll_epoch_ != epoch).
     std::optional<std::uint16_t> peek_avail(const virtio::AvailIdxReader& reader, std::uint64_t epoch);
-    void reset_locked(std::unique_lock<std::mutex>& lock);
+    void reset_locked(Lock& lock);
     // Pops and parses every available chain into ops_ (the I/O to submit). Called with mu_ held.
-    void drain_queue(std::unique_lock<std::mutex>& lock, bool& notify, bool& broken);
+    void drain_queue(Lock& lock, bool& notify, bool& broken);
     // An op's end (its IoCompletion, `self` the device): `result` 0 or -errno, for the request
     // its tag names (completion_tag: the head and the low 32 bits of its activation).
     static void complete(void* self, std::uint64_t tag, int result);
@@ -208,8 +213,14 @@ private:
     // `settled` requests' used entries are out (mu_ held by `lock`): tells the driver (notify,
     // broken) with mu_ released, then counts the requests out of in_flight_ and wakes a waiting
     // reset. Returns with mu_ released.
-    void settle_locked(std::unique_lock<std::mutex>& lock, bool notify, bool broken, unsigned settled = 1);
-    void signal(bool notify, bool broken, const std::shared_ptr<virtio::VirtioInterrupt>& irq);
+    void settle_locked(Lock& lock, bool notify, bool broken, unsigned settled = 1);
+    // settle_locked for the lone request the serving thread completed itself, its used entry
+    // published by `question` (prepared with mu_ held): the question is asked after mu_ is
+    // released, whose unlock is the full barrier §2.7.10 asks for between the two (no fence of
+    // its own), and the driver told without taking mu_ again. settling_ stands for the request
+    // until then. Returns with mu_ released.
+    void settle_asking(Lock& lock, bool notify, bool broken, const virtio::NotificationQuestion& question);
+    static void signal(bool notify, bool broken, virtio::VirtioInterrupt* irq);
     // The results an engine's CompletionBatch gathered (complete()'s, tagged by completion_tag),
     // finished when it closes: under one lock, with one question whether the driver wants an
     // interrupt.
@@ -222,8 +233,9 @@ private:
     std::shared_ptr<spdlog::logger> log_;
     std::unique_ptr<IoEngine> engine_;
 
-    mutable std::mutex mu_;
-    std::condition_variable idle_cv_;  // in_flight_ dropped to 0
+    // Its unlock is a full barrier (settle_asking).
+    mutable FullFenceMutex mu_;
+    std::condition_variable_any idle_cv_;  // in_flight_ dropped to 0
     unsigned idle_waiters_ = 0;        // threads waiting on idle_cv_ (reset_locked); guarded by mu_
     // The dispatcher sleeps in read() on this eventfd: KVM's ioeventfd for the queue, a kick
     // through queue_notify while it sleeps, activate() and the destructor signal it.
@@ -249,6 +261,11 @@ private:
     bool active_ = false, broken_reported_ = false;
     std::uint64_t generation_ = 0;
     unsigned in_flight_ = 0;
+    // settle_asking() is answering a lone request's question and telling the driver, without
+    // mu_: that request is out of in_flight_ but still in flight (in_flight() counts it), and a
+    // reset waits for this to clear before it lets the interrupt and the rings go. Written by
+    // the serving thread only.
+    std::atomic<bool> settling_{false};
     // Where each in-flight request (by head) gets its status byte and its used length; guarded
     // by mu_. A driver that makes a head available again while it is in flight (§2.7.13.3 forbids
     // it) gets the later request's status for both: guest memory it gave us either way.

@@ -328,22 +328,24 @@ AvailIdxReader VirtQueue::avail_idx_reader() const noexcept {
     return r;
 }
 
-bool VirtQueue::needs_notification() {
-    if (!serving_) return false;
+NotificationQuestion VirtQueue::prepare_notification() {
+    NotificationQuestion q;
+    if (!serving_) return q;
     publish_used();  // the driver is only ever told about entries it can see
-    const std::uint16_t added = std::exchange(added_since_notify_, 0);
-    if (added == 0) return false;
+    q.added_ = std::exchange(added_since_notify_, 0);
+    q.event_idx_ = event_idx_;
+    q.next_used_ = next_used_;
+    // Layout checked at construction: both fields are inside the avail ring.
+    q.field_ = reinterpret_cast<std::uint16_t*>(avail_host_ + (event_idx_ ? 4 + 2 * std::uint64_t{size_} : 0));
+    return q;
+}
+
+bool VirtQueue::needs_notification() {
+    const NotificationQuestion q = prepare_notification();
+    if (!q.pending()) return false;
     // The used idx must be visible before we read the driver's suppression state (§2.7.10).
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (event_idx_) {
-        const std::uint16_t used_event = load_avail(4 + 2 * std::uint64_t{size_});
-        const std::uint16_t new_idx = next_used_;
-        const std::uint16_t old_idx = static_cast<std::uint16_t>(next_used_ - added);
-        // vring_need_event(): did new_idx step past used_event since old_idx?
-        return static_cast<std::uint16_t>(new_idx - used_event - 1) < static_cast<std::uint16_t>(new_idx - old_idx);
-    }
-    const std::uint16_t flags = load_avail(0);
-    return !(flags & kAvailFNoInterrupt);
+    return q.ask();
 }
 
 }  // namespace vmm::virtio

@@ -211,6 +211,35 @@ private:
     std::uint16_t* idx_ = nullptr;  // the avail idx through the queue's checked host view
 };
 
+// The question whether the driver wants an interrupt for the used entries a device published
+// (§2.7.7.2: VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX), put in two steps: the
+// VirtQueue prepares it (publishes the used idx, notes what to compare) where the device holds
+// its lock, and ask() reads the driver's answer from the ring. Between the two the caller needs
+// a full barrier (§2.7.10); VirtQueue::needs_notification() fences, a device whose unlock is
+// one (common/full_fence_mutex.h) asks after unlocking. ask() reads guest memory through the
+// host view the queue checked at set-up: the device must have asked before its reset() returns
+// (the guest memory outlives the queue).
+class NotificationQuestion {
+public:
+    // Entries were published since the last question: there is something to ask.
+    bool pending() const noexcept { return added_ != 0; }
+    // True when the driver wants an interrupt for them. After the barrier; false when !pending().
+    bool ask() const noexcept {
+        if (!pending()) return false;
+        const std::uint16_t field = std::atomic_ref<std::uint16_t>(*field_).load(std::memory_order_relaxed);
+        if (!event_idx_) return !(field & kAvailFNoInterrupt);
+        // vring_need_event(): did the used idx step past used_event since the last question?
+        const std::uint16_t new_idx = next_used_, old_idx = static_cast<std::uint16_t>(next_used_ - added_);
+        return static_cast<std::uint16_t>(new_idx - field - 1) < static_cast<std::uint16_t>(new_idx - old_idx);
+    }
+
+private:
+    friend class VirtQueue;
+    std::uint16_t* field_ = nullptr;  // avail flags, or used_event with EVENT_IDX (the queue's checked view)
+    bool event_idx_ = false;
+    std::uint16_t next_used_ = 0, added_ = 0;
+};
+
 class VirtQueue {
 public:
     // An unconfigured queue (disabled: pops nothing, not broken).
@@ -251,8 +280,12 @@ public:
     void publish_used();
 
     // Whether the driver wants an interrupt for the buffers added since the last call (§2.7.7.2:
-    // VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX). Resets that count.
+    // VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX). Resets that count. The same as
+    // prepare_notification(), a full fence, and ask().
     bool needs_notification();
+    // Publishes the used idx and resets the count, for a question the caller asks after a full
+    // barrier of its own (NotificationQuestion). Nothing pending on a queue that does not serve.
+    NotificationQuestion prepare_notification();
 
     // §2.7.10 available buffer notification suppression, for a device that polls the ring.
     // Without EVENT_IDX: used->flags = VIRTQ_USED_F_NO_NOTIFY. With EVENT_IDX (where the driver

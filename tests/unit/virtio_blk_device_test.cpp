@@ -320,6 +320,46 @@ TEST_P(VirtioBlkDeviceTest, ARequestIsInFlightUntilItsInterruptIsOut) {
     }
 }
 
+// A reset waits for an interrupt that is going out: a lone request's, which the serving thread
+// sends without the device mutex (settle_asking), and those of a batch. Until reset() returns
+// the device may still signal the driver; after it, never.
+TEST_P(VirtioBlkDeviceTest, AResetWaitsForAnInterruptGoingOut) {
+    struct HeldInterrupt : test::FakeVirtioInterrupt {
+        void notify_queue(std::uint16_t queue) override {
+            entered = true;
+            while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            FakeVirtioInterrupt::notify_queue(queue);
+        }
+        std::atomic<bool> entered{false}, release{false};
+    };
+    for (const int requests : {1, 8}) {
+        blk->reset();
+        auto held = std::make_shared<HeldInterrupt>();
+        drv = std::make_unique<Drv>(fake.memory(), 0x1000, 64);
+        blk->activate(fake.memory(), feature_bit(virtio::kFeatureVersion1), {drv->config()}, held);
+        for (int i = 0; i < requests; ++i) {
+            write_header(VIRTIO_BLK_T_IN, 10 + static_cast<std::uint64_t>(i) * 8, 0x9000 + i * 16);
+            drv->add_chain({Drv::rd(0x9000 + i * 16, 16), Drv::wr(kData + i * 4096, 4096), Drv::wr(0x9800 + i, 1)});
+        }
+        blk->queue_notify(0);
+        ASSERT_TRUE(held->wait_for([&] { return held->entered.load(); })) << requests;
+        std::atomic<bool> reset_returned{false};
+        std::thread resetter([&] {
+            blk->reset();
+            reset_returned = true;
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        EXPECT_FALSE(reset_returned) << requests << ": reset returned while an interrupt was still going out";
+        held->release = true;
+        resetter.join();
+        const int notifies = held->queue_notifies.load();
+        EXPECT_GE(notifies, 1) << requests;
+        EXPECT_EQ(blk->in_flight(), 0u) << requests;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        EXPECT_EQ(held->queue_notifies.load(), notifies) << requests << ": an interrupt after reset() returned";
+    }
+}
+
 // A burst of requests handed to the engine together completes inside the engine's completion
 // batches: the driver gets an interrupt per batch, not one per request (the pool's workers
 // batch up to CompletionBatch::kMaxBatchOps reads/writes each: with 2 workers and 8 requests,
