@@ -75,6 +75,16 @@ struct TempDisk {
 // on the pool).
 enum class Engine { Threads, IoUring, Split };
 
+// An interrupt that holds its caller inside notify_queue() until released.
+struct HeldInterrupt : test::FakeVirtioInterrupt {
+    void notify_queue(std::uint16_t queue) override {
+        entered = true;
+        while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        FakeVirtioInterrupt::notify_queue(queue);
+    }
+    std::atomic<bool> entered{false}, release{false};
+};
+
 class VirtioBlkDeviceTest : public ::testing::TestWithParam<std::tuple<Engine, bool>> {
 protected:
     Engine engine() const { return std::get<0>(GetParam()); }
@@ -134,6 +144,23 @@ protected:
         if (len) bufs.push_back(type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID ? Drv::wr(kData, len) : Drv::rd(kData, len));
         bufs.push_back(Drv::wr(kStatus, 1));
         return run(bufs, indirect);
+    }
+
+    // A new activation with a HeldInterrupt and `requests` 4 KiB reads, kicked; returns once the
+    // device is inside notify_queue() for them (nullptr if it never got there).
+    std::shared_ptr<HeldInterrupt> reads_with_held_interrupt(int requests) {
+        blk->reset();
+        auto held = std::make_shared<HeldInterrupt>();
+        drv = std::make_unique<Drv>(fake.memory(), 0x1000, 64);
+        blk->activate(fake.memory(), feature_bit(virtio::kFeatureVersion1) | feature_bit(virtio::kFeatureIndirectDesc),
+                      {drv->config()}, held);
+        for (int i = 0; i < requests; ++i) {
+            write_header(VIRTIO_BLK_T_IN, 10 + static_cast<std::uint64_t>(i) * 8, 0x9000 + i * 16);
+            drv->add_chain({Drv::rd(0x9000 + i * 16, 16), Drv::wr(kData + i * 4096, 4096), Drv::wr(0x9800 + i, 1)});
+        }
+        blk->queue_notify(0);
+        if (!held->wait_for([&] { return held->entered.load(); })) return nullptr;
+        return held;
     }
 
     TempDisk disk;
@@ -290,27 +317,9 @@ TEST_P(VirtioBlkDeviceTest, ASignalOnTheKickEventfdIsAKick) {
 // test (or a reset) that waits for in_flight() == 0 finds the interrupt sent. For a lone
 // request (the dispatcher's inline path) and for a burst (an engine's batch, flushed once).
 TEST_P(VirtioBlkDeviceTest, ARequestIsInFlightUntilItsInterruptIsOut) {
-    struct HeldInterrupt : test::FakeVirtioInterrupt {
-        void notify_queue(std::uint16_t queue) override {
-            entered = true;
-            while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-            FakeVirtioInterrupt::notify_queue(queue);
-        }
-        std::atomic<bool> entered{false}, release{false};
-    };
     for (const int requests : {1, 8}) {
-        blk->reset();
-        auto held = std::make_shared<HeldInterrupt>();
-        drv = std::make_unique<Drv>(fake.memory(), 0x1000, 64);
-        blk->activate(fake.memory(),
-                      feature_bit(virtio::kFeatureVersion1) | feature_bit(virtio::kFeatureIndirectDesc),
-                      {drv->config()}, held);
-        for (int i = 0; i < requests; ++i) {
-            write_header(VIRTIO_BLK_T_IN, 10 + static_cast<std::uint64_t>(i) * 8, 0x9000 + i * 16);
-            drv->add_chain({Drv::rd(0x9000 + i * 16, 16), Drv::wr(kData + i * 4096, 4096), Drv::wr(0x9800 + i, 1)});
-        }
-        blk->queue_notify(0);
-        ASSERT_TRUE(held->wait_for([&] { return held->entered.load(); })) << requests;
+        const auto held = reads_with_held_interrupt(requests);
+        ASSERT_TRUE(held) << requests;
         EXPECT_GE(drv->used_idx(), 1) << requests << ": the used entry goes out first";
         EXPECT_GT(blk->in_flight(), 0u) << requests << ": in flight until the interrupt is out";
         held->release = true;
@@ -324,25 +333,9 @@ TEST_P(VirtioBlkDeviceTest, ARequestIsInFlightUntilItsInterruptIsOut) {
 // sends without the device mutex (settle_asking), and those of a batch. Until reset() returns
 // the device may still signal the driver; after it, never.
 TEST_P(VirtioBlkDeviceTest, AResetWaitsForAnInterruptGoingOut) {
-    struct HeldInterrupt : test::FakeVirtioInterrupt {
-        void notify_queue(std::uint16_t queue) override {
-            entered = true;
-            while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-            FakeVirtioInterrupt::notify_queue(queue);
-        }
-        std::atomic<bool> entered{false}, release{false};
-    };
     for (const int requests : {1, 8}) {
-        blk->reset();
-        auto held = std::make_shared<HeldInterrupt>();
-        drv = std::make_unique<Drv>(fake.memory(), 0x1000, 64);
-        blk->activate(fake.memory(), feature_bit(virtio::kFeatureVersion1), {drv->config()}, held);
-        for (int i = 0; i < requests; ++i) {
-            write_header(VIRTIO_BLK_T_IN, 10 + static_cast<std::uint64_t>(i) * 8, 0x9000 + i * 16);
-            drv->add_chain({Drv::rd(0x9000 + i * 16, 16), Drv::wr(kData + i * 4096, 4096), Drv::wr(0x9800 + i, 1)});
-        }
-        blk->queue_notify(0);
-        ASSERT_TRUE(held->wait_for([&] { return held->entered.load(); })) << requests;
+        const auto held = reads_with_held_interrupt(requests);
+        ASSERT_TRUE(held) << requests;
         std::atomic<bool> reset_returned{false};
         std::thread resetter([&] {
             blk->reset();
