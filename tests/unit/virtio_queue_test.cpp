@@ -517,6 +517,40 @@ TEST(VirtioQueueTest, EventIdxNotifiesOnlyWhenUsedEventIsCrossed) {
     EXPECT_TRUE(vq.needs_notification());
 }
 
+// The question in two steps (a device asks after its unlock, common/full_fence_mutex.h):
+// prepare_notification() publishes the used idx and takes the count; ask() reads the driver's
+// answer when it is asked, so a driver that turns interrupts on or off in between is heard.
+TEST(VirtioQueueTest, APreparedQuestionPublishesAndReadsTheAnswerWhenAsked) {
+    Fixture f;
+    auto vq = f.q(feature_bit(kFeatureVersion1));
+    EXPECT_FALSE(vq.prepare_notification().pending()) << "nothing used yet";
+    f.drv.add_chain({Drv::wr(0x8000, 4)});
+    auto c = vq.pop();
+    vq.add_used_unpublished(c->head(), 0);
+    EXPECT_EQ(f.drv.used_idx(), 0) << "not published yet";
+    f.drv.set_avail_flags(kAvailFNoInterrupt);
+    const NotificationQuestion q = vq.prepare_notification();
+    EXPECT_EQ(f.drv.used_idx(), 1) << "preparing publishes the entry";
+    EXPECT_TRUE(q.pending());
+    EXPECT_FALSE(vq.prepare_notification().pending()) << "the count went with the first question";
+    f.drv.set_avail_flags(0);  // the driver wants interrupts again before the device asks
+    EXPECT_TRUE(q.ask());
+    f.drv.set_avail_flags(kAvailFNoInterrupt);
+    EXPECT_FALSE(q.ask());
+    // With EVENT_IDX: used_event, as read when asked.
+    Fixture g;
+    auto ev = g.q();
+    g.drv.set_used_event(5);
+    g.drv.add_chain({Drv::wr(0x8000, 4)});
+    c = ev.pop();
+    ev.add_used(c->head(), 0);  // used idx 1
+    const NotificationQuestion e = ev.prepare_notification();
+    EXPECT_FALSE(e.ask()) << "used_event 5 not crossed";
+    g.drv.set_used_event(0);
+    EXPECT_TRUE(e.ask()) << "used_event 0: crossed by the step to 1";
+    EXPECT_FALSE(VirtQueue{}.prepare_notification().pending()) << "an unconfigured queue asks nothing";
+}
+
 TEST(VirtioQueueTest, EventIdxPublishesAvailEvent) {
     Fixture f;
     auto vq = f.q();
