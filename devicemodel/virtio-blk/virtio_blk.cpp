@@ -184,8 +184,14 @@ void VirtioBlk::reset_locked(Lock& lock) {
     idle_cv_.wait(lock, [&] { return in_flight_ == 0; });
     --idle_waiters_;
     // A lone request's interrupt may still be going out without mu_ (settle_asking): an
-    // eventfd write at most. No new one starts: that takes mu_, held here.
-    while (settling_.load(std::memory_order_acquire)) cpu_relax();
+    // eventfd write at most. No new one starts: that takes mu_, held here. A sender preempted
+    // meanwhile gets the CPU back from a waiter that yields.
+    for (unsigned spins = 0; settling_.load(std::memory_order_acquire); ++spins) {
+        if (spins < 1000)
+            cpu_relax();
+        else
+            std::this_thread::yield();
+    }
     queue_ = virtio::VirtQueue{};
     memory_ = nullptr;
     interrupt_.reset();
