@@ -284,7 +284,7 @@ void VirtioBlk::serve(Lock& lock) {
         IoOp& op = ops_.front();
         const std::uint16_t head = pending_head_;
         const int result = run_io_sync(disk_.fd(), op);
-        broken = put_result_locked(head, result, Publish::AtBatchEnd) || broken;
+        broken = put_result_locked(head, result) || broken;
         ops_.clear();
         settle_asking(lock, notify, broken, queue_.prepare_notification());  // publishes the entry
         return;
@@ -462,18 +462,15 @@ bool VirtioBlk::inline_ok(const IoOp& op) const {
 
 // Inlined (with put_result_locked): a few stores per request that calls would double.
 [[gnu::always_inline]] inline void VirtioBlk::put_used_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value,
-                                std::uint32_t used_len, Publish publish) {
+                                std::uint32_t used_len) {
     if (!status.empty()) status[0] = value;
-    if (publish == Publish::Now)
-        queue_.add_used(head, used_len);
-    else
-        queue_.add_used_unpublished(head, used_len);
+    queue_.add_used_unpublished(head, used_len);
 }
 
 void VirtioBlk::finish_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value,
                               std::uint32_t used_len, bool& notify) {
     put_used_locked(head, status, value, used_len);
-    notify = queue_.needs_notification() || notify;
+    notify = queue_.needs_notification() || notify;  // publishes the entry
 }
 
 void VirtioBlk::drain_queue(Lock&, bool& notify, bool& broken) {
@@ -554,12 +551,12 @@ void VirtioBlk::drain_queue(Lock&, bool& notify, bool& broken) {
     }
 }
 
-[[gnu::always_inline]] inline bool VirtioBlk::put_result_locked(std::uint16_t head, int result, Publish publish) {
+[[gnu::always_inline]] inline bool VirtioBlk::put_result_locked(std::uint16_t head, int result) {
     const std::uint8_t value = result == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
     const PendingRequest& p = pending_[head];
     if (value != VIRTIO_BLK_S_OK && (++io_errors_ <= 10 || io_errors_ % 1000 == 0))
         log_->warn("I/O error on request at head {} ({} so far)", head, io_errors_);
-    put_used_locked(head, p.status, value, result == 0 ? p.used_len : 1, publish);
+    put_used_locked(head, p.status, value, result == 0 ? p.used_len : 1);
     if (!queue_.broken() || broken_reported_) return false;
     broken_reported_ = true;
     return true;
@@ -618,11 +615,10 @@ void VirtioBlk::flush_results(void* self, std::span<const CompletionBatch::Resul
     if (dev->active_)
         for (const CompletionBatch::Result& r : results) {
             if (tag_generation(r.tag) != generation) continue;
-            broken = dev->put_result_locked(tag_head(r.tag), r.value, Publish::AtBatchEnd) || broken;
+            broken = dev->put_result_locked(tag_head(r.tag), r.value) || broken;
             put = true;
         }
-    // Asking publishes the batch's used entries (Publish::AtBatchEnd) before it reads the
-    // driver's suppression state.
+    // Asking publishes the batch's used entries before it reads the driver's suppression state.
     const bool notify = put && dev->queue_.needs_notification();
     dev->settle_locked(lock, notify, broken, static_cast<unsigned>(results.size()));
 }

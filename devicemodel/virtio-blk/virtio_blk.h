@@ -199,17 +199,18 @@ private:
     // Reads of a batch (of_batch: others are in flight; batch_reads_inline_) are tried with
     // read_cached(); those that would wait for the disk go to the engine after the loop.
     void run_inline(std::vector<IoOp>& ops, bool of_batch);
-    // Writes status and returns the chain. mu_ held.
-    enum class Publish { Now, AtBatchEnd };  // AtBatchEnd: flush_results's needs_notification() publishes
-    void put_used_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value, std::uint32_t used_len,
-                         Publish publish = Publish::Now);
+    // Writes status and returns the chain, its used entry not yet published: every caller asks
+    // the interrupt question next, in the same hold of mu_ (needs_notification() or
+    // prepare_notification()), which publishes the entries of a request or a batch with one
+    // store of the used idx. mu_ held.
+    void put_used_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value, std::uint32_t used_len);
     // The same, and decides on notification. mu_ held.
     void finish_locked(std::uint16_t head, std::span<std::uint8_t> status, std::uint8_t value, std::uint32_t used_len,
                        bool& notify);
     // The request at `head` (drain_queue() set it up) ends with `result` (0 or -errno): its status
     // byte and used entry, an I/O error logged. True when the queue broke and that is not yet
     // reported. mu_ held.
-    bool put_result_locked(std::uint16_t head, int result, Publish publish);
+    bool put_result_locked(std::uint16_t head, int result);
     // `settled` requests' used entries are out (mu_ held by `lock`): tells the driver (notify,
     // broken) with mu_ released, then counts the requests out of in_flight_ and wakes a waiting
     // reset. Returns with mu_ released.
