@@ -460,27 +460,36 @@ bool VirtioNet::deliver_pending_locked(bool& used) {
 }
 
 void VirtioNet::finish_frame_locked(std::size_t len) {
-    auto& done = rx_done_;
-    done.clear();
-    std::size_t remaining = len, bounce_off = 0, given = 0;
-    for (std::size_t i = 0; remaining > 0 && i < held_.size(); ++i) {
-        const auto& c = held_[i];
-        const std::size_t take = std::min<std::size_t>(remaining, c.writable_bytes());
-        given += c.writable_bytes();
-        if (i >= direct_chains_) {
-            c.write(0, {bounce_.data() + bounce_off, take});
-            bounce_off += take;
-        }
-        done.emplace_back(c.head(), static_cast<std::uint32_t>(take));
-        remaining -= take;
-    }
     // §5.1.6.4: num_buffers is the number of chains the frame used (1 without MRG_RXBUF).
-    const std::uint16_t num_buffers = static_cast<std::uint16_t>(done.size());
-    held_.front().write(offsetof(VirtioNetHdr, num_buffers),
-                        {reinterpret_cast<const std::uint8_t*>(&num_buffers), sizeof num_buffers});
-    for (auto [head, used_len] : done) rx_.add_used(head, used_len);
-    held_.drop_front(done.size());
-    held_bytes_ -= given;
+    constexpr std::uint64_t kNumBuffersAt = offsetof(VirtioNetHdr, num_buffers);
+    const virtio::DescriptorChain& first = held_.front();
+    if (direct_chains_ > 0 && len <= first.writable_bytes()) {
+        // The frame lies in the first chain, where the read put it: every frame without
+        // MRG_RXBUF and most with it. One used entry, no list of them to build.
+        first.write_obj(kNumBuffersAt, std::uint16_t{1});
+        rx_.add_used(first.head(), static_cast<std::uint32_t>(len));
+        held_bytes_ -= first.writable_bytes();
+        held_.drop_front(1);
+    } else {
+        auto& done = rx_done_;
+        done.clear();
+        std::size_t remaining = len, bounce_off = 0, given = 0;
+        for (std::size_t i = 0; remaining > 0 && i < held_.size(); ++i) {
+            const auto& c = held_[i];
+            const std::size_t take = std::min<std::size_t>(remaining, c.writable_bytes());
+            given += c.writable_bytes();
+            if (i >= direct_chains_) {
+                c.write(0, {bounce_.data() + bounce_off, take});
+                bounce_off += take;
+            }
+            done.emplace_back(c.head(), static_cast<std::uint32_t>(take));
+            remaining -= take;
+        }
+        held_.front().write_obj(kNumBuffersAt, static_cast<std::uint16_t>(done.size()));
+        for (auto [head, used_len] : done) rx_.add_used(head, used_len);
+        held_.drop_front(done.size());
+        held_bytes_ -= given;
+    }
     // The read's window into the held chains follows the frames: a frame longer than it opens
     // it to every chain held (the next big frame goes straight in, not through the bounce
     // area); a run of frames that fit a plain Ethernet frame narrows it again (one chain and

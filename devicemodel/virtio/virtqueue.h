@@ -144,6 +144,19 @@ public:
     }
     // Copies src into writable bytes [offset, ...); returns bytes written (short at the end).
     std::size_t write(std::uint64_t offset, std::span<const std::uint8_t> src) const noexcept;
+    // `value` into writable bytes [offset, offset + sizeof(T)); false (nothing written) when the
+    // writable part ends first. Inline with a fixed-size copy when the first buffer holds it (a
+    // frame's header), as read_obj.
+    template <typename T>
+    bool write_obj(std::uint64_t offset, const T& value) const noexcept {
+        static_assert(std::is_trivially_copyable_v<T>);
+        if (std::uint8_t* p = in_first(writable_, offset, sizeof(T))) {
+            std::memcpy(p, &value, sizeof(T));
+            return true;
+        }
+        if (offset > writable_bytes_ || sizeof(T) > writable_bytes_ - offset) return false;
+        return write(offset, {reinterpret_cast<const std::uint8_t*>(&value), sizeof(T)}) == sizeof(T);
+    }
     // Host iovecs for readable / writable bytes [offset, offset + len); nullopt when the range
     // goes past the end of that part. Empty pieces are skipped.
     std::optional<IoVecs> readable_iov(std::uint64_t offset, std::uint64_t len) const;

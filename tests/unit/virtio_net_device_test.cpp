@@ -305,6 +305,31 @@ TEST_F(NetFixture, ReceiveGoesIntoAPostedBufferWithNumBuffersOne) {
     EXPECT_EQ(net->stats().rx_bytes, 100u);
 }
 
+TEST_F(NetFixture, ANumBuffersFieldSplitAcrossTwoBuffersIsWrittenWhole) {
+    activate(kV1);
+    // The header's last field, num_buffers (bytes 10-11), straddles the first two buffers, which
+    // are not adjacent in guest memory: byte 10 ends the first, byte 11 starts the second.
+    const std::uint64_t a = arena.alloc(11), gap = arena.alloc(16), b = arena.alloc(1515);
+    mem.write(gap, Bytes(16, 0xee).data(), 16);
+    rxq.add_chain({Drv::wr(a, 11), Drv::wr(b, 1515)});
+    net->queue_notify(VirtioNet::kRxQueue);
+    Bytes f = make_frame(60, 0x42);
+    f[10] = 0x99;
+    f[11] = 0x77;
+    peer_send(f);
+    pump();
+    ASSERT_EQ(rxq.used_idx(), 1);
+    EXPECT_EQ(rxq.used(0).len, f.size());
+    Bytes expect = f;
+    expect[10] = 1;
+    expect[11] = 0;
+    Bytes got = read_guest(a, 11);
+    const Bytes rest = read_guest(b, f.size() - 11);
+    got.insert(got.end(), rest.begin(), rest.end());
+    EXPECT_EQ(got, expect);
+    EXPECT_EQ(read_guest(gap, 16), Bytes(16, 0xee)) << "nothing written between the buffers";
+}
+
 TEST_F(NetFixture, ReceiveWithoutBuffersWaitsInTheBackendUntilTheNextNotify) {
     activate(kV1);
     const Bytes a = make_frame(64, 1), b = make_frame(64, 2);
