@@ -75,6 +75,9 @@ protected:
     // `never_full`: the fd never answers EAGAIN (a tap whose send buffer is unlimited), so the
     // batch's submissions need no links to keep the frames in order.
     void write_batches_with_io_uring(int fd, bool socket, bool never_full = false);
+    // For a backend's constructor instead: frame by frame by choice, `why` (a static string)
+    // what why_not_in_batches() says.
+    void write_frame_by_frame(const char* why) noexcept { batch_off_ = why; }
 
 private:
     // Kept until the backend goes even when it stopped being used: its teardown is a register

@@ -4,6 +4,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/plain_syscall.h"
+#include "common/small_file.h"
 
 #include <fcntl.h>
 #include <linux/if_tun.h>
@@ -46,6 +47,14 @@ namespace {
 
 }  // namespace
 
+const char* const kCheapSystemCalls = "no PTI or IBRS here: a write() per frame costs less than an io_uring batch";
+
+bool tap_batches_pay_off(std::string_view meltdown, std::string_view spectre_v2) {
+    // "Mitigation: PTI"; legacy IBRS is "Mitigation: IBRS" (enhanced IBRS, cheap, reads
+    // "Mitigation: Enhanced IBRS" or "Mitigation: Enhanced / Automatic IBRS").
+    return meltdown.starts_with("Mitigation: PTI") || spectre_v2.find("Mitigation: IBRS") != std::string_view::npos;
+}
+
 Tap::Tap(const std::string& name) : name_(name) {
     if (name.size() >= IFNAMSIZ) throw Error("tap '" + name + "': name longer than " + std::to_string(IFNAMSIZ - 1) + " characters");
     int fd = ::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
@@ -73,16 +82,22 @@ Tap::Tap(const std::string& name) : name_(name) {
         }
     }
     if (::ioctl(fd_.get(), TUNSETOFFLOAD, 0ul) < 0) throw_errno("tap '" + name_ + "': TUNSETOFFLOAD 0");
-    // A tap's write waits (or, non-blocking, answers EAGAIN) only for its send buffer, which is
-    // unlimited (INT_MAX) unless someone set it (TUNSETSNDBUF): then nothing can be full for now,
-    // and a batch's frames keep their order without links. TUNGETSNDBUF writes an int.
-    int sndbuf = 0;
-    const bool never_full = ::ioctl(fd_.get(), TUNGETSNDBUF, &sndbuf) == 0 && sndbuf == INT_MAX;
-    write_batches_with_io_uring(fd_.get(), false, never_full);
+    const std::string vulnerabilities = "/sys/devices/system/cpu/vulnerabilities/";
+    if (tap_batches_pay_off(read_small_file(vulnerabilities + "meltdown", 256).value_or(""),
+                            read_small_file(vulnerabilities + "spectre_v2", 256).value_or(""))) {
+        // A tap's write waits (or, non-blocking, answers EAGAIN) only for its send buffer, which
+        // is unlimited (INT_MAX) unless someone set it (TUNSETSNDBUF): then nothing can be full
+        // for now, and a batch's frames keep their order without links. TUNGETSNDBUF writes an int.
+        int sndbuf = 0;
+        const bool never_full = ::ioctl(fd_.get(), TUNGETSNDBUF, &sndbuf) == 0 && sndbuf == INT_MAX;
+        write_batches_with_io_uring(fd_.get(), false, never_full);
+    } else {
+        write_frame_by_frame(kCheapSystemCalls);
+    }
     logger("tap")->info("{}: opened (offloads {:#x}; {})", name_, supported_,
-                        !writes_in_batches() ? "one writev per frame"
-                        : batches_linked()   ? "transmit in linked io_uring batches"
-                                             : "transmit in io_uring batches");
+                        !writes_in_batches() ? "one write per frame"
+                        : batches_linked()   ? "transmit in linked io_uring batches (system calls are dear here)"
+                                             : "transmit in io_uring batches (system calls are dear here)");
 }
 
 ssize_t Tap::read(std::span<const iovec> iov) {

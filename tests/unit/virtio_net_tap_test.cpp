@@ -14,6 +14,7 @@
 #include "devicemodel/virtio-net/virtio_net.h"
 
 #include "common/error.h"
+#include "common/small_file.h"
 #include "tests/support/fakes.h"
 #include "tests/support/virtqueue_driver.h"
 
@@ -194,6 +195,19 @@ struct TapFixture : ::testing::Test {
     }
 };
 
+// The kernel's own words (arch/x86/kernel/cpu/bugs.c, Linux 6.1-6.18): batches only where a
+// system call switches page tables or sets IBRS on entry.
+TEST(TapTransmitChoiceTest, BatchesOnlyWhereSystemCallsAreDear) {
+    const char* retpolines = "Mitigation: Retpolines; STIBP: disabled; RSB filling; PBRSB-eIBRS: Not affected; BHI: Retpoline";
+    EXPECT_FALSE(tap_batches_pay_off("Not affected", retpolines));
+    EXPECT_FALSE(tap_batches_pay_off("Not affected", "Mitigation: Enhanced / Automatic IBRS; IBPB: conditional; RSB filling"));
+    EXPECT_FALSE(tap_batches_pay_off("Not affected", "Mitigation: Enhanced IBRS"));
+    EXPECT_FALSE(tap_batches_pay_off("Vulnerable", "Vulnerable"));
+    EXPECT_FALSE(tap_batches_pay_off("", ""));  // unreadable: the measured default
+    EXPECT_TRUE(tap_batches_pay_off("Mitigation: PTI", retpolines));
+    EXPECT_TRUE(tap_batches_pay_off("Not affected", "Mitigation: IBRS; IBPB: conditional; STIBP: always-on; RSB filling"));
+}
+
 TEST_F(TapFixture, GuestFramesReachTheTapAndInjectedFramesReachTheGuest) {
     net->activate(mem, feature_bit(virtio::kFeatureVersion1), {rxq.config(), txq.config()}, irq);
     const std::uint64_t rx_before = read_counter(name, "rx_packets");
@@ -242,8 +256,9 @@ TEST_F(TapFixture, GuestFramesReachTheTapAndInjectedFramesReachTheGuest) {
 TEST_F(TapFixture, ABurstOfGuestFramesReachesTheTapWholeAndInOrder) {
     net->activate(mem, feature_bit(virtio::kFeatureVersion1), {rxq.config(), txq.config()}, irq);
     // 30 chains (the 64-entry queue holds 32 of two descriptors) published before one kick: the
-    // device writes them in batches (one io_uring_enter each where the kernel allows it, unlinked
-    // on a tap), and the tap must see every frame once, in the guest's order.
+    // device writes them frame by frame, or in batches where system calls are dear (one
+    // io_uring_enter each where the kernel allows it, unlinked on a tap), and the tap must see
+    // every frame once, in the guest's order.
     const MacAddress bcast{0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     constexpr int kFrames = 30;
     for (int i = 0; i < kFrames; ++i) {
@@ -276,14 +291,21 @@ TEST_F(TapFixture, ABurstOfGuestFramesReachesTheTapWholeAndInOrder) {
     EXPECT_EQ(seen, want);
     EXPECT_EQ(net->stats().tx_frames, static_cast<std::uint64_t>(kFrames));
     EXPECT_EQ(net->stats().tx_errors, 0u);
-    // Where io_uring is usable (a socket's frame writer can be made), the tap's is too, and it
-    // is only dropped where the kernel's tap refuses RWF_NOWAIT (Linux 6.1): the device did not
-    // quietly fall back for another reason.
+    // The tap writes as this host's mitigations say (tap_batches_pay_off). Batching, where io_uring
+    // is usable (a socket's frame writer can be made) the tap's writer is too, and it is only
+    // dropped where the kernel's tap refuses RWF_NOWAIT (Linux 6.1): the device did not quietly
+    // fall back for another reason.
     int sv[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
     Fd a(sv[0]), b2(sv[1]);
     const char* why = tap->why_not_in_batches();
-    if (!uring::FrameWriter::create(a.get(), uring::FrameWriter::Kind::Sendmsg))
+    const std::string vulnerabilities = "/sys/devices/system/cpu/vulnerabilities/";
+    if (!tap_batches_pay_off(read_small_file(vulnerabilities + "meltdown").value_or(""),
+                             read_small_file(vulnerabilities + "spectre_v2").value_or(""))) {
+        std::printf("note: no PTI or IBRS on this host: the tap wrote frame by frame\n");
+        EXPECT_FALSE(tap->writes_in_batches());
+        EXPECT_STREQ(why, kCheapSystemCalls);
+    } else if (!uring::FrameWriter::create(a.get(), uring::FrameWriter::Kind::Sendmsg))
         std::printf("note: io_uring is not available here; the tap wrote frame by frame\n");
     else if (why && std::string(why) == "the fd refuses RWF_NOWAIT")
         std::printf("note: this kernel's tap refuses RWF_NOWAIT; the tap wrote frame by frame\n");
