@@ -172,10 +172,13 @@ private:
     bool active_ = false, broken_reported_ = false;
     bool mrg_ = false;
     std::size_t rx_target_ = 0;  // bytes of held RX buffers wanted before a read
-    // With MRG_RXBUF: bytes of held buffers a read writes straight into (at least one chain);
-    // the rest of a frame lands in bounce_ and is copied. Follows the frames (finish_frame_locked).
+    // With MRG_RXBUF: bytes of held buffers a read writes straight into (0: none, the frame is
+    // read into bounce_ alone; else whole chains until at least that many); the rest of a frame
+    // lands in bounce_ and is copied. Follows the frames (finish_frame_locked): the run of
+    // frames that wanted a narrower window, and the widest of them.
     std::size_t rx_direct_ = 0;
     unsigned rx_small_run_ = 0;
+    std::size_t rx_run_wanted_ = 0;
     virtio::VirtQueue rx_, tx_;
     std::shared_ptr<virtio::VirtioInterrupt> interrupt_;
     // Popped RX chains not used yet, in order. A ring whose slots are popped into in place and

@@ -486,10 +486,12 @@ private:
     std::unique_ptr<NetBackend> inner_;
 };
 
-// A guest with GSO keeps ~64 KiB of 1.5 KiB mergeable buffers posted. A small frame is read
+// A guest with GSO keeps ~64 KiB of 1.5 KiB mergeable buffers posted. At first a frame is read
 // into one of them and the bounce area (two iovecs, not ~40); a frame longer than that window
 // still arrives whole (its tail copied from the bounce area) and opens the window to every
-// held chain; 64 small frames in a row narrow it again.
+// held chain; 64 frames in a row that fit a plain Ethernet frame narrow it to one chain again,
+// 64 small ones (up to 1 KiB) to none: read into the bounce area alone and copied, whole; a
+// plain frame then widens it to one chain at once.
 TEST_F(NetFixture, TheReadWindowFollowsFrameSizesWithGuestGso) {
     int sv[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
@@ -561,16 +563,40 @@ TEST_F(NetFixture, TheReadWindowFollowsFrameSizesWithGuestGso) {
     expect_whole(big2, g3, n3);
     EXPECT_GE(b->iovs.back(), 40u) << "the window opened to every held chain";
 
+    // 63 small frames and one plain one: the window narrows to the widest of the run.
     for (int i = 0; i < 64; ++i) {
-        const Bytes f = make_frame(60, static_cast<std::uint8_t>(i));
+        const Bytes f = make_frame(i == 40 ? 1400 : 60, static_cast<std::uint8_t>(i));
         auto [g, n] = deliver(f);
         expect_whole(f, g, n);
     }
-    EXPECT_GE(b->iovs[b->iovs.size() - 2], 40u) << "the 63rd small frame still saw the wide window";
-    const Bytes last = make_frame(60, 0x7f);
-    auto [g4, n4] = deliver(last);
-    expect_whole(last, g4, n4);
-    EXPECT_EQ(b->iovs.back(), 2u) << "narrowed after 64 small frames";
+    EXPECT_GE(b->iovs[b->iovs.size() - 2], 40u) << "the 63rd frame still saw the wide window";
+    for (int i = 0; i < 64; ++i) {
+        const Bytes f = make_frame(60, static_cast<std::uint8_t>(0x40 + i));
+        auto [g, n] = deliver(f);
+        expect_whole(f, g, n);
+        EXPECT_EQ(n, 1);
+        if (i == 0) {
+            EXPECT_EQ(b->iovs.back(), 2u) << "narrowed to one chain after 64 frames that fit one";
+        }
+    }
+    EXPECT_EQ(b->iovs[b->iovs.size() - 2], 2u) << "the 63rd small frame still saw one chain";
+    const Bytes small2 = make_frame(900, 0x7e);
+    auto [g4, n4] = deliver(small2);
+    expect_whole(small2, g4, n4);
+    EXPECT_EQ(n4, 1);
+    EXPECT_EQ(b->iovs.back(), 1u) << "narrowed to the bounce area alone after 64 small frames";
+    const Bytes plain = make_frame(1400, 0x7f);
+    auto [g5, n5] = deliver(plain);
+    expect_whole(plain, g5, n5);
+    EXPECT_EQ(b->iovs.back(), 1u) << "read through the bounce area alone";
+    const Bytes plain2 = make_frame(1400, 0x80);
+    auto [g6, n6] = deliver(plain2);
+    expect_whole(plain2, g6, n6);
+    EXPECT_EQ(b->iovs.back(), 2u) << "a plain frame widened the window to one chain at once";
+    const Bytes big3 = make_frame(20000, 0x81);
+    auto [g7, n7] = deliver(big3);
+    expect_whole(big3, g7, n7);
+    EXPECT_EQ(n7, (big3.size() + kBuf - 1) / kBuf);
     EXPECT_EQ(net->stats().rx_dropped, 0u);
 }
 
