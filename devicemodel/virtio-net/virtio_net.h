@@ -13,7 +13,9 @@
 // chain is completed (used length 0), also a bad or refused one. When the backend is full the
 // chain is kept and retried on writability.
 // RX: frames are read (readv) straight into the guest's posted buffers: one chain, or with
-// MRG_RXBUF as many as the frame needs (num_buffers set in the header). Popped chains that the
+// MRG_RXBUF as many as the frame needs (num_buffers set in the header); with MRG_RXBUF a run of
+// small frames is read into the bounce area alone and copied (cheaper than a readv of two
+// iovecs; finish_frame_locked's read window). Popped chains that the
 // next frame does not fill are kept for the one after; a host-side bounce area behind them in
 // the iovec catches what does not fit, so a frame is never half-delivered: with MRG_RXBUF it
 // waits there until the driver posts more buffers, without it the frame is dropped and counted
