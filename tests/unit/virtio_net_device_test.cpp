@@ -51,6 +51,13 @@ Bytes make_frame(std::size_t len, std::uint8_t fill, std::uint8_t hdr_flags = 0)
     return f;
 }
 
+// What the guest should find of a received frame `f`: the same bytes with num_buffers = n (§5.1.6.4).
+Bytes with_num_buffers(Bytes f, std::uint16_t n) {
+    f[10] = static_cast<std::uint8_t>(n);
+    f[11] = static_cast<std::uint8_t>(n >> 8);
+    return f;
+}
+
 struct NetFixture : ::testing::Test {
     test::FakeGuestMemory fake{{{0, 0x100000}}};
     const GuestMemory& mem = fake.memory();
@@ -295,10 +302,7 @@ TEST_F(NetFixture, ReceiveGoesIntoAPostedBufferWithNumBuffersOne) {
     pump();
     ASSERT_EQ(rxq.used_idx(), 1);
     EXPECT_EQ(rxq.used(0).len, f.size());
-    Bytes expect = f;
-    expect[10] = 1;
-    expect[11] = 0;
-    EXPECT_EQ(read_guest(buf, f.size()), expect);
+    EXPECT_EQ(read_guest(buf, f.size()), with_num_buffers(f, 1));
     EXPECT_EQ(read_guest(buf + f.size(), 4), Bytes(4, 0xee)) << "nothing written past the frame";
     EXPECT_EQ(get_per_queue(VirtioNet::kRxQueue), 1);
     EXPECT_EQ(net->stats().rx_frames, 1u);
@@ -320,13 +324,10 @@ TEST_F(NetFixture, ANumBuffersFieldSplitAcrossTwoBuffersIsWrittenWhole) {
     pump();
     ASSERT_EQ(rxq.used_idx(), 1);
     EXPECT_EQ(rxq.used(0).len, f.size());
-    Bytes expect = f;
-    expect[10] = 1;
-    expect[11] = 0;
     Bytes got = read_guest(a, 11);
     const Bytes rest = read_guest(b, f.size() - 11);
     got.insert(got.end(), rest.begin(), rest.end());
-    EXPECT_EQ(got, expect);
+    EXPECT_EQ(got, with_num_buffers(f, 1));
     EXPECT_EQ(read_guest(gap, 16), Bytes(16, 0xee)) << "nothing written between the buffers";
 }
 
@@ -538,65 +539,39 @@ TEST_F(NetFixture, TheReadWindowFollowsFrameSizesWithGuestGso) {
         }
         return std::pair{got, n};
     };
-    auto expect_whole = [&](const Bytes& f, const Bytes& got, std::uint16_t n) {
-        ASSERT_EQ(got.size(), f.size());
-        Bytes expect = f;
-        expect[10] = static_cast<std::uint8_t>(n);
-        expect[11] = static_cast<std::uint8_t>(n >> 8);
-        EXPECT_EQ(got, expect);
+    // Delivers a frame of `payload` bytes and checks that it arrived whole; its num_buffers.
+    auto deliver_whole = [&](std::size_t payload, std::uint8_t fill) {
+        const Bytes f = make_frame(payload, fill);
+        auto [got, n] = deliver(f);
+        EXPECT_EQ(got, with_num_buffers(f, n));
+        return std::size_t{n};
     };
+    const std::size_t big_chains = (make_frame(20000, 0).size() + kBuf - 1) / kBuf;
 
-    const Bytes small = make_frame(100, 0x21);
-    auto [g1, n1] = deliver(small);
-    expect_whole(small, g1, n1);
-    EXPECT_EQ(n1, 1);
+    EXPECT_EQ(deliver_whole(100, 0x21), 1u);
     EXPECT_EQ(b->iovs.back(), 2u) << "one chain and the bounce area";
-
-    const Bytes big = make_frame(20000, 0x22);
-    auto [g2, n2] = deliver(big);
-    expect_whole(big, g2, n2);
-    EXPECT_EQ(n2, (big.size() + kBuf - 1) / kBuf);
+    EXPECT_EQ(deliver_whole(20000, 0x22), big_chains);
     EXPECT_EQ(b->iovs.back(), 2u) << "read through the narrow window: the tail came from the bounce area";
-
-    const Bytes big2 = make_frame(20000, 0x23);
-    auto [g3, n3] = deliver(big2);
-    expect_whole(big2, g3, n3);
+    EXPECT_EQ(deliver_whole(20000, 0x23), big_chains);
     EXPECT_GE(b->iovs.back(), 40u) << "the window opened to every held chain";
 
     // 63 small frames and one plain one: the window narrows to the widest of the run.
-    for (int i = 0; i < 64; ++i) {
-        const Bytes f = make_frame(i == 40 ? 1400 : 60, static_cast<std::uint8_t>(i));
-        auto [g, n] = deliver(f);
-        expect_whole(f, g, n);
-    }
+    for (int i = 0; i < 64; ++i) deliver_whole(i == 40 ? 1400 : 60, static_cast<std::uint8_t>(i));
     EXPECT_GE(b->iovs[b->iovs.size() - 2], 40u) << "the 63rd frame still saw the wide window";
     for (int i = 0; i < 64; ++i) {
-        const Bytes f = make_frame(60, static_cast<std::uint8_t>(0x40 + i));
-        auto [g, n] = deliver(f);
-        expect_whole(f, g, n);
-        EXPECT_EQ(n, 1);
+        EXPECT_EQ(deliver_whole(60, static_cast<std::uint8_t>(0x40 + i)), 1u);
         if (i == 0) {
             EXPECT_EQ(b->iovs.back(), 2u) << "narrowed to one chain after 64 frames that fit one";
         }
     }
     EXPECT_EQ(b->iovs[b->iovs.size() - 2], 2u) << "the 63rd small frame still saw one chain";
-    const Bytes small2 = make_frame(900, 0x7e);
-    auto [g4, n4] = deliver(small2);
-    expect_whole(small2, g4, n4);
-    EXPECT_EQ(n4, 1);
+    EXPECT_EQ(deliver_whole(900, 0x7e), 1u);
     EXPECT_EQ(b->iovs.back(), 1u) << "narrowed to the bounce area alone after 64 small frames";
-    const Bytes plain = make_frame(1400, 0x7f);
-    auto [g5, n5] = deliver(plain);
-    expect_whole(plain, g5, n5);
+    EXPECT_EQ(deliver_whole(1400, 0x7f), 1u);
     EXPECT_EQ(b->iovs.back(), 1u) << "read through the bounce area alone";
-    const Bytes plain2 = make_frame(1400, 0x80);
-    auto [g6, n6] = deliver(plain2);
-    expect_whole(plain2, g6, n6);
+    EXPECT_EQ(deliver_whole(1400, 0x80), 1u);
     EXPECT_EQ(b->iovs.back(), 2u) << "a plain frame widened the window to one chain at once";
-    const Bytes big3 = make_frame(20000, 0x81);
-    auto [g7, n7] = deliver(big3);
-    expect_whole(big3, g7, n7);
-    EXPECT_EQ(n7, (big3.size() + kBuf - 1) / kBuf);
+    EXPECT_EQ(deliver_whole(20000, 0x81), big_chains);
     EXPECT_EQ(net->stats().rx_dropped, 0u);
 }
 
