@@ -100,7 +100,14 @@ jail::JailSpec anchor_jail_spec(const DomainManifest& m, const AnchorJailOptions
     rw("/dev/pts");
 
     spec.devices = {"/dev/kvm", "/dev/ptmx", "/dev/null"};
-    if (!m.nics.empty()) spec.devices.push_back("/dev/net/tun");
+    if (!m.nics.empty()) {
+        spec.devices.push_back("/dev/net/tun");
+        // The host's mitigations decide how a tap transmits (virtio_net::tap_batches_pay_off):
+        // the directory of the kernel's reports on them, read-only (with passthrough all of /sys
+        // is there already).
+        const std::string vulnerabilities = o.sysfs + "/devices/system/cpu/vulnerabilities";
+        if (m.pci.empty() && exists(vulnerabilities)) ro(vulnerabilities);
+    }
     if (!m.pci.empty()) {
         ro(o.sysfs);
         spec.devices.push_back("/dev/vfio/vfio");

@@ -25,7 +25,7 @@ struct AnchorJailOptions {
     std::string run_dir = "/run/hypervisor";  // state directories: <run_dir>/kvm/<name>
     std::string manifest_path;                // read again by a restarted anchor
     std::string executable;                   // this binary's host path (self_executable())
-    std::string sysfs = "/sys";               // for the IOMMU groups of the manifest's devices
+    std::string sysfs = "/sys";               // for the IOMMU groups of the manifest's devices and the mitigation reports a tap follows
     std::optional<jail::JailIdentity> identity;
 };
 

@@ -10,6 +10,7 @@
 #include <linux/capability.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <optional>
 
 namespace vmm::anchor {
@@ -86,10 +87,15 @@ TEST(AnchorJailSpecTest, TheDomainsFilesWithTheRightAccess) {
 }
 
 TEST(AnchorJailSpecTest, TapsKeepTheHostsNetworkTunAndNetAdmin) {
+    test::FakeSysfs sysfs;
+    const auto vulnerabilities = sysfs.sys() / "devices/system/cpu/vulnerabilities";
     auto m = web();
     m.nics = {{"tap0", ""}};
     auto o = options();
     o.identity = jail::JailIdentity{1000, 1001};
+    o.sysfs = sysfs.sys().string();
+    EXPECT_FALSE(bind_of(anchor_jail_spec(m, o), vulnerabilities.string())) << "a kernel without the reports";
+    std::filesystem::create_directories(vulnerabilities);
     const auto s = anchor_jail_spec(m, o);
     EXPECT_FALSE(s.new_network_namespace);
     EXPECT_THAT(s.devices, Contains("/dev/net/tun"));
@@ -97,6 +103,12 @@ TEST(AnchorJailSpecTest, TapsKeepTheHostsNetworkTunAndNetAdmin) {
     ASSERT_TRUE(s.identity);
     EXPECT_EQ(s.identity->uid, 1000u);
     EXPECT_EQ(s.identity->gid, 1001u);
+    // How a tap transmits follows the host's mitigations (tap_batches_pay_off): their reports
+    // are in the jail, read-only; nothing else of /sys is.
+    ASSERT_TRUE(bind_of(s, vulnerabilities.string()));
+    EXPECT_FALSE(bind_of(s, vulnerabilities.string())->writable);
+    EXPECT_FALSE(bind_of(s, o.sysfs));
+    EXPECT_FALSE(bind_of(anchor_jail_spec(web(), o), vulnerabilities.string())) << "no NIC, no need";
 }
 
 TEST(AnchorJailSpecTest, PassthroughGetsSysReadOnlyAndOnlyItsOwnIommuGroups) {
