@@ -168,6 +168,11 @@ def virtio_net():
     merged = (rx(1536) * 6 + send(4000) + send(64) + KICK_RX + PASS + send(9000) + PASS +
               rx(1536) * 6 + KICK_RX + PASS + tx(3000, 3) + KICK_TX + PASS + DRAIN)
     put("virtio_net", "mergeable", bytes([0x05, 6]) + merged)
+    # MRG_RXBUF + GUEST_TSO4, a run of small frames that narrows the read window to none (read
+    # into the bounce area, copied), then frames that span chains or wait for more from there.
+    small_run = (rx(600) * 110 + KICK_RX + PASS + send(70) * 66 + PASS + send(1000) + send(1500) + PASS +
+                 send(20000) + PASS + rx(1536) * 20 + KICK_RX + PASS + send(80) + PASS + DRAIN)
+    put("virtio_net", "mergeable-small-run", bytes([0x05, 7]) + small_run)
     # EVENT_IDX + INDIRECT_DESC, a reset with a frame half delivered, then traffic again.
     resets = (rx(600, 600) + rx(2000) + send(3000) + KICK_RX + PASS + RESET + rx(1530, 10) + send(100) +
               KICK_RX + PASS + tx(200, 2) + KICK_TX + PASS + DRAIN)
