@@ -58,6 +58,28 @@ Bytes with_num_buffers(Bytes f, std::uint16_t n) {
     return f;
 }
 
+// A backend over another that remembers how many iovecs each read was given. It sets up no
+// frame writer, so it transmits frame by frame, as a tap does where system calls are cheap
+// (tap_batches_pay_off), where a SocketBackend sends a pass's frames in io_uring batches.
+class IovCountingBackend : public NetBackend {
+public:
+    explicit IovCountingBackend(std::unique_ptr<NetBackend> inner) : inner_(std::move(inner)) {}
+    std::string description() const override { return inner_->description(); }
+    int fd() const override { return inner_->fd(); }
+    ssize_t read(std::span<const iovec> iov) override {
+        const ssize_t n = inner_->read(iov);
+        if (n > 0) iovs.push_back(iov.size());
+        return n;
+    }
+    ssize_t write(std::span<const iovec> iov) override { return inner_->write(iov); }
+    unsigned supported_offloads() const override { return inner_->supported_offloads(); }
+    bool set_offloads(unsigned f) override { return inner_->set_offloads(f); }
+    std::vector<std::size_t> iovs;  // per frame read
+
+private:
+    std::unique_ptr<NetBackend> inner_;
+};
+
 struct NetFixture : ::testing::Test {
     test::FakeGuestMemory fake{{{0, 0x100000}}};
     const GuestMemory& mem = fake.memory();
@@ -77,15 +99,22 @@ struct NetFixture : ::testing::Test {
         o.own_thread = own_thread;
         return o;
     }
-    void make_device(VirtioNetOptions o, unsigned offloads = 0, int type = SOCK_SEQPACKET) {
+    // frame_by_frame: the socket behind an IovCountingBackend, which writes frame by frame.
+    void make_device(VirtioNetOptions o, unsigned offloads = 0, int type = SOCK_SEQPACKET, bool frame_by_frame = false) {
         int sv[2];
         ASSERT_EQ(::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv), 0);
         peer = Fd(sv[1]);
         auto b = std::make_unique<SocketBackend>(Fd(sv[0]), offloads, "socketpair");
         backend = b.get();
-        net = std::make_unique<VirtioNet>(std::move(b), o);
+        if (frame_by_frame)
+            net = std::make_unique<VirtioNet>(std::make_unique<IovCountingBackend>(std::move(b)), o);
+        else
+            net = std::make_unique<VirtioNet>(std::move(b), o);
     }
     void SetUp() override { make_device(options()); }
+    // Bodies of tests run both ways a backend transmits (below).
+    void full_backend_delays_transmit(bool frame_by_frame);
+    void no_frame_behind_full_backend(bool frame_by_frame);
     void activate(std::uint64_t features = kV1) { net->activate(mem, features, {rxq.config(), txq.config()}, irq); }
     // Runs the event loop until it has nothing left to do.
     void pump() {
@@ -248,7 +277,11 @@ TEST_F(NetFixture, EveryTransmitChainIsCompletedEvenUnusableOnes) {
     EXPECT_EQ(irq->resets_needed, 0) << "bad chains are not a broken ring";
 }
 
-TEST_F(NetFixture, AFullBackendDelaysTransmitButLosesNothing) {
+// A full backend delays transmit but loses nothing, both ways a backend transmits: in io_uring
+// batches (a SocketBackend) and frame by frame (a tap where system calls are cheap).
+void NetFixture::full_backend_delays_transmit(bool frame_by_frame) {
+    if (frame_by_frame) make_device(options(), 0, SOCK_SEQPACKET, true);
+
     const int small = 4096;
     ASSERT_EQ(::setsockopt(backend->fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
     activate();
@@ -266,7 +299,9 @@ TEST_F(NetFixture, AFullBackendDelaysTransmitButLosesNothing) {
     EXPECT_EQ(net->stats().tx_errors, 0u);
 }
 
-TEST_F(NetFixture, AChainThatIsNoFrameIsGivenBackOnceEvenBehindAFullBackend) {
+void NetFixture::no_frame_behind_full_backend(bool frame_by_frame) {
+    if (frame_by_frame) make_device(options(), 0, SOCK_SEQPACKET, true);
+
     const int small = 4096;
     ASSERT_EQ(::setsockopt(backend->fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
     activate();
@@ -287,6 +322,11 @@ TEST_F(NetFixture, AChainThatIsNoFrameIsGivenBackOnceEvenBehindAFullBackend) {
     EXPECT_EQ(net->stats().tx_errors, 3u) << "each short chain counted once";
     EXPECT_EQ(net->stats().tx_frames, 12u);
 }
+
+TEST_F(NetFixture, AFullBackendDelaysTransmitButLosesNothing) { full_backend_delays_transmit(false); }
+TEST_F(NetFixture, AFullBackendDelaysTransmitButLosesNothingFrameByFrame) { full_backend_delays_transmit(true); }
+TEST_F(NetFixture, AChainThatIsNoFrameIsGivenBackOnceEvenBehindAFullBackend) { no_frame_behind_full_backend(false); }
+TEST_F(NetFixture, AChainThatIsNoFrameIsGivenBackOnceEvenBehindAFullBackendFrameByFrame) { no_frame_behind_full_backend(true); }
 
 TEST_F(NetFixture, ReceiveGoesIntoAPostedBufferWithNumBuffersOne) {
     activate(kV1);  // no MRG_RXBUF: one chain per frame
@@ -467,25 +507,6 @@ TEST_F(NetFixture, ManyTinyMergeableBuffersCarryFramesInOrder) {
     EXPECT_EQ(net->stats().rx_dropped, 0u);
 }
 
-// A backend that remembers how many iovecs each read was given.
-class IovCountingBackend : public NetBackend {
-public:
-    explicit IovCountingBackend(std::unique_ptr<NetBackend> inner) : inner_(std::move(inner)) {}
-    std::string description() const override { return inner_->description(); }
-    int fd() const override { return inner_->fd(); }
-    ssize_t read(std::span<const iovec> iov) override {
-        const ssize_t n = inner_->read(iov);
-        if (n > 0) iovs.push_back(iov.size());
-        return n;
-    }
-    ssize_t write(std::span<const iovec> iov) override { return inner_->write(iov); }
-    unsigned supported_offloads() const override { return inner_->supported_offloads(); }
-    bool set_offloads(unsigned f) override { return inner_->set_offloads(f); }
-    std::vector<std::size_t> iovs;  // per frame read
-
-private:
-    std::unique_ptr<NetBackend> inner_;
-};
 
 // A guest with GSO keeps ~64 KiB of 1.5 KiB mergeable buffers posted. At first a frame is read
 // into one of them and the bounce area (two iovecs, not ~40); a frame longer than that window
