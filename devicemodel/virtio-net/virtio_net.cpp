@@ -432,29 +432,20 @@ bool VirtioNet::process_rx_locked(bool& used) {
                            n < 0 ? std::strerror(static_cast<int>(-n)) : len < kVnetHeaderSize + kEthHeader ? "runt" : "oversized");
             continue;
         }
-        if (len <= guest_bytes) {
+        if (len <= held_bytes_locked()) {
+            // The held chains take the frame: where the read put it, or (its tail, or all of it
+            // when the window was none or the chain has more than IOV_MAX pieces) copied from
+            // the bounce area. Without MRG_RXBUF one chain is held.
             finish_frame_locked(len);
             used = true;
             continue;
         }
         if (!mrg_) {
-            if (direct_chains_ == 0 && len <= held_.front().writable_bytes()) {
-                // Read through the bounce area alone (a chain of more than IOV_MAX pieces).
-                finish_frame_locked(len);
-                used = true;
-                continue;
-            }
             // §5.1.6.3.1: the driver should post buffers for the largest frame. This one does
             // not fit: drop the frame, keep the chain for the next one (QEMU does the same).
             if (log_now(++stats_.rx_dropped))
                 log_->warn("rx frame of {} bytes does not fit a {}-byte receive buffer: dropped", len - kVnetHeaderSize,
                            held_.front().writable_bytes());
-            continue;
-        }
-        if (len <= held_bytes_locked()) {
-            // The frame, or its tail, sits in the bounce area and the held chains take it.
-            finish_frame_locked(len);
-            used = true;
             continue;
         }
         // The tail sits in the bounce area: it waits there for more buffers (never half-delivered).
