@@ -55,6 +55,12 @@ bool tap_batches_pay_off(std::string_view meltdown, std::string_view spectre_v2)
     return meltdown.starts_with("Mitigation: PTI") || spectre_v2.find("Mitigation: IBRS") != std::string_view::npos;
 }
 
+bool tap_batches_pay_off_here() {
+    const std::string reports = "/sys/devices/system/cpu/vulnerabilities/";
+    return tap_batches_pay_off(read_small_file(reports + "meltdown", 256).value_or(""),
+                               read_small_file(reports + "spectre_v2", 256).value_or(""));
+}
+
 Tap::Tap(const std::string& name) : name_(name) {
     if (name.size() >= IFNAMSIZ) throw Error("tap '" + name + "': name longer than " + std::to_string(IFNAMSIZ - 1) + " characters");
     int fd = ::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
@@ -82,9 +88,7 @@ Tap::Tap(const std::string& name) : name_(name) {
         }
     }
     if (::ioctl(fd_.get(), TUNSETOFFLOAD, 0ul) < 0) throw_errno("tap '" + name_ + "': TUNSETOFFLOAD 0");
-    const std::string vulnerabilities = "/sys/devices/system/cpu/vulnerabilities/";
-    if (tap_batches_pay_off(read_small_file(vulnerabilities + "meltdown", 256).value_or(""),
-                            read_small_file(vulnerabilities + "spectre_v2", 256).value_or(""))) {
+    if (tap_batches_pay_off_here()) {
         // A tap's write waits (or, non-blocking, answers EAGAIN) only for its send buffer, which
         // is unlimited (INT_MAX) unless someone set it (TUNSETSNDBUF): then nothing can be full
         // for now, and a batch's frames keep their order without links. TUNGETSNDBUF writes an int.

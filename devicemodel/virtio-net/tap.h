@@ -31,6 +31,8 @@ namespace vmm::virtio_net {
 // several times as much and a batch saves it 63 times in 64: batches there (not measured on
 // such a host yet). Unknown (unreadable) text: a write() per frame.
 bool tap_batches_pay_off(std::string_view meltdown, std::string_view spectre_v2);
+// The same for this host, from those files (what a Tap decides at its opening).
+bool tap_batches_pay_off_here();
 // What a tap that writes frame by frame for that reason says in why_not_in_batches().
 extern const char* const kCheapSystemCalls;
 
